@@ -1,0 +1,229 @@
+"""Driftboard settings: everything comes from the environment, with defaults that need no server.
+
+With no variables set, Driftboard runs on SQLite and a file-system Celery broker under ``var/``.
+Point ``DATABASE_URL`` at PostgreSQL and ``CELERY_BROKER_URL`` at Redis or RabbitMQ to deploy.
+Every variable is documented in README.md and `.env.example`.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+import plotly
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    return float(raw) if raw.strip() else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_path(name: str, default: Path) -> Path:
+    raw = os.environ.get(name, "")
+    return Path(raw).expanduser().resolve() if raw else default.resolve()
+
+
+VAR_DIR = env_path("DRIFTBOARD_VAR_DIR", BASE_DIR / "var")
+TESTING = "pytest" in sys.modules or env_bool("DRIFTBOARD_TESTING")
+
+DEBUG = env_bool("DEBUG")
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING or env_bool("DRIFTBOARD_EMBEDDED")):
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "insecure-embedded-only-key-set-SECRET_KEY-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+DRIFTBOARD_PUBLIC_URL = env_str("DRIFTBOARD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "simple_history",
+    "registry",
+    "evals",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "driftboard.urls"
+WSGI_APPLICATION = "driftboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'driftboard.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web server and worker write to the same file; wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+# plotly.js is served from the installed plotly package, so no CDN and no vendored copy.
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Artifacts and datasets
+DRIFTBOARD_ARTIFACT_ROOT = env_path("DRIFTBOARD_ARTIFACT_ROOT", VAR_DIR / "artifacts")
+DRIFTBOARD_IMPORT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("DRIFTBOARD_IMPORT_ROOTS")]
+DRIFTBOARD_MAX_UPLOAD_BYTES = env_int("DRIFTBOARD_MAX_UPLOAD_BYTES", 8 * 1024**3)
+DRIFTBOARD_MAX_QUEUED_RUNS = env_int("DRIFTBOARD_MAX_QUEUED_RUNS", 50)
+DRIFTBOARD_RUN_LEASE_SECONDS = env_int("DRIFTBOARD_RUN_LEASE_SECONDS", 120)
+DRIFTBOARD_RUN_MAX_ATTEMPTS = env_int("DRIFTBOARD_RUN_MAX_ATTEMPTS", 3)
+DRIFTBOARD_OFFPEAK_WINDOW = env_str("DRIFTBOARD_OFFPEAK_WINDOW")  # e.g. "22:00-06:00" (UTC)
+DRIFTBOARD_ALERT_WEBHOOK_URL = env_str("DRIFTBOARD_ALERT_WEBHOOK_URL")
+DRIFTBOARD_BAND_WINDOW = env_int("DRIFTBOARD_BAND_WINDOW", 10)
+DRIFTBOARD_BAND_K = env_float("DRIFTBOARD_BAND_K", 3.0)
+DRIFTBOARD_BOOTSTRAP_RESAMPLES = env_int("DRIFTBOARD_BOOTSTRAP_RESAMPLES", 2000)
+DRIFTBOARD_THRESHOLD_REVIEW_DAYS = env_int("DRIFTBOARD_THRESHOLD_REVIEW_DAYS", 90)
+
+# Pull-request link-through
+DRIFTBOARD_GITHUB_API_URL = env_str("DRIFTBOARD_GITHUB_API_URL", "https://api.github.com").rstrip("/")
+DRIFTBOARD_GITHUB_TOKEN = env_str("DRIFTBOARD_GITHUB_TOKEN")
+DRIFTBOARD_GITHUB_WEBHOOK_SECRET = env_str("DRIFTBOARD_GITHUB_WEBHOOK_SECRET")
+DRIFTBOARD_GITLAB_URL = env_str("DRIFTBOARD_GITLAB_URL", "https://gitlab.com").rstrip("/")
+DRIFTBOARD_GITLAB_TOKEN = env_str("DRIFTBOARD_GITLAB_TOKEN")
+DRIFTBOARD_GITLAB_WEBHOOK_SECRET = env_str("DRIFTBOARD_GITLAB_WEBHOOK_SECRET")
+
+# Celery
+_default_broker_dir = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed", "control"):
+        (_default_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_default_broker_dir / "queue"),
+        "data_folder_out": str(_default_broker_dir / "queue"),
+        "processed_folder": str(_default_broker_dir / "processed"),
+        "store_processed": False,
+        "control_folder": str(_default_broker_dir / "control"),
+        "polling_interval": 0.05,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
+CELERY_SCORING_SOFT_TIME_LIMIT = env_int("CELERY_SCORING_SOFT_TIME_LIMIT", 3300)
+CELERY_SCORING_TIME_LIMIT = env_int("CELERY_SCORING_TIME_LIMIT", 3600)
+CELERY_BEAT_SWEEP_SECONDS = env_float("CELERY_BEAT_SWEEP_SECONDS", 30.0)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": [],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Driftboard API",
+    "DESCRIPTION": "Register weight versions, follow their evaluation and drift verdicts.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Production hardening: on whenever DEBUG is off and the deployment serves HTTPS.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "sweep-runs": {"task": "evals.tasks.sweep_runs", "schedule": CELERY_BEAT_SWEEP_SECONDS},
+}

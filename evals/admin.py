@@ -1,0 +1,76 @@
+from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
+
+from evals.models import (
+    DriftVerdict, EvalRun, Experiment, ExperimentRun, GoldenDataset, GoldenSample, MetricSnapshot, Threshold,
+)
+
+
+@admin.register(GoldenDataset)
+class GoldenDatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "sample_count", "sha256", "created_at"]
+    search_fields = ["name", "sha256"]
+    readonly_fields = ["sha256", "sample_count", "categories"]
+
+
+@admin.register(GoldenSample)
+class GoldenSampleAdmin(admin.ModelAdmin):
+    list_display = ["sample_id", "dataset", "category", "position"]
+    list_filter = ["dataset", "category"]
+    search_fields = ["sample_id", "text"]
+    list_select_related = ["dataset"]
+
+
+@admin.register(EvalRun)
+class EvalRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "artifact", "dataset", "kind", "queue", "status", "attempts", "samples_done", "samples_total", "created_at"]
+    list_filter = ["status", "queue", "kind"]
+    search_fields = ["artifact__commit_sha", "worker", "error"]
+    list_select_related = ["artifact__family", "dataset"]
+    raw_id_fields = ["artifact"]
+
+
+@admin.register(MetricSnapshot)
+class MetricSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["artifact", "dataset", "metric", "value", "n", "ci_low", "ci_high", "complete", "created_at"]
+    list_filter = ["metric", "complete"]
+    search_fields = ["artifact__commit_sha", "commit_sha"]
+    list_select_related = ["artifact__family", "dataset"]
+    exclude = ["positions", "numerators", "denominators"]
+
+
+@admin.register(Threshold)
+class ThresholdAdmin(SimpleHistoryAdmin):
+    list_display = ["metric", "family", "dataset_name", "rule", "limit", "severity", "enabled", "owner", "review_by"]
+    list_filter = ["rule", "severity", "enabled", "family"]
+    search_fields = ["metric", "rationale", "owner"]
+    history_list_display = ["limit", "severity", "enabled", "rationale"]
+
+
+@admin.register(DriftVerdict)
+class DriftVerdictAdmin(admin.ModelAdmin):
+    list_display = ["artifact", "dataset", "metric", "delta", "ci_low", "ci_high", "outcome", "stopped_early", "created_at"]
+    list_filter = ["outcome", "metric", "stopped_early"]
+    search_fields = ["artifact__commit_sha"]
+    list_select_related = ["artifact__family", "dataset"]
+
+
+class ExperimentRunInline(admin.TabularInline):
+    model = ExperimentRun
+    extra = 0
+    fields = ["sequence", "commit", "objective_value", "memory_gb", "status", "description"]
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["slug", "objective", "direction", "time_budget_s", "hardware", "owner", "created_at"]
+    search_fields = ["slug", "description", "owner"]
+    inlines = [ExperimentRunInline]
+
+
+@admin.register(ExperimentRun)
+class ExperimentRunAdmin(admin.ModelAdmin):
+    list_display = ["experiment", "sequence", "commit", "objective_value", "memory_gb", "status", "crash_reason"]
+    list_filter = ["status", "experiment"]
+    search_fields = ["commit", "description", "crash_reason"]
+    list_select_related = ["experiment"]

@@ -1,0 +1,166 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, parsers, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from driftboard.api import BaseViewSet, IsStaffOrReadOnly
+from evals import selectors, services
+from evals.golden_io import GoldenFileError
+from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
+from registry.models import ModelFamily
+
+
+def snapshot_summary(snapshot: MetricSnapshot) -> dict:
+    return {
+        "metric": snapshot.metric, "dataset": snapshot.dataset.name, "dataset_version": snapshot.dataset.version,
+        "value": snapshot.value, "n": snapshot.n, "std": snapshot.std, "ci_low": snapshot.ci_low,
+        "ci_high": snapshot.ci_high, "complete": snapshot.complete, "scorer_version": snapshot.scorer_version,
+        "per_category": snapshot.per_category,
+    }
+
+
+def verdict_summary(verdict: DriftVerdict) -> dict:
+    return {
+        "metric": verdict.metric, "dataset": verdict.dataset.name, "baseline": verdict.baseline_id,
+        "candidate_value": verdict.candidate_value, "baseline_value": verdict.baseline_value,
+        "delta": verdict.delta, "ci_low": verdict.ci_low, "ci_high": verdict.ci_high, "p_value": verdict.p_value,
+        "band_low": verdict.band_low, "band_high": verdict.band_high, "band_position": verdict.band_position,
+        "ks": verdict.ks, "wasserstein": verdict.wasserstein, "outcome": verdict.outcome,
+        "threshold": verdict.threshold_id, "threshold_version": verdict.threshold_history_id,
+        "reasons": verdict.reasons, "samples_used": verdict.samples_used, "samples_total": verdict.samples_total,
+        "stopped_early": verdict.stopped_early,
+    }
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    samples = serializers.IntegerField(source="sample_count")
+
+    class Meta:
+        model = GoldenDataset
+        fields = ["id", "name", "version", "sha256", "samples", "categories", "source_name", "created_at"]
+        read_only_fields = fields
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=100)
+    file = serializers.FileField()
+
+
+class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    serializer_class = DatasetSerializer
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+
+    def get_queryset(self):
+        return selectors.dataset_list()
+
+    @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
+    def create(self, request) -> Response:
+        params = DatasetUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["file"]
+        try:
+            dataset = services.dataset_import(
+                name=params.validated_data["name"], filename=upload.name, source=upload, user=request.user
+            )
+        except GoldenFileError as exc:
+            raise ValidationError({"detail": str(exc), "row": exc.row}) from exc
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    artifact = serializers.PrimaryKeyRelatedField(read_only=True)
+    dataset = serializers.StringRelatedField()
+    progress = serializers.FloatField()
+    wait_seconds = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = EvalRun
+        fields = [
+            "id", "artifact", "dataset", "kind", "queue", "status", "attempts", "worker", "device", "created_at",
+            "enqueued_at", "started_at", "finished_at", "samples_done", "samples_total", "progress", "tokens",
+            "tokens_per_second", "forward_passes", "cached_samples", "wait_seconds", "sampling", "error",
+        ]
+        read_only_fields = fields
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    serializer_class = RunSerializer
+
+    def get_queryset(self):
+        return selectors.run_list()
+
+
+class ThresholdSerializer(serializers.ModelSerializer):
+    family = serializers.SlugRelatedField(
+        slug_field="slug", queryset=ModelFamily.objects.all(), allow_null=True, required=False
+    )
+    change_reason = serializers.CharField(write_only=True, required=False, max_length=500,
+                                          help_text="Why this change; kept in the history.")
+    overdue = serializers.BooleanField(read_only=True)
+    version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Threshold
+        fields = [
+            "id", "family", "dataset_name", "metric", "rule", "limit", "band_window", "band_robust", "severity",
+            "enabled", "rationale", "owner", "review_by", "overdue", "version", "change_reason", "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_version(self, threshold: Threshold) -> int | None:
+        latest = threshold.history.order_by("-history_id").first()
+        return latest.history_id if latest else None
+
+    def validate(self, data: dict) -> dict:
+        instance = Threshold(**{**self._current(), **{k: v for k, v in data.items() if k != "change_reason"}})
+        try:
+            instance.clean()
+        except Exception as exc:
+            raise ValidationError(getattr(exc, "message_dict", str(exc))) from exc
+        return data
+
+    def _current(self) -> dict:
+        if self.instance is None:
+            return {}
+        return {f: getattr(self.instance, f) for f in ("metric", "rule", "limit", "rationale", "severity")}
+
+
+BACKTEST_RESPONSE = inline_serializer(
+    "Backtest",
+    {"counts": serializers.DictField(child=serializers.IntegerField()), "artifacts": serializers.ListField()},
+)
+
+
+class ThresholdViewSet(viewsets.ModelViewSet):
+    serializer_class = ThresholdSerializer
+    permission_classes = [IsStaffOrReadOnly]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return Threshold.objects.select_related("family").prefetch_related("history")
+
+    def perform_create(self, serializer) -> None:
+        reason = serializer.validated_data.pop("change_reason", "")
+        serializer.instance = services.threshold_save(
+            threshold=Threshold(**serializer.validated_data), user=self.request.user, reason=reason or "Created"
+        )
+
+    def perform_update(self, serializer) -> None:
+        reason = serializer.validated_data.pop("change_reason", "")
+        for field, value in serializer.validated_data.items():
+            setattr(serializer.instance, field, value)
+        services.threshold_save(threshold=serializer.instance, user=self.request.user, reason=reason or "Updated")
+
+    @extend_schema(request=ThresholdSerializer, responses=BACKTEST_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def backtest(self, request, pk=None) -> Response:
+        """What would this threshold (with any fields overridden in the body) have said of past artifacts?"""
+        threshold = self.get_object()
+        draft = ThresholdSerializer(threshold, data=request.data, partial=True)
+        draft.is_valid(raise_exception=True)
+        for field, value in draft.validated_data.items():
+            if field != "change_reason":
+                setattr(threshold, field, value)
+        return Response(services.threshold_backtest(threshold=threshold))

@@ -1,0 +1,76 @@
+"""`manage.py serve`: the web server and a Celery worker together; one Ctrl-C stops both."""
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the web server and a Celery worker (all queues, with the sweeper) until Ctrl-C."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--demo", action="store_true", help="Build and load the demo family in the background.")
+        parser.add_argument("--concurrency", type=int, default=1, help="Worker processes.")
+
+    def handle(self, *args, addr: str, demo: bool, concurrency: int, **options) -> None:
+        self.ensure_admin()
+        processes = [self.start_worker(concurrency), self.start_web(addr)]
+        self.stdout.write(self.style.SUCCESS(f"\nDriftboard is running at http://{addr}/  (Ctrl-C stops it)\n"))
+        if demo:
+            threading.Thread(target=self.load_demo, daemon=True).start()
+        try:
+            while all(p.poll() is None for p in processes):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop(processes)
+
+    def ensure_admin(self) -> None:
+        users = get_user_model().objects
+        if users.filter(username="admin").exists():
+            self.stdout.write("Log in as 'admin' (password printed on the first run; "
+                              "`python manage.py changepassword admin` sets a new one).")
+            return
+        password = secrets.token_urlsafe(12)
+        users.create_superuser("admin", "admin@localhost", password)
+        self.stdout.write(self.style.WARNING(f"Created superuser admin / {password}  (shown once)"))
+
+    def start_worker(self, concurrency: int) -> subprocess.Popen:
+        schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
+        command = [sys.executable, "-m", "celery", "-A", "driftboard", "worker", "--beat", "--schedule", str(schedule),
+                   "-Q", "scoring,offpeak,publish", "-c", str(concurrency), "--loglevel", "INFO"]
+        return subprocess.Popen(command, env={**os.environ, "DRIFTBOARD_EMBEDDED": "1"}, start_new_session=True)
+
+    def start_web(self, addr: str) -> subprocess.Popen:
+        command = [sys.executable, "manage.py", "runserver", addr, "--noreload"]
+        return subprocess.Popen(command, env={**os.environ, "DRIFTBOARD_EMBEDDED": "1"}, start_new_session=True)
+
+    def load_demo(self) -> None:
+        from evals.demo import demo_load
+
+        try:
+            demo_load(Path(settings.VAR_DIR) / "demo", log=lambda line: self.stdout.write(f"[demo] {line}"))
+            self.stdout.write(self.style.SUCCESS("[demo] Demo family loaded: open the dashboard."))
+        except Exception as exc:  # the servers keep running; say what went wrong
+            self.stderr.write(f"[demo] Could not load the demo: {exc}")
+
+    def stop(self, processes: list[subprocess.Popen]) -> None:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)

@@ -1,0 +1,90 @@
+"""From per-sample scores to archived metric values: ratio-of-sums aggregates with bootstrap CIs.
+
+Every metric is value = transform(Σ numerator / Σ denominator) over samples (see evals.drift.METRICS):
+bits per byte = Σ nats / (ln 2 · Σ bytes); perplexity = exp(Σ nats / Σ tokens); similarity = mean cosine.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evals.drift import METRICS, MetricSpec
+
+LN2 = math.log(2)
+BOOTSTRAP_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    value: float
+    n: int
+    std: float
+    ci_low: float
+    ci_high: float
+    per_category: dict[str, dict[str, float]]
+
+
+def causal_arrays(nll: np.ndarray, tokens: np.ndarray, byte_counts: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    nll = np.asarray(nll, dtype=np.float64)
+    return {
+        "bits_per_byte": (nll / LN2, np.asarray(byte_counts, dtype=np.float64)),
+        "perplexity": (nll, np.asarray(tokens, dtype=np.float64)),
+    }
+
+
+def embedding_arrays(similarity: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    similarity = np.asarray(similarity, dtype=np.float64)
+    return {"similarity": (similarity, np.ones_like(similarity))}
+
+
+def apply_transform(spec: MetricSpec, ratio: np.ndarray | float):
+    return np.exp(ratio) if spec.transform == "exp" else ratio
+
+
+def metric_value(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray) -> float:
+    total = float(np.sum(denominators))
+    return float(apply_transform(spec, float(np.sum(numerators)) / total)) if total > 0 else float("nan")
+
+
+def bootstrap_ci(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray, *, n_boot: int,
+                 seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval; each resample recomputes the ratio of sums."""
+    n = len(numerators)
+    if n < 2:
+        value = metric_value(spec, numerators, denominators)
+        return value, value
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(BOOTSTRAP_CHUNK, n_boot - start))
+        ratios.append((counts @ numerators) / (counts @ denominators))
+    values = apply_transform(spec, np.concatenate(ratios))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def per_sample_values(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return apply_transform(spec, np.where(denominators > 0, numerators / denominators, np.nan))
+
+
+def summarise(metric: str, numerators: np.ndarray, denominators: np.ndarray, categories: Sequence[str], *,
+              n_boot: int, seed: int = 0) -> MetricSummary:
+    spec = METRICS[metric]
+    low, high = bootstrap_ci(spec, numerators, denominators, n_boot=n_boot, seed=seed)
+    per_sample = per_sample_values(spec, numerators, denominators)
+    labels = np.asarray(list(categories), dtype=object)
+    per_category = {}
+    for category in sorted(set(categories)):
+        mask = labels == category
+        per_category[category or "uncategorised"] = {
+            "value": metric_value(spec, numerators[mask], denominators[mask]), "n": int(mask.sum()),
+        }
+    return MetricSummary(
+        value=metric_value(spec, numerators, denominators), n=len(numerators),
+        std=float(np.nanstd(per_sample)) if len(per_sample) else 0.0, ci_low=low, ci_high=high,
+        per_category=per_category,
+    )

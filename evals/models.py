@@ -1,0 +1,349 @@
+import datetime
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from registry.models import Artifact, ModelFamily
+
+
+class GoldenDataset(models.Model):
+    """A frozen, versioned set of samples. A new upload under the same name is a new version."""
+
+    name = models.SlugField(max_length=100)
+    version = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    sample_count = models.PositiveIntegerField()
+    categories = models.JSONField(default=dict, blank=True, help_text="Category → sample count.")
+    source_name = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_dataset_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class GoldenSample(models.Model):
+    dataset = models.ForeignKey(GoldenDataset, on_delete=models.CASCADE, related_name="samples")
+    position = models.PositiveIntegerField()
+    sample_id = models.CharField(max_length=200)
+    text = models.TextField()
+    reference = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        ordering = ["dataset", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "sample_id"], name="unique_sample_id"),
+            models.UniqueConstraint(fields=["dataset", "position"], name="unique_sample_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}:{self.sample_id}"
+
+
+class SampleResult(models.Model):
+    """Per-sample scores, reused whenever the same weights meet the same sample again."""
+
+    weights_sha256 = models.CharField(max_length=64)
+    sample_sha256 = models.CharField(max_length=64)
+    scorer = models.CharField(max_length=100)
+    config_key = models.CharField(max_length=64)
+    nll = models.FloatField(null=True)
+    tokens = models.IntegerField(null=True)
+    byte_count = models.IntegerField(null=True)
+    similarity = models.FloatField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["weights_sha256", "sample_sha256", "scorer", "config_key"], name="unique_sample_result"
+            )
+        ]
+
+
+class EvalRun(models.Model):
+    """One scoring job. The row is the source of truth; the Celery message only points at it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (not yet on the broker)"
+        DEFERRED = "deferred", "Deferred (queue full)"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Kind(models.TextChoices):
+        FULL = "full", "Full golden set"
+        SEQUENTIAL = "sequential", "Sequential sampling"
+        COMPLETION = "completion", "Completion of a sampled run"
+
+    WAITING = (Status.PENDING, Status.DEFERRED, Status.QUEUED)
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="runs")
+    dataset = models.ForeignKey(GoldenDataset, on_delete=models.PROTECT, related_name="runs")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.FULL)
+    queue = models.CharField(max_length=20, default="scoring")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=50, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    samples_done = models.PositiveIntegerField(default=0)
+    samples_total = models.PositiveIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    forward_passes = models.PositiveIntegerField(default=0)
+    cached_samples = models.PositiveIntegerField(default=0)
+    sampling = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "queue", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.artifact} on {self.dataset})"
+
+    @property
+    def progress(self) -> float:
+        return self.samples_done / self.samples_total if self.samples_total else 0.0
+
+    @property
+    def wait_seconds(self) -> float | None:
+        if not (self.enqueued_at and self.started_at):
+            return None
+        return (self.started_at - self.enqueued_at).total_seconds()
+
+
+class MetricSnapshot(models.Model):
+    """An artifact's score on one metric of one dataset, archived with the per-sample values.
+
+    Each metric is a ratio of per-sample sums: value = transform(Σ numerators / Σ denominators).
+    The arrays are float64 bytes aligned with `positions` (int32), the samples' dataset positions.
+    """
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="snapshots")
+    dataset = models.ForeignKey(GoldenDataset, on_delete=models.PROTECT, related_name="snapshots")
+    run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots")
+    metric = models.CharField(max_length=50)
+    scorer_version = models.CharField(max_length=100)
+    commit_sha = models.CharField(max_length=64)
+    value = models.FloatField()
+    n = models.PositiveIntegerField()
+    std = models.FloatField()
+    ci_low = models.FloatField()
+    ci_high = models.FloatField()
+    complete = models.BooleanField(default=True)
+    positions = models.BinaryField()
+    numerators = models.BinaryField()
+    denominators = models.BinaryField()
+    per_category = models.JSONField(default=dict, blank=True)
+    fingerprint = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["dataset", "metric"]
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "dataset", "metric"], name="unique_snapshot_metric")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artifact} {self.metric}={self.value:.4f}"
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.frombuffer(bytes(self.positions), dtype=np.int32),
+            np.frombuffer(bytes(self.numerators), dtype=np.float64),
+            np.frombuffer(bytes(self.denominators), dtype=np.float64),
+        )
+
+    @property
+    def stored_bytes(self) -> int:
+        return len(self.positions) + len(self.numerators) + len(self.denominators)
+
+
+def default_review_by() -> datetime.date:
+    return timezone.now().date() + datetime.timedelta(days=settings.DRIFTBOARD_THRESHOLD_REVIEW_DAYS)
+
+
+class Threshold(models.Model):
+    """A living record: every change is kept with who made it and why."""
+
+    class Rule(models.TextChoices):
+        RELATIVE = "relative", "Relative degradation limit"
+        BAND = "band", "k·σ band over past production baselines"
+        ABSOLUTE = "absolute", "Absolute floor or ceiling"
+
+    class Severity(models.TextChoices):
+        WARN = "warn", "Warn (amber)"
+        BLOCK = "block", "Block (red)"
+
+    family = models.ForeignKey(
+        ModelFamily, null=True, blank=True, on_delete=models.CASCADE, related_name="thresholds",
+        help_text="Empty applies to every family.",
+    )
+    dataset_name = models.CharField(max_length=100, blank=True, help_text="Empty applies to every dataset.")
+    metric = models.CharField(max_length=50)
+    rule = models.CharField(max_length=20, choices=Rule.choices, default=Rule.RELATIVE)
+    limit = models.FloatField(help_text="Relative: 0.02 = 2 %. Absolute: the value. Band: k (σ multiples).")
+    band_window = models.PositiveIntegerField(default=10, help_text="Band: how many past baselines.")
+    band_robust = models.BooleanField(default=False, help_text="Band: median/MAD instead of mean/σ.")
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.BLOCK)
+    enabled = models.BooleanField(default=True)
+    rationale = models.TextField()
+    owner = models.CharField(max_length=200, blank=True)
+    review_by = models.DateField(default=default_review_by)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["family__slug", "metric", "id"]
+
+    def __str__(self) -> str:
+        scope = self.family.slug if self.family_id else "all families"
+        return f"{self.metric} {self.rule} {self.limit:g} ({scope})"
+
+    def clean(self) -> None:
+        if not self.rationale.strip():
+            raise ValidationError({"rationale": "Say why this threshold exists."})
+        if self.rule == self.Rule.RELATIVE and not 0 <= self.limit < 1:
+            raise ValidationError({"limit": "A relative limit is a fraction between 0 and 1 (0.02 = 2 %)."})
+        if self.rule == self.Rule.BAND and self.limit <= 0:
+            raise ValidationError({"limit": "A band limit is k, a positive number of σ."})
+
+    def get_absolute_url(self) -> str:
+        return reverse("threshold-detail", args=[self.pk])
+
+    @property
+    def overdue(self) -> bool:
+        return self.review_by < timezone.now().date()
+
+
+class DriftVerdict(models.Model):
+    """Candidate against baseline on one metric of one dataset."""
+
+    class Outcome(models.TextChoices):
+        GREEN = "green", "Green"
+        AMBER = "amber", "Amber"
+        RED = "red", "Red"
+        INCOMPARABLE = "incomparable", "Incomparable"
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="verdicts")
+    baseline = models.ForeignKey(
+        Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="baseline_for"
+    )
+    dataset = models.ForeignKey(GoldenDataset, on_delete=models.PROTECT, related_name="verdicts")
+    metric = models.CharField(max_length=50)
+    candidate_value = models.FloatField(null=True)
+    baseline_value = models.FloatField(null=True)
+    delta = models.FloatField(null=True, help_text="Relative; negative means worse.")
+    ci_low = models.FloatField(null=True)
+    ci_high = models.FloatField(null=True)
+    p_value = models.FloatField(null=True)
+    band_low = models.FloatField(null=True)
+    band_high = models.FloatField(null=True)
+    band_position = models.FloatField(null=True)
+    ks = models.FloatField(null=True)
+    wasserstein = models.FloatField(null=True)
+    per_category = models.JSONField(default=dict, blank=True)
+    threshold = models.ForeignKey(Threshold, null=True, blank=True, on_delete=models.SET_NULL)
+    threshold_history_id = models.IntegerField(null=True, blank=True, help_text="Version of the threshold applied.")
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    reasons = models.JSONField(default=list, blank=True)
+    comparison = models.JSONField(default=dict, blank=True, help_text="The full comparison, for backtests.")
+    samples_used = models.PositiveIntegerField(default=0)
+    samples_total = models.PositiveIntegerField(default=0)
+    stopped_early = models.BooleanField(default=False)
+    previous_outcome = models.CharField(max_length=20, blank=True, help_text="Set when a re-check changed it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["dataset", "metric"]
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "dataset", "metric"], name="unique_verdict_metric")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artifact} {self.metric}: {self.outcome}"
+
+    @property
+    def fraction_used(self) -> float:
+        return self.samples_used / self.samples_total if self.samples_total else 1.0
+
+
+class Experiment(models.Model):
+    """An autoresearch-style loop: fixed-budget runs, each kept or discarded on one objective."""
+
+    class Direction(models.TextChoices):
+        LOWER = "lower", "Lower is better"
+        HIGHER = "higher", "Higher is better"
+
+    slug = models.SlugField(max_length=100, unique=True)
+    objective = models.CharField(max_length=50, default="val_bpb")
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.LOWER)
+    time_budget_s = models.PositiveIntegerField(default=300)
+    hardware = models.CharField(max_length=200, blank=True)
+    owner = models.CharField(max_length=200, blank=True)
+    branch_tag = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("experiment-detail", args=[self.slug])
+
+
+class ExperimentRun(models.Model):
+    class Status(models.TextChoices):
+        KEEP = "keep", "Keep"
+        DISCARD = "discard", "Discard"
+        CRASH = "crash", "Crash"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    sequence = models.PositiveIntegerField()
+    commit = models.CharField(max_length=64)
+    objective_value = models.FloatField(null=True, blank=True)
+    memory_gb = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    description = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    log_excerpt = models.TextField(blank=True)
+    crash_reason = models.CharField(max_length=500, blank=True)
+    row_hash = models.CharField(max_length=64, blank=True, help_text="Identity of an imported results.tsv row.")
+    artifact = models.ForeignKey(Artifact, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["experiment", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "sequence"], name="unique_run_sequence"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.slug}#{self.sequence} {self.commit} {self.status}"

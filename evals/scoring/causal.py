@@ -1,0 +1,283 @@
+"""Causal-LM scorer: summed negative log-likelihood of every token of every sample.
+
+The definition is lm-evaluation-harness's `loglikelihood_rolling` (see `windows.py`); the
+computation is organised for throughput instead of following the harness's loop:
+
+- texts are tokenised in one batch call per group of samples, and all rolling windows of the group
+  are planned ahead and sorted by length, longest first;
+- a forward pass takes as many windows as fit in a token budget (rows × padded length), so short
+  windows travel together and padding stays small;
+- the model's trunk gives hidden states, and only the positions that are scored go through the
+  output head, in chunks, with log-sum-exp in fp32: the [batch, length, vocabulary] logits and a
+  full log-softmax never exist;
+- groups are bounded in size and nothing per-window outlives its batch, so memory stays flat
+  whatever the dataset size.
+"""
+
+import itertools
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from evals.scoring import metrics
+from evals.scoring.batching import (
+    ProgressCallback,
+    SampleProgress,
+    budget_batches,
+    default_token_budget,
+)
+from evals.scoring.errors import ScoringError
+from evals.scoring.loading import LoadedModel
+from evals.scoring.windows import rolling_windows
+
+# Characters of text tokenised and planned at once; bounds host memory for any dataset size.
+_GROUP_CHARS = 8_000_000
+# Logit elements materialised at once when scoring positions (64 MiB in fp32).
+_LOGIT_CHUNK_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class CausalScores:
+    nll: np.ndarray
+    tokens: np.ndarray
+    bytes: np.ndarray
+    forward_passes: int
+    tokens_scored: int
+    seconds: float
+
+    @property
+    def bits_per_byte(self) -> float:
+        return metrics.bits_per_byte(self.nll, self.bytes)
+
+    @property
+    def perplexity(self) -> float:
+        return metrics.perplexity(self.nll, self.tokens)
+
+
+@dataclass(frozen=True)
+class _WindowPlan:
+    """Windows of a group of samples, longest first; `start` indexes the group's flat ids."""
+
+    sample: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    scored: np.ndarray
+
+
+def score_causal(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    *,
+    max_length: int | None = None,
+    token_budget: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> CausalScores:
+    """Per-sample NLL (nats, float64), token and UTF-8 byte counts of `texts` under `lm`."""
+    started = time.perf_counter()
+    context = min(lm.max_length, max_length or lm.max_length)
+    budget = token_budget or default_token_budget(lm.device)
+    prefix = prefix_token_id(lm.tokenizer)
+    scorer = _PositionScorer(lm.model)
+    nll = np.zeros(len(texts), dtype=np.float64)
+    tokens = np.zeros(len(texts), dtype=np.int64)
+    with torch.inference_mode():
+        for first, last in _groups(texts):
+            tokens[first:last] = _score_group(
+                lm, scorer, texts[first:last], nll[first:last], prefix, context, budget,
+                _offset_progress(progress, first),
+            )
+    n_bytes = np.fromiter((len(text.encode("utf-8")) for text in texts), np.int64, len(texts))
+    return CausalScores(
+        nll=nll,
+        tokens=tokens,
+        bytes=n_bytes,
+        forward_passes=scorer.forward_passes,
+        tokens_scored=int(tokens.sum()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token that predicts a text's first token: BOS, else EOS, as the harness does."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    raise ScoringError("the tokenizer has neither a BOS nor an EOS token to start texts with")
+
+
+def _groups(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
+    first, chars = 0, 0
+    for index, text in enumerate(texts):
+        chars += len(text)
+        if chars >= _GROUP_CHARS:
+            yield first, index + 1
+            first, chars = index + 1, 0
+    if first < len(texts):
+        yield first, len(texts)
+
+
+def _offset_progress(progress: ProgressCallback | None, offset: int) -> ProgressCallback | None:
+    if progress is None:
+        return None
+    return lambda samples_done: progress(offset + samples_done)
+
+
+def _score_group(
+    lm: LoadedModel,
+    scorer: "_PositionScorer",
+    texts: Sequence[str],
+    nll_out: np.ndarray,
+    prefix: int,
+    context: int,
+    budget: int,
+    progress: ProgressCallback | None,
+) -> np.ndarray:
+    """Adds the group's per-sample NLL into `nll_out`; returns its token counts."""
+    ids, offsets, lengths = _tokenize(lm.tokenizer, texts, prefix)
+    plan = _plan_windows(offsets, lengths, context)
+    tracker = SampleProgress(np.bincount(plan.sample, minlength=len(texts)), progress)
+    tracker.start()
+    for batch in budget_batches(plan.length, budget):
+        samples, token_nll = scorer.score(_batch_inputs(ids, plan, batch, prefix), lm.device)
+        nll_out += np.bincount(samples, weights=token_nll, minlength=len(texts))
+        tracker.finish_parts(plan.sample[batch])
+    return lengths
+
+
+def _tokenize(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], prefix: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All samples as one flat id array, each sample preceded by the prefix token.
+
+    Special tokens are not added: only the text's own tokens are predicted.
+    """
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
+    token_lists = encoded["input_ids"]
+    lengths = np.fromiter(map(len, token_lists), np.int64, len(token_lists))
+    offsets = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])).astype(np.int64)
+    ids = np.empty(int(lengths.sum()) + len(token_lists), dtype=np.int64)
+    is_text = np.ones(len(ids), dtype=bool)
+    is_text[offsets] = False
+    ids[offsets] = prefix
+    ids[is_text] = np.fromiter(itertools.chain.from_iterable(token_lists), np.int64)
+    return ids, offsets, lengths
+
+
+def _plan_windows(offsets: np.ndarray, lengths: np.ndarray, context: int) -> _WindowPlan:
+    rows = [
+        (sample, int(offset) + window.start, window.length, window.scored)
+        for sample, (offset, length) in enumerate(zip(offsets, lengths, strict=True))
+        for window in rolling_windows(int(length), context)
+    ]
+    table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    table = table[np.argsort(-table[:, 2], kind="stable")]
+    return _WindowPlan(*table.T)
+
+
+@dataclass(frozen=True)
+class _BatchInputs:
+    input_ids: np.ndarray
+    rows: np.ndarray
+    columns: np.ndarray
+    targets: np.ndarray
+    samples: np.ndarray
+
+
+def _batch_inputs(ids: np.ndarray, plan: _WindowPlan, batch: slice, pad: int) -> _BatchInputs:
+    """Right-padded input ids, and for each scored position its row, column, target and sample.
+
+    Windows are right-padded, so under causal attention the padding comes after every real
+    position and cannot change their outputs; scored positions never read a padded output.
+    """
+    starts, lengths, scored = plan.start[batch], plan.length[batch], plan.scored[batch]
+    input_ids = np.full((len(lengths), int(lengths[0])), pad, dtype=np.int64)
+    rows, columns = _positions(lengths, np.zeros_like(lengths))
+    input_ids[rows, columns] = ids[starts[rows] + columns]
+    scored_rows, scored_columns = _positions(scored, lengths - scored)
+    return _BatchInputs(
+        input_ids=input_ids,
+        rows=scored_rows,
+        columns=scored_columns,
+        targets=ids[starts[scored_rows] + scored_columns + 1],
+        samples=plan.sample[batch][scored_rows],
+    )
+
+
+def _positions(counts: np.ndarray, first_column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of `counts[r]` consecutive columns from `first_column[r]` in each row r."""
+    rows = np.repeat(np.arange(len(counts)), counts)
+    row_starts = np.repeat(np.cumsum(counts) - counts, counts)
+    columns = np.arange(int(counts.sum())) - row_starts + first_column[rows]
+    return rows, columns
+
+
+class _PositionScorer:
+    """Runs forward passes and returns the NLL of the target token at each scored position."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.head = model.get_output_embeddings()
+        self.from_hidden_states = _head_reproduces_logits(model)
+        self.forward_passes = 0
+
+    def score(self, batch: _BatchInputs, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        input_ids = torch.from_numpy(batch.input_ids).to(device, non_blocking=True)
+        rows = torch.from_numpy(batch.rows).to(device)
+        columns = torch.from_numpy(batch.columns).to(device)
+        targets = torch.from_numpy(batch.targets).to(device)
+        self.forward_passes += 1
+        if self.from_hidden_states:
+            hidden = self.model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
+            token_nll = _chunked_nll(hidden[rows, columns], targets, self.head)
+        else:
+            logits = self.model(input_ids=input_ids, use_cache=False).logits
+            token_nll = _chunked_nll(logits[rows, columns], targets, _identity)
+        return batch.samples, token_nll.double().cpu().numpy()
+
+
+def _chunked_nll(
+    features: torch.Tensor, targets: torch.Tensor, to_logits: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """-log softmax(logits)[target] per position, with at most a chunk of logits in fp32."""
+    token_nll = torch.empty(len(targets), dtype=torch.float32, device=features.device)
+    vocabulary = to_logits(features[:1]).shape[-1]
+    chunk = max(1, _LOGIT_CHUNK_ELEMENTS // vocabulary)
+    for start in range(0, len(targets), chunk):
+        logits = to_logits(features[start : start + chunk]).float()
+        target_logits = logits.gather(1, targets[start : start + chunk, None]).squeeze(1)
+        token_nll[start : start + chunk] = torch.logsumexp(logits, dim=-1) - target_logits
+    return token_nll
+
+
+def _identity(logits: torch.Tensor) -> torch.Tensor:
+    return logits
+
+
+_HEAD_CHECKS: "weakref.WeakKeyDictionary[PreTrainedModel, bool]" = weakref.WeakKeyDictionary()
+
+
+def _head_reproduces_logits(model: PreTrainedModel) -> bool:
+    """Whether output head ∘ trunk gives the model's logits.
+
+    It does for GPT-2, Llama and most decoders; a few architectures scale or soft-cap their
+    logits after the head, and those are scored from the full forward pass instead.
+    """
+    if model not in _HEAD_CHECKS:
+        _HEAD_CHECKS[model] = _compare_head_with_forward(model)
+    return _HEAD_CHECKS[model]
+
+
+def _compare_head_with_forward(model: PreTrainedModel) -> bool:
+    head = model.get_output_embeddings()
+    if head is None:
+        return False
+    probe = torch.arange(8, device=model.device)[None, :] % model.config.get_text_config().vocab_size
+    with torch.inference_mode():
+        logits = model(input_ids=probe, use_cache=False).logits
+        hidden = model.base_model(input_ids=probe, use_cache=False).last_hidden_state
+        return torch.allclose(head(hidden).float(), logits.float(), rtol=1e-3, atol=1e-3)

@@ -1,0 +1,348 @@
+"""Build a small demo model family from the text corpus shipped in ``evals/demo_data``.
+
+Three GPT-2 style causal LMs share one byte-level BPE tokenizer:
+
+- ``base``: trained from scratch on English technical prose (Python reference, docstrings,
+  IDLE changelog);
+- ``improved``: ``base`` trained further on the same prose, so it scores better;
+- ``drifted``: ``base`` fine-tuned on Python source code, so it forgets the prose and its
+  bits per byte on the golden set gets clearly worse.
+
+The golden set is a held-out sample of the prose passages (never trained on), one category per
+source. It does not depend on the seed, so every build scores against the same samples.
+"""
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+DEMO_DATA_DIR = Path(__file__).resolve().parents[1] / "demo_data"
+TRAINING_SOURCES = {
+    "reference": "python_reference.txt",
+    "docstrings": "python_docstrings.txt",
+    "changelog": "idle_changelog.txt",
+}
+DRIFT_SOURCE = "python_code.txt"
+PASSAGE_SEPARATOR = "\n\f\n"
+END_OF_TEXT = "<|endoftext|>"
+# One passage in this many goes to the golden set; a content hash picks it, not the seed.
+GOLDEN_ONE_IN = 4
+MAX_TORCH_THREADS = 4
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoPreset:
+    vocab_size: int
+    n_layer: int
+    n_embd: int
+    n_head: int
+    context: int
+    batch_size: int
+    base_steps: int
+    improved_steps: int
+    drift_steps: int
+    learning_rate: float
+    warmup_steps: int
+
+
+PRESETS = {
+    "demo": DemoPreset(
+        vocab_size=4096,
+        n_layer=3,
+        n_embd=192,
+        n_head=4,
+        context=256,
+        batch_size=8,
+        base_steps=200,
+        improved_steps=240,
+        drift_steps=80,
+        learning_rate=3e-3,
+        warmup_steps=20,
+    ),
+    "test": DemoPreset(
+        vocab_size=2048,
+        n_layer=2,
+        n_embd=128,
+        n_head=4,
+        context=128,
+        batch_size=8,
+        base_steps=80,
+        improved_steps=100,
+        drift_steps=40,
+        learning_rate=4e-3,
+        warmup_steps=10,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    """Paths of the built Hugging Face folders and golden JSONL file.
+
+    ``losses`` maps each model name to the training loss of every optimiser step of its own
+    phase: ``base`` from scratch, ``improved`` its continuation of ``base``, ``drifted`` its
+    fine-tuning of ``base`` on the drift text.
+    """
+
+    base: Path
+    improved: Path
+    drifted: Path
+    golden: Path
+    losses: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class GoldenSample:
+    id: str
+    text: str
+    category: str
+
+
+@dataclass(frozen=True)
+class CorpusSplit:
+    training: list[str]
+    golden: list[GoldenSample]
+    drift: list[str]
+
+
+def read_passages(filename: str) -> list[str]:
+    text = (DEMO_DATA_DIR / filename).read_text(encoding="utf-8")
+    return text.rstrip("\n").split(PASSAGE_SEPARATOR)
+
+
+def is_golden(passage: str) -> bool:
+    digest = hashlib.sha256(passage.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % GOLDEN_ONE_IN == 0
+
+
+def split_corpus() -> CorpusSplit:
+    training: list[str] = []
+    golden: list[GoldenSample] = []
+    for category, filename in TRAINING_SOURCES.items():
+        for passage in read_passages(filename):
+            if is_golden(passage):
+                sample_id = f"{category}-{len(golden):04d}"
+                golden.append(GoldenSample(id=sample_id, text=passage, category=category))
+            else:
+                training.append(passage)
+    return CorpusSplit(training=training, golden=golden, drift=read_passages(DRIFT_SOURCE))
+
+
+def write_golden(path: Path, samples: Sequence[GoldenSample]) -> None:
+    lines = (
+        json.dumps({"id": s.id, "text": s.text, "category": s.category}, ensure_ascii=False)
+        for s in samples
+    )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int, context: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with one special token that is BOS, EOS and padding at once.
+
+    Rolling log-likelihood scoring predicts the first token of a text from the BOS token, so
+    the tokenizer must declare one; it must not add it by itself, which this one never does.
+    """
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=END_OF_TEXT,
+        eos_token=END_OF_TEXT,
+        unk_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+        model_max_length=context,
+    )
+
+
+def token_stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
+    """All texts as one token sequence, each preceded by end-of-text as at scoring time."""
+    eos = tokenizer.eos_token_id
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ids = [token for text_ids in encoded for token in (eos, *text_ids)]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def random_batches(
+    stream: torch.Tensor, batch_size: int, length: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    offsets = torch.arange(length)
+    while True:
+        starts = torch.randint(0, len(stream) - length, (batch_size, 1), generator=generator)
+        yield stream[starts + offsets]
+
+
+def new_model(preset: DemoPreset, tokenizer: PreTrainedTokenizerFast) -> GPT2LMHeadModel:
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=preset.context,
+        n_embd=preset.n_embd,
+        n_layer=preset.n_layer,
+        n_head=preset.n_head,
+        # Dropout only slows learning at this scale and makes runs depend on more RNG state.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def new_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.1
+    )
+
+
+def warmup_then_constant(warmup_steps: int) -> Callable[[int, int], float]:
+    return lambda step, _total: min(1.0, (step + 1) / warmup_steps)
+
+
+def constant_then_decay(step: int, total: int) -> float:
+    """Hold the rate for the first half, then decay linearly: the cool-down adds a clear gain."""
+    half = total // 2
+    return 1.0 if step < half else 1.0 - 0.9 * (step - half) / max(1, total - half)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    steps: int
+    lr_factor: Callable[[int, int], float]
+    seed: int
+
+
+def train_phase(
+    model: GPT2LMHeadModel,
+    optimizer: torch.optim.Optimizer,
+    stream: torch.Tensor,
+    preset: DemoPreset,
+    phase: Phase,
+    log: Log,
+) -> list[float]:
+    generator = torch.Generator().manual_seed(phase.seed)
+    batches = random_batches(stream, preset.batch_size, preset.context, generator)
+    model.train()
+    losses: list[float] = []
+    for step, batch in zip(range(phase.steps), batches, strict=False):
+        for group in optimizer.param_groups:
+            group["lr"] = preset.learning_rate * phase.lr_factor(step, phase.steps)
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if (step + 1) % max(1, phase.steps // 5) == 0:
+            log(f"{phase.name}: step {step + 1}/{phase.steps} loss {loss.item():.3f}")
+    model.eval()
+    return losses
+
+
+def save_model(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Tiny models gain nothing from many threads; restore the caller's setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def build_demo_models(
+    outdir: Path, *, preset: str = "demo", seed: int = 0, log: Log = print
+) -> DemoBuild:
+    """Train the demo tokenizer and models into ``outdir``; deterministic given ``seed``."""
+    settings = PRESETS[preset]
+    outdir.mkdir(parents=True, exist_ok=True)
+    corpus = split_corpus()
+    golden_path = outdir / "golden.jsonl"
+    write_golden(golden_path, corpus.golden)
+    log(f"golden: {len(corpus.golden)} held-out samples -> {golden_path}")
+    threads = min(MAX_TORCH_THREADS, len(os.sched_getaffinity(0)))
+    with torch_threads(threads):
+        models_and_losses = train_family(outdir, settings, corpus, seed, log)
+    return DemoBuild(golden=golden_path, **models_and_losses)
+
+
+def train_family(
+    outdir: Path, preset: DemoPreset, corpus: CorpusSplit, seed: int, log: Log
+) -> dict:
+    tokenizer = train_tokenizer(corpus.training, preset.vocab_size, preset.context)
+    prose = token_stream(tokenizer, corpus.training)
+    code = token_stream(tokenizer, corpus.drift)
+    log(f"tokenizer: {len(tokenizer)} tokens; prose {len(prose)} tokens, code {len(code)}")
+    torch.manual_seed(seed)
+    model = new_model(preset, tokenizer)
+    optimizer = new_optimizer(model, preset.learning_rate)
+    warmup = warmup_then_constant(preset.warmup_steps)
+    losses = {
+        "base": train_phase(
+            model, optimizer, prose, preset, Phase("base", preset.base_steps, warmup, seed), log
+        )
+    }
+    base = save_model(model, tokenizer, outdir / "base")
+    drifting = copy.deepcopy(model)
+    improve = Phase("improved", preset.improved_steps, constant_then_decay, seed + 1)
+    losses["improved"] = train_phase(model, optimizer, prose, preset, improve, log)
+    improved = save_model(model, tokenizer, outdir / "improved")
+    drift = Phase("drifted", preset.drift_steps, warmup, seed + 2)
+    drift_optimizer = new_optimizer(drifting, preset.learning_rate)
+    losses["drifted"] = train_phase(drifting, drift_optimizer, code, preset, drift, log)
+    drifted = save_model(drifting, tokenizer, outdir / "drifted")
+    return {"base": base, "improved": improved, "drifted": drifted, "losses": losses}
+
+
+def summarise_losses(losses: dict[str, list[float]], window: int = 5) -> Iterator[str]:
+    for name, values in losses.items():
+        first = sum(values[:window]) / len(values[:window])
+        last = sum(values[-window:]) / len(values[-window:])
+        yield f"{name}: training loss {first:.3f} -> {last:.3f} over {len(values)} steps"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    build = build_demo_models(args.outdir, preset=args.preset, seed=args.seed)
+    for line in summarise_losses(build.losses):
+        print(line)
+    print(f"built {build.base}, {build.improved}, {build.drifted} in "
+          f"{time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The life of an EvalRun: created with its artifact, dispatched under backpressure, claimed by a
+conditional UPDATE, scored with a lease, archived as snapshots, and swept if its worker vanished.
+
+The row is the source of truth. A Celery message only says "look at run N"; a duplicate or
+redelivered message finds the run taken or finished and does nothing.
+"""
+
+import logging
+import socket
+import time
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from evals.metrics import summarise
+from evals.models import EvalRun, MetricSnapshot
+from evals.selectors import dataset_latest
+from evals.services import engine
+from registry.models import Artifact, ModelFamily, PromotionEvent
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+class LeaseLost(Exception):
+    """Another worker took the run over after this one's lease expired."""
+
+
+def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
+    """One run per golden dataset of the family, put on the broker once the transaction commits."""
+    family = artifact.family
+    kind = EvalRun.Kind.SEQUENTIAL if family.sampling == ModelFamily.Sampling.SEQUENTIAL else EvalRun.Kind.FULL
+    runs = []
+    for name in family.datasets:
+        dataset = dataset_latest(name)
+        if dataset is None:
+            logger.warning("Family %s names an unknown golden dataset %r", family.slug, name)
+            continue
+        runs.append(EvalRun(artifact=artifact, dataset=dataset, kind=kind, samples_total=dataset.sample_count))
+    if runs:
+        EvalRun.objects.bulk_create(runs)
+        Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.QUEUED)
+        artifact.status = Artifact.Status.QUEUED
+        transaction.on_commit(eval_runs_dispatch)
+    return runs
+
+
+def _send(run_id: int, queue: str) -> bool:
+    from evals.tasks import score_run
+
+    try:
+        score_run.apply_async(args=[run_id], queue=queue, retry=False)
+        return True
+    except Exception as exc:  # any broker error: the run stays pending and the sweeper retries
+        logger.warning("Broker unreachable, run %s stays pending: %s", run_id, exc)
+        return False
+
+
+def _enqueue(run_id: int, queue: str) -> bool:
+    waiting = EvalRun.objects.filter(pk=run_id, status__in=[EvalRun.Status.PENDING, EvalRun.Status.DEFERRED])
+    if not waiting.update(status=EvalRun.Status.QUEUED, enqueued_at=timezone.now()):
+        return True
+    if _send(run_id, queue):
+        return True
+    EvalRun.objects.filter(pk=run_id, status=EvalRun.Status.QUEUED).update(status=EvalRun.Status.PENDING)
+    return False
+
+
+def scoring_busy() -> bool:
+    return EvalRun.objects.filter(
+        queue="scoring", status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING]
+    ).exists()
+
+
+def in_offpeak_window(now=None) -> bool:
+    window = settings.DRIFTBOARD_OFFPEAK_WINDOW
+    if not window:
+        return False
+    start, end = (time.strptime(part.strip(), "%H:%M") for part in window.split("-"))
+    minute = (now or timezone.now()).hour * 60 + (now or timezone.now()).minute
+    lo, hi = start.tm_hour * 60 + start.tm_min, end.tm_hour * 60 + end.tm_min
+    return lo <= minute < hi if lo <= hi else minute >= lo or minute < hi
+
+
+def eval_runs_dispatch() -> int:
+    """Put waiting runs on the broker up to DRIFTBOARD_MAX_QUEUED_RUNS; defer the rest."""
+    queued = EvalRun.objects.filter(queue="scoring", status=EvalRun.Status.QUEUED).count()
+    capacity = max(0, settings.DRIFTBOARD_MAX_QUEUED_RUNS - queued)
+    waiting = EvalRun.objects.filter(
+        queue="scoring", status__in=[EvalRun.Status.PENDING, EvalRun.Status.DEFERRED]
+    ).order_by("created_at", "id")
+    sent = 0
+    for run_id in list(waiting.values_list("pk", flat=True)[:capacity]):
+        if not _enqueue(run_id, "scoring"):
+            return sent
+        sent += 1
+    if capacity - sent <= 0:
+        waiting.filter(status=EvalRun.Status.PENDING).update(status=EvalRun.Status.DEFERRED)
+    return sent + _dispatch_offpeak()
+
+
+def _dispatch_offpeak() -> int:
+    if scoring_busy() and not in_offpeak_window():
+        return 0
+    sent = 0
+    for run_id in EvalRun.objects.filter(queue="offpeak", status=EvalRun.Status.PENDING).values_list("pk", flat=True):
+        if not _enqueue(run_id, "offpeak"):
+            break
+        sent += 1
+    return sent
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{__import__('os').getpid()}"
+
+
+def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
+    """Take the run for this worker, or return None if someone else has it or it is finished."""
+    now = timezone.now()
+    claimable = Q(status=EvalRun.Status.QUEUED) | Q(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
+    taken = EvalRun.objects.filter(claimable, pk=run_id).update(
+        status=EvalRun.Status.RUNNING, attempts=F("attempts") + 1, worker=worker, started_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS), error="",
+    )
+    if not taken:
+        return None
+    run = EvalRun.objects.select_related("artifact__family", "dataset").get(pk=run_id)
+    if run.attempts > settings.DRIFTBOARD_RUN_MAX_ATTEMPTS:
+        eval_run_fail(run=run, message=f"Gave up after {run.attempts - 1} attempts; the worker kept disappearing.")
+        return None
+    Artifact.objects.filter(pk=run.artifact_id, status__in=[Artifact.Status.REGISTERED, Artifact.Status.QUEUED]).update(
+        status=Artifact.Status.SCORING
+    )
+    return run
+
+
+class ProgressWriter:
+    """Writes samples done and renews the lease, at most once a second."""
+
+    def __init__(self, run: EvalRun):
+        self.run = run
+        self.last = 0.0
+
+    def __call__(self, samples_done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.last = now
+        lease = timezone.now() + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS)
+        mine = EvalRun.objects.filter(pk=self.run.pk, worker=self.run.worker, status=EvalRun.Status.RUNNING)
+        if not mine.update(samples_done=samples_done, lease_expires_at=lease):
+            raise LeaseLost(f"Run {self.run.pk} was taken over by another worker.")
+
+
+def eval_run_execute(*, run: EvalRun) -> None:
+    """Score a claimed run. Permanent errors fail the run; transient ones propagate for a retry."""
+    progress = ProgressWriter(run)
+    try:
+        result = engine.score_run(run=run, progress=progress)
+    except engine.PermanentScoringError as exc:
+        eval_run_fail(run=run, message=str(exc))
+        return
+    except LeaseLost:
+        logger.warning("Run %s: lease lost, leaving it to the worker that took it over", run.pk)
+        return
+    snapshots_save(run=run, result=result)
+    eval_runs_dispatch()
+    _evaluate_if_complete(run)
+
+
+def snapshots_save(*, run: EvalRun, result: "engine.RunResult") -> None:
+    fingerprint = result.fingerprint
+    with transaction.atomic():
+        for metric, (positions, numerators, denominators) in result.arrays.items():
+            summary = summarise(metric, numerators, denominators, result.categories_for(positions),
+                                n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES, seed=run.artifact_id)
+            MetricSnapshot.objects.update_or_create(
+                artifact=run.artifact, dataset=run.dataset, metric=metric,
+                defaults={
+                    "run": run, "scorer_version": fingerprint["scorer_version"], "commit_sha": run.artifact.commit_sha,
+                    "value": summary.value, "n": summary.n, "std": summary.std, "ci_low": summary.ci_low,
+                    "ci_high": summary.ci_high, "complete": len(positions) == run.dataset.sample_count,
+                    "positions": np.asarray(positions, dtype=np.int32).tobytes(),
+                    "numerators": np.asarray(numerators, dtype=np.float64).tobytes(),
+                    "denominators": np.asarray(denominators, dtype=np.float64).tobytes(),
+                    "per_category": summary.per_category, "fingerprint": fingerprint,
+                },
+            )
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=EvalRun.Status.SUCCEEDED, finished_at=timezone.now(), samples_done=result.samples_scored,
+            tokens=result.tokens, tokens_per_second=result.tokens_per_second, forward_passes=result.forward_passes,
+            cached_samples=result.cached_samples, device=result.device, sampling=result.sampling,
+            lease_expires_at=None,
+        )
+
+
+def _evaluate_if_complete(run: EvalRun) -> None:
+    from evals.services.verdicts import artifact_evaluate, artifact_ready
+
+    if run.kind == EvalRun.Kind.COMPLETION:
+        from evals.services.sampling import completion_recheck
+
+        completion_recheck(run=run)
+        return
+    if artifact_ready(run.artifact):
+        artifact_evaluate(artifact=run.artifact)
+
+
+def eval_run_fail(*, run: EvalRun, message: str) -> None:
+    logger.error("Run %s failed: %s", run.pk, message)
+    with transaction.atomic():
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=EvalRun.Status.FAILED, error=message[:5000], finished_at=timezone.now(), lease_expires_at=None
+        )
+        artifact = run.artifact
+        if artifact.status in (Artifact.Status.QUEUED, Artifact.Status.SCORING, Artifact.Status.REGISTERED):
+            PromotionEvent.objects.create(
+                artifact=artifact, action=PromotionEvent.Action.FAIL, from_stage=artifact.stage,
+                to_stage=artifact.stage, from_status=artifact.status, to_status=Artifact.Status.FAILED,
+                reason=message[:2000],
+            )
+            Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.FAILED)
+    eval_runs_dispatch()
+
+
+def eval_run_release(*, run_id: int, worker: str, message: str) -> None:
+    """Hand a run back after a transient error so the retry (or another worker) can claim it."""
+    EvalRun.objects.filter(pk=run_id, worker=worker, status=EvalRun.Status.RUNNING).update(
+        status=EvalRun.Status.QUEUED, error=message[:5000], lease_expires_at=None
+    )
+
+
+def eval_runs_sweep() -> dict[str, int]:
+    """Re-queue runs whose worker vanished, re-send queued runs whose message was lost, dispatch."""
+    now = timezone.now()
+    expired = EvalRun.objects.filter(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
+    recovered = expired.update(status=EvalRun.Status.PENDING, lease_expires_at=None)
+    resent = _resend_lost_messages(now)
+    return {"recovered": recovered, "resent": resent, "dispatched": eval_runs_dispatch()}
+
+
+def _resend_lost_messages(now) -> int:
+    """A queued run older than a lease, while the broker's queue is empty, lost its message."""
+    from driftboard.queues import queue_depth
+
+    stale = EvalRun.objects.filter(
+        status=EvalRun.Status.QUEUED,
+        enqueued_at__lt=now - timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS),
+    )
+    resent = 0
+    for queue in set(stale.values_list("queue", flat=True)):
+        if queue_depth(queue) != 0:
+            continue
+        for run_id in stale.filter(queue=queue).values_list("pk", flat=True):
+            if _send(run_id, queue):
+                EvalRun.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+                resent += 1
+    return resent

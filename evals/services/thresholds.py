@@ -1,0 +1,68 @@
+from django.db import transaction
+
+from evals.drift import METRICS, ThresholdSpec, classify
+from evals.models import DriftVerdict, Threshold
+from registry.models import ModelFamily
+
+DEFAULT_METRIC = {ModelFamily.Kind.CAUSAL_LM: "bits_per_byte", ModelFamily.Kind.EMBEDDING: "similarity"}
+
+
+def thresholds_create_defaults(*, family: ModelFamily) -> list[Threshold]:
+    """A new family starts gated on its main metric: 2 % relative degradation blocks."""
+    threshold = Threshold(
+        family=family, metric=DEFAULT_METRIC[family.kind], rule=Threshold.Rule.RELATIVE, limit=0.02,
+        severity=Threshold.Severity.BLOCK, owner="driftboard",
+        rationale="Default gate for a new family: a degradation of more than 2 % on the main metric, "
+        "beyond statistical doubt, blocks promotion. Revisit once the family has a history.",
+    )
+    return [threshold_save(threshold=threshold, user=None, reason="Default for a new family")]
+
+
+@transaction.atomic
+def threshold_save(*, threshold: Threshold, user, reason: str) -> Threshold:
+    """Validate and save, recording who changed the record and why in its history."""
+    threshold.full_clean()
+    threshold._change_reason = reason
+    if user is not None and user.is_authenticated:
+        threshold._history_user = user
+    threshold.save()
+    return threshold
+
+
+def threshold_version(threshold: Threshold) -> int | None:
+    latest = threshold.history.order_by("-history_id").first()
+    return latest.history_id if latest else None
+
+
+def threshold_spec(threshold: Threshold) -> ThresholdSpec:
+    return ThresholdSpec(
+        id=threshold.pk, version=threshold_version(threshold) if threshold.pk else None, metric=threshold.metric,
+        rule=threshold.rule, limit=threshold.limit, severity=threshold.severity,
+    )
+
+
+def threshold_backtest(*, threshold: Threshold) -> dict:
+    """Re-classify every stored verdict on this threshold's metric as if only it had applied."""
+    verdicts = DriftVerdict.objects.filter(metric=threshold.metric).exclude(outcome=DriftVerdict.Outcome.INCOMPARABLE)
+    if threshold.family_id:
+        verdicts = verdicts.filter(artifact__family_id=threshold.family_id)
+    if threshold.dataset_name:
+        verdicts = verdicts.filter(dataset__name=threshold.dataset_name)
+    spec = threshold_spec(threshold)
+    rows, counts = [], {"green": 0, "amber": 0, "red": 0}
+    for verdict in verdicts.select_related("artifact__family", "dataset").order_by("artifact__created_at"):
+        outcome = classify(comparison_from_verdict(verdict), [spec]).outcome
+        counts[outcome] += 1
+        rows.append({
+            "artifact": verdict.artifact_id, "family": verdict.artifact.family.slug,
+            "version": verdict.artifact.version, "commit": verdict.artifact.commit_sha,
+            "dataset": verdict.dataset.name, "delta": verdict.delta, "ci_low": verdict.ci_low,
+            "ci_high": verdict.ci_high, "recorded": verdict.outcome, "would_be": outcome,
+        })
+    return {"counts": counts, "artifacts": rows}
+
+
+def comparison_from_verdict(verdict: DriftVerdict):
+    from evals.drift import Comparison
+
+    return Comparison.from_stored(METRICS[verdict.metric], verdict.stored_comparison)

@@ -1,0 +1,34 @@
+"""Thin Celery tasks: ids in, claim the row, call one service."""
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError
+
+from evals import services
+from evals.services.runs import eval_run_release, worker_name
+
+TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
+
+
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5,
+    soft_time_limit=settings.CELERY_SCORING_SOFT_TIME_LIMIT, time_limit=settings.CELERY_SCORING_TIME_LIMIT,
+)
+def score_run(self, run_id: int) -> None:
+    worker = worker_name()
+    run = services.eval_run_claim(run_id=run_id, worker=worker)
+    if run is None:
+        return
+    try:
+        services.eval_run_execute(run=run)
+    except SoftTimeLimitExceeded:
+        services.eval_run_fail(run=run, message="Scoring exceeded its time limit.")
+    except TRANSIENT_ERRORS as exc:
+        eval_run_release(run_id=run_id, worker=worker, message=f"Transient error, retrying: {exc}")
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+
+
+@shared_task(ignore_result=True)
+def sweep_runs() -> dict[str, int]:
+    return services.eval_runs_sweep()

@@ -1,0 +1,200 @@
+from django.conf import settings
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, parsers, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+
+from driftboard.api import BaseViewSet, IsStaffOrReadOnly
+from registry import selectors, services
+from registry.models import Artifact, ModelFamily, TelemetryTag
+from registry.storage import HashingUploadHandler
+
+
+class FamilySerializer(serializers.ModelSerializer):
+    datasets = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+    class Meta:
+        model = ModelFamily
+        fields = [
+            "slug", "kind", "description", "base_path", "base_branch", "datasets", "promotion_policy",
+            "baseline_policy", "amber_check", "max_length", "sampling", "sampling_min_samples",
+            "sampling_chunk_size", "created_at",
+        ]
+        read_only_fields = ["created_at"]
+
+    def validate_base_path(self, value: str) -> str:
+        if value:
+            try:
+                services.family_base_folder(ModelFamily(base_path=value))
+            except services.RegistrationError as exc:
+                raise ValidationError(str(exc)) from exc
+        return value
+
+
+class FamilyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                    mixins.UpdateModelMixin, BaseViewSet):
+    serializer_class = FamilySerializer
+    permission_classes = [IsStaffOrReadOnly]
+    lookup_field = "slug"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.family_list()
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = services.family_create(**serializer.validated_data)
+
+
+def artifact_page_url(artifact: Artifact) -> str:
+    return f"{settings.DRIFTBOARD_PUBLIC_URL}{artifact.get_absolute_url()}"
+
+
+class PullRequestSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    repository = serializers.CharField()
+    number = serializers.IntegerField()
+    url = serializers.CharField()
+    state = serializers.CharField()
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    family = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    url = serializers.SerializerMethodField()
+    api_url = serializers.SerializerMethodField()
+    commit = serializers.CharField(source="commit_sha")
+    pull_request = PullRequestSerializer(allow_null=True)
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "id", "url", "api_url", "family", "version", "sha256", "size_bytes", "format", "commit", "branch",
+            "pr_url", "pull_request", "parent", "stage", "status", "drift_flag", "tags", "created_at", "scored_at",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, artifact: Artifact) -> str:
+        return artifact_page_url(artifact)
+
+    def get_api_url(self, artifact: Artifact) -> str:
+        return f"{settings.DRIFTBOARD_PUBLIC_URL}/api/v1/artifacts/{artifact.pk}/"
+
+    def get_tags(self, artifact: Artifact) -> dict[str, str]:
+        return {tag.key: tag.value for tag in artifact.tags.all()}
+
+
+class ArtifactDetailSerializer(ArtifactSerializer):
+    metrics = serializers.SerializerMethodField()
+    verdicts = serializers.SerializerMethodField()
+    runs = serializers.SerializerMethodField()
+    health = serializers.JSONField()
+
+    class Meta(ArtifactSerializer.Meta):
+        fields = ArtifactSerializer.Meta.fields + ["health", "metrics", "verdicts", "runs"]
+        read_only_fields = fields
+
+    def get_metrics(self, artifact: Artifact) -> list[dict]:
+        from evals.api import snapshot_summary
+
+        return [snapshot_summary(s) for s in artifact.snapshots.all()]
+
+    def get_verdicts(self, artifact: Artifact) -> list[dict]:
+        from evals.api import verdict_summary
+
+        return [verdict_summary(v) for v in artifact.verdicts.all()]
+
+    def get_runs(self, artifact: Artifact) -> list[dict]:
+        return [{"id": r.pk, "dataset": str(r.dataset), "status": r.status, "kind": r.kind,
+                 "samples_done": r.samples_done, "samples_total": r.samples_total}
+                for r in artifact.runs.all()]
+
+
+class ArtifactCreateSerializer(serializers.Serializer):
+    family = serializers.SlugRelatedField(slug_field="slug", queryset=ModelFamily.objects.all())
+    commit = serializers.RegexField(r"^[0-9a-fA-F]{4,64}$", max_length=64,
+                                    error_messages={"invalid": "commit must be a hexadecimal git sha."})
+    branch = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    pr_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    parent = serializers.PrimaryKeyRelatedField(queryset=Artifact.objects.all(), required=False, allow_null=True)
+    weights = serializers.FileField(required=False)
+    path = serializers.CharField(max_length=1000, required=False)
+
+    def validate(self, data: dict) -> dict:
+        if ("weights" in data) == ("path" in data):
+            raise ValidationError("Send either a `weights` file (multipart) or a server-side `path`.")
+        if data.get("parent") and data["parent"].family_id != data["family"].pk:
+            raise ValidationError({"parent": "The parent must belong to the same family."})
+        return data
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True)
+
+
+ARTIFACT_FILTER_PARAMS = [
+    OpenApiParameter(name, str, required=False) for name in ("family", "stage", "status", "drift_flag", "commit", "branch")
+]
+
+
+class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
+
+    def initialize_request(self, request, *args, **kwargs):
+        # Uploads stream straight into content-addressed storage, hashed on the way in.
+        request.upload_handlers = [HashingUploadHandler(request)]
+        return super().initialize_request(request, *args, **kwargs)
+
+    def get_queryset(self):
+        if self.action == "list":
+            return selectors.artifact_list(filters=self.request.query_params).prefetch_related(
+                Prefetch("tags", queryset=TelemetryTag.objects.order_by("key"))
+            )
+        return selectors.artifact_detail_queryset()
+
+    def get_serializer_class(self):
+        return ArtifactSerializer if self.action == "list" else ArtifactDetailSerializer
+
+    @extend_schema(parameters=ARTIFACT_FILTER_PARAMS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=ArtifactCreateSerializer, responses={202: ArtifactSerializer, 200: ArtifactSerializer})
+    def create(self, request) -> Response:
+        from evals.selectors import artifact_queue_position
+
+        params = ArtifactCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        try:
+            registration = services.artifact_register(
+                family=data["family"], commit_sha=data["commit"].lower(), branch=data["branch"],
+                upload=data.get("weights"), path=data.get("path"), pr_url=data["pr_url"],
+                parent=data.get("parent"), user=request.user,
+            )
+        except services.RegistrationError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        artifact = selectors.artifact_detail_queryset().get(pk=registration.artifact.pk)
+        body = ArtifactSerializer(artifact).data
+        body["queue_position"] = artifact_queue_position(artifact)
+        body["created"] = registration.created
+        return Response(body, status=status.HTTP_202_ACCEPTED if registration.created else status.HTTP_200_OK)
+
+    def _transition(self, request, pk, service) -> Response:
+        params = ReasonSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        artifact = self.get_object()
+        service(artifact=artifact, reason=params.validated_data["reason"], actor=request.user)
+        return Response(ArtifactDetailSerializer(selectors.artifact_detail_queryset().get(pk=pk)).data)
+
+    @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    def promote(self, request, pk=None) -> Response:
+        return self._transition(request, pk, services.artifact_promote)
+
+    @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    def halt(self, request, pk=None) -> Response:
+        return self._transition(request, pk, services.artifact_halt)

@@ -1,0 +1,45 @@
+"""Outbound JSON over HTTP with the standard library. Tokens travel in headers and are never logged."""
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+TIMEOUT_SECONDS = 10
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: object
+
+
+class HttpError(OSError):
+    """A non-2xx answer. An OSError, like a refused connection, so callers retry both alike."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: str, url: str):
+        super().__init__(f"HTTP {status} from {url}: {body[:300]}")
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def request_json(method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None) -> HttpResponse:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Accept", "application/json")
+    request.add_header("User-Agent", "driftboard")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            raw = response.read().decode() or "null"
+            return HttpResponse(response.status, dict(response.headers), json.loads(raw))
+    except urllib.error.HTTPError as exc:
+        raise HttpError(exc.code, dict(exc.headers or {}), exc.read().decode(errors="replace"), url) from None
+
+
+def post_json(url: str, body: object, headers: dict[str, str]) -> HttpResponse:
+    return request_json("POST", url, body, headers)

@@ -1,0 +1,245 @@
+"""Registry writes: families, artifact registration, stage transitions, telemetry tags."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from registry import health, storage
+from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+FILE_FORMATS = {".safetensors": Artifact.Format.SAFETENSORS, ".bin": Artifact.Format.BIN}
+
+
+class RegistrationError(ValueError):
+    """The submission was refused; nothing was stored. The message says why."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    artifact: Artifact
+    created: bool
+
+
+def family_create(*, slug: str, kind: str, base_path: str = "", base_branch: str = "main", datasets: list[str] | None = None, **options) -> ModelFamily:
+    from evals.services import thresholds_create_defaults
+
+    with transaction.atomic():
+        family = ModelFamily.objects.create(
+            slug=slug, kind=kind, base_path=base_path, base_branch=base_branch, datasets=datasets or [], **options
+        )
+        thresholds_create_defaults(family=family)
+    return family
+
+
+def family_base_folder(family: ModelFamily) -> Path | None:
+    if not family.base_path:
+        return None
+    folder = Path(family.base_path)
+    if not (folder / "config.json").is_file():
+        raise RegistrationError(f"The family's base folder {family.base_path!r} has no config.json.")
+    return folder
+
+
+def _suffix(name: str) -> str:
+    lowered = name.lower()
+    for suffix in ARCHIVE_SUFFIXES + tuple(FILE_FORMATS):
+        if lowered.endswith(suffix):
+            return suffix
+    return Path(lowered).suffix
+
+
+def _stage_upload(upload: UploadedFile) -> tuple[Path, str, int, str]:
+    staged, sha256, size = storage.stage_uploaded(upload)
+    return staged, sha256, size, upload.name or "weights"
+
+
+def _stage_path(raw_path: str) -> tuple[Path, str | None, int | None, str]:
+    source = storage.resolve_import_path(raw_path)
+    if source.is_dir():
+        return storage.copy_dir_to_staging(source), None, None, source.name
+    staged = storage.staging_path(_suffix(source.name))
+    with source.open("rb") as handle:
+        sha256, size = storage.copy_hashing(storage.read_chunks(handle), staged)
+    return staged, sha256, size, source.name
+
+
+def _store(staged: Path, sha256: str | None, size: int | None, name: str, base: Path | None) -> tuple[storage.StoredContent, str, dict]:
+    """Health-check a staged upload and move it to its content address."""
+    suffix = _suffix(name)
+    if staged.is_dir() or suffix in ARCHIVE_SUFFIXES:
+        folder = staged if staged.is_dir() else storage.extract_archive(staged, name)
+        if folder is not staged:
+            storage.discard(staged)
+        try:
+            summary = health.check(folder, base)
+        except health.HealthCheckError:
+            storage.discard(folder)
+            raise
+        return storage.commit_dir(folder), Artifact.Format.HF_DIR, summary
+    if suffix not in FILE_FORMATS:
+        raise RegistrationError(f"Unsupported weights file {name!r}: send .safetensors, .bin, .tar or .zip.")
+    summary = health.check(staged, base)
+    return storage.commit_file(staged, sha256, size, suffix), FILE_FORMATS[suffix], summary
+
+
+def artifact_register(
+    *,
+    family: ModelFamily,
+    commit_sha: str,
+    branch: str = "",
+    upload: UploadedFile | None = None,
+    path: str | None = None,
+    pr_url: str = "",
+    parent: Artifact | None = None,
+    user: AbstractBaseUser | None = None,
+) -> Registration:
+    """Store, hash and health-check weights, then record a staging artifact and queue its scoring."""
+    if (upload is None) == (path is None):
+        raise RegistrationError("Send either a weights file or a server-side path, not both.")
+    staged = None
+    try:
+        staged, sha256, size, name = _stage_upload(upload) if upload is not None else _stage_path(path)
+        stored, fmt, summary = _store(staged, sha256, size, name, family_base_folder(family))
+    except (storage.StorageError, health.HealthCheckError) as exc:
+        storage.discard(staged)
+        raise RegistrationError(str(exc)) from exc
+    except RegistrationError:
+        storage.discard(staged)
+        raise
+    return _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
+
+
+def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user) -> Registration:
+    from evals.services import eval_runs_create_for_artifact
+
+    existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
+    if existing:
+        return Registration(existing, created=False)
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                artifact = _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
+                eval_runs_create_for_artifact(artifact=artifact)
+            return Registration(artifact, created=True)
+        except IntegrityError:
+            existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
+            if existing:
+                return Registration(existing, created=False)
+    raise RegistrationError("Could not allocate a version number under concurrent registrations; retry.")
+
+
+def _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user) -> Artifact:
+    ModelFamily.objects.select_for_update().filter(pk=family.pk).first()
+    version = (family.artifacts.aggregate(v=Max("version"))["v"] or 0) + 1
+    artifact = Artifact.objects.create(
+        family=family,
+        version=version,
+        sha256=stored.sha256,
+        size_bytes=stored.size_bytes,
+        format=fmt,
+        storage_path=stored.relative_path,
+        original_name=name[:300],
+        health=summary,
+        commit_sha=commit_sha,
+        branch=branch or family.base_branch,
+        pr_url=pr_url,
+        pull_request=PullRequestLink.objects.filter(head_sha=commit_sha).first(),
+        parent=parent,
+        created_by=user if user and user.is_authenticated else None,
+    )
+    PromotionEvent.objects.create(
+        artifact=artifact, action=PromotionEvent.Action.REGISTER, to_stage=artifact.stage,
+        to_status=artifact.status, actor=artifact.created_by, automatic=artifact.created_by is None,
+    )
+    return artifact
+
+
+def artifact_weights_path(artifact: Artifact) -> Path:
+    return storage.absolute(artifact.storage_path)
+
+
+def tags_set(*, artifact: Artifact, tags: dict[str, object]) -> None:
+    for key, value in tags.items():
+        TelemetryTag.objects.update_or_create(artifact=artifact, key=key, defaults={"value": str(value)[:500]})
+
+
+def _transition(artifact: Artifact, *, action: str, status: str, stage: str | None, reason: str, actor, automatic: bool) -> Artifact:
+    before_stage, before_status = artifact.stage, artifact.status
+    artifact.status = status
+    if stage:
+        artifact.stage = stage
+    artifact.save(update_fields=["status", "stage"])
+    PromotionEvent.objects.create(
+        artifact=artifact, action=action, from_stage=before_stage, to_stage=artifact.stage,
+        from_status=before_status, to_status=status, reason=reason, actor=actor, automatic=automatic,
+    )
+    return artifact
+
+
+@transaction.atomic
+def artifact_promote(*, artifact: Artifact, reason: str = "", actor=None, action: str = PromotionEvent.Action.PROMOTE) -> Artifact:
+    """Make the artifact its family's production baseline, archiving the previous one."""
+    previous = Artifact.objects.select_for_update().filter(
+        family=artifact.family, stage=Artifact.Stage.PRODUCTION
+    ).exclude(pk=artifact.pk)
+    for old in previous:
+        _transition(old, action=PromotionEvent.Action.ARCHIVE, status=old.status, stage=Artifact.Stage.ARCHIVED,
+                    reason=f"Replaced by v{artifact.version}.", actor=actor, automatic=actor is None)
+    return _transition(artifact, action=action, status=Artifact.Status.PROMOTED, stage=Artifact.Stage.PRODUCTION,
+                       reason=reason, actor=actor, automatic=actor is None)
+
+
+@transaction.atomic
+def artifact_hold(*, artifact: Artifact, reason: str) -> Artifact:
+    return _transition(artifact, action=PromotionEvent.Action.HOLD, status=Artifact.Status.HELD, stage=None,
+                       reason=reason, actor=None, automatic=True)
+
+
+@transaction.atomic
+def artifact_halt(*, artifact: Artifact, reason: str, actor=None) -> Artifact:
+    """Stop the artifact from reaching production; a production artifact is archived."""
+    stage = Artifact.Stage.ARCHIVED if artifact.stage == Artifact.Stage.PRODUCTION else None
+    return _transition(artifact, action=PromotionEvent.Action.HALT, status=Artifact.Status.HALTED, stage=stage,
+                       reason=reason, actor=actor, automatic=actor is None)
+
+
+def alert_raise(*, artifact: Artifact, severity: str, title: str, message: str, payload: dict) -> Alert:
+    """Store an alert, log it, and deliver it to the configured webhook after commit."""
+    from registry.tasks import deliver_alert
+
+    alert = Alert.objects.create(artifact=artifact, severity=severity, title=title, message=message, payload=payload)
+    logger.warning("ALERT %s: %s — %s", severity, title, message)
+    if settings.DRIFTBOARD_ALERT_WEBHOOK_URL:
+        transaction.on_commit(lambda: _safe_delay(deliver_alert, alert.pk))
+    return alert
+
+
+def _safe_delay(task, *args) -> None:
+    try:
+        task.apply_async(args=args, retry=False)
+    except Exception:  # the broker may be down; the alert row stays and can be re-sent
+        logger.exception("Could not enqueue %s%r", task.name, args)
+
+
+def alert_deliver(*, alert: Alert) -> None:
+    """POST the alert as JSON to DRIFTBOARD_ALERT_WEBHOOK_URL. Raises on failure so the task retries."""
+    from registry.http import post_json
+
+    alert.delivery_attempts += 1
+    alert.save(update_fields=["delivery_attempts"])
+    body = {"title": alert.title, "severity": alert.severity, "message": alert.message,
+            "artifact": alert.artifact_id, "created_at": alert.created_at.isoformat(), **alert.payload}
+    post_json(settings.DRIFTBOARD_ALERT_WEBHOOK_URL, body, headers={})
+    alert.delivered_at = timezone.now()
+    alert.delivery_error = ""
+    alert.save(update_fields=["delivered_at", "delivery_error"])

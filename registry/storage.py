@@ -1,0 +1,238 @@
+"""Content-addressed storage of weights under the artifact root.
+
+Bytes are hashed while they are written, never read twice and never held in memory; the same
+content is stored once whichever family or commit registers it. A folder's identity is the sha256
+over its sorted (relative path, file sha256) pairs, so the same model packed twice hashes alike.
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadedfile import UploadedFile
+
+CHUNK = 1024 * 1024
+
+
+class StorageError(ValueError):
+    """The submitted content cannot be stored; the message says why."""
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    sha256: str
+    size_bytes: int
+    relative_path: str
+    is_dir: bool
+
+
+def artifact_root() -> Path:
+    root = Path(settings.DRIFTBOARD_ARTIFACT_ROOT)
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def staging_path(suffix: str = "") -> Path:
+    return artifact_root() / "tmp" / f"{uuid.uuid4().hex}{suffix}"
+
+
+def copy_hashing(chunks: Iterable[bytes], destination: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with destination.open("wb") as out:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def read_chunks(handle: BinaryIO) -> Iterable[bytes]:
+    while chunk := handle.read(CHUNK):
+        yield chunk
+
+
+def object_path(sha256: str, suffix: str) -> Path:
+    return artifact_root() / "objects" / sha256[:2] / f"{sha256}{suffix}"
+
+
+def commit_file(staged: Path, sha256: str, size: int, suffix: str) -> StoredContent:
+    """Move a hashed staging file to its content address, or drop it if that content exists."""
+    final = object_path(sha256, suffix)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        staged.unlink(missing_ok=True)
+    else:
+        os.replace(staged, final)
+    return StoredContent(sha256, size, str(final.relative_to(artifact_root())), is_dir=False)
+
+
+def commit_dir(staged: Path) -> StoredContent:
+    sha256, size = hash_dir(staged)
+    final = object_path(sha256, "")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(staged, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+    return StoredContent(sha256, size, str(final.relative_to(artifact_root())), is_dir=True)
+
+
+def hash_dir(folder: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        file_digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in read_chunks(handle):
+                file_digest.update(chunk)
+                size += len(chunk)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_digest.hexdigest()}\n".encode())
+    return digest.hexdigest(), size
+
+
+def extract_archive(archive: Path, name: str) -> Path:
+    """Unpack a .tar/.zip of a model folder into a staging folder, refusing unsafe members."""
+    target = staging_path()
+    target.mkdir()
+    try:
+        if name.endswith(".zip"):
+            _extract_zip(archive, target)
+        else:
+            _extract_tar(archive, target)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise StorageError(f"The archive cannot be read: {exc}") from exc
+    except StorageError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return _single_top_folder(target)
+
+
+def _check_member(name: str) -> None:
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts:
+        raise StorageError(f"The archive member {name!r} points outside the folder.")
+
+
+def _extract_zip(archive: Path, target: Path) -> None:
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.infolist():
+            _check_member(member.filename)
+        bundle.extractall(target)
+
+
+def _extract_tar(archive: Path, target: Path) -> None:
+    with tarfile.open(archive) as bundle:
+        for member in bundle.getmembers():
+            _check_member(member.name)
+            if not (member.isfile() or member.isdir()):
+                raise StorageError(f"The archive member {member.name!r} is a link or device; only files are allowed.")
+        bundle.extractall(target, filter="data")
+
+
+def _single_top_folder(target: Path) -> Path:
+    """Archives often wrap the model in one folder; use what is inside it."""
+    entries = list(target.iterdir())
+    if len(entries) == 1 and entries[0].is_dir():
+        inner = staging_path()
+        os.replace(entries[0], inner)
+        target.rmdir()
+        return inner
+    return target
+
+
+def resolve_import_path(raw: str) -> Path:
+    """A server-side path, allowed only under one of DRIFTBOARD_IMPORT_ROOTS."""
+    roots = settings.DRIFTBOARD_IMPORT_ROOTS
+    if not roots:
+        raise StorageError("Registering server-side paths is disabled: set DRIFTBOARD_IMPORT_ROOTS.")
+    path = Path(raw).expanduser().resolve()
+    if not any(path.is_relative_to(root) for root in roots):
+        raise StorageError(f"The path {raw!r} is outside the allowed import roots.")
+    if not path.exists():
+        raise StorageError(f"The path {raw!r} does not exist.")
+    return path
+
+
+def copy_dir_to_staging(source: Path) -> Path:
+    target = staging_path()
+    shutil.copytree(source, target, symlinks=False)
+    return target
+
+
+def discard(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def absolute(relative_path: str) -> Path:
+    return artifact_root() / relative_path
+
+
+class HashedUpload(UploadedFile):
+    """An upload already written to the staging area, with its sha256 computed on the way in."""
+
+    def __init__(self, path: Path, name: str, size: int, sha256: str, content_type: str | None):
+        super().__init__(file=None, name=name, content_type=content_type, size=size)
+        self.staged_path = path
+        self.sha256 = sha256
+
+    def open(self, mode: str = "rb"):  # noqa: ARG002 - the staged file is read back in binary only
+        self.file = self.staged_path.open("rb")
+        return self
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+class HashingUploadHandler(FileUploadHandler):
+    """Streams an upload straight into the artifact staging area, hashing as it goes."""
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self._path = staging_path(Path(self.file_name or "").suffix[:20])
+        self._handle = self._path.open("wb")
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        self._size += len(raw_data)
+        if self._size > settings.DRIFTBOARD_MAX_UPLOAD_BYTES:
+            self.upload_interrupted()
+            raise StopUpload(connection_reset=True)
+        self._digest.update(raw_data)
+        self._handle.write(raw_data)
+        return None
+
+    def file_complete(self, file_size: int) -> HashedUpload:
+        self._handle.close()
+        return HashedUpload(self._path, self.file_name, self._size, self._digest.hexdigest(), self.content_type)
+
+    def upload_interrupted(self) -> None:
+        self._handle.close()
+        self._path.unlink(missing_ok=True)
+
+
+def stage_uploaded(upload: UploadedFile) -> tuple[Path, str, int]:
+    """Return (staged path, sha256, size) for an upload, hashing it only if no handler did."""
+    if isinstance(upload, HashedUpload):
+        return upload.staged_path, upload.sha256, upload.size
+    staged = staging_path(Path(upload.name or "").suffix[:20])
+    sha256, size = copy_hashing(upload.chunks(), staged)
+    return staged, sha256, size
+
+
