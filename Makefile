@@ -28,7 +28,7 @@ run: install
 	DRIFTBOARD_EMBEDDED=1 $(BIN)/python manage.py serve --demo
 
 test: install-dev browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DRIFTBOARD_VAR_DIR=$${DRIFTBOARD_VAR_DIR:-$(CURDIR)/var/test} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff format --check . && $(BIN)/ruff check .

@@ -7,30 +7,37 @@ from rest_framework.routers import DefaultRouter
 from driftboard import views
 from driftboard.health import healthz
 from evals import api as evals_api
+from evals import api_experiments
 from registry import api as registry_api
+from registry import webhooks
 
 router = DefaultRouter()
-router.register("families", registry_api.FamilyViewSet, basename="family")
-router.register("artifacts", registry_api.ArtifactViewSet, basename="artifact")
-router.register("datasets", evals_api.DatasetViewSet, basename="dataset")
-router.register("runs", evals_api.RunViewSet, basename="run")
-router.register("thresholds", evals_api.ThresholdViewSet, basename="threshold")
+router.register("families", registry_api.FamilyViewSet, basename="api-family")
+router.register("artifacts", registry_api.ArtifactViewSet, basename="api-artifact")
+router.register("datasets", evals_api.DatasetViewSet, basename="api-dataset")
+router.register("runs", evals_api.RunViewSet, basename="api-run")
+router.register("thresholds", evals_api.ThresholdViewSet, basename="api-threshold")
+router.register("experiments", api_experiments.ExperimentViewSet, basename="experiment-api")
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("families/<slug:slug>/", views.family_detail, name="family-detail"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
     path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),
+    path("artifacts/<int:pk>/progress.json", views.artifact_progress, name="artifact-progress"),
+    path("artifacts/<int:pk>/promote/", views.artifact_action, {"action": "promote"}, name="artifact-promote"),
+    path("artifacts/<int:pk>/halt/", views.artifact_action, {"action": "halt"}, name="artifact-halt"),
     path("thresholds/", views.threshold_list, name="threshold-list"),
     path("thresholds/<int:pk>/", views.threshold_detail, name="threshold-detail"),
-    path("experiments/", views.experiment_list, name="experiment-list"),
-    path("experiments/<slug:slug>/", views.experiment_detail, name="experiment-detail"),
+    path("experiments/", include("evals.urls")),
     path("queues/", views.queues, name="queues"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include(router.urls)),
+    path("hooks/github/", webhooks.github_webhook, name="hook-github"),
+    path("hooks/gitlab/", webhooks.gitlab_webhook, name="hook-gitlab"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

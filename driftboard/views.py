@@ -1,13 +1,345 @@
 """Dashboard pages (server-rendered; charts get their data through json_script)."""
 
+import copy
+from collections import Counter
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from driftboard import charts
+from driftboard import dashboard_selectors as selectors
+from driftboard.queues import queue_depths
+from evals.models import DriftVerdict, EvalRun, Threshold
+from evals.services import threshold_backtest
+from registry import services as registry_services
+from registry.models import Artifact, ModelFamily
+
+ARTIFACTS_PER_PAGE = 25
+LIST_FILTERS = ("family", "flag", "stage", "branch", "commit")
+UNFINISHED_RUNS = (*EvalRun.WAITING, EvalRun.Status.RUNNING)
+ACTIONS = {
+    "promote": (registry_services.artifact_promote, "promoted to production"),
+    "halt": (registry_services.artifact_halt, "halted"),
+}
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=2000, strip=True)
+
+
+class BacktestForm(forms.Form):
+    rule = forms.ChoiceField(choices=Threshold.Rule.choices)
+    limit = forms.FloatField()
+    severity = forms.ChoiceField(choices=Threshold.Severity.choices)
+
+    def draft_of(self, threshold: Threshold) -> Threshold:
+        """An unsaved copy of the record with the drafted fields; never written."""
+        draft = copy.copy(threshold)
+        for name, value in self.cleaned_data.items():
+            setattr(draft, name, value)
+        try:
+            draft.clean()
+        except ValidationError as exc:
+            for name, errors in exc.message_dict.items():
+                self.add_error(name if name in self.fields else None, errors)
+        return draft
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() else None
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:+.2f} %"
+
+
+def _chart(chart_id: str, figure: dict, **extra) -> dict:
+    return {"id": chart_id, "figure": figure, "label": figure["layout"]["title"]["text"], **extra}
+
+
+# Home and families
 
 
 @login_required
-def _placeholder(request, *args, **kwargs) -> HttpResponse:
-    return HttpResponse("Driftboard")
+def home(request: HttpRequest) -> HttpResponse:
+    context = {
+        "families": selectors.families_with_production(),
+        "candidates": selectors.latest_candidates(),
+        "flag_counts": selectors.flag_counts(),
+        "overdue_thresholds": selectors.overdue_thresholds(),
+        "failed_runs": selectors.failed_runs(),
+    }
+    return render(request, "dashboard/home.html", context)
 
 
-home = family_detail = artifact_list = artifact_detail = threshold_list = threshold_detail = _placeholder
-experiment_list = experiment_detail = queues = _placeholder
+@login_required
+def family_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """The family's time series, one chart per metric × dataset; ?metric=&dataset= narrows to one."""
+    family = get_object_or_404(ModelFamily, slug=slug)
+    metric = request.GET.get("metric", "")
+    dataset_id = _int_or_none(request.GET.get("dataset"))
+    series = selectors.family_series(family, metric=metric, dataset_id=dataset_id)
+    context = {
+        "family": family,
+        "production": selectors.family_production(family),
+        "focused": bool(metric or dataset_id),
+        "charts": [_series_chart(s) for s in series],
+    }
+    return render(request, "dashboard/family_detail.html", context)
+
+
+def _series_chart(series: selectors.Series) -> dict:
+    focus_query = urlencode({"metric": series.metric, "dataset": series.dataset_id})
+    return _chart(f"series-{series.key}", charts.series_figure(series), clickable=True, focus_url=f"?{focus_query}")
+
+
+# Artifacts
+
+
+@login_required
+def artifact_list(request: HttpRequest) -> HttpResponse:
+    filters = {name: request.GET.get(name, "").strip() for name in LIST_FILTERS}
+    queryset = selectors.artifact_page_queryset({**filters, "drift_flag": filters["flag"]})
+    page = Paginator(queryset, ARTIFACTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "choices": selectors.artifact_filter_choices(),
+        "flags": [choice for choice in Artifact.DriftFlag.choices if choice[0]],
+        "stages": Artifact.Stage.choices,
+        "query_string": query.urlencode(),
+    }
+    return render(request, "dashboard/artifact_list.html", context)
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """A verdict as the review page words it; relative figures in percent."""
+
+    verdict: DriftVerdict
+
+    @property
+    def metric_label(self) -> str:
+        return self.verdict.metric.replace("_", " ")
+
+    @property
+    def title(self) -> str:
+        return f"{self.metric_label} on {self.verdict.dataset}"
+
+    @property
+    def focus_url(self) -> str:
+        if self.verdict.delta is None:
+            return ""
+        return "?" + urlencode({"metric": self.verdict.metric, "dataset": self.verdict.dataset_id})
+
+    @property
+    def delta_text(self) -> str:
+        return _percent(self.verdict.delta)
+
+    @property
+    def ci_text(self) -> str:
+        if self.verdict.ci_low is None or self.verdict.ci_high is None:
+            return "—"
+        return f"{_percent(self.verdict.ci_low)} to {_percent(self.verdict.ci_high)}"
+
+    @property
+    def band_text(self) -> str:
+        position = self.verdict.band_position
+        return "no band yet" if position is None else f"z = {position:+.2f}"
+
+    @property
+    def sampling_text(self) -> str:
+        """'decided on 23 % of the golden set (n = 230 of 1,000)' when sequential sampling stopped early."""
+        verdict = self.verdict
+        if not verdict.stopped_early:
+            return ""
+        return (
+            f"decided on {100 * verdict.fraction_used:.0f} % of the golden set "
+            f"(n = {verdict.samples_used:,} of {verdict.samples_total:,})"
+        )
+
+
+@login_required
+def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The review page: facts, verdicts, distributions of one focused metric, runs and decisions."""
+    try:
+        artifact = selectors.artifact_review(pk)
+    except Artifact.DoesNotExist as exc:
+        raise Http404("No such artifact.") from exc
+    rows = [VerdictRow(verdict) for verdict in artifact.verdicts.all()]
+    focus = _focus_row(rows, request.GET.get("metric", ""), _int_or_none(request.GET.get("dataset")))
+    runs = list(artifact.runs.all())
+    context = {
+        "artifact": artifact,
+        "verdict_rows": rows,
+        "focus": focus,
+        "focus_tabs": [row for row in rows if row.focus_url],
+        **_focus_context(focus.verdict if focus else None),
+        "runs": runs,
+        "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
+        "events": list(artifact.events.all()),
+    }
+    return render(request, "dashboard/artifact_detail.html", context)
+
+
+def _focus_row(rows: list[VerdictRow], metric: str, dataset_id: int | None) -> VerdictRow | None:
+    """The verdict whose distributions are charted: the one asked for, else the first comparable one."""
+    comparable = [row for row in rows if row.verdict.delta is not None]
+    asked = [row for row in comparable if row.verdict.metric == metric and dataset_id in (None, row.verdict.dataset_id)]
+    return (asked or comparable or [None])[0]
+
+
+def _focus_context(verdict: DriftVerdict | None) -> dict:
+    pairs = selectors.paired_samples(verdict) if verdict else None
+    if pairs is None or len(pairs.positions) == 0:
+        return {"distribution_charts": [], "regressions": []}
+    distribution_charts = [
+        _chart("chart-distribution", charts.distribution_figure(pairs)),
+        _chart("chart-paired-deltas", charts.paired_delta_figure(pairs)),
+    ]
+    if verdict.per_category:
+        distribution_charts.append(
+            _chart("chart-categories", charts.category_delta_figure(verdict.per_category), wide=True)
+        )
+    return {
+        "distribution_charts": distribution_charts,
+        "regressions": selectors.top_regressions(pairs, verdict.dataset_id),
+    }
+
+
+@login_required
+def artifact_progress(request: HttpRequest, pk: int) -> JsonResponse:
+    """Polled by static/js/progress.js while runs are unfinished."""
+    try:
+        artifact, runs = selectors.artifact_progress(pk)
+    except Artifact.DoesNotExist as exc:
+        raise Http404("No such artifact.") from exc
+    return JsonResponse(
+        {
+            "status": artifact.get_status_display(),
+            "drift_flag": artifact.drift_flag,
+            "finished": not any(run.status in UNFINISHED_RUNS for run in runs),
+            "runs": [_run_progress(run) for run in runs],
+        }
+    )
+
+
+def _run_progress(run: EvalRun) -> dict:
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "samples_done": run.samples_done,
+        "samples_total": run.samples_total,
+        "percent": round(100 * run.progress, 1),
+        "tokens_per_second": run.tokens_per_second,
+        "error": run.error,
+    }
+
+
+@login_required
+@require_POST
+def artifact_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Staff override: promote or halt with a written reason; the service records the event."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff may promote or halt an artifact.")
+    artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason to promote or halt an artifact.")
+        return redirect(artifact)
+    service, done = ACTIONS[action]
+    service(artifact=artifact, reason=form.cleaned_data["reason"], actor=request.user)
+    messages.success(request, f"{artifact} {done}.")
+    return redirect(artifact)
+
+
+# Thresholds
+
+
+def limit_text(rule: str, limit: float) -> str:
+    if rule == Threshold.Rule.RELATIVE:
+        return f"{100 * limit:g} %"
+    if rule == Threshold.Rule.BAND:
+        return f"{limit:g}·σ"
+    return f"{limit:g}"
+
+
+@login_required
+def threshold_list(request: HttpRequest) -> HttpResponse:
+    rows = [(threshold, limit_text(threshold.rule, threshold.limit)) for threshold in selectors.threshold_list()]
+    return render(request, "dashboard/threshold_list.html", {"rows": rows})
+
+
+@login_required
+def threshold_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        threshold = selectors.threshold_detail(pk)
+    except Threshold.DoesNotExist as exc:
+        raise Http404("No such threshold.") from exc
+    form, backtest = _backtest(request, threshold)
+    context = {
+        "threshold": threshold,
+        "limit": limit_text(threshold.rule, threshold.limit),
+        "history": selectors.threshold_history(threshold),
+        "form": form,
+        "backtest": backtest,
+    }
+    return render(request, "dashboard/threshold_detail.html", context)
+
+
+def _backtest(request: HttpRequest, threshold: Threshold) -> tuple[BacktestForm, dict | None]:
+    """The what-if runs on GET: it only reads, and the drafted values stay in a shareable URL."""
+    if "limit" not in request.GET:
+        initial = {"rule": threshold.rule, "limit": threshold.limit, "severity": threshold.severity}
+        return BacktestForm(initial=initial), None
+    form = BacktestForm(request.GET)
+    if not form.is_valid():
+        return form, None
+    draft = form.draft_of(threshold)
+    if form.errors:
+        return form, None
+    result = threshold_backtest(threshold=draft)
+    changed = [row for row in result["artifacts"] if row["recorded"] != row["would_be"]]
+    for row in changed:
+        row["delta_text"] = _percent(row["delta"])
+        row["ci_text"] = (
+            f"{_percent(row['ci_low'])} to {_percent(row['ci_high'])}" if row["ci_low"] is not None else "—"
+        )
+    recorded = Counter(row["recorded"] for row in result["artifacts"])
+    outcomes = [(outcome, recorded.get(outcome, 0), count) for outcome, count in result["counts"].items()]
+    return form, {"outcomes": outcomes, "total": len(result["artifacts"]), "changed": changed}
+
+
+# Queues
+
+
+@login_required
+def queues(request: HttpRequest) -> HttpResponse:
+    stats = selectors.queue_stats()
+    storage = selectors.snapshot_storage_by_day()
+    context = {
+        "depths": queue_depths(),
+        "status_counts": selectors.run_status_counts(),
+        "running": selectors.runs_in_status(EvalRun.Status.RUNNING),
+        "deferred": selectors.runs_in_status(EvalRun.Status.DEFERRED),
+        "failed": selectors.failed_runs(limit=20),
+        "stats": stats,
+        "storage_totals": {"rows": sum(rows for _, rows, _ in storage), "bytes": sum(b or 0 for _, _, b in storage)},
+        "charts": [
+            _chart("chart-throughput", charts.hourly_throughput_figure(stats.hourly_finished)),
+            _chart("chart-storage", charts.storage_growth_figure(storage)),
+        ],
+    }
+    return render(request, "dashboard/queues.html", context)

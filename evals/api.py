@@ -110,6 +110,8 @@ class ThresholdSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
     def get_version(self, threshold: Threshold) -> int | None:
+        if hasattr(threshold, "latest_version"):
+            return threshold.latest_version
         latest = threshold.history.order_by("-history_id").first()
         return latest.history_id if latest else None
 
@@ -139,7 +141,7 @@ class ThresholdViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        return Threshold.objects.select_related("family").prefetch_related("history")
+        return selectors.threshold_list()
 
     def perform_create(self, serializer) -> None:
         reason = serializer.validated_data.pop("change_reason", "")
@@ -152,6 +154,7 @@ class ThresholdViewSet(viewsets.ModelViewSet):
         for field, value in serializer.validated_data.items():
             setattr(serializer.instance, field, value)
         services.threshold_save(threshold=serializer.instance, user=self.request.user, reason=reason or "Updated")
+        serializer.instance.__dict__.pop("latest_version", None)  # the annotation predates this change
 
     @extend_schema(request=ThresholdSerializer, responses=BACKTEST_RESPONSE)
     @action(detail=True, methods=["post"])

@@ -1,6 +1,6 @@
 """Reads shared by the pages, the API and the charts."""
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from evals.models import EvalRun, GoldenDataset, Threshold
 from registry.models import Artifact, ModelFamily
@@ -32,3 +32,9 @@ def thresholds_in_force(*, family: ModelFamily, metric: str, dataset_name: str) 
 
 def run_list() -> QuerySet[EvalRun]:
     return EvalRun.objects.select_related("artifact__family", "dataset")
+
+
+def threshold_list() -> QuerySet[Threshold]:
+    """Thresholds with the id of their latest history record (their version) in one query."""
+    latest = Threshold.history.model.objects.filter(id=OuterRef("pk")).order_by("-history_id").values("history_id")[:1]
+    return Threshold.objects.select_related("family").annotate(latest_version=Subquery(latest))

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from driftboard.api import BaseViewSet, IsStaffOrReadOnly
 from registry import selectors, services
 from registry.models import Artifact, ModelFamily, TelemetryTag
-from registry.storage import HashingUploadHandler
+from registry.storage import HashedUpload, HashingUploadHandler, discard
 
 
 class FamilySerializer(serializers.ModelSerializer):
@@ -46,6 +46,13 @@ class FamilyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 
     def perform_create(self, serializer) -> None:
         serializer.instance = services.family_create(**serializer.validated_data)
+
+
+def discard_unclaimed_uploads(request) -> None:
+    """A refused request leaves no staged upload behind (a stored one has already moved away)."""
+    for upload in request.FILES.values():
+        if isinstance(upload, HashedUpload):
+            discard(upload.staged_path)
 
 
 def artifact_page_url(artifact: Artifact) -> str:
@@ -163,6 +170,12 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
 
     @extend_schema(request=ArtifactCreateSerializer, responses={202: ArtifactSerializer, 200: ArtifactSerializer})
     def create(self, request) -> Response:
+        try:
+            return self._register(request)
+        finally:
+            discard_unclaimed_uploads(request)
+
+    def _register(self, request) -> Response:
         from evals.selectors import artifact_queue_position
 
         params = ArtifactCreateSerializer(data=request.data)

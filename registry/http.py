@@ -25,7 +25,15 @@ class HttpError(OSError):
         self.body = body
 
 
-def request_json(method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None) -> HttpResponse:
+def header(headers: dict[str, str], name: str) -> str | None:
+    """A response header by name, whatever case the server spelled it in."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def request_json(
+    method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None
+) -> HttpResponse:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")

@@ -106,13 +106,14 @@ def artifact_register(
     """Store, hash and health-check weights, then record a staging artifact and queue its scoring."""
     if (upload is None) == (path is None):
         raise RegistrationError("Send either a weights file or a server-side path, not both.")
-    staged = None
+    staged, name = None, upload.name if upload is not None else str(path)
     try:
         staged, sha256, size, name = _stage_upload(upload) if upload is not None else _stage_path(path)
         stored, fmt, summary = _store(staged, sha256, size, name, family_base_folder(family))
     except (storage.StorageError, health.HealthCheckError) as exc:
         storage.discard(staged)
-        raise RegistrationError(str(exc)) from exc
+        message = str(exc).replace(staged.name, Path(name).name) if staged is not None else str(exc)
+        raise RegistrationError(message) from exc
     except RegistrationError:
         storage.discard(staged)
         raise
@@ -121,6 +122,7 @@ def artifact_register(
 
 def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user) -> Registration:
     from evals.services import eval_runs_create_for_artifact
+    from registry.publishing import registration_publish_enqueue
 
     existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
     if existing:
@@ -130,6 +132,7 @@ def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, pare
             with transaction.atomic():
                 artifact = _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
                 eval_runs_create_for_artifact(artifact=artifact)
+                transaction.on_commit(lambda: registration_publish_enqueue(artifact_id=artifact.pk), robust=True)
             return Registration(artifact, created=True)
         except IntegrityError:
             existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()

@@ -1,7 +1,14 @@
+import logging
+
 from celery import shared_task
 
-from registry.models import Alert
+from registry.models import Alert, Artifact
+from registry.publishing import artifact_publish, retry_delay
 from registry.services import alert_deliver
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_MAX_RETRIES = 8
 
 
 @shared_task(bind=True, max_retries=8, acks_late=True)
@@ -15,3 +22,23 @@ def deliver_alert(self, alert_id: int) -> None:
         alert.delivery_error = str(exc)[:1000]
         alert.save(update_fields=["delivery_error"])
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 300)) from exc
+
+
+@shared_task(bind=True, max_retries=PUBLISH_MAX_RETRIES, acks_late=True)
+def publish_artifact(self, artifact_id: int) -> None:
+    """Post the artifact's current status (and comment, once scored) to its pull request."""
+    artifact = (
+        Artifact.objects.select_related("family", "pull_request")
+        .filter(pk=artifact_id, pull_request__isnull=False)
+        .first()
+    )
+    if artifact is None:
+        return
+    try:
+        artifact_publish(artifact=artifact)
+    except OSError as exc:
+        delay = retry_delay(exc, self.request.retries)
+        if delay is None:
+            logger.warning("Publishing artifact %s to %s failed for good: %s", artifact_id, artifact.pull_request, exc)
+            return
+        raise self.retry(exc=exc, countdown=delay) from exc

@@ -31,6 +31,13 @@ def budget_batches(lengths_descending: np.ndarray, token_budget: int) -> Iterato
         start = stop
 
 
+def offset_progress(progress: ProgressCallback | None, samples_before: int) -> ProgressCallback | None:
+    """A callback for a later part of the samples that reports counts over all of them."""
+    if progress is None:
+        return None
+    return lambda samples_done: progress(samples_before + samples_done)
+
+
 class SampleProgress:
     """Counts samples whose every part (window, or embedded string) has been computed."""
 

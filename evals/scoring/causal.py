@@ -30,9 +30,10 @@ from evals.scoring.batching import (
     SampleProgress,
     budget_batches,
     default_token_budget,
+    offset_progress,
 )
 from evals.scoring.errors import ScoringError
-from evals.scoring.loading import LoadedModel
+from evals.scoring.loading import CAUSAL_LM, LoadedModel
 from evals.scoring.windows import rolling_windows
 
 # Characters of text tokenised and planned at once; bounds host memory for any dataset size.
@@ -79,24 +80,23 @@ def score_causal(
 ) -> CausalScores:
     """Per-sample NLL (nats, float64), token and UTF-8 byte counts of `texts` under `lm`."""
     started = time.perf_counter()
-    context = min(lm.max_length, max_length or lm.max_length)
-    budget = token_budget or default_token_budget(lm.device)
-    prefix = prefix_token_id(lm.tokenizer)
-    scorer = _PositionScorer(lm.model)
+    if lm.kind != CAUSAL_LM:
+        raise ScoringError(f"bits per byte needs a causal language model, not a {lm.kind} model")
+    run = _CausalRun(
+        lm,
+        context=min(lm.max_length, max_length or lm.max_length),
+        token_budget=token_budget or default_token_budget(lm.device),
+    )
     nll = np.zeros(len(texts), dtype=np.float64)
     tokens = np.zeros(len(texts), dtype=np.int64)
     with torch.inference_mode():
         for first, last in _groups(texts):
-            tokens[first:last] = _score_group(
-                lm, scorer, texts[first:last], nll[first:last], prefix, context, budget,
-                _offset_progress(progress, first),
-            )
-    n_bytes = np.fromiter((len(text.encode("utf-8")) for text in texts), np.int64, len(texts))
+            nll[first:last], tokens[first:last] = run.score_group(texts[first:last], offset_progress(progress, first))
     return CausalScores(
         nll=nll,
         tokens=tokens,
-        bytes=n_bytes,
-        forward_passes=scorer.forward_passes,
+        bytes=np.fromiter((len(text.encode("utf-8")) for text in texts), np.int64, len(texts)),
+        forward_passes=run.forward_passes,
         tokens_scored=int(tokens.sum()),
         seconds=time.perf_counter() - started,
     )
@@ -119,34 +119,6 @@ def _groups(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
             first, chars = index + 1, 0
     if first < len(texts):
         yield first, len(texts)
-
-
-def _offset_progress(progress: ProgressCallback | None, offset: int) -> ProgressCallback | None:
-    if progress is None:
-        return None
-    return lambda samples_done: progress(offset + samples_done)
-
-
-def _score_group(
-    lm: LoadedModel,
-    scorer: "_PositionScorer",
-    texts: Sequence[str],
-    nll_out: np.ndarray,
-    prefix: int,
-    context: int,
-    budget: int,
-    progress: ProgressCallback | None,
-) -> np.ndarray:
-    """Adds the group's per-sample NLL into `nll_out`; returns its token counts."""
-    ids, offsets, lengths = _tokenize(lm.tokenizer, texts, prefix)
-    plan = _plan_windows(offsets, lengths, context)
-    tracker = SampleProgress(np.bincount(plan.sample, minlength=len(texts)), progress)
-    tracker.start()
-    for batch in budget_batches(plan.length, budget):
-        samples, token_nll = scorer.score(_batch_inputs(ids, plan, batch, prefix), lm.device)
-        nll_out += np.bincount(samples, weights=token_nll, minlength=len(texts))
-        tracker.finish_parts(plan.sample[batch])
-    return lengths
 
 
 def _tokenize(
@@ -216,28 +188,46 @@ def _positions(counts: np.ndarray, first_column: np.ndarray) -> tuple[np.ndarray
     return rows, columns
 
 
-class _PositionScorer:
-    """Runs forward passes and returns the NLL of the target token at each scored position."""
+class _CausalRun:
+    """Scores groups of texts window by window and counts the forward passes it runs."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-        self.head = model.get_output_embeddings()
-        self.from_hidden_states = _head_reproduces_logits(model)
+    def __init__(self, lm: LoadedModel, *, context: int, token_budget: int) -> None:
+        self.lm = lm
+        self.context = context
+        self.token_budget = token_budget
+        self.prefix = prefix_token_id(lm.tokenizer)
+        self.head = lm.model.get_output_embeddings()
+        self.from_hidden_states = _head_reproduces_logits(lm.model)
         self.forward_passes = 0
 
-    def score(self, batch: _BatchInputs, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-        input_ids = torch.from_numpy(batch.input_ids).to(device, non_blocking=True)
+    def score_group(self, texts: Sequence[str], progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample NLL and token counts of a group small enough to plan in memory."""
+        ids, offsets, lengths = _tokenize(self.lm.tokenizer, texts, self.prefix)
+        plan = _plan_windows(offsets, lengths, self.context)
+        tracker = SampleProgress(np.bincount(plan.sample, minlength=len(texts)), progress)
+        tracker.start()
+        nll = np.zeros(len(texts), dtype=np.float64)
+        for batch in budget_batches(plan.length, self.token_budget):
+            inputs = _batch_inputs(ids, plan, batch, pad=self.prefix)
+            nll += np.bincount(inputs.samples, weights=self._token_nll(inputs), minlength=len(texts))
+            tracker.finish_parts(plan.sample[batch])
+        return nll, lengths
+
+    def _token_nll(self, batch: _BatchInputs) -> np.ndarray:
+        device = self.lm.device
+        input_ids = torch.from_numpy(batch.input_ids).to(device)
         rows = torch.from_numpy(batch.rows).to(device)
         columns = torch.from_numpy(batch.columns).to(device)
         targets = torch.from_numpy(batch.targets).to(device)
         self.forward_passes += 1
+        model = self.lm.model
         if self.from_hidden_states:
-            hidden = self.model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
+            hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
             token_nll = _chunked_nll(hidden[rows, columns], targets, self.head)
         else:
-            logits = self.model(input_ids=input_ids, use_cache=False).logits
+            logits = model(input_ids=input_ids, use_cache=False).logits
             token_nll = _chunked_nll(logits[rows, columns], targets, _identity)
-        return batch.samples, token_nll.double().cpu().numpy()
+        return token_nll.double().cpu().numpy()
 
 
 def _chunked_nll(

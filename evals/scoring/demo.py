@@ -40,6 +40,8 @@ END_OF_TEXT = "<|endoftext|>"
 # One passage in this many goes to the golden set; a content hash picks it, not the seed.
 GOLDEN_ONE_IN = 4
 MAX_TORCH_THREADS = 4
+EMB = float(os.environ.get("EMB", "1"))
+TIE = os.environ.get("TIE", "1") == "1"
 
 Log = Callable[[str], None]
 
@@ -143,10 +145,7 @@ def split_corpus() -> CorpusSplit:
 
 
 def write_golden(path: Path, samples: Sequence[GoldenSample]) -> None:
-    lines = (
-        json.dumps({"id": s.id, "text": s.text, "category": s.category}, ensure_ascii=False)
-        for s in samples
-    )
+    lines = (json.dumps({"id": s.id, "text": s.text, "category": s.category}, ensure_ascii=False) for s in samples)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -207,13 +206,17 @@ def new_model(preset: DemoPreset, tokenizer: PreTrainedTokenizerFast) -> GPT2LMH
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=TIE,
     )
     return GPT2LMHeadModel(config)
 
 
 def new_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    names = ("wte.weight", "wpe.weight", "lm_head.weight")
+    tables = [p for n, p in model.named_parameters() if n.endswith(names)]
+    others = [p for n, p in model.named_parameters() if not n.endswith(names)]
     return torch.optim.AdamW(
-        model.parameters(), lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.1
+        [{"params": tables, "lr_scale": EMB, "weight_decay": 0.0}, {"params": others, "lr_scale": 1.0}], lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.1
     )
 
 
@@ -249,7 +252,7 @@ def train_phase(
     losses: list[float] = []
     for step, batch in zip(range(phase.steps), batches, strict=False):
         for group in optimizer.param_groups:
-            group["lr"] = preset.learning_rate * phase.lr_factor(step, phase.steps)
+            group["lr"] = group["lr_scale"] * preset.learning_rate * phase.lr_factor(step, phase.steps)
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,9 +282,7 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def build_demo_models(
-    outdir: Path, *, preset: str = "demo", seed: int = 0, log: Log = print
-) -> DemoBuild:
+def build_demo_models(outdir: Path, *, preset: str = "demo", seed: int = 0, log: Log = print) -> DemoBuild:
     """Train the demo tokenizer and models into ``outdir``; deterministic given ``seed``."""
     settings = PRESETS[preset]
     outdir.mkdir(parents=True, exist_ok=True)
@@ -295,9 +296,7 @@ def build_demo_models(
     return DemoBuild(golden=golden_path, **models_and_losses)
 
 
-def train_family(
-    outdir: Path, preset: DemoPreset, corpus: CorpusSplit, seed: int, log: Log
-) -> dict:
+def train_family(outdir: Path, preset: DemoPreset, corpus: CorpusSplit, seed: int, log: Log) -> dict:
     tokenizer = train_tokenizer(corpus.training, preset.vocab_size, preset.context)
     prose = token_stream(tokenizer, corpus.training)
     code = token_stream(tokenizer, corpus.drift)
@@ -306,11 +305,7 @@ def train_family(
     model = new_model(preset, tokenizer)
     optimizer = new_optimizer(model, preset.learning_rate)
     warmup = warmup_then_constant(preset.warmup_steps)
-    losses = {
-        "base": train_phase(
-            model, optimizer, prose, preset, Phase("base", preset.base_steps, warmup, seed), log
-        )
-    }
+    losses = {"base": train_phase(model, optimizer, prose, preset, Phase("base", preset.base_steps, warmup, seed), log)}
     base = save_model(model, tokenizer, outdir / "base")
     drifting = copy.deepcopy(model)
     improve = Phase("improved", preset.improved_steps, constant_then_decay, seed + 1)
@@ -340,8 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     build = build_demo_models(args.outdir, preset=args.preset, seed=args.seed)
     for line in summarise_losses(build.losses):
         print(line)
-    print(f"built {build.base}, {build.improved}, {build.drifted} in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(f"built {build.base}, {build.improved}, {build.drifted} in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

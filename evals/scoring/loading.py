@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
 from transformers.utils import logging as transformers_logging
 
@@ -43,10 +44,7 @@ _CONTEXT_LENGTH_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx")
 _FALLBACK_CONTEXT_LENGTH = 2048
 _TOKENIZER_UNBOUNDED = 10**20
 _SHOWN_KEYS = 5
-_REFUSED_PICKLE = (
-    "{name} is refused: it is not a plain tensor checkpoint and unpickling it could run code "
-    "({error})"
-)
+_REFUSED_PICKLE = "{name} is refused: it is not a plain tensor checkpoint and unpickling it could run code ({error})"
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,7 @@ class LoadedModel:
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` means $DRIFTBOARD_DEVICE when set, else CUDA when present, else CPU."""
     if device == "auto":
-        device = os.environ.get("DRIFTBOARD_DEVICE") or (
-            "cuda" if torch.cuda.is_available() else "cpu"
-        )
+        device = os.environ.get("DRIFTBOARD_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
@@ -90,6 +86,7 @@ def load_model(
     torch_device = resolve_device(device)
     dtype = dtype_for(torch_device)
     model = _read_model(weights, config, kind, tokenizer, dtype)
+    _fuse_tanh_gelu(model)
     model.to(torch_device).requires_grad_(False)
     return LoadedModel(
         model=model,
@@ -137,9 +134,7 @@ def _source_dir(weights: Path, base_dir: Path | str | None) -> Path:
     if weights.is_dir():
         return weights
     if base_dir is None:
-        raise ScoringError(
-            f"{weights.name} is a bare state dict: a base folder with config and tokenizer is needed"
-        )
+        raise ScoringError(f"{weights.name} is a bare state dict: a base folder with config and tokenizer is needed")
     return Path(base_dir)
 
 
@@ -163,7 +158,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_safetensors(path)
         except (SafetensorError, OSError) as error:
-            raise WeightsFormatError(f"{path.name} is not a valid safetensors file: {error}")
+            raise WeightsFormatError(f"{path.name} is not a valid safetensors file: {error}") from error
     if path.suffix == ".bin":
         return _read_pickled_state_dict(path)
     raise WeightsFormatError(f"unsupported weights file {path.name}: use .safetensors or .bin")
@@ -176,9 +171,7 @@ def _read_pickled_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UnsafeWeightsError(_REFUSED_PICKLE.format(name=path.name, error=error)) from error
     except Exception as error:  # torch.load fails in many ways on arbitrary bytes
         raise WeightsFormatError(f"{path.name} is not a readable torch file: {error}") from error
-    if not isinstance(state, dict) or not all(
-        isinstance(tensor, torch.Tensor) for tensor in state.values()
-    ):
+    if not isinstance(state, dict) or not all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
         raise WeightsFormatError(f"{path.name} does not hold a state dict of tensors")
     return state
 
@@ -213,6 +206,19 @@ def _read_model(
     return model
 
 
+def _fuse_tanh_gelu(model: nn.Module) -> None:
+    """Swap Python-level tanh-GELUs (GPT-2's `gelu_new`) for torch's fused kernel.
+
+    Same formula, one pass over the MLP activations instead of seven: on CPU the activation
+    otherwise costs about as much as the MLP's matrix products.
+    """
+    unfused = (NewGELUActivation, FastGELUActivation)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, unfused):
+                setattr(parent, name, GELUTanh())
+
+
 def _model_class(config: PretrainedConfig, kind: str) -> type[PreTrainedModel]:
     if kind not in _MODEL_CLASSES:
         raise ScoringError(f"unknown model kind {kind!r}: expected one of {list(_MODEL_CLASSES)}")
@@ -222,9 +228,7 @@ def _model_class(config: PretrainedConfig, kind: str) -> type[PreTrainedModel]:
         raise ScoringError(f"architecture {config.model_type!r} has no {kind} model") from None
 
 
-def _check_vocabulary(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, mismatched: set[tuple]
-) -> None:
+def _check_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, mismatched: set[tuple]) -> None:
     embedding = model.get_input_embeddings().weight
     embedding_name = next(name for name, tensor in model.named_parameters() if tensor is embedding)
     rows_expected = embedding.shape[0]
@@ -237,8 +241,7 @@ def _check_vocabulary(
             )
     if len(tokenizer) > rows_expected:
         raise VocabularyMismatchError(
-            f"the tokenizer has {len(tokenizer)} tokens but the weights only {rows_expected} "
-            "embedding rows"
+            f"the tokenizer has {len(tokenizer)} tokens but the weights only {rows_expected} embedding rows"
         )
 
 
@@ -248,8 +251,7 @@ def _check_tensor_names(model: PreTrainedModel, info: dict) -> None:
         "missing": sorted(info["missing_keys"]),
         "unexpected": sorted(set(info["unexpected_keys"]) - buffers),
         "wrong shape": sorted(
-            f"{name} {tuple(found)} instead of {tuple(expected)}"
-            for name, found, expected in info["mismatched_keys"]
+            f"{name} {tuple(found)} instead of {tuple(expected)}" for name, found, expected in info["mismatched_keys"]
         ),
     }
     described = [
@@ -306,9 +308,7 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = load_model(
-                weights, kind=kind, base_dir=base_dir, device=device, weights_sha256=sha256
-            )
+            loaded = load_model(weights, kind=kind, base_dir=base_dir, device=device, weights_sha256=sha256)
             self._models[key] = loaded
             self._evict()
             return loaded

@@ -1,6 +1,6 @@
 from django.db import transaction
 
-from evals.drift import METRICS, ThresholdSpec, classify
+from evals.drift import METRICS, Band, Comparison, ThresholdSpec, classify
 from evals.models import DriftVerdict, Threshold
 from registry.models import ModelFamily
 
@@ -43,7 +43,7 @@ def threshold_spec(threshold: Threshold) -> ThresholdSpec:
 
 def threshold_backtest(*, threshold: Threshold) -> dict:
     """Re-classify every stored verdict on this threshold's metric as if only it had applied."""
-    verdicts = DriftVerdict.objects.filter(metric=threshold.metric).exclude(outcome=DriftVerdict.Outcome.INCOMPARABLE)
+    verdicts = DriftVerdict.objects.filter(metric=threshold.metric).exclude(comparison={})
     if threshold.family_id:
         verdicts = verdicts.filter(artifact__family_id=threshold.family_id)
     if threshold.dataset_name:
@@ -62,7 +62,14 @@ def threshold_backtest(*, threshold: Threshold) -> dict:
     return {"counts": counts, "artifacts": rows}
 
 
-def comparison_from_verdict(verdict: DriftVerdict):
-    from evals.drift import Comparison
+def comparison_from_verdict(verdict: DriftVerdict) -> Comparison:
+    """Rebuild the comparison archived with a verdict, so a draft threshold can be applied to it."""
+    stored = dict(verdict.comparison)
+    stored["spec"] = METRICS[verdict.metric]
+    stored["band"] = Band(**stored["band"]) if stored.get("band") else None
+    return Comparison(**stored)
 
-    return Comparison.from_stored(METRICS[verdict.metric], verdict.stored_comparison)
+
+def implicit_band(metric: str, k: float) -> ThresholdSpec:
+    """Leaving the k·σ band of past baselines is always worth a reviewer's look (amber)."""
+    return ThresholdSpec(id="implicit-band", version=0, metric=metric, rule="band", limit=k, severity="warn")

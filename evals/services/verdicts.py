@@ -11,7 +11,7 @@ from django.utils import timezone
 from evals import drift
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.selectors import thresholds_in_force
-from evals.services.thresholds import threshold_spec
+from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
 from registry import services as registry_services
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent
 from registry.selectors import production_artifact
@@ -76,21 +76,29 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     thresholds = thresholds_in_force(family=candidate.artifact.family, metric=candidate.metric,
                                      dataset_name=candidate.dataset.name)
     comparison = compare_snapshots(candidate, baseline, thresholds)
-    verdict = drift.classify(comparison, [threshold_spec(t) for t in thresholds])
+    specs = [threshold_spec(t) for t in thresholds]
+    if not any(t.rule == Threshold.Rule.BAND for t in thresholds):
+        specs.append(implicit_band(candidate.metric, settings.DRIFTBOARD_BAND_K))
+    verdict = drift.classify(comparison, specs)
     deciding = next((t for t in thresholds if verdict.threshold and t.pk == verdict.threshold.id), None)
+    applied = deciding or (thresholds[0] if thresholds else None)
     return {
         **fields, "baseline_value": comparison.baseline, "candidate_value": comparison.candidate,
         "delta": comparison.delta, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high,
         "p_value": comparison.p_value, "band_low": comparison.band_low, "band_high": comparison.band_high,
         "band_position": comparison.band_position, "ks": comparison.ks, "wasserstein": comparison.wasserstein,
-        "per_category": comparison.per_category, "outcome": verdict.outcome, "reasons": verdict.reasons,
-        "comparison": json_safe(dataclasses.asdict(comparison)),
-        "threshold": deciding or (thresholds[0] if thresholds else None),
-        "threshold_history_id": verdict.threshold.version if verdict.threshold else (
-            threshold_spec(thresholds[0]).version if thresholds else None),
+        "per_category": json_safe(comparison.per_category), "outcome": verdict.outcome, "reasons": verdict.reasons,
+        "comparison": json_safe(_stored_comparison(comparison)),
+        "threshold": applied, "threshold_history_id": threshold_version(applied) if applied else None,
         "samples_used": comparison.n, "samples_total": candidate.dataset.sample_count,
         "stopped_early": not candidate.complete,
     }
+
+
+def _stored_comparison(comparison: drift.Comparison) -> dict:
+    stored = dataclasses.asdict(comparison)
+    stored.pop("spec")
+    return stored
 
 
 def json_safe(value):

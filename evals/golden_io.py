@@ -1,0 +1,196 @@
+"""Golden dataset files: Parquet, JSONL or CSV in, validated samples and content hashes out.
+
+Each sample is a dict {id, text, reference, category}. Only `text` is required; `id` defaults to
+the row index ("0", "1", …); empty `reference` / `category` become None, so the same data in any
+of the three formats reads, and hashes, the same. Errors name the offending row, counting data
+rows from 1 (a CSV header is not a row).
+"""
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evals.scoring.hashing import sample_sha256
+
+COLUMNS = ("id", "text", "reference", "category")
+PARQUET, JSONL, CSV = "parquet", "jsonl", "csv"
+_EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
+_PARQUET_MAGIC = b"PAR1"
+_BINARY_SNIFF_BYTES = 1024
+
+Sample = dict[str, str | None]
+
+__all__ = [
+    "GoldenFileError",
+    "dataset_sha256",
+    "canonical_bytes",
+    "read_golden_file",
+    "sample_hashes",
+    "sample_sha256",
+]
+
+
+class GoldenFileError(ValueError):
+    """The file cannot become a golden dataset; `row` is the 1-based data row, when known."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message if row is None else f"row {row}: {message}")
+        self.message = message
+        self.row = row
+
+
+def read_golden_file(source: bytes | str | Path, filename: str | None = None) -> list[Sample]:
+    """Samples of a Parquet, JSONL or CSV file given as a path or as bytes.
+
+    The format comes from the file name's extension (`filename`, else the path), or from the
+    content when there is no name.
+    """
+    if isinstance(source, (str, Path)):
+        filename = filename or Path(source).name
+        source = Path(source).read_bytes()
+    if not source:
+        raise GoldenFileError("the file is empty")
+    records = _READERS[_detect_format(source, filename)](source)
+    samples = _validated(records)
+    if not samples:
+        raise GoldenFileError("the file has no samples")
+    return samples
+
+
+def canonical_bytes(samples: list[Sample]) -> bytes:
+    """One JSON object per line, keys sorted, UTF-8: the same dataset gives the same bytes."""
+    lines = (
+        json.dumps(
+            {column: sample.get(column) for column in COLUMNS},
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        for sample in samples
+    )
+    return "\n".join(lines).encode("utf-8")
+
+
+def dataset_sha256(samples: list[Sample]) -> str:
+    return hashlib.sha256(canonical_bytes(samples)).hexdigest()
+
+
+def sample_hashes(samples: list[Sample]) -> list[str]:
+    """Per-sample hash of text and reference: the key under which scores are reused."""
+    return [sample_sha256(sample["text"], sample["reference"]) for sample in samples]
+
+
+def _detect_format(content: bytes, filename: str | None) -> str:
+    if filename and Path(filename).suffix:
+        suffix = Path(filename).suffix.lower()
+        if suffix not in _EXTENSIONS:
+            raise GoldenFileError(f"unsupported file type {suffix!r}: use .parquet, .jsonl or .csv")
+        return _EXTENSIONS[suffix]
+    if content.startswith(_PARQUET_MAGIC):
+        return PARQUET
+    if content.lstrip().startswith(b"{"):
+        return JSONL
+    if b"\0" in content[:_BINARY_SNIFF_BYTES]:
+        raise GoldenFileError("unsupported binary file: use Parquet, JSONL or CSV")
+    return CSV
+
+
+def _read_parquet(content: bytes) -> Iterator[Mapping]:
+    try:
+        table = pq.read_table(pa.BufferReader(content))
+    except (pa.ArrowException, OSError) as error:
+        raise GoldenFileError(f"not a readable Parquet file: {error}") from error
+    _require_text_column(table.column_names)
+    yield from table.to_pylist()
+
+
+def _read_jsonl(content: bytes) -> Iterator[Mapping]:
+    lines = [line for line in _decoded(content).splitlines() if line.strip()]
+    for row, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise GoldenFileError(f"invalid JSON: {error}", row=row) from error
+        if not isinstance(record, dict):
+            raise GoldenFileError("each line must be a JSON object", row=row)
+        if row == 1:
+            _require_text_column(record.keys())
+        yield record
+
+
+def _read_csv(content: bytes) -> Iterator[Mapping]:
+    reader = csv.DictReader(io.StringIO(_decoded(content), newline=""))
+    _require_text_column(reader.fieldnames or [])
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise GoldenFileError(f"invalid CSV: {error}", row=reader.line_num) from error
+
+
+_READERS = {PARQUET: _read_parquet, JSONL: _read_jsonl, CSV: _read_csv}
+
+
+def _decoded(content: bytes) -> str:
+    """Text with invalid UTF-8 bytes kept as lone surrogates, so the bad row can be named."""
+    return content.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+
+
+def _require_text_column(columns) -> None:
+    if "text" not in columns:
+        raise GoldenFileError(f"no 'text' column (found: {', '.join(map(str, columns)) or 'none'})")
+
+
+def _validated(records: Iterator[Mapping]) -> list[Sample]:
+    samples: list[Sample] = []
+    first_row_of_id: dict[str, int] = {}
+    for index, record in enumerate(records):
+        row = index + 1
+        sample = _sample(record, index, row)
+        if sample["id"] in first_row_of_id:
+            raise GoldenFileError(
+                f"duplicate id {sample['id']!r} (first used in row {first_row_of_id[sample['id']]})",
+                row=row,
+            )
+        first_row_of_id[sample["id"]] = row
+        samples.append(sample)
+    return samples
+
+
+def _sample(record: Mapping, index: int, row: int) -> Sample:
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise GoldenFileError("text must be a string" if text is not None else "empty text", row)
+    if not text.strip():
+        raise GoldenFileError("empty text", row=row)
+    sample = {
+        "id": _optional_string(record.get("id"), row) or str(index),
+        "text": text,
+        "reference": _optional_string(record.get("reference"), row),
+        "category": _optional_string(record.get("category"), row),
+    }
+    for column, value in sample.items():
+        _require_utf8(column, value, row)
+    return sample
+
+
+def _optional_string(value: object, row: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise GoldenFileError(f"expected text or an integer, got {value!r}", row=row)
+    return str(value)
+
+
+def _require_utf8(column: str, value: str | None, row: int) -> None:
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise GoldenFileError(f"{column} is not valid UTF-8 (byte offset {error.start})", row=row) from error

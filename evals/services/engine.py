@@ -1,0 +1,130 @@
+"""The bridge between a run row and the scoring engine: load weights, reuse cached per-sample
+results from the database, and hand back arrays ready to archive as snapshots."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db.models import Q
+
+from evals.metrics import causal_arrays, embedding_arrays
+from evals.models import EvalRun, GoldenDataset
+from evals.models import SampleResult as SampleResultRow
+from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, fingerprint, score_samples, scorer_for
+from evals.scoring.errors import ScoringError
+from evals.scoring.loading import MODEL_CACHE, LoadedModel
+from registry.models import Artifact, ModelFamily
+from registry.services import artifact_weights_path
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class PermanentScoringError(Exception):
+    """Retrying cannot help (unreadable weights, a dataset the scorer cannot use)."""
+
+
+@dataclass
+class RunResult:
+    arrays: dict[str, Arrays]
+    fingerprint: dict
+    categories: dict[int, str]
+    samples_scored: int
+    tokens: int
+    tokens_per_second: float | None
+    forward_passes: int
+    cached_samples: int
+    device: str
+    sampling: dict = field(default_factory=dict)
+
+    def categories_for(self, positions: Sequence[int]) -> list[str]:
+        return [self.categories[int(p)] for p in positions]
+
+
+class DatabaseResultStore:
+    """The scoring engine's result cache, kept in the SampleResult table."""
+
+    def get_many(self, keys: Sequence[ResultKey]) -> dict[ResultKey, SampleResult]:
+        if not keys:
+            return {}
+        wanted = set(keys)
+        query = Q()
+        for weights, scorer, version, config in {(k.weights_sha256, k.scorer, k.scorer_version, k.config_key) for k in keys}:
+            query |= Q(weights_sha256=weights, scorer=f"{scorer}@{version}", config_key=config)
+        rows = SampleResultRow.objects.filter(query, sample_sha256__in={k.sample_sha256 for k in keys})
+        found = {}
+        for row in rows:
+            scorer, version = row.scorer.rsplit("@", 1)
+            key = ResultKey(row.weights_sha256, row.sample_sha256, scorer, int(version), row.config_key)
+            if key in wanted:
+                found[key] = SampleResult(nll=row.nll, tokens=row.tokens, bytes=row.byte_count, similarity=row.similarity)
+        return found
+
+    def put_many(self, results) -> None:
+        SampleResultRow.objects.bulk_create(
+            [SampleResultRow(weights_sha256=k.weights_sha256, sample_sha256=k.sample_sha256,
+                             scorer=f"{k.scorer}@{k.scorer_version}", config_key=k.config_key, nll=r.nll,
+                             tokens=r.tokens, byte_count=r.bytes, similarity=r.similarity)
+             for k, r in results.items()],
+            batch_size=1000, ignore_conflicts=True,
+        )
+
+
+def load_model(artifact: Artifact) -> LoadedModel:
+    family = artifact.family
+    try:
+        return MODEL_CACHE.get(artifact_weights_path(artifact), kind=family.kind, base_dir=family.base_path or None,
+                               weights_sha256=artifact.sha256)
+    except (ScoringError, OSError, ValueError) as exc:
+        raise PermanentScoringError(f"The weights could not be loaded: {exc}") from exc
+
+
+def dataset_samples(dataset: GoldenDataset, positions: Sequence[int] | None = None) -> list[dict]:
+    samples = dataset.samples.order_by("position")
+    if positions is not None:
+        samples = samples.filter(position__in=list(positions))
+    return list(samples.values("position", "text", "reference", "category"))
+
+
+def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[int], None]) -> RunResult:
+    artifact = run.artifact
+    if artifact.family.kind == ModelFamily.Kind.EMBEDDING:
+        missing = next((s for s in samples if not s["reference"]), None)
+        if missing is not None:
+            raise PermanentScoringError(
+                f"{run.dataset} has samples without a `reference` (position {missing['position']}); "
+                "an embedding family needs text/reference pairs."
+            )
+    lm = load_model(artifact)
+    config = ScoringConfig(max_length=artifact.family.max_length)
+    try:
+        scored = score_samples(lm, samples, DatabaseResultStore(), config, progress=progress)
+    except ScoringError as exc:
+        raise PermanentScoringError(str(exc)) from exc
+    positions = np.array([s["position"] for s in samples], dtype=np.int32)
+    per_metric = (causal_arrays(scored.nll, scored.tokens, scored.bytes) if scored.nll is not None
+                  else embedding_arrays(scored.similarity))
+    tokens = int(scored.tokens_scored)
+    return RunResult(
+        arrays={metric: (positions, num, den) for metric, (num, den) in per_metric.items()},
+        fingerprint=run_fingerprint(lm, config, run.dataset),
+        categories={s["position"]: s["category"] for s in samples},
+        samples_scored=len(samples), tokens=tokens,
+        tokens_per_second=tokens / scored.seconds if scored.seconds > 0 and tokens else None,
+        forward_passes=scored.forward_passes, cached_samples=scored.samples_reused, device=lm.device.type,
+    )
+
+
+def run_fingerprint(lm: LoadedModel, config: ScoringConfig, dataset: GoldenDataset) -> dict:
+    scorer = scorer_for(lm)
+    fp = fingerprint(lm, scorer, config, dataset.sha256)
+    fp["tokenizer_hash"] = fp.pop("tokenizer_sha256")
+    fp["scorer_version"] = f"{scorer}@{fp['scorer_version']}"
+    return fp
+
+
+def score_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResult:
+    if run.kind in (EvalRun.Kind.SEQUENTIAL, EvalRun.Kind.COMPLETION):
+        from evals.services import sampling
+
+        return sampling.score_sampled_run(run=run, progress=progress)
+    return score_samples_of_run(run, dataset_samples(run.dataset), progress)

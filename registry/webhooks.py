@@ -1,0 +1,241 @@
+"""Inbound pull-request webhooks from GitHub and GitLab: authenticated, size-capped, handled once.
+
+A delivery is recorded (WebhookDelivery) in the same transaction as its effect, so a replayed or
+concurrently repeated delivery finds its id taken and changes nothing, while a delivery whose handling
+failed leaves no record and is handled when the provider redelivers it.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from functools import partial
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from registry.models import PullRequestLink, WebhookDelivery
+from registry.publishing import PullRequestInfo, pull_request_push, pull_request_record
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+GITHUB = PullRequestLink.Provider.GITHUB
+GITLAB = PullRequestLink.Provider.GITLAB
+GITHUB_PULL_REQUEST_ACTIONS = frozenset({"opened", "synchronize", "reopened", "edited", "closed"})
+GITLAB_MERGE_REQUEST_EVENT = "Merge Request Hook"
+GITLAB_STATES = {"opened": "open", "merged": "closed"}
+DELETED_REF_SHA = "0" * 40
+
+Effect = Callable[[], dict]
+
+
+class Rejected(Exception):
+    """The request is refused with this HTTP status and message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise Rejected(400, "Invalid Content-Length.") from None
+    if declared > MAX_BODY_BYTES:
+        raise Rejected(413, f"Payloads are limited to {MAX_BODY_BYTES} bytes.")
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise Rejected(413, f"Payloads are limited to {MAX_BODY_BYTES} bytes.")
+    return body
+
+
+def _check_github_signature(request: HttpRequest, body: bytes) -> None:
+    secret = settings.DRIFTBOARD_GITHUB_WEBHOOK_SECRET
+    if not secret:
+        logger.warning("GitHub webhook refused: DRIFTBOARD_GITHUB_WEBHOOK_SECRET is not set")
+        raise Rejected(401, "This server has no GitHub webhook secret configured.")
+    received = request.headers.get("X-Hub-Signature-256", "")
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not received or not hmac.compare_digest(expected.encode(), received.encode()):
+        raise Rejected(401, "Missing or invalid X-Hub-Signature-256.")
+
+
+def _check_gitlab_token(request: HttpRequest) -> None:
+    secret = settings.DRIFTBOARD_GITLAB_WEBHOOK_SECRET
+    if not secret:
+        logger.warning("GitLab webhook refused: DRIFTBOARD_GITLAB_WEBHOOK_SECRET is not set")
+        raise Rejected(401, "This server has no GitLab webhook secret configured.")
+    received = request.headers.get("X-Gitlab-Token", "")
+    if not received or not hmac.compare_digest(secret.encode(), received.encode()):
+        raise Rejected(401, "Missing or invalid X-Gitlab-Token.")
+
+
+def _payload(body: bytes, content_type: str) -> dict:
+    """JSON, or GitHub's form encoding (`payload=<json>`)."""
+    try:
+        if content_type == "application/x-www-form-urlencoded":
+            body = parse_qs(body.decode(), strict_parsing=True)["payload"][0].encode()
+        payload = json.loads(body)
+    except (ValueError, KeyError) as exc:
+        raise Rejected(400, f"The body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise Rejected(400, "The body must be a JSON object.")
+    return payload
+
+
+def _field(payload: dict, *path: str):
+    value = payload
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise Rejected(400, f"The payload has no {'.'.join(path)}.")
+        value = value[key]
+    return value
+
+
+def _number(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise Rejected(400, f"{value!r} is not a pull request number.")
+    return int(value)
+
+
+def _object(payload: dict, *path: str) -> dict:
+    value = _field(payload, *path)
+    if not isinstance(value, dict):
+        raise Rejected(400, f"The payload's {'.'.join(path)} is not an object.")
+    return value
+
+
+def github_pull_request_info(payload: dict) -> PullRequestInfo:
+    pull = _object(payload, "pull_request")
+    return PullRequestInfo(
+        provider=GITHUB,
+        repository=str(_field(payload, "repository", "full_name")),
+        number=_number(_field(payload, "pull_request", "number")),
+        url=str(pull.get("html_url") or ""),
+        title=str(pull.get("title") or ""),
+        head_sha=str(_field(payload, "pull_request", "head", "sha")),
+        base_ref=str(_field(payload, "pull_request", "base", "ref")),
+        state=str(_field(payload, "pull_request", "state")),
+        merged=bool(pull.get("merged")),
+    )
+
+
+def gitlab_merge_request_info(payload: dict) -> PullRequestInfo:
+    attributes = _object(payload, "object_attributes")
+    project = _object(payload, "project")
+    state = str(attributes.get("state") or "")
+    return PullRequestInfo(
+        provider=GITLAB,
+        repository=str(_field(payload, "project", "path_with_namespace")),
+        number=_number(_field(payload, "object_attributes", "iid")),
+        project_id=str(project.get("id") or ""),
+        url=str(attributes.get("url") or ""),
+        title=str(attributes.get("title") or ""),
+        head_sha=str(_field(payload, "object_attributes", "last_commit", "id")),
+        base_ref=str(attributes.get("target_branch") or ""),
+        state=GITLAB_STATES.get(state, state),
+        merged=state == "merged",
+    )
+
+
+def _record(info: PullRequestInfo) -> dict:
+    link, linked = pull_request_record(info=info)
+    return {"pull_request": link.pk, "head_sha": link.head_sha, "linked_artifacts": linked}
+
+
+def _push(repository: str, ref: str, before: str, after: str) -> dict:
+    linked = pull_request_push(
+        provider=GITHUB, repository=repository, branch=ref.removeprefix("refs/heads/"), before=before, after=after
+    )
+    return {"linked_artifacts": linked}
+
+
+def _github_effect(event: str, payload: dict) -> Effect | None:
+    """What a GitHub event changes, or None when Driftboard has nothing to do with it."""
+    if event == "pull_request":
+        if payload.get("action") not in GITHUB_PULL_REQUEST_ACTIONS:
+            return None
+        return partial(_record, github_pull_request_info(payload))
+    if payload.get("deleted") or _field(payload, "after") == DELETED_REF_SHA:
+        return None
+    return partial(
+        _push,
+        str(_field(payload, "repository", "full_name")),
+        str(_field(payload, "ref")),
+        str(_field(payload, "before")),
+        str(_field(payload, "after")),
+    )
+
+
+def _apply_once(provider: str, delivery_id: str, event: str, effect: Effect) -> JsonResponse:
+    """Record the delivery and apply its effect in one transaction; a repeat finds the delivery recorded."""
+    try:
+        with transaction.atomic():
+            if delivery_id:
+                WebhookDelivery.objects.create(provider=provider, delivery_id=delivery_id[:100], event=event[:50])
+            result = effect()
+    except IntegrityError:
+        if not WebhookDelivery.objects.filter(provider=provider, delivery_id=delivery_id[:100]).exists():
+            raise
+        return JsonResponse({"duplicate": True, "delivery": delivery_id})
+    return JsonResponse({"delivery": delivery_id, **result})
+
+
+def _ignored(reason: str) -> JsonResponse:
+    return JsonResponse({"ignored": reason}, status=202)
+
+
+def _github(request: HttpRequest) -> JsonResponse:
+    body = _read_body(request)
+    _check_github_signature(request, body)
+    event = request.headers.get("X-GitHub-Event", "")
+    if event == "ping":
+        return JsonResponse({"pong": True})
+    if event not in ("pull_request", "push"):
+        return _ignored(f"event {event!r}")
+    payload = _payload(body, request.content_type)
+    effect = _github_effect(event, payload)
+    if effect is None:
+        return _ignored(f"{event} {payload.get('action') or 'deleted branch'}")
+    return _apply_once(GITHUB, request.headers.get("X-GitHub-Delivery", ""), event, effect)
+
+
+def _gitlab(request: HttpRequest) -> JsonResponse:
+    body = _read_body(request)
+    _check_gitlab_token(request)
+    event = request.headers.get("X-Gitlab-Event", "")
+    if event != GITLAB_MERGE_REQUEST_EVENT:
+        return _ignored(f"event {event!r}")
+    info = gitlab_merge_request_info(_payload(body, request.content_type))
+    # Idempotency-Key (GitLab 17.4+) stays the same across retries of one event.
+    delivery_id = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID", "")
+    return _apply_once(GITLAB, delivery_id, event, partial(_record, info))
+
+
+def _answer(handler: Callable[[HttpRequest], JsonResponse], request: HttpRequest) -> JsonResponse:
+    try:
+        return handler(request)
+    except Rejected as exc:
+        return JsonResponse({"detail": exc.message}, status=exc.status)
+
+
+@csrf_exempt
+@require_POST
+def github_webhook(request: HttpRequest) -> JsonResponse:
+    """GitHub: ping, pull_request (opened, synchronize, reopened, edited, closed) and push."""
+    return _answer(_github, request)
+
+
+@csrf_exempt
+@require_POST
+def gitlab_webhook(request: HttpRequest) -> JsonResponse:
+    """GitLab: Merge Request Hook."""
+    return _answer(_gitlab, request)

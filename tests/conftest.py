@@ -1,0 +1,198 @@
+"""Shared fixtures: users and API clients, an isolated artifact root, the small demo models (built once
+per session), and a real Celery worker process on the configured broker and database."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def session_artifact_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="session")
+def import_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("imports")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, session_artifact_root, import_root):
+    settings.DRIFTBOARD_ARTIFACT_ROOT = session_artifact_root
+    settings.DRIFTBOARD_IMPORT_ROOTS = [import_root.resolve()]
+    settings.DRIFTBOARD_ALERT_WEBHOOK_URL = ""
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="reader")
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(username="staff", is_staff=True)
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api_client(user) -> APIClient:
+    return token_client(user)
+
+
+@pytest.fixture
+def staff_client(staff_user) -> APIClient:
+    return token_client(staff_user)
+
+
+@pytest.fixture
+def anonymous_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory):
+    """Base, improved and drifted GPT-2 folders plus a golden JSONL, trained once per session."""
+    from evals.scoring.demo import build_demo_models
+
+    return build_demo_models(tmp_path_factory.mktemp("demo-models"), preset="test", log=lambda _line: None)
+
+
+def worker_database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` process; start() waits until it says it is ready."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]):
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "WorkerProcess":
+        command = [sys.executable, "-m", "celery", "-A", "driftboard", "worker", "-Q", "scoring,offpeak,publish",
+                   "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n",
+                   f"test{time.monotonic_ns()}@%h", "--loglevel", "INFO"]
+        self.log = self.log_path.open("a")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready." in self.log_path.read_text(errors="replace"):
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"The worker did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker vanishes mid-task."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def purge_broker() -> None:
+    from driftboard.celery import app
+    from driftboard.queues import QUEUES
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in QUEUES:
+            try:
+                channel.queue_purge(queue)
+            except Exception:  # a queue that was never declared has nothing to purge
+                pass
+
+
+@pytest.fixture
+def celery_worker_factory(transactional_db, settings, session_artifact_root, import_root, tmp_path):
+    """Start real worker processes sharing this test's database, broker and artifact root."""
+    settings.DRIFTBOARD_RUN_LEASE_SECONDS = 4
+    purge_broker()
+    env = {
+        **os.environ,
+        "DATABASE_URL": worker_database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DRIFTBOARD_ARTIFACT_ROOT": str(session_artifact_root),
+        "DRIFTBOARD_IMPORT_ROOTS": str(import_root),
+        "DRIFTBOARD_RUN_LEASE_SECONDS": "4",
+        "DRIFTBOARD_TESTING": "1",
+        "DRIFTBOARD_ALERT_WEBHOOK_URL": settings.DRIFTBOARD_ALERT_WEBHOOK_URL,
+        "DRIFTBOARD_GITHUB_API_URL": settings.DRIFTBOARD_GITHUB_API_URL,
+        "DRIFTBOARD_GITHUB_TOKEN": settings.DRIFTBOARD_GITHUB_TOKEN,
+        "DRIFTBOARD_GITLAB_URL": settings.DRIFTBOARD_GITLAB_URL,
+        "DRIFTBOARD_GITLAB_TOKEN": settings.DRIFTBOARD_GITLAB_TOKEN,
+        "DRIFTBOARD_PUBLIC_URL": settings.DRIFTBOARD_PUBLIC_URL,
+        "OMP_NUM_THREADS": "1",
+    }
+    workers: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", {**env, **extra_env}).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.25, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {message}")
+
+
+class broker_unreachable:
+    """Point this process's Celery app at a port where no broker listens, then restore it."""
+
+    DEAD = "redis://127.0.0.1:1/0"
+
+    def __enter__(self):
+        from driftboard.celery import app
+
+        self.app = app
+        self.saved = (app.conf.broker_write_url, app.conf.broker_read_url)
+        app.conf.broker_write_url = app.conf.broker_read_url = self.DEAD
+        app._pool = None
+        return self
+
+    def __exit__(self, *exc_info):
+        self.app.conf.broker_write_url, self.app.conf.broker_read_url = self.saved
+        self.app._pool = None

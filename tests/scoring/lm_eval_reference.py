@@ -1,0 +1,21 @@
+"""lm-evaluation-harness run in-process: the reference the causal scorer must reproduce."""
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+
+
+def lm_eval_nll(model_dir: Path, texts: list[str], *, max_length: int | None = None, batch_size: int = 4) -> np.ndarray:
+    """Per-text NLL (nats) from the harness's `loglikelihood_rolling`."""
+    harness = HFLM(pretrained=str(model_dir), device="cpu", batch_size=batch_size, max_length=max_length)
+    requests = [
+        Instance(request_type="loglikelihood_rolling", doc={}, arguments=(text,), idx=index)
+        for index, text in enumerate(texts)
+    ]
+    with contextlib.redirect_stderr(io.StringIO()):  # the harness draws progress bars per batch
+        loglikelihoods = harness.loglikelihood_rolling(requests, disable_tqdm=True)
+    return -np.asarray(loglikelihoods, dtype=np.float64)

@@ -1,0 +1,21 @@
+import pytest
+
+from tests.publishing.forge import run_tasks_eagerly, running_forge
+from tests.webhooks.deliveries import GITHUB_SECRET, GITLAB_SECRET
+
+
+@pytest.fixture
+def forge(settings):
+    with running_forge(settings) as forge:
+        yield forge
+
+
+@pytest.fixture
+def eager(settings):
+    run_tasks_eagerly(settings)
+
+
+@pytest.fixture(autouse=True)
+def webhook_secrets(settings):
+    settings.DRIFTBOARD_GITHUB_WEBHOOK_SECRET = GITHUB_SECRET
+    settings.DRIFTBOARD_GITLAB_WEBHOOK_SECRET = GITLAB_SECRET
