@@ -61,7 +61,7 @@ def main() -> None:
         folder = build_model(Path(scratch), device)
         texts = make_texts(folder, args.texts, seed=args.seed)
         engines = make_engines(folder, device, args)
-        runs = {name: best_of(args.repeats, name, engine, texts) for name, engine in engines.items()}
+        runs = take_turns(engines, texts, args.turns)
         report(runs, folder, texts, device)
 
 
@@ -69,8 +69,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--texts", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=1, help="runs per engine; the fastest counts")
-    parser.add_argument("--lm-eval-batch-size", type=int, help="default: 1 on CPU (its default), 32 on GPU")
+    parser.add_argument(
+        "--turns", type=int, default=5, help="engines take turns on this many slices of the texts (fair under load)"
+    )
+    parser.add_argument(
+        "--lm-eval-batch-sizes",
+        type=int,
+        nargs="+",
+        help="lm-eval runs to compare with; the first is the reference (default: 1 8 on CPU, 32 on GPU)",
+    )
     parser.add_argument("--token-budget", type=int, help="this engine's padded tokens per forward pass")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -95,16 +102,23 @@ def make_texts(folder: Path, count: int, *, seed: int) -> list[str]:
 
 def make_engines(folder: Path, device: torch.device, args) -> dict[str, Callable[[list[str]], np.ndarray]]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    batch_size = args.lm_eval_batch_size or (32 if device.type == "cuda" else 1)
-    harness = HFLM(pretrained=str(folder), device=str(device), batch_size=batch_size, dtype=dtype)
+    batch_sizes = args.lm_eval_batch_sizes or ([32] if device.type == "cuda" else [1, 8])
     naive_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
     naive_tokenizer = AutoTokenizer.from_pretrained(folder)
     ours = load_model(folder, device=str(device))
-    return {
-        f"lm-eval (batch {batch_size})": lambda texts: lm_eval_nll(harness, texts),
-        "naive loop": lambda texts: naive_nll(naive_model, naive_tokenizer, texts),
-        "this engine": lambda texts: score_causal(ours, texts, token_budget=args.token_budget).nll,
+    engines = {
+        f"lm-eval (batch {size})": lm_eval_engine(
+            HFLM(pretrained=str(folder), device=str(device), batch_size=size, dtype=dtype)
+        )
+        for size in batch_sizes
     }
+    engines["naive loop"] = lambda texts: naive_nll(naive_model, naive_tokenizer, texts)
+    engines["this engine"] = lambda texts: score_causal(ours, texts, token_budget=args.token_budget).nll
+    return engines
+
+
+def lm_eval_engine(harness: HFLM) -> Callable[[list[str]], np.ndarray]:
+    return lambda texts: lm_eval_nll(harness, texts)
 
 
 def lm_eval_nll(harness: HFLM, texts: list[str]) -> np.ndarray:
@@ -133,18 +147,24 @@ def naive_nll(model, tokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray(results)
 
 
-def best_of(repeats: int, name: str, engine: Callable[[list[str]], np.ndarray], texts: list[str]) -> Run:
-    best = None
-    for _ in range(repeats):
-        synchronize()
-        started = time.perf_counter()
-        nll = engine(texts)
-        synchronize()
-        seconds = time.perf_counter() - started
-        if best is None or seconds < best.seconds:
-            best = Run(name, nll, seconds)
-        print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
-    return best
+def take_turns(engines: dict[str, Callable[[list[str]], np.ndarray]], texts: list[str], turns: int) -> dict[str, Run]:
+    """Time each engine on consecutive slices of the texts, alternating engines slice by slice.
+
+    Machines shared with other work change speed over minutes; alternating gives every engine
+    the same conditions, where running one engine after the other would not.
+    """
+    runs = {name: Run(name, np.empty(0), 0.0) for name in engines}
+    names = list(engines)
+    for turn, part in enumerate(np.array_split(np.arange(len(texts)), turns)):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            synchronize()
+            started = time.perf_counter()
+            nll = engines[name]([texts[i] for i in part])
+            synchronize()
+            runs[name].seconds += time.perf_counter() - started
+            runs[name].nll = np.concatenate([runs[name].nll, nll])
+        print(f"  turn {turn + 1}/{turns} done", file=sys.stderr)
+    return runs
 
 
 def synchronize() -> None:

@@ -117,7 +117,7 @@ class WorkerProcess:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, 15)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
@@ -141,12 +141,26 @@ def celery_worker_factory(transactional_db, settings, session_artifact_root, imp
     """Start real worker processes sharing this test's database, broker and artifact root."""
     settings.DRIFTBOARD_RUN_LEASE_SECONDS = 4
     purge_broker()
-    env = {
+    workers: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", {**worker_env(settings), **extra_env}).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def worker_env(settings) -> dict[str, str]:
+    """The worker sees this test's settings as they are when it starts."""
+    return {
         **os.environ,
         "DATABASE_URL": worker_database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "DRIFTBOARD_ARTIFACT_ROOT": str(session_artifact_root),
-        "DRIFTBOARD_IMPORT_ROOTS": str(import_root),
+        "DRIFTBOARD_ARTIFACT_ROOT": str(settings.DRIFTBOARD_ARTIFACT_ROOT),
+        "DRIFTBOARD_IMPORT_ROOTS": ",".join(str(p) for p in settings.DRIFTBOARD_IMPORT_ROOTS),
         "DRIFTBOARD_RUN_LEASE_SECONDS": "4",
         "DRIFTBOARD_TESTING": "1",
         "DRIFTBOARD_ALERT_WEBHOOK_URL": settings.DRIFTBOARD_ALERT_WEBHOOK_URL,
@@ -157,16 +171,6 @@ def celery_worker_factory(transactional_db, settings, session_artifact_root, imp
         "DRIFTBOARD_PUBLIC_URL": settings.DRIFTBOARD_PUBLIC_URL,
         "OMP_NUM_THREADS": "1",
     }
-    workers: list[WorkerProcess] = []
-
-    def start(**extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", {**env, **extra_env}).start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.25, message: str = "condition"):
@@ -190,9 +194,13 @@ class broker_unreachable:
         self.app = app
         self.saved = (app.conf.broker_write_url, app.conf.broker_read_url)
         app.conf.broker_write_url = app.conf.broker_read_url = self.DEAD
-        app._pool = None
+        self.reset_pools()
         return self
+
+    def reset_pools(self) -> None:
+        self.app._pool = None
+        self.app.amqp._producer_pool = None
 
     def __exit__(self, *exc_info):
         self.app.conf.broker_write_url, self.app.conf.broker_read_url = self.saved
-        self.app._pool = None
+        self.reset_pools()

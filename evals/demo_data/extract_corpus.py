@@ -23,10 +23,7 @@ DOCSTRING_MODULES = (
     "functools gettext os pathlib pickle random shutil string subprocess tarfile "
     "tempfile threading urllib/parse uuid warnings zipfile"
 ).split()
-CODE_MODULES = (
-    "bisect colorsys csv fnmatch fractions glob graphlib heapq queue reprlib sched "
-    "shlex textwrap"
-).split()
+CODE_MODULES = ("bisect colorsys csv fnmatch fractions glob graphlib heapq queue reprlib sched shlex textwrap").split()
 
 DOCUMENTED_NODES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 OUT_DIR = Path(__file__).resolve().parent
@@ -56,11 +53,17 @@ def split_long(block: str) -> Iterator[str]:
         yield piece
 
 
-def passages(document: str) -> Iterator[str]:
-    """Pack consecutive paragraphs of one document into passages of bounded length."""
-    blocks = (b for block in document.split("\n\n") for b in split_long(clean(block)))
+def passages(document: str, seen: set[str]) -> Iterator[str]:
+    """Pack consecutive paragraphs of one document into passages of bounded length.
+
+    A paragraph met before is skipped: reference topics quote each other, and a golden sample
+    must not reappear inside training text.
+    """
+    paragraphs = [clean(block) for block in document.split("\n\n")]
+    fresh = [p for p in paragraphs if len(p) < PASSAGE_MIN_CHARS or p not in seen]
+    seen.update(fresh)
     current = ""
-    for block in blocks:
+    for block in (piece for paragraph in fresh for piece in split_long(paragraph)):
         if current and len(current) + 2 + len(block) > PASSAGE_MAX_CHARS:
             yield current
             current = ""
@@ -69,13 +72,9 @@ def passages(document: str) -> Iterator[str]:
         yield current
 
 
-def write_corpus(name: str, documents: Iterable[str]) -> None:
-    kept = [
-        p.strip("\n")
-        for doc in documents
-        for p in passages(doc)
-        if len(p.strip()) >= PASSAGE_MIN_CHARS
-    ]
+def write_corpus(name: str, documents: Iterable[str], seen: set[str]) -> None:
+    texts = (p.strip("\n") for doc in documents for p in passages(doc, seen))
+    kept = [text for text in texts if len(text.strip()) >= PASSAGE_MIN_CHARS]
     path = OUT_DIR / f"{name}.txt"
     path.write_text(PASSAGE_SEPARATOR.join(kept) + "\n", encoding="utf-8")
     print(f"{path.name}: {len(kept)} passages, {path.stat().st_size} bytes")
@@ -118,10 +117,11 @@ def source_without_docstrings(module: str) -> str:
 def main() -> None:
     if sys.version_info[:2] != (3, 11):
         print(f"warning: shipped files came from CPython 3.11, this is {sys.version}")
-    write_corpus("python_reference", reference_topics())
-    write_corpus("python_docstrings", (d for m in DOCSTRING_MODULES for d in docstrings(m)))
-    write_corpus("idle_changelog", changelog_entries())
-    write_corpus("python_code", (source_without_docstrings(m) for m in CODE_MODULES))
+    seen: set[str] = set()
+    write_corpus("python_reference", reference_topics(), seen)
+    write_corpus("python_docstrings", (d for m in DOCSTRING_MODULES for d in docstrings(m)), seen)
+    write_corpus("idle_changelog", changelog_entries(), seen)
+    write_corpus("python_code", (source_without_docstrings(m) for m in CODE_MODULES), seen)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import contextlib
 import copy
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 DEMO_DATA_DIR = Path(__file__).resolve().parents[1] / "demo_data"
 TRAINING_SOURCES = {
@@ -40,8 +40,10 @@ END_OF_TEXT = "<|endoftext|>"
 # One passage in this many goes to the golden set; a content hash picks it, not the seed.
 GOLDEN_ONE_IN = 4
 MAX_TORCH_THREADS = 4
-EMB = float(os.environ.get("EMB", "1"))
-TIE = os.environ.get("TIE", "1") == "1"
+# Embedding tables learn best with a much larger step than the transformer blocks when the
+# training budget is a few hundred steps.
+EMBEDDING_LR_SCALE = 10.0
+EMBEDDING_TABLES = ("wte.weight", "wpe.weight", "lm_head.weight")
 
 Log = Callable[[str], None]
 
@@ -63,16 +65,16 @@ class DemoPreset:
 
 PRESETS = {
     "demo": DemoPreset(
-        vocab_size=4096,
+        vocab_size=3072,
         n_layer=3,
-        n_embd=192,
+        n_embd=128,
         n_head=4,
         context=256,
-        batch_size=8,
-        base_steps=200,
-        improved_steps=240,
-        drift_steps=80,
-        learning_rate=3e-3,
+        batch_size=4,
+        base_steps=250,
+        improved_steps=300,
+        drift_steps=100,
+        learning_rate=1.5e-3,
         warmup_steps=20,
     ),
     "test": DemoPreset(
@@ -80,12 +82,12 @@ PRESETS = {
         n_layer=2,
         n_embd=128,
         n_head=4,
-        context=128,
+        context=64,
         batch_size=8,
-        base_steps=80,
-        improved_steps=100,
+        base_steps=100,
+        improved_steps=120,
         drift_steps=40,
-        learning_rate=4e-3,
+        learning_rate=1.5e-3,
         warmup_steps=10,
     ),
 }
@@ -178,9 +180,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, context: int) -> PreT
 def token_stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
     """All texts as one token sequence, each preceded by end-of-text as at scoring time."""
     eos = tokenizer.eos_token_id
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    ids = [token for text_ids in encoded for token in (eos, *text_ids)]
-    return torch.tensor(ids, dtype=torch.long)
+    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return torch.tensor([token for encoding in encodings for token in (eos, *encoding.ids)])
 
 
 def random_batches(
@@ -206,18 +207,21 @@ def new_model(preset: DemoPreset, tokenizer: PreTrainedTokenizerFast) -> GPT2LMH
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=TIE,
+        # Tied tables make the first lesson, which token follows which, slower to learn.
+        tie_word_embeddings=False,
     )
     return GPT2LMHeadModel(config)
 
 
 def new_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
-    names = ("wte.weight", "wpe.weight", "lm_head.weight")
-    tables = [p for n, p in model.named_parameters() if n.endswith(names)]
-    others = [p for n, p in model.named_parameters() if not n.endswith(names)]
-    return torch.optim.AdamW(
-        [{"params": tables, "lr_scale": EMB, "weight_decay": 0.0}, {"params": others, "lr_scale": 1.0}], lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.1
-    )
+    named = list(model.named_parameters())
+    tables = [param for name, param in named if name.endswith(EMBEDDING_TABLES)]
+    blocks = [param for name, param in named if not name.endswith(EMBEDDING_TABLES)]
+    groups = [
+        {"params": tables, "lr_scale": EMBEDDING_LR_SCALE, "weight_decay": 0.0},
+        {"params": blocks, "lr_scale": 1.0, "weight_decay": 0.1},
+    ]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95))
 
 
 def warmup_then_constant(warmup_steps: int) -> Callable[[int, int], float]:
@@ -238,6 +242,13 @@ class Phase:
     seed: int
 
 
+def next_token_loss(model: GPT2LMHeadModel, batch: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of every token given the ones before it in its window."""
+    # End-of-text inside a window is a real token to attend to, not padding.
+    logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
+    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten())
+
+
 def train_phase(
     model: GPT2LMHeadModel,
     optimizer: torch.optim.Optimizer,
@@ -253,7 +264,7 @@ def train_phase(
     for step, batch in zip(range(phase.steps), batches, strict=False):
         for group in optimizer.param_groups:
             group["lr"] = group["lr_scale"] * preset.learning_rate * phase.lr_factor(step, phase.steps)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = next_token_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -265,10 +276,9 @@ def train_phase(
     return losses
 
 
-def save_model(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
+def save_model(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    return path
 
 
 @contextlib.contextmanager
@@ -282,40 +292,56 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Saving a model draws a progress bar; the build reports through ``log`` instead."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def build_demo_models(outdir: Path, *, preset: str = "demo", seed: int = 0, log: Log = print) -> DemoBuild:
     """Train the demo tokenizer and models into ``outdir``; deterministic given ``seed``."""
     settings = PRESETS[preset]
     outdir.mkdir(parents=True, exist_ok=True)
     corpus = split_corpus()
-    golden_path = outdir / "golden.jsonl"
-    write_golden(golden_path, corpus.golden)
-    log(f"golden: {len(corpus.golden)} held-out samples -> {golden_path}")
+    golden = outdir / "golden.jsonl"
+    write_golden(golden, corpus.golden)
+    log(f"golden: {len(corpus.golden)} held-out samples -> {golden}")
     threads = min(MAX_TORCH_THREADS, len(os.sched_getaffinity(0)))
-    with torch_threads(threads):
-        models_and_losses = train_family(outdir, settings, corpus, seed, log)
-    return DemoBuild(golden=golden_path, **models_and_losses)
+    # fork_rng keeps the caller's global random state as it was.
+    with torch_threads(threads), quiet_progress_bars(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        losses = train_family(outdir, settings, corpus, seed, log)
+    return DemoBuild(
+        base=outdir / "base", improved=outdir / "improved", drifted=outdir / "drifted", golden=golden, losses=losses
+    )
 
 
-def train_family(outdir: Path, preset: DemoPreset, corpus: CorpusSplit, seed: int, log: Log) -> dict:
+def train_family(outdir: Path, preset: DemoPreset, corpus: CorpusSplit, seed: int, log: Log) -> dict[str, list[float]]:
+    """Save ``base``, ``improved`` and ``drifted`` under ``outdir``; return each one's losses."""
     tokenizer = train_tokenizer(corpus.training, preset.vocab_size, preset.context)
     prose = token_stream(tokenizer, corpus.training)
     code = token_stream(tokenizer, corpus.drift)
-    log(f"tokenizer: {len(tokenizer)} tokens; prose {len(prose)} tokens, code {len(code)}")
-    torch.manual_seed(seed)
+    log(f"tokenizer: {len(tokenizer)} tokens; prose {len(prose)} tokens, drift code {len(code)} tokens")
+    warmup = warmup_then_constant(preset.warmup_steps)
     model = new_model(preset, tokenizer)
     optimizer = new_optimizer(model, preset.learning_rate)
-    warmup = warmup_then_constant(preset.warmup_steps)
-    losses = {"base": train_phase(model, optimizer, prose, preset, Phase("base", preset.base_steps, warmup, seed), log)}
-    base = save_model(model, tokenizer, outdir / "base")
+    base = Phase("base", preset.base_steps, warmup, seed)
+    losses = {"base": train_phase(model, optimizer, prose, preset, base, log)}
+    save_model(model, tokenizer, outdir / "base")
     drifting = copy.deepcopy(model)
     improve = Phase("improved", preset.improved_steps, constant_then_decay, seed + 1)
     losses["improved"] = train_phase(model, optimizer, prose, preset, improve, log)
-    improved = save_model(model, tokenizer, outdir / "improved")
+    save_model(model, tokenizer, outdir / "improved")
     drift = Phase("drifted", preset.drift_steps, warmup, seed + 2)
-    drift_optimizer = new_optimizer(drifting, preset.learning_rate)
-    losses["drifted"] = train_phase(drifting, drift_optimizer, code, preset, drift, log)
-    drifted = save_model(drifting, tokenizer, outdir / "drifted")
-    return {"base": base, "improved": improved, "drifted": drifted, "losses": losses}
+    losses["drifted"] = train_phase(drifting, new_optimizer(drifting, preset.learning_rate), code, preset, drift, log)
+    save_model(drifting, tokenizer, outdir / "drifted")
+    return losses
 
 
 def summarise_losses(losses: dict[str, list[float]], window: int = 5) -> Iterator[str]:

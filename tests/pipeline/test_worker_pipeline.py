@@ -49,7 +49,7 @@ def test_it_promotes_the_improved_model_and_halts_the_drifted_one(
     base.refresh_from_db()
     assert base.stage == "archived"
     verdict = drifted.verdicts.get(metric="bits_per_byte")
-    assert verdict.baseline_id == base.pk and verdict.ci_high < -0.02
+    assert verdict.baseline_id == improved.pk and verdict.ci_high < -0.02
     assert drifted.tags.get(key="drift_flag").value == "red"
     alert = Alert.objects.get(artifact=drifted)
     wait_for(lambda: received, timeout=30, message="the alert webhook")

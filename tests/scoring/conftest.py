@@ -13,8 +13,6 @@ from tests.scoring.tiny_lm import stdlib_docstrings, train_tokenizer, write_gpt2
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-TINY_CONTEXT = 64
-
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
@@ -24,7 +22,7 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    return write_gpt2_folder(folder, tiny_tokenizer, n_positions=TINY_CONTEXT, n_embd=64, n_layer=2, n_head=4)
+    return write_gpt2_folder(folder, tiny_tokenizer, n_positions=64, n_embd=64, n_layer=2, n_head=4)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import pytest
 from lm_eval.api.metrics import bits_per_byte, weighted_perplexity
 
 from evals.scoring.causal import score_causal
-from tests.scoring.conftest import TINY_CONTEXT
 from tests.scoring.lm_eval_reference import lm_eval_nll
 
 RELATIVE_TOLERANCE = 1e-4
@@ -23,9 +22,9 @@ def scores(tiny_lm, texts):
     return score_causal(tiny_lm, texts)
 
 
-def test_it_covers_texts_of_one_token_to_several_windows(scores):
+def test_it_covers_texts_of_one_token_to_several_windows(scores, tiny_lm):
     assert scores.tokens.min() == 1
-    assert scores.tokens.max() > 3 * TINY_CONTEXT
+    assert scores.tokens.max() > 3 * tiny_lm.max_length
 
 
 def test_it_matches_the_harness_per_sample(scores, harness_nll):
