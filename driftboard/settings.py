@@ -79,7 +79,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "driftboard.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "driftboard.limits.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,6 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "driftboard.roles.role_flags",
             ],
         },
     },
@@ -146,6 +149,10 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 DRIFTBOARD_ARTIFACT_ROOT = env_path("DRIFTBOARD_ARTIFACT_ROOT", VAR_DIR / "artifacts")
 DRIFTBOARD_IMPORT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("DRIFTBOARD_IMPORT_ROOTS")]
 DRIFTBOARD_MAX_UPLOAD_BYTES = env_int("DRIFTBOARD_MAX_UPLOAD_BYTES", 8 * 1024**3)
+DRIFTBOARD_MAX_DATASET_ROWS = env_int("DRIFTBOARD_MAX_DATASET_ROWS", 100_000)
+DRIFTBOARD_MAX_SAMPLE_CHARS = env_int("DRIFTBOARD_MAX_SAMPLE_CHARS", 100_000)
+# Request bodies read into memory (JSON, form fields); files stream to disk under the limit above.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024**2)
 DRIFTBOARD_MAX_QUEUED_RUNS = env_int("DRIFTBOARD_MAX_QUEUED_RUNS", 50)
 DRIFTBOARD_RUN_LEASE_SECONDS = env_int("DRIFTBOARD_RUN_LEASE_SECONDS", 120)
 DRIFTBOARD_RUN_MAX_ATTEMPTS = env_int("DRIFTBOARD_RUN_MAX_ATTEMPTS", 3)
@@ -155,6 +162,11 @@ DRIFTBOARD_BAND_WINDOW = env_int("DRIFTBOARD_BAND_WINDOW", 10)
 DRIFTBOARD_BAND_K = env_float("DRIFTBOARD_BAND_K", 3.0)
 DRIFTBOARD_BOOTSTRAP_RESAMPLES = env_int("DRIFTBOARD_BOOTSTRAP_RESAMPLES", 2000)
 DRIFTBOARD_THRESHOLD_REVIEW_DAYS = env_int("DRIFTBOARD_THRESHOLD_REVIEW_DAYS", 90)
+
+# Prometheus metrics at /metrics: off unless a bearer token and/or allowed addresses are set.
+DRIFTBOARD_METRICS_TOKEN = env_str("DRIFTBOARD_METRICS_TOKEN")
+DRIFTBOARD_METRICS_ALLOWED_IPS = env_list("DRIFTBOARD_METRICS_ALLOWED_IPS")  # addresses or networks (CIDR)
+DRIFTBOARD_METRICS_WINDOW_SECONDS = env_int("DRIFTBOARD_METRICS_WINDOW_SECONDS", 3600)
 
 # Pull-request link-through
 DRIFTBOARD_GITHUB_API_URL = env_str("DRIFTBOARD_GITHUB_API_URL", "https://api.github.com").rstrip("/")

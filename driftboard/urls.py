@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from driftboard import views
 from driftboard.health import healthz
+from driftboard.metrics import metrics_view
 from evals import api as evals_api
 from evals import api_experiments
 from registry import api as registry_api
@@ -35,6 +36,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(router.urls)),
     path("hooks/github/", webhooks.github_webhook, name="hook-github"),
     path("hooks/gitlab/", webhooks.gitlab_webhook, name="hook-gitlab"),

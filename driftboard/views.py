@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from driftboard import charts
 from driftboard import dashboard_selectors as selectors
 from driftboard.queues import queue_depths
+from driftboard.roles import can_review
 from evals.models import DriftVerdict, EvalRun, Threshold
 from evals.services import threshold_backtest
 from registry import services as registry_services
@@ -251,9 +252,9 @@ def _run_progress(run: EvalRun) -> dict:
 @login_required
 @require_POST
 def artifact_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    """Staff override: promote or halt with a written reason; the service records the event."""
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff may promote or halt an artifact.")
+    """Reviewer override: promote or halt with a written reason; the service records the event."""
+    if not can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may promote or halt an artifact.")
     artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
     form = ReasonForm(request.POST)
     if not form.is_valid():

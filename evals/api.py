@@ -2,9 +2,11 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, parsers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from driftboard.api import BaseViewSet, IsStaffOrReadOnly
+from driftboard.api import BaseViewSet
+from driftboard.roles import IsAdminOrReadOnly
 from evals import selectors, services
 from evals.golden_io import GoldenFileError
 from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
@@ -64,7 +66,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewS
                 name=params.validated_data["name"], filename=upload.name, source=upload, user=request.user
             )
         except GoldenFileError as exc:
-            raise ValidationError({"detail": str(exc), "row": exc.row}) from exc
+            return Response({"detail": str(exc), "row": exc.row}, status=status.HTTP_400_BAD_REQUEST)
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 
@@ -137,7 +139,7 @@ BACKTEST_RESPONSE = inline_serializer(
 
 class ThresholdViewSet(viewsets.ModelViewSet):
     serializer_class = ThresholdSerializer
-    permission_classes = [IsStaffOrReadOnly]
+    permission_classes = [IsAdminOrReadOnly]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
@@ -157,7 +159,7 @@ class ThresholdViewSet(viewsets.ModelViewSet):
         serializer.instance.__dict__.pop("latest_version", None)  # the annotation predates this change
 
     @extend_schema(request=ThresholdSerializer, responses=BACKTEST_RESPONSE)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])  # a what-if: it writes nothing
     def backtest(self, request, pk=None) -> Response:
         """What would this threshold (with any fields overridden in the body) have said of past artifacts?"""
         threshold = self.get_object()

@@ -45,11 +45,18 @@ class GoldenFileError(ValueError):
         self.row = row
 
 
-def read_golden_file(source: bytes | str | Path, filename: str | None = None) -> list[Sample]:
+def read_golden_file(
+    source: bytes | str | Path,
+    filename: str | None = None,
+    *,
+    max_rows: int | None = None,
+    max_chars: int | None = None,
+) -> list[Sample]:
     """Samples of a Parquet, JSONL or CSV file given as a path or as bytes.
 
     The format comes from the file name's extension (`filename`, else the path), or from the
-    content when there is no name.
+    content when there is no name. `max_rows` and `max_chars` (per text or reference) refuse
+    oversized files at the first row past the limit.
     """
     if isinstance(source, (str, Path)):
         filename = filename or Path(source).name
@@ -57,7 +64,7 @@ def read_golden_file(source: bytes | str | Path, filename: str | None = None) ->
     if not source:
         raise GoldenFileError("the file is empty")
     records = _READERS[_detect_format(source, filename)](source)
-    samples = _validated(records)
+    samples = _validated(records, max_rows=max_rows, max_chars=max_chars)
     if not samples:
         raise GoldenFileError("the file has no samples")
     return samples
@@ -146,12 +153,15 @@ def _require_text_column(columns) -> None:
         raise GoldenFileError(f"no 'text' column (found: {', '.join(map(str, columns)) or 'none'})")
 
 
-def _validated(records: Iterator[Mapping]) -> list[Sample]:
+def _validated(records: Iterator[Mapping], *, max_rows: int | None, max_chars: int | None) -> list[Sample]:
     samples: list[Sample] = []
     first_row_of_id: dict[str, int] = {}
     for index, record in enumerate(records):
         row = index + 1
+        if max_rows is not None and row > max_rows:
+            raise GoldenFileError(f"too many samples: a dataset may hold at most {max_rows}", row=row)
         sample = _sample(record, index, row)
+        _require_length_within(sample, max_chars, row)
         if sample["id"] in first_row_of_id:
             raise GoldenFileError(
                 f"duplicate id {sample['id']!r} (first used in row {first_row_of_id[sample['id']]})",
@@ -177,6 +187,13 @@ def _sample(record: Mapping, index: int, row: int) -> Sample:
     for column, value in sample.items():
         _require_utf8(column, value, row)
     return sample
+
+
+def _require_length_within(sample: Sample, max_chars: int | None, row: int) -> None:
+    for column in ("text", "reference"):
+        length = len(sample[column] or "")
+        if max_chars is not None and length > max_chars:
+            raise GoldenFileError(f"{column} has {length} characters, more than the {max_chars} allowed", row=row)
 
 
 def _optional_string(value: object, row: int) -> str | None:

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from driftboard.roles import can_review
 from evals import experiment_selectors as selectors
 from evals.models import Experiment, ExperimentRun
 from evals.services import experiments as services
@@ -142,9 +143,9 @@ def experiment_import(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def experiment_run_register(request: HttpRequest, slug: str, sequence: int) -> HttpResponse:
-    """Staff only: register a kept run's weights as an artifact and link the run to it."""
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff may register weights.")
+    """Reviewers and admins: register a kept run's weights as an artifact and link the run to it."""
+    if not can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may register weights from this page.")
     run = get_object_or_404(
         ExperimentRun.objects.select_related("experiment", "artifact"), experiment__slug=slug, sequence=sequence
     )

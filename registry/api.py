@@ -4,13 +4,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
-from driftboard.api import BaseViewSet, IsStaffOrReadOnly
+from driftboard.api import BaseViewSet
+from driftboard.limits import PayloadTooLarge
+from driftboard.roles import IsAdminOrReadOnly, IsReviewer
 from registry import selectors, services
 from registry.models import Artifact, ModelFamily, TelemetryTag
-from registry.storage import HashedUpload, HashingUploadHandler, discard
+from registry.storage import HashedUpload, HashingUploadHandler, UploadTooLarge, discard
 
 
 class FamilySerializer(serializers.ModelSerializer):
@@ -37,7 +38,7 @@ class FamilySerializer(serializers.ModelSerializer):
 class FamilyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                     mixins.UpdateModelMixin, BaseViewSet):
     serializer_class = FamilySerializer
-    permission_classes = [IsStaffOrReadOnly]
+    permission_classes = [IsAdminOrReadOnly]
     lookup_field = "slug"
     http_method_names = ["get", "post", "patch", "head", "options"]
 
@@ -172,6 +173,8 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
     def create(self, request) -> Response:
         try:
             return self._register(request)
+        except UploadTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
         finally:
             discard_unclaimed_uploads(request)
 
@@ -203,11 +206,11 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         return Response(ArtifactDetailSerializer(selectors.artifact_detail_queryset().get(pk=pk)).data)
 
     @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    @action(detail=True, methods=["post"], permission_classes=[IsReviewer])
     def promote(self, request, pk=None) -> Response:
         return self._transition(request, pk, services.artifact_promote)
 
     @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    @action(detail=True, methods=["post"], permission_classes=[IsReviewer])
     def halt(self, request, pk=None) -> Response:
         return self._transition(request, pk, services.artifact_halt)

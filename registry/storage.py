@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadhandler import FileUploadHandler
 from django.core.files.uploadedfile import UploadedFile
 
 CHUNK = 1024 * 1024
@@ -24,6 +24,14 @@ CHUNK = 1024 * 1024
 
 class StorageError(ValueError):
     """The submitted content cannot be stored; the message says why."""
+
+
+class UploadTooLarge(Exception):
+    """The request's files went past DRIFTBOARD_MAX_UPLOAD_BYTES; nothing of them was kept."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"The upload is larger than the {limit:,} bytes allowed (DRIFTBOARD_MAX_UPLOAD_BYTES).")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -200,20 +208,33 @@ class HashedUpload(UploadedFile):
 
 
 class HashingUploadHandler(FileUploadHandler):
-    """Streams an upload straight into the artifact staging area, hashing as it goes."""
+    """Streams an upload straight into the artifact staging area, hashing as it goes.
+
+    The files of one request may hold DRIFTBOARD_MAX_UPLOAD_BYTES together; past that the request
+    fails with UploadTooLarge and every file it staged is removed.
+    """
+
+    def __init__(self, request=None):
+        super().__init__(request)
+        self._staged: list[Path] = []
+        self._request_bytes = 0
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
         self._path = staging_path(Path(self.file_name or "").suffix[:20])
+        self._staged.append(self._path)
         self._handle = self._path.open("wb")
         self._digest = hashlib.sha256()
         self._size = 0
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         self._size += len(raw_data)
-        if self._size > settings.DRIFTBOARD_MAX_UPLOAD_BYTES:
+        self._request_bytes += len(raw_data)
+        if self._request_bytes > settings.DRIFTBOARD_MAX_UPLOAD_BYTES:
             self.upload_interrupted()
-            raise StopUpload(connection_reset=True)
+            for path in self._staged:
+                path.unlink(missing_ok=True)
+            raise UploadTooLarge(settings.DRIFTBOARD_MAX_UPLOAD_BYTES)
         self._digest.update(raw_data)
         self._handle.write(raw_data)
         return None

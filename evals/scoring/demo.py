@@ -137,12 +137,10 @@ def split_corpus() -> CorpusSplit:
     training: list[str] = []
     golden: list[GoldenSample] = []
     for category, filename in TRAINING_SOURCES.items():
-        for passage in read_passages(filename):
-            if is_golden(passage):
-                sample_id = f"{category}-{len(golden):04d}"
-                golden.append(GoldenSample(id=sample_id, text=passage, category=category))
-            else:
-                training.append(passage)
+        passages = read_passages(filename)
+        held_out = [passage for passage in passages if is_golden(passage)]
+        golden += [GoldenSample(f"{category}-{n:03d}", text, category) for n, text in enumerate(held_out)]
+        training += [passage for passage in passages if not is_golden(passage)]
     return CorpusSplit(training=training, golden=golden, drift=read_passages(DRIFT_SOURCE))
 
 

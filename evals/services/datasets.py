@@ -2,6 +2,7 @@ from collections import Counter
 from pathlib import Path
 from typing import BinaryIO
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
@@ -18,7 +19,12 @@ def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, u
     An upload identical to the latest version returns that version instead of a copy.
     """
     content = source if isinstance(source, (str, Path)) else source.read()
-    samples = golden_io.read_golden_file(content, filename=filename)
+    samples = golden_io.read_golden_file(
+        content,
+        filename=filename,
+        max_rows=settings.DRIFTBOARD_MAX_DATASET_ROWS,
+        max_chars=settings.DRIFTBOARD_MAX_SAMPLE_CHARS,
+    )
     sha256 = golden_io.dataset_sha256(samples)
     latest = GoldenDataset.objects.filter(name=name).order_by("-version").first()
     if latest is not None and latest.sha256 == sha256:

@@ -209,6 +209,10 @@ def _evaluate_if_complete(run: EvalRun) -> None:
         return
     if artifact_ready(run.artifact):
         artifact_evaluate(artifact=run.artifact)
+    if run.kind == EvalRun.Kind.SEQUENTIAL:
+        from evals.services.sampling import completion_schedule
+
+        completion_schedule(run=run)
 
 
 def eval_run_fail(*, run: EvalRun, message: str) -> None:

@@ -76,6 +76,11 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     thresholds = thresholds_in_force(family=candidate.artifact.family, metric=candidate.metric,
                                      dataset_name=candidate.dataset.name)
     comparison = compare_snapshots(candidate, baseline, thresholds)
+    if not candidate.complete:
+        # Stopped early: the interval and estimate come from the anytime-valid confidence sequence.
+        from evals.services.sampling import anytime_comparison
+
+        comparison = anytime_comparison(candidate, comparison)
     specs = [threshold_spec(t) for t in thresholds]
     if not any(t.rule == Threshold.Rule.BAND for t in thresholds):
         specs.append(implicit_band(candidate.metric, settings.DRIFTBOARD_BAND_K))

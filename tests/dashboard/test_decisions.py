@@ -55,7 +55,7 @@ def test_it_forbids_non_staff_and_shows_them_no_buttons(board, reader_client):
     assert PromotionEvent.objects.count() == events_before
     page = reader_client.get(artifact.get_absolute_url()).content
     assert reverse("artifact-halt", args=[artifact.pk]).encode() not in page
-    assert b"Only staff can promote or halt" in page
+    assert b"Only reviewers and admins can promote or halt" in page
 
 
 def test_it_shows_staff_the_buttons_and_accepts_only_post(board, staff_page_client):

@@ -97,7 +97,7 @@ def test_it_shows_no_decision_buttons_to_non_staff(open_page, reader, live_board
     page, _ = open_page(reader)
     page.goto(live_board.candidate("amber").get_absolute_url())
     assert page.locator("form[data-action]").count() == 0
-    assert page.get_by_text("Only staff can promote or halt").is_visible()
+    assert page.get_by_text("Only reviewers and admins can promote or halt").is_visible()
 
 
 def test_it_updates_run_progress_live(open_page, reader, live_board):

@@ -1,0 +1,228 @@
+"""`/metrics` for Prometheus: queues, runs, throughput and verdicts read at scrape time, plus HTTP latency.
+
+The database and broker figures are computed on each scrape (a few aggregate queries), so every
+web process reports the same values. HTTP latency is observed by RequestLatencyMiddleware; under
+gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR so that all workers' observations are
+merged (see docs/deploy.md).
+
+Access: DRIFTBOARD_METRICS_TOKEN (sent as `Authorization: Bearer …`) and/or
+DRIFTBOARD_METRICS_ALLOWED_IPS (addresses or networks); with neither set the endpoint is off.
+"""
+
+import hmac
+import ipaddress
+import os
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, Histogram, multiprocess
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from driftboard.queues import QUEUES, queue_depths
+from evals.models import DriftVerdict, EvalRun
+
+WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, float("inf"))
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+HTTP_LATENCY = Histogram(
+    "driftboard_http_request_duration_seconds",
+    "Time from request to response, by method, view name and status code.",
+    ["method", "view", "status"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
+
+
+# Scrape-time figures
+
+
+def _window_start() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.DRIFTBOARD_METRICS_WINDOW_SECONDS)
+
+
+def queue_depth_metrics() -> list[GaugeMetricFamily]:
+    depths = queue_depths()
+    depth = GaugeMetricFamily("driftboard_queue_depth", "Messages waiting on the broker, by queue.", labels=["queue"])
+    for queue, count in depths.items():
+        if count is not None:
+            depth.add_metric([queue], count)
+    reachable = all(count is not None for count in depths.values())
+    broker = GaugeMetricFamily("driftboard_broker_up", "1 when every queue's depth could be read from the broker.")
+    broker.add_metric([], 1 if reachable else 0)
+    return [depth, broker]
+
+
+def runs_by_status_metric() -> GaugeMetricFamily:
+    counts = dict(EvalRun.objects.order_by().values_list("status").annotate(n=Count("id")))
+    family = GaugeMetricFamily("driftboard_runs", "Evaluation runs by status.", labels=["status"])
+    for status in EvalRun.Status.values:
+        family.add_metric([status], counts.get(status, 0))
+    return family
+
+
+def wait_histogram_metric(since: datetime) -> GaugeHistogramMetricFamily:
+    """Queue wait (started − enqueued) of the runs that started within the window, per queue."""
+    waits: dict[str, list[float]] = defaultdict(list)
+    started = EvalRun.objects.filter(started_at__gte=since, enqueued_at__isnull=False).order_by()
+    for queue, enqueued_at, started_at in started.values_list("queue", "enqueued_at", "started_at"):
+        waits[queue].append(max(0.0, (started_at - enqueued_at).total_seconds()))
+    family = GaugeHistogramMetricFamily(
+        "driftboard_run_wait_seconds",
+        "Queue wait of the runs started in the last DRIFTBOARD_METRICS_WINDOW_SECONDS, by queue.",
+        labels=["queue"],
+    )
+    for queue in sorted(set(QUEUES) | set(waits)):
+        values = waits.get(queue, [])
+        buckets = [(floatToGoString(bound), sum(1 for v in values if v <= bound)) for bound in WAIT_BUCKETS]
+        family.add_metric([queue], buckets, gsum_value=sum(values))
+    return family
+
+
+def oldest_waiting_metric(now: datetime) -> GaugeMetricFamily:
+    """How long the oldest run still waiting on each queue has waited: the alert for a stuck queue."""
+    waiting = EvalRun.objects.filter(status__in=EvalRun.WAITING, enqueued_at__isnull=False).order_by()
+    oldest = waiting.values_list("queue").annotate(first=Min("enqueued_at"))
+    family = GaugeMetricFamily(
+        "driftboard_oldest_waiting_run_seconds", "Age of the oldest enqueued run not yet started.", labels=["queue"]
+    )
+    for queue, first in oldest:
+        family.add_metric([queue], max(0.0, (now - first).total_seconds()))
+    return family
+
+
+def throughput_metric(since: datetime) -> GaugeMetricFamily:
+    """Tokens scored per second of run time, over the runs that finished within the window."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    finished = EvalRun.objects.filter(
+        status=EvalRun.Status.SUCCEEDED, finished_at__gte=since, started_at__isnull=False, tokens__gt=0
+    ).order_by()
+    for queue, tokens, started_at, finished_at in finished.values_list("queue", "tokens", "started_at", "finished_at"):
+        totals[queue][0] += tokens
+        totals[queue][1] += (finished_at - started_at).total_seconds()
+    family = GaugeMetricFamily(
+        "driftboard_scoring_tokens_per_second",
+        "Σ tokens / Σ run seconds of the runs finished in the last DRIFTBOARD_METRICS_WINDOW_SECONDS.",
+        labels=["queue"],
+    )
+    for queue, (tokens, seconds) in sorted(totals.items()):
+        if seconds > 0:
+            family.add_metric([queue], tokens / seconds)
+    return family
+
+
+def verdicts_metric() -> GaugeMetricFamily:
+    counts = dict(DriftVerdict.objects.order_by().values_list("outcome").annotate(n=Count("id")))
+    family = GaugeMetricFamily("driftboard_verdicts", "Drift verdicts recorded, by outcome.", labels=["outcome"])
+    for outcome in DriftVerdict.Outcome.values:
+        family.add_metric([outcome], counts.get(outcome, 0))
+    return family
+
+
+class DriftboardCollector(Collector):
+    def collect(self):
+        since = _window_start()
+        yield from queue_depth_metrics()
+        yield runs_by_status_metric()
+        yield wait_histogram_metric(since)
+        yield oldest_waiting_metric(timezone.now())
+        yield throughput_metric(since)
+        yield verdicts_metric()
+
+
+def metrics_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(HTTP_LATENCY)
+    registry.register(DriftboardCollector())
+    return registry
+
+
+# Access
+
+
+@lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DRIFTBOARD_METRICS_ALLOWED_IPS: {exc}") from exc
+
+
+def address_allowed(address: str, entries: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in _networks(tuple(entries)))
+
+
+def bearer_matches(request: HttpRequest, token: str) -> bool:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def access_refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the scraper may read the metrics, else the response that says why not."""
+    token, allowed_ips = settings.DRIFTBOARD_METRICS_TOKEN, settings.DRIFTBOARD_METRICS_ALLOWED_IPS
+    if not (token or allowed_ips):
+        return _plain("Metrics are off: set DRIFTBOARD_METRICS_TOKEN or DRIFTBOARD_METRICS_ALLOWED_IPS.", 404)
+    if allowed_ips and not address_allowed(request.META.get("REMOTE_ADDR", ""), allowed_ips):
+        return _plain("This address may not read the metrics.", 403)
+    if token and not bearer_matches(request, token):
+        response = _plain("A valid bearer token is required.", 401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return None
+
+
+def _plain(message: str, status: int) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusal = access_refusal(request)
+    if refusal is not None:
+        return refusal
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(metrics_registry()), content_type=content_type)
+
+
+# Request latency
+
+
+def _view_label(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unmatched"
+    return match.view_name or match.route
+
+
+class RequestLatencyMiddleware:
+    """Observes every response's latency; labels stay few (view names, not paths)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        HTTP_LATENCY.labels(method, _view_label(request), str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response

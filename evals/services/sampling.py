@@ -1,0 +1,456 @@
+"""Sampled evaluation: reach the verdict on part of the golden set when the answer is already clear.
+
+A family with `sampling = sequential` has each candidate scored in a random order, stratified by
+category, one chunk at a time; the seed is kept in EvalRun.sampling, so the run can be replayed.
+After every chunk, each gated metric gets an anytime-valid confidence sequence for its relative
+delta against the baseline's stored per-sample values (evals.sequential). A bootstrap interval
+re-checked after every chunk would not be valid under such optional stopping; this one is.
+
+The run stops once every gated interval lies wholly inside the green region or wholly beyond a
+block limit, never before the family's minimum, and otherwise goes on to the full set. The
+verdict of an early stop takes its interval and outcome from the confidence sequence
+(`anytime_comparison`). The samples left are scored later on the off-peak queue by a completion
+run that merges them into the archived snapshot; the verdict is then re-checked on the full set,
+and a changed outcome is raised loudly.
+"""
+
+import dataclasses
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from evals import drift
+from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.scoring.cache import METRICS_OF_SCORER, ScoringConfig, scorer_for
+from evals.selectors import thresholds_in_force
+from evals.sequential import SequentialMonitor, design_weights, sampling_order
+from evals.services import engine, runs, verdicts
+from evals.services.thresholds import DEFAULT_METRIC
+from registry import services as registry_services
+from registry.models import Alert, Artifact
+
+logger = logging.getLogger(__name__)
+
+CONFIDENCE = 0.95
+SEED_BITS = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits on the relative delta: wholly below −block is red, wholly above −green is green."""
+
+    block: float = math.inf
+    green: float = math.inf
+
+    @property
+    def any(self) -> bool:
+        return math.isfinite(self.block) or math.isfinite(self.green)
+
+
+@dataclass
+class Gate:
+    """One gated metric: its confidence sequence, its limits and what it has seen so far."""
+
+    metric: str
+    monitor: SequentialMonitor
+    limits: Limits
+    base_num: np.ndarray
+    base_den: np.ndarray
+    cand_num: list[np.ndarray] = field(default_factory=list)
+    decision: str = "continue"
+    trace: list[list[float]] = field(default_factory=list)
+
+    @property
+    def spec(self) -> drift.MetricSpec:
+        return drift.METRICS[self.metric]
+
+    def observe(self, part: engine.RunResult) -> str:
+        _, num, den = part.arrays[self.metric]
+        interval = self.monitor.update(num, den)
+        self.cand_num.append(num)
+        self.decision = self.monitor.decide(self.limits.block, self.limits.green)
+        self.trace.append([interval.n, interval.low, interval.high])
+        return self.decision
+
+    def summary(self, weights: np.ndarray, codes: np.ndarray) -> dict:
+        interval = self.monitor.interval
+        baseline = float(self.spec.value(self.base_num.sum(), self.base_den.sum()))
+        estimate = np.clip(self._estimated_delta(weights, codes, baseline), interval.low, interval.high)
+        return verdicts.json_safe(
+            {
+                "decision": self.decision,
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+                "delta": estimate,
+                "baseline_value": baseline,
+                "block_limit": self.limits.block,
+                "green_limit": self.limits.green,
+                "trace": self.trace,
+            }
+        )
+
+    def _estimated_delta(self, weights: np.ndarray, codes: np.ndarray, baseline: float) -> float:
+        """Des Raj's estimator of Σ(cand − base) under size-weighted sampling without replacement:
+        in each category, the mean over draws of (seen so far + rest of the size × draw / size)."""
+        seen = self.monitor.order[: self.monitor.n]
+        rho = (np.concatenate(self.cand_num) - self.base_num[seen]) / weights[seen]
+        total = float(self.base_num.sum())
+        for code in np.unique(codes):
+            drawn = codes[seen] == code
+            category_weight = weights[codes == code].sum()
+            if not drawn.any():
+                total += category_weight * float(rho.mean())
+                continue
+            w, r = weights[seen][drawn], rho[drawn]
+            before = np.concatenate([[0.0], np.cumsum(w * r)[:-1]])
+            unseen = category_weight - np.concatenate([[0.0], np.cumsum(w)[:-1]])
+            total += float(np.mean(before + unseen * r))
+        value = self.spec.value(total, self.base_den.sum())
+        return float(self.spec.relative_delta(value, baseline))
+
+
+def score_sampled_run(*, run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
+    """Score a sequential run until its verdict is clear, or a completion run's samples left."""
+    if run.kind == EvalRun.Kind.COMPLETION:
+        return _score_completion(run, progress)
+    return _score_sequential(run, progress)
+
+
+def _score_sequential(run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
+    family = run.artifact.family
+    samples = engine.dataset_samples(run.dataset)
+    design = {
+        "mode": "sequential",
+        "seed": _recorded_seed(run),
+        "confidence": CONFIDENCE,
+        "chunk_size": max(1, family.sampling_chunk_size),
+        "min_samples": family.sampling_min_samples,
+    }
+    lm = engine.load_model(run.artifact)
+    fingerprint = engine.run_fingerprint(lm, ScoringConfig(max_length=family.max_length), run.dataset)
+    baseline = _baseline_arrays(run, fingerprint, METRICS_OF_SCORER[scorer_for(lm)], samples)
+    if isinstance(baseline, str):
+        result = engine.score_samples_of_run(run, samples, progress)
+        result.sampling = {**design, "disabled": baseline, **_usage(len(samples), len(samples))}
+        return result
+    baseline_artifact, baseline = baseline
+    categories = [s["category"] for s in samples]
+    main = DEFAULT_METRIC[family.kind]
+    weights = design_weights(drift.METRICS[main], *baseline[main][1:])
+    order = sampling_order(categories, design["seed"], weights=weights)
+    gates = _gates(run, baseline, order, categories, weights, fingerprint)
+    result = _score_in_order(run, samples, order, gates, design, progress)
+    codes = np.unique(np.asarray(categories, dtype=str), return_inverse=True)[1]
+    result.sampling = {
+        **design,
+        **_usage(result.samples_scored, len(samples)),
+        "baseline_artifact": baseline_artifact.pk,
+        **result.sampling,
+        "metrics": {gate.metric: gate.summary(weights, codes) for gate in gates},
+    }
+    return result
+
+
+def _usage(used: int, total: int) -> dict:
+    return {"samples_used": used, "samples_total": total, "stopped_early": used < total}
+
+
+def _recorded_seed(run: EvalRun) -> int:
+    """The run's seed; drawn and recorded on the first attempt, so a retry replays the same order."""
+    seed = run.sampling.get("seed")
+    if seed is None:
+        seed = secrets.randbits(SEED_BITS)
+        run.sampling = {**run.sampling, "seed": seed}
+        EvalRun.objects.filter(pk=run.pk).update(sampling=run.sampling)
+    return int(seed)
+
+
+def _baseline_arrays(
+    run: EvalRun, fingerprint: dict, metrics: Sequence[str], samples: list[dict]
+) -> tuple[Artifact, dict[str, engine.Arrays]] | str:
+    """The baseline and its complete per-sample values in dataset order, or why sampling cannot use them."""
+    baseline = verdicts.baseline_for(run.artifact)
+    if baseline is None:
+        return "No production baseline to compare with yet: the full golden set is scored."
+    snapshots = MetricSnapshot.objects.filter(artifact=baseline, dataset=run.dataset, metric__in=metrics, complete=True)
+    found = {snapshot.metric: snapshot for snapshot in snapshots}
+    missing = [metric for metric in metrics if metric not in found]
+    if missing:
+        return f"The baseline v{baseline.version} has no complete {', '.join(missing)} on {run.dataset}."
+    differing = sorted(
+        {key for s in found.values() for key in drift.fingerprints_comparable(fingerprint, s.fingerprint)[1]}
+    )
+    if differing:
+        return f"Scored differently from the baseline v{baseline.version} ({', '.join(differing)}): no paired samples."
+    arrays = {metric: _by_position(snapshot.arrays()) for metric, snapshot in found.items()}
+    positions = np.array([s["position"] for s in samples])
+    if not all(np.array_equal(a[0], positions) for a in arrays.values()):
+        return f"The baseline's samples are not those of {run.dataset}."
+    return baseline, arrays
+
+
+def _gates(
+    run: EvalRun,
+    baseline: dict[str, engine.Arrays],
+    order: np.ndarray,
+    categories: list[str],
+    weights: np.ndarray,
+    fingerprint: dict,
+) -> list[Gate]:
+    """A confidence sequence for every metric with a limit in force, all on one order."""
+    min_samples = run.artifact.family.sampling_min_samples
+    gates = []
+    for metric, (_, num, den) in baseline.items():
+        spec = drift.METRICS[metric]
+        limits = metric_limits(
+            run=run, metric=metric, baseline_value=float(spec.value(num.sum(), den.sum())), fingerprint=fingerprint
+        )
+        if limits.any:
+            monitor = SequentialMonitor(
+                spec,
+                num,
+                den,
+                order,
+                categories=categories,
+                weights=weights,
+                confidence=CONFIDENCE,
+                min_samples=min_samples,
+            )
+            gates.append(Gate(metric, monitor, limits, num, den))
+    return gates
+
+
+def _score_in_order(
+    run: EvalRun,
+    samples: list[dict],
+    order: np.ndarray,
+    gates: list[Gate],
+    design: dict,
+    progress: Callable[..., None],
+) -> engine.RunResult:
+    """Score chunk by chunk until every gate is decisive.
+
+    A chunk the confidence sequences refuse (values outside the metric's range, denominators that
+    differ from the baseline's) ends sampling: the gates are dropped and the full set is scored.
+    """
+    started, parts, note = time.perf_counter(), [], {}
+    chunk = design["chunk_size"]
+    for start in range(0, len(order), chunk):
+        chunk_samples = [samples[i] for i in order[start : start + chunk]]
+        parts.append(engine.score_samples_of_run(run, chunk_samples, _offset(progress, start)))
+        if note:
+            continue
+        try:
+            decisions = [gate.observe(parts[-1]) for gate in gates]
+        except ValueError as exc:
+            note = {"abandoned": f"Sampling abandoned, the full golden set is scored: {exc}"}
+            gates.clear()
+            continue
+        if start + len(chunk_samples) >= design["min_samples"] and "continue" not in decisions:
+            break
+    return dataclasses.replace(_combined(parts, time.perf_counter() - started), sampling=note)
+
+
+def _offset(progress: Callable[..., None], done_before: int) -> Callable[..., None]:
+    return lambda done, *args, **kwargs: progress(done_before + done, *args, **kwargs)
+
+
+def _combined(parts: list[engine.RunResult], seconds: float) -> engine.RunResult:
+    arrays = parts[0].arrays
+    for part in parts[1:]:
+        arrays = {metric: merged_arrays(arrays[metric], part.arrays[metric]) for metric in arrays}
+    tokens = sum(part.tokens for part in parts)
+    return engine.RunResult(
+        arrays={metric: _by_position(a) for metric, a in arrays.items()},
+        fingerprint=parts[-1].fingerprint,
+        categories={p: c for part in parts for p, c in part.categories.items()},
+        samples_scored=sum(part.samples_scored for part in parts),
+        tokens=tokens,
+        tokens_per_second=tokens / seconds if tokens and seconds > 0 else None,
+        forward_passes=sum(part.forward_passes for part in parts),
+        cached_samples=sum(part.cached_samples for part in parts),
+        device=parts[-1].device,
+    )
+
+
+def merged_arrays(kept: engine.Arrays, added: engine.Arrays) -> engine.Arrays:
+    """Per-sample arrays of both, by position; a position already kept is not taken twice."""
+    new = ~np.isin(added[0], kept[0])
+    return _by_position(tuple(np.concatenate([k, a[new]]) for k, a in zip(kept, added, strict=True)))
+
+
+def _by_position(arrays: Iterable[np.ndarray]) -> engine.Arrays:
+    positions, num, den = arrays
+    order = np.argsort(positions, kind="stable")
+    return positions[order], num[order], den[order]
+
+
+def metric_limits(*, run: EvalRun, metric: str, baseline_value: float, fingerprint: dict) -> Limits:
+    """Every threshold in force on the metric as a limit on the relative delta.
+
+    A limit on the value itself (an absolute one, or the edge of the band of past baselines,
+    implicit or not) becomes a relative one through the baseline's full-set value, known exactly.
+    """
+    spec = drift.METRICS[metric]
+    thresholds = thresholds_in_force(family=run.artifact.family, metric=metric, dataset_name=run.dataset.name)
+    limits: list[tuple[str, float]] = []
+    for threshold in thresholds:
+        edge = threshold.limit if threshold.rule == Threshold.Rule.ABSOLUTE else None
+        if threshold.rule == Threshold.Rule.BAND:
+            edge = _band_edge(run, metric, fingerprint, threshold)
+        if threshold.rule == Threshold.Rule.RELATIVE:
+            limits.append((threshold.severity, threshold.limit))
+        elif edge is not None:
+            limits.append((threshold.severity, -float(spec.relative_delta(edge, baseline_value))))
+    if not any(t.rule == Threshold.Rule.BAND for t in thresholds):
+        edge = _band_edge(run, metric, fingerprint, None)
+        if edge is not None:
+            limits.append((Threshold.Severity.WARN, -float(spec.relative_delta(edge, baseline_value))))
+    block = [limit for severity, limit in limits if severity == Threshold.Severity.BLOCK]
+    return Limits(block=min(block, default=math.inf), green=min((limit for _, limit in limits), default=math.inf))
+
+
+def _band_edge(run: EvalRun, metric: str, fingerprint: dict, band: Threshold | None) -> float | None:
+    """The worse edge of the band the verdict will apply (the implicit one when band is None)."""
+    window = band.band_window if band else settings.DRIFTBOARD_BAND_WINDOW
+    probe = MetricSnapshot(artifact=run.artifact, dataset=run.dataset, metric=metric, fingerprint=fingerprint)
+    history = drift.historical_band(verdicts.band_history(probe, window), robust=band.band_robust if band else False)
+    if history is None:
+        return None
+    low, high = history.edges(band.limit if band else settings.DRIFTBOARD_BAND_K)
+    return high if drift.METRICS[metric].direction == "lower" else low
+
+
+def anytime_comparison(snapshot: MetricSnapshot, comparison: drift.Comparison) -> drift.Comparison:
+    """For an early-stopped snapshot: the confidence sequence's interval and estimate of the
+    full-set delta in place of a bootstrap on the samples used, the baseline's full-set value, and
+    the candidate values they imply."""
+    sampling = snapshot.run.sampling if snapshot.run_id else {}
+    stored = sampling.get("metrics", {}).get(snapshot.metric)
+    if not sampling.get("stopped_early") or stored is None:
+        return comparison
+    spec, baseline = comparison.spec, stored["baseline_value"]
+    candidate = _value_at(spec, stored["delta"], baseline)
+    ends = sorted(_value_at(spec, stored[end], baseline) for end in ("ci_low", "ci_high"))
+    return dataclasses.replace(
+        comparison,
+        confidence=sampling["confidence"],
+        baseline=baseline,
+        candidate=candidate,
+        delta=stored["delta"],
+        ci_low=stored["ci_low"],
+        ci_high=stored["ci_high"],
+        cand_ci_low=ends[0],
+        cand_ci_high=ends[1],
+        band_position=comparison.band.position(candidate) if comparison.band else None,
+    )
+
+
+def _value_at(spec: drift.MetricSpec, delta: float, baseline: float) -> float:
+    """The candidate value whose relative delta against baseline is `delta` (negative = worse)."""
+    sign = 1.0 if spec.direction == "higher" else -1.0
+    return baseline + sign * delta * abs(baseline)
+
+
+def _score_completion(run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
+    """Score the samples the archived snapshots lack, and hand back the merged, complete arrays."""
+    samples = engine.dataset_samples(run.dataset)
+    existing = {s.metric: s.arrays() for s in MetricSnapshot.objects.filter(artifact=run.artifact, dataset=run.dataset)}
+    in_every_snapshot = set.intersection(*(set(a[0].tolist()) for a in existing.values())) if existing else set()
+    left = [sample for sample in samples if sample["position"] not in in_every_snapshot]
+    result = engine.score_samples_of_run(run, left, progress)
+    arrays = {
+        metric: merged_arrays(existing[metric], added) if metric in existing else added
+        for metric, added in result.arrays.items()
+    }
+    return dataclasses.replace(
+        result,
+        arrays=arrays,
+        categories={s["position"]: s["category"] for s in samples},
+        sampling={"mode": "completion", "samples_completed": len(left), "samples_total": len(samples)},
+    )
+
+
+def completion_schedule(*, run: EvalRun) -> EvalRun | None:
+    """After an early stop: queue the rest of the golden set on the off-peak queue, once."""
+    sampling = EvalRun.objects.values_list("sampling", flat=True).get(pk=run.pk)
+    if not sampling.get("stopped_early"):
+        return None
+    others = EvalRun.objects.filter(artifact=run.artifact, dataset=run.dataset, kind=EvalRun.Kind.COMPLETION)
+    if others.exclude(status=EvalRun.Status.FAILED).exists():
+        return None
+    completion = EvalRun.objects.create(
+        artifact=run.artifact,
+        dataset=run.dataset,
+        kind=EvalRun.Kind.COMPLETION,
+        queue="offpeak",
+        status=EvalRun.Status.PENDING,
+        samples_total=sampling["samples_total"] - sampling["samples_used"],
+        sampling={"completes_run": run.pk},
+    )
+    transaction.on_commit(runs.eval_runs_dispatch)
+    return completion
+
+
+def completion_recheck(*, run: EvalRun) -> list[DriftVerdict]:
+    """Re-check the early verdicts on the now complete snapshots; raise any change of outcome."""
+    early = {v.metric: v for v in DriftVerdict.objects.filter(artifact=run.artifact, dataset=run.dataset)}
+    if not early:
+        return []  # not evaluated yet: the artifact's evaluation will read the complete snapshots
+    snapshots = MetricSnapshot.objects.filter(artifact=run.artifact, dataset=run.dataset, metric__in=list(early))
+    changed = []
+    with transaction.atomic():
+        for snapshot in snapshots.select_related("dataset", "artifact__family", "run"):
+            verdict = early[snapshot.metric]
+            if verdict.baseline_id is None:
+                continue
+            fields = verdicts.verdict_for(snapshot, verdict.baseline)
+            previous = verdict.outcome
+            for name, value in fields.items():
+                setattr(verdict, name, value)
+            if verdict.outcome != previous:
+                verdict.previous_outcome = previous
+                changed.append(verdict)
+            verdict.save()
+        _retag(run.artifact)
+        if changed:
+            _raise_changed(run.artifact, changed)
+    verdicts._publish(run.artifact)
+    return changed
+
+
+def _retag(artifact: Artifact) -> None:
+    every = list(artifact.verdicts.select_related("baseline"))
+    flag = verdicts.overall_flag([v.outcome for v in every])
+    results = {(v.dataset_id, v.metric): {"delta": v.delta} for v in every}
+    verdicts._tag(artifact, flag, next((v.baseline for v in every if v.baseline), None), results)
+
+
+def _raise_changed(artifact: Artifact, changed: list[DriftVerdict]) -> None:
+    changes = [f"{v.metric} on {v.dataset.name}: {v.previous_outcome} → {v.outcome}" for v in changed]
+    summary = "; ".join(changes)
+    worse = any(verdicts.FLAG_SEVERITY[v.outcome] > verdicts.FLAG_SEVERITY[v.previous_outcome] for v in changed)
+    logger.error(
+        "Verdict of %s v%s changed on the full golden set: %s", artifact.family.slug, artifact.version, summary
+    )
+    registry_services.tags_set(artifact=artifact, tags={"verdict_changed": summary})
+    registry_services.alert_raise(
+        artifact=artifact,
+        severity=Alert.Severity.CRITICAL if worse else Alert.Severity.WARNING,
+        title=f"{artifact.family.slug} v{artifact.version}: verdict changed on the full golden set",
+        message=f"Decided early on part of the golden set, the full set disagrees ({summary}). "
+        f"The artifact is {artifact.status}; review it.",
+        payload={
+            "family": artifact.family.slug,
+            "version": artifact.version,
+            "commit": artifact.commit_sha,
+            "changes": changes,
+        },
+    )
