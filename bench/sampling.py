@@ -1,9 +1,9 @@
 """Sampled evaluation: how much of the golden set a sequential verdict needs, and how often it
 agrees with scoring everything.
 
-Run: python bench/sampling.py
+Run: python bench/sampling.py  [--part simulation|demo] [--demo-dir DIR]
 
-Each case simulates golden sets of paired bits-per-byte scores with a known truth
+Simulation part: each case simulates golden sets of paired bits-per-byte scores with a known truth
 (`bench.calibration.simulate_scores`), scores the candidate chunk by chunk in the order of
 `SequentialMonitor.start` until `decide` stops, and compares the decision with the reference run
 in the same process: `compare` + `classify` on the full set. Fractions used are of samples and
@@ -13,11 +13,23 @@ The two verdicts answer slightly different questions: the sequential interval is
 on this golden set, the full-set interval is a bootstrap over golden sets. When the full-set value
 sits within about one bootstrap half-width of the limit, the sequential verdict can be red where
 the full one is amber.
+
+Demo part: the three demo models (`evals.scoring.demo`, preset "test", built in a temporary
+folder unless --demo-dir names one) are scored by the scoring engine itself. The reference run
+is the candidate scored on the whole golden set in one call; the sequential run scores the
+order of `SequentialMonitor.start` a chunk at a time (a fresh result store each time, so nothing
+is reused) until the monitor stops, for several seeds and two designs (chunk / minimum).
+Forward passes and seconds are those of the scoring engine plus the monitor, as in a worker.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-# Run as a script from anywhere: make the project importable.
+# Run as a script from anywhere: make the project importable; never reach a model hub.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bench.calibration import LIMIT, RELATIVE_BLOCK, SPEC, SimulatedScores, simulate_scores  # noqa: E402
-from evals.drift import classify, compare  # noqa: E402
+from evals.drift import ThresholdSpec, classify, compare  # noqa: E402
+from evals.scoring.cache import InMemoryResultStore, score_samples  # noqa: E402
+from evals.scoring.demo import build_demo_models  # noqa: E402
+from evals.scoring.loading import LoadedModel, load_model  # noqa: E402
 from evals.sequential import SequentialMonitor  # noqa: E402
 
 CHUNK = 10
@@ -130,8 +147,7 @@ def _agreement(results: list[CaseResult]) -> float:
     return sum(r.decision == r.full_verdict for r in results) / len(results)
 
 
-def main() -> None:
-    started = time.perf_counter()
+def simulation_part() -> None:
     n, trials = 1000, 150
     print(f"chunks of {CHUNK}, at least {MIN_SAMPLES} samples, green and block limits {LIMIT:.0%}")
     print(
@@ -153,6 +169,162 @@ def main() -> None:
         f"{_mean(decisive, 'samples_used'):>8.1%} {_mean(decisive, 'bytes_used'):>6.1%} {_agreement(decisive):>6.1%}  "
         f"{DECISIVE.label:28} {'yes' if DECISIVE.passes(decisive) else 'NO'}"
     )
+
+
+DEMO_SEEDS = 5
+DEMO_DESIGNS = ((20, 40), (50, 100))  # (chunk size, minimum samples): a small one and the family defaults
+WARM_UP_SAMPLES = 8
+REFERENCE_REPEATS = 3
+# The full-set delta lies 0.5 % beyond this fraction of itself: a straddling interval until the end.
+NEAR_LIMIT = 0.995
+
+
+@dataclass(frozen=True)
+class DemoCase:
+    name: str
+    candidate: str
+    limit: float | None  # relative block limit; None: just inside the candidate's own full-set |delta|
+
+
+DEMO_CASES = (
+    DemoCase("base re-scored (identical weights)", "base", LIMIT),
+    DemoCase("improved", "improved", LIMIT),
+    DemoCase("drifted", "drifted", LIMIT),
+    DemoCase("drifted, limit near its delta", "drifted", None),
+)
+
+
+@dataclass(frozen=True)
+class Scored:
+    num: np.ndarray
+    den: np.ndarray
+    forward_passes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SequentialRun:
+    decision: str
+    samples: int
+    forward_passes: int
+    seconds: float
+
+    def verdict(self, n: int, full_verdict: str) -> str:
+        """What the service reports: the monitor's decision if it stopped early, else the full-set verdict."""
+        return self.decision if self.samples < n else full_verdict
+
+
+def score_full(lm: LoadedModel, samples: list[dict]) -> Scored:
+    """The reference: every golden sample in one call, nothing reused; the median of a few timings."""
+    score_samples(lm, samples[:WARM_UP_SAMPLES], InMemoryResultStore())
+    timings = []
+    for _ in range(REFERENCE_REPEATS):
+        started = time.perf_counter()
+        scored = score_samples(lm, samples, InMemoryResultStore())
+        timings.append(time.perf_counter() - started)
+    seconds = float(np.median(timings))
+    return Scored(scored.nll / math.log(2), scored.bytes.astype(np.float64), scored.forward_passes, seconds)
+
+
+def score_sequential(
+    lm: LoadedModel, samples: list[dict], base: Scored, *, seed: int, chunk: int, min_samples: int, limit: float
+) -> SequentialRun:
+    started = time.perf_counter()
+    categories = [sample["category"] for sample in samples]
+    monitor = SequentialMonitor.start(SPEC, base.num, base.den, categories, seed=seed, min_samples=min_samples)
+    decision, passes = "continue", 0
+    for start in range(0, len(monitor.order), chunk):
+        scored = score_samples(lm, [samples[i] for i in monitor.order[start : start + chunk]], InMemoryResultStore())
+        passes += scored.forward_passes
+        monitor.update(scored.nll / math.log(2), scored.bytes)
+        decision = monitor.decide(limit, limit)
+        if decision != "continue":
+            break
+    return SequentialRun(decision, monitor.n, passes, time.perf_counter() - started)
+
+
+def demo_verdict(candidate: Scored, base: Scored, limit: float) -> str:
+    block = ThresholdSpec(id="demo", version=1, metric=SPEC.name, rule="relative", limit=limit, severity="block")
+    return classify(compare(SPEC, candidate.num, candidate.den, base.num, base.den), [block]).outcome
+
+
+def demo_build(demo_dir: Path | None):
+    if demo_dir is not None and (demo_dir / "golden.jsonl").exists():
+        return demo_dir
+    outdir = demo_dir or Path(tempfile.mkdtemp(prefix="driftboard-demo-"))
+    build_demo_models(outdir, preset="test", log=lambda _line: None)
+    return outdir
+
+
+def demo_part(demo_dir: Path | None) -> None:
+    folder = demo_build(demo_dir)
+    samples = [json.loads(line) for line in (folder / "golden.jsonl").read_text().splitlines()]
+    models = {name: load_model(folder / name, kind="causal-lm") for name in ("base", "improved", "drifted")}
+    full = {name: score_full(lm, samples) for name, lm in models.items()}
+    print(f"demo models (preset test), golden set of {len(samples)} samples, {DEMO_SEEDS} seeds per row")
+    print(
+        f"{'case':34} {'chunk/min':>9} {'limit':>6} {'full':>5} {'sampled':>9} {'agree':>6} {'early':>6} "
+        f"{'samples':>8} {'passes':>13} {'seconds':>14} {'saved s':>7}"
+    )
+    for case in DEMO_CASES:
+        candidate = full[case.candidate]
+        limit = case.limit if case.limit is not None else -NEAR_LIMIT * _delta(candidate, full["base"])
+        verdict = demo_verdict(candidate, full["base"], limit)
+        for chunk, min_samples in DEMO_DESIGNS:
+            runs = [
+                score_sequential(
+                    models[case.candidate],
+                    samples,
+                    full["base"],
+                    seed=seed,
+                    chunk=chunk,
+                    min_samples=min_samples,
+                    limit=limit,
+                )
+                for seed in range(DEMO_SEEDS)
+            ]
+            _print_demo_row(case, chunk, min_samples, limit, verdict, runs, candidate, len(samples))
+
+
+def _delta(candidate: Scored, base: Scored) -> float:
+    value = SPEC.value(candidate.num.sum(), candidate.den.sum())
+    return float(SPEC.relative_delta(value, SPEC.value(base.num.sum(), base.den.sum())))
+
+
+def _print_demo_row(
+    case: DemoCase,
+    chunk: int,
+    min_samples: int,
+    limit: float,
+    verdict: str,
+    runs: list[SequentialRun],
+    reference: Scored,
+    n: int,
+) -> None:
+    decisions = [run.verdict(n, verdict) for run in runs]
+    passes = float(np.mean([run.forward_passes for run in runs]))
+    seconds = float(np.mean([run.seconds for run in runs]))
+    print(
+        f"{case.name:34} {f'{chunk}/{min_samples}':>9} {limit:>6.2%} {verdict:>5} {'/'.join(sorted(set(decisions))):>9} "
+        f"{np.mean([d == verdict for d in decisions]):>6.0%} {np.mean([r.samples < n for r in runs]):>6.0%} "
+        f"{np.mean([run.samples for run in runs]) / n:>8.1%} "
+        f"{f'{passes:.0f}/{reference.forward_passes} {passes / reference.forward_passes:.0%}':>13} "
+        f"{f'{seconds:.2f}/{reference.seconds:.2f} {seconds / reference.seconds:.0%}':>14} "
+        f"{reference.seconds - seconds:>7.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "simulation", "demo"), default="all")
+    parser.add_argument("--demo-dir", type=Path, help="reuse (or build into) this demo folder")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.part in ("all", "simulation"):
+        simulation_part()
+    if args.part in ("all", "demo"):
+        print()
+        demo_part(args.demo_dir)
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

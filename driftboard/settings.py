@@ -204,9 +204,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON unless a view declares more: only the upload endpoints parse multipart bodies.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "driftboard.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": [],
 }
 SPECTACULAR_SETTINGS = {
@@ -218,6 +220,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Three models have a `status`; name each enum after its model rather than a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "ArtifactStatusEnum": "registry.models.Artifact.Status",
+        "EvalRunStatusEnum": "evals.models.EvalRun.Status",
+        "ExperimentRunStatusEnum": "evals.models.ExperimentRun.Status",
+    },
 }
 
 # Production hardening: on whenever DEBUG is off and the deployment serves HTTPS.
@@ -228,6 +236,8 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+# Probes and scrapers inside the network call these over plain HTTP; a redirect would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 LOGGING = {
     "version": 1,

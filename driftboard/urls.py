@@ -20,6 +20,9 @@ router.register("runs", evals_api.RunViewSet, basename="api-run")
 router.register("thresholds", evals_api.ThresholdViewSet, basename="api-threshold")
 router.register("experiments", api_experiments.ExperimentViewSet, basename="experiment-api")
 
+handler404 = "driftboard.errors.not_found"
+handler500 = "driftboard.errors.server_error"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("families/<slug:slug>/", views.family_detail, name="family-detail"),

@@ -51,7 +51,7 @@ class DatasetUploadSerializer(serializers.Serializer):
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     serializer_class = DatasetSerializer
-    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+    parser_classes = [parsers.MultiPartParser]  # a file cannot travel url-encoded
 
     def get_queryset(self):
         return selectors.dataset_list()

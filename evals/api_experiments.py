@@ -194,7 +194,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
 
     @extend_schema(request=ResultsUploadSerializer, responses=IMPORT_RESPONSE)
     @action(
-        detail=True, methods=["post"], url_path="import", parser_classes=[parsers.MultiPartParser, parsers.FormParser]
+        detail=True, methods=["post"], url_path="import", parser_classes=[parsers.MultiPartParser]
     )
     def import_results(self, request, slug=None) -> Response:
         """Add the rows of a results.tsv not seen before; malformed lines come back with their numbers."""

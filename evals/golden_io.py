@@ -40,6 +40,8 @@ class GoldenFileError(ValueError):
     """The file cannot become a golden dataset; `row` is the 1-based data row, when known."""
 
     def __init__(self, message: str, row: int | None = None) -> None:
+        # Undecodable bytes quoted from the file stay visible as escapes, and the message stays valid UTF-8.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message if row is None else f"row {row}: {message}")
         self.message = message
         self.row = row

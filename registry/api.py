@@ -73,6 +73,7 @@ class ArtifactSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     api_url = serializers.SerializerMethodField()
     commit = serializers.CharField(source="commit_sha")
+    pr_url = serializers.CharField(read_only=True, help_text="The pull request's address; empty when none was given.")
     pull_request = PullRequestSerializer(allow_null=True)
     tags = serializers.SerializerMethodField()
 
@@ -148,7 +149,7 @@ ARTIFACT_FILTER_PARAMS = [
 
 
 class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
-    parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
+    parser_classes = [parsers.JSONParser, parsers.MultiPartParser]  # JSON for a server-side path, multipart for a file
 
     def initialize_request(self, request, *args, **kwargs):
         # Uploads stream straight into content-addressed storage, hashed on the way in.

@@ -45,7 +45,11 @@ def family_base_folder(family: ModelFamily) -> Path | None:
     if not family.base_path:
         return None
     folder = Path(family.base_path)
-    if not (folder / "config.json").is_file():
+    try:
+        has_config = (folder / "config.json").is_file()
+    except OSError as exc:  # a name too long for the file system, a folder we may not read
+        raise RegistrationError(f"The family's base folder cannot be read: {exc.strerror}.") from exc
+    if not has_config:
         raise RegistrationError(f"The family's base folder {family.base_path!r} has no config.json.")
     return folder
 

@@ -10,6 +10,8 @@ computation is organised for throughput instead of following the harness's loop:
 - the model's trunk gives hidden states, and only the positions that are scored go through the
   output head, in chunks, with log-sum-exp in fp32: the [batch, length, vocabulary] logits and a
   full log-softmax never exist;
+- on CPU, batches run side by side in single-threaded streams (`batching.map_batches`), and
+  GPT-2's Python-level GELU is swapped for torch's fused one at load time;
 - groups are bounded in size and nothing per-window outlives its batch, so memory stays flat
   whatever the dataset size.
 """
@@ -30,6 +32,7 @@ from evals.scoring.batching import (
     SampleProgress,
     budget_batches,
     default_token_budget,
+    map_batches,
     offset_progress,
 )
 from evals.scoring.errors import ScoringError
@@ -89,9 +92,8 @@ def score_causal(
     )
     nll = np.zeros(len(texts), dtype=np.float64)
     tokens = np.zeros(len(texts), dtype=np.int64)
-    with torch.inference_mode():
-        for first, last in _groups(texts):
-            nll[first:last], tokens[first:last] = run.score_group(texts[first:last], offset_progress(progress, first))
+    for first, last in _groups(texts):
+        nll[first:last], tokens[first:last] = run.score_group(texts[first:last], offset_progress(progress, first))
     return CausalScores(
         nll=nll,
         tokens=tokens,
@@ -207,9 +209,15 @@ class _CausalRun:
         tracker = SampleProgress(np.bincount(plan.sample, minlength=len(texts)), progress)
         tracker.start()
         nll = np.zeros(len(texts), dtype=np.float64)
-        for batch in budget_batches(plan.length, self.token_budget):
+
+        def token_nll(batch: slice) -> tuple[np.ndarray, np.ndarray]:
             inputs = _batch_inputs(ids, plan, batch, pad=self.prefix)
-            nll += np.bincount(inputs.samples, weights=self._token_nll(inputs), minlength=len(texts))
+            return inputs.samples, self._token_nll(inputs)
+
+        batches = budget_batches(plan.length, self.token_budget)
+        for batch, (samples, values) in map_batches(token_nll, batches, self.lm.device):
+            nll += np.bincount(samples, weights=values, minlength=len(texts))
+            self.forward_passes += 1
             tracker.finish_parts(plan.sample[batch])
         return nll, lengths
 
@@ -219,7 +227,6 @@ class _CausalRun:
         rows = torch.from_numpy(batch.rows).to(device)
         columns = torch.from_numpy(batch.columns).to(device)
         targets = torch.from_numpy(batch.targets).to(device)
-        self.forward_passes += 1
         model = self.lm.model
         if self.from_hidden_states:
             hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state

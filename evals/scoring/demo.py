@@ -71,7 +71,7 @@ PRESETS = {
         n_head=4,
         context=256,
         batch_size=4,
-        base_steps=250,
+        base_steps=220,
         improved_steps=300,
         drift_steps=100,
         learning_rate=1.5e-3,
@@ -84,9 +84,9 @@ PRESETS = {
         n_head=4,
         context=64,
         batch_size=8,
-        base_steps=100,
-        improved_steps=120,
-        drift_steps=40,
+        base_steps=90,
+        improved_steps=100,
+        drift_steps=30,
         learning_rate=1.5e-3,
         warmup_steps=10,
     ),
@@ -279,6 +279,12 @@ def save_model(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, path:
     tokenizer.save_pretrained(path)
 
 
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     """Tiny models gain nothing from many threads; restore the caller's setting afterwards."""
@@ -303,14 +309,17 @@ def quiet_progress_bars() -> Iterator[None]:
 
 
 def build_demo_models(outdir: Path, *, preset: str = "demo", seed: int = 0, log: Log = print) -> DemoBuild:
-    """Train the demo tokenizer and models into ``outdir``; deterministic given ``seed``."""
+    """Train the demo tokenizer and models into ``outdir``.
+
+    Deterministic given ``seed`` on one machine and thread count (at most four threads are used).
+    """
     settings = PRESETS[preset]
     outdir.mkdir(parents=True, exist_ok=True)
     corpus = split_corpus()
     golden = outdir / "golden.jsonl"
     write_golden(golden, corpus.golden)
     log(f"golden: {len(corpus.golden)} held-out samples -> {golden}")
-    threads = min(MAX_TORCH_THREADS, len(os.sched_getaffinity(0)))
+    threads = min(MAX_TORCH_THREADS, available_cores())
     # fork_rng keeps the caller's global random state as it was.
     with torch_threads(threads), quiet_progress_bars(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -17,6 +17,7 @@ from evals.scoring.batching import (
     SampleProgress,
     budget_batches,
     default_token_budget,
+    map_batches,
 )
 from evals.scoring.errors import SampleError, ScoringError
 from evals.scoring.loading import EMBEDDING, LoadedModel
@@ -107,21 +108,27 @@ class _Embedder:
         features = [dict(zip(encoded, values, strict=True)) for values in zip(*encoded.values(), strict=True)]
         lengths = np.array([len(feature["input_ids"]) for feature in features], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
+        batches = (
+            (order[batch], self._padded([features[i] for i in order[batch]]))
+            for batch in budget_batches(lengths[order], self.token_budget)
+        )
         embeddings = np.empty((len(texts), self.lm.model.config.hidden_size), dtype=np.float32)
         tracker.start()
-        with torch.inference_mode():
-            for batch in budget_batches(lengths[order], self.token_budget):
-                indices = order[batch]
-                embeddings[indices] = self._embed_batch([features[i] for i in indices])
-                tracker.finish_parts(owners[indices])
+        for (indices, inputs), pooled in map_batches(self._pooled, batches, self.lm.device):
+            embeddings[indices] = pooled
+            self.forward_passes += 1
+            self.tokens_embedded += int(inputs["attention_mask"].sum())
+            tracker.finish_parts(owners[indices])
         return embeddings
 
-    def _embed_batch(self, features: list[dict]) -> np.ndarray:
+    def _padded(self, features: list[dict]) -> dict[str, torch.Tensor]:
         padded = self.lm.tokenizer.pad(features, padding=True, return_tensors="pt")
-        inputs = {name: tensor.to(self.lm.device) for name, tensor in padded.items()}
+        return {name: tensor.to(self.lm.device) for name, tensor in padded.items()}
+
+    def _pooled(self, batch: tuple[np.ndarray, dict[str, torch.Tensor]]) -> np.ndarray:
+        """Mean of the last hidden states over real tokens, scaled to unit length."""
+        _, inputs = batch
         hidden = self.lm.model(**inputs).last_hidden_state.float()
         mask = inputs["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        self.forward_passes += 1
-        self.tokens_embedded += int(inputs["attention_mask"].sum())
         return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()

@@ -135,23 +135,35 @@ def _score_sequential(run: EvalRun, progress: Callable[..., None]) -> engine.Run
     }
     lm = engine.load_model(run.artifact)
     fingerprint = engine.run_fingerprint(lm, ScoringConfig(max_length=family.max_length), run.dataset)
-    baseline = _baseline_arrays(run, fingerprint, METRICS_OF_SCORER[scorer_for(lm)], samples)
-    if isinstance(baseline, str):
+    found = _baseline_arrays(run, fingerprint, METRICS_OF_SCORER[scorer_for(lm)], samples)
+    if isinstance(found, str):
         result = engine.score_samples_of_run(run, samples, progress)
-        result.sampling = {**design, "disabled": baseline, **_usage(len(samples), len(samples))}
+        result.sampling = {**design, "disabled": found, **_usage(len(samples), len(samples))}
         return result
-    baseline_artifact, baseline = baseline
+    return _score_sampled(run, samples, design, found, fingerprint, progress)
+
+
+def _score_sampled(
+    run: EvalRun,
+    samples: list[dict],
+    design: dict,
+    found: tuple[Artifact, dict[str, engine.Arrays]],
+    fingerprint: dict,
+    progress: Callable[..., None],
+) -> engine.RunResult:
+    """Every gated metric on one order, sized by the family's main metric."""
+    baseline, arrays = found
     categories = [s["category"] for s in samples]
-    main = DEFAULT_METRIC[family.kind]
-    weights = design_weights(drift.METRICS[main], *baseline[main][1:])
+    main = DEFAULT_METRIC[run.artifact.family.kind]
+    weights = design_weights(drift.METRICS[main], *arrays[main][1:])
     order = sampling_order(categories, design["seed"], weights=weights)
-    gates = _gates(run, baseline, order, categories, weights, fingerprint)
+    gates = _gates(run, arrays, order, categories, weights, fingerprint)
     result = _score_in_order(run, samples, order, gates, design, progress)
     codes = np.unique(np.asarray(categories, dtype=str), return_inverse=True)[1]
     result.sampling = {
         **design,
         **_usage(result.samples_scored, len(samples)),
-        "baseline_artifact": baseline_artifact.pk,
+        "baseline_artifact": baseline.pk,
         **result.sampling,
         "metrics": {gate.metric: gate.summary(weights, codes) for gate in gates},
     }
@@ -298,23 +310,29 @@ def metric_limits(*, run: EvalRun, metric: str, baseline_value: float, fingerpri
     A limit on the value itself (an absolute one, or the edge of the band of past baselines,
     implicit or not) becomes a relative one through the baseline's full-set value, known exactly.
     """
-    spec = drift.METRICS[metric]
     thresholds = thresholds_in_force(family=run.artifact.family, metric=metric, dataset_name=run.dataset.name)
+    implicit_band = [] if any(t.rule == Threshold.Rule.BAND for t in thresholds) else [None]
     limits: list[tuple[str, float]] = []
-    for threshold in thresholds:
-        edge = threshold.limit if threshold.rule == Threshold.Rule.ABSOLUTE else None
-        if threshold.rule == Threshold.Rule.BAND:
-            edge = _band_edge(run, metric, fingerprint, threshold)
-        if threshold.rule == Threshold.Rule.RELATIVE:
-            limits.append((threshold.severity, threshold.limit))
-        elif edge is not None:
-            limits.append((threshold.severity, -float(spec.relative_delta(edge, baseline_value))))
-    if not any(t.rule == Threshold.Rule.BAND for t in thresholds):
-        edge = _band_edge(run, metric, fingerprint, None)
-        if edge is not None:
-            limits.append((Threshold.Severity.WARN, -float(spec.relative_delta(edge, baseline_value))))
+    for threshold in [*thresholds, *implicit_band]:
+        limit = _relative_limit(run, metric, fingerprint, baseline_value, threshold)
+        if limit is not None:
+            limits.append((threshold.severity if threshold else Threshold.Severity.WARN, limit))
     block = [limit for severity, limit in limits if severity == Threshold.Severity.BLOCK]
     return Limits(block=min(block, default=math.inf), green=min((limit for _, limit in limits), default=math.inf))
+
+
+def _relative_limit(
+    run: EvalRun, metric: str, fingerprint: dict, baseline_value: float, threshold: Threshold | None
+) -> float | None:
+    """One threshold (None: the implicit band) as a limit on the relative delta; None for a band
+    without enough history."""
+    if threshold is not None and threshold.rule == Threshold.Rule.RELATIVE:
+        return threshold.limit
+    if threshold is not None and threshold.rule == Threshold.Rule.ABSOLUTE:
+        edge = threshold.limit
+    else:
+        edge = _band_edge(run, metric, fingerprint, threshold)
+    return None if edge is None else -float(drift.METRICS[metric].relative_delta(edge, baseline_value))
 
 
 def _band_edge(run: EvalRun, metric: str, fingerprint: dict, band: Threshold | None) -> float | None:
@@ -337,16 +355,19 @@ def anytime_comparison(snapshot: MetricSnapshot, comparison: drift.Comparison) -
     if not sampling.get("stopped_early") or stored is None:
         return comparison
     spec, baseline = comparison.spec, stored["baseline_value"]
+    # JSON has no infinity: an end the sequence could not bound was stored as null.
+    low = -math.inf if stored["ci_low"] is None else stored["ci_low"]
+    high = math.inf if stored["ci_high"] is None else stored["ci_high"]
     candidate = _value_at(spec, stored["delta"], baseline)
-    ends = sorted(_value_at(spec, stored[end], baseline) for end in ("ci_low", "ci_high"))
+    ends = sorted(_value_at(spec, end, baseline) for end in (low, high))
     return dataclasses.replace(
         comparison,
         confidence=sampling["confidence"],
         baseline=baseline,
         candidate=candidate,
         delta=stored["delta"],
-        ci_low=stored["ci_low"],
-        ci_high=stored["ci_high"],
+        ci_low=low,
+        ci_high=high,
         cand_ci_low=ends[0],
         cand_ci_high=ends[1],
         band_position=comparison.band.position(candidate) if comparison.band else None,
@@ -374,7 +395,7 @@ def _score_completion(run: EvalRun, progress: Callable[..., None]) -> engine.Run
         result,
         arrays=arrays,
         categories={s["position"]: s["category"] for s in samples},
-        sampling={"mode": "completion", "samples_completed": len(left), "samples_total": len(samples)},
+        sampling={**run.sampling, "mode": "completion", "samples_completed": len(left), "samples_total": len(samples)},
     )
 
 

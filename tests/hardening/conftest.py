@@ -25,7 +25,8 @@ def role_user(role: str):
     if role == "staff":
         return UserFactory(username="staff-member", is_staff=True)
     user = UserFactory(username=f"{role}-member")
-    user.groups.add(Group.objects.get(name=role))
+    group, _ = Group.objects.get_or_create(name=role)  # a flushed transactional database lost the migrated rows
+    user.groups.add(group)
     return user
 
 

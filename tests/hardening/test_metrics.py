@@ -110,10 +110,15 @@ def test_it_reports_scoring_throughput_as_tokens_over_run_time(client, db, metri
     finished = timezone.now() - timedelta(minutes=1)
     runs = [(12_000, 10.0), (30_000, 50.0), (500, 2.0)]
     for tokens, seconds in runs:
-        EvalRunFactory(status=EvalRun.Status.SUCCEEDED, tokens=tokens, finished_at=finished,
-                       started_at=finished - timedelta(seconds=seconds))
-    EvalRunFactory(status=EvalRun.Status.FAILED, tokens=99_999, finished_at=finished,
-                   started_at=finished - timedelta(seconds=1))
+        EvalRunFactory(
+            status=EvalRun.Status.SUCCEEDED,
+            tokens=tokens,
+            finished_at=finished,
+            started_at=finished - timedelta(seconds=seconds),
+        )
+    EvalRunFactory(
+        status=EvalRun.Status.FAILED, tokens=99_999, finished_at=finished, started_at=finished - timedelta(seconds=1)
+    )
     samples = scrape(client)
     expected = sum(t for t, _ in runs) / sum(s for _, s in runs)
     assert value(samples, "driftboard_scoring_tokens_per_second", queue="scoring") == pytest.approx(expected)

@@ -5,8 +5,8 @@ admins (members of the admin group, or staff) also edit families and thresholds.
 """
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -18,8 +18,14 @@ from driftboard.roles import ADMIN, READER, REVIEWER, can_administer, can_review
 from evals.models import Threshold
 from registry.models import Artifact, ModelFamily, PromotionEvent
 from tests.factories import (
-    ArtifactFactory, DatasetFactory, EvalRunFactory, ExperimentFactory, ExperimentRunFactory, FamilyFactory,
-    ThresholdFactory, UserFactory,
+    ArtifactFactory,
+    DatasetFactory,
+    EvalRunFactory,
+    ExperimentFactory,
+    ExperimentRunFactory,
+    FamilyFactory,
+    ThresholdFactory,
+    UserFactory,
 )
 from tests.hardening.conftest import ROLES, api_client_as, page_client_as, role_user
 
@@ -87,38 +93,90 @@ class Call:
 API_CALLS = [
     Call("families list", "get", lambda w: "/api/v1/families/", ANYONE_SIGNED_IN),
     Call("family read", "get", lambda w: f"/api/v1/families/{w.family.slug}/", ANYONE_SIGNED_IN),
-    Call("family create", "post", lambda w: "/api/v1/families/", ADMINS_CREATE,
-         lambda w: {"slug": "new-family", "kind": "causal-lm"}),
-    Call("family change", "patch", lambda w: f"/api/v1/families/{w.family.slug}/", ADMINS_CHANGE,
-         lambda w: {"description": "Answers support tickets."}),
+    Call(
+        "family create",
+        "post",
+        lambda w: "/api/v1/families/",
+        ADMINS_CREATE,
+        lambda w: {"slug": "new-family", "kind": "causal-lm"},
+    ),
+    Call(
+        "family change",
+        "patch",
+        lambda w: f"/api/v1/families/{w.family.slug}/",
+        ADMINS_CHANGE,
+        lambda w: {"description": "Answers support tickets."},
+    ),
     Call("artifacts list", "get", lambda w: "/api/v1/artifacts/", ANYONE_SIGNED_IN),
     Call("artifact read", "get", lambda w: f"/api/v1/artifacts/{w.artifact.pk}/", ANYONE_SIGNED_IN),
-    Call("artifact submit", "post", lambda w: "/api/v1/artifacts/", (401, 202, 202, 202, 202),
-         lambda w: {"family": w.family.slug, "commit": "abc1234", "weights": weights_upload()}, multipart=True),
-    Call("artifact promote", "post", lambda w: f"/api/v1/artifacts/{w.artifact.pk}/promote/", REVIEWERS,
-         lambda w: {"reason": "Reviewed the regressed samples."}),
-    Call("artifact halt", "post", lambda w: f"/api/v1/artifacts/{w.artifact.pk}/halt/", REVIEWERS,
-         lambda w: {"reason": "Legal text leaked into the fine-tune."}),
+    Call(
+        "artifact submit",
+        "post",
+        lambda w: "/api/v1/artifacts/",
+        (401, 202, 202, 202, 202),
+        lambda w: {"family": w.family.slug, "commit": "abc1234", "weights": weights_upload()},
+        multipart=True,
+    ),
+    Call(
+        "artifact promote",
+        "post",
+        lambda w: f"/api/v1/artifacts/{w.artifact.pk}/promote/",
+        REVIEWERS,
+        lambda w: {"reason": "Reviewed the regressed samples."},
+    ),
+    Call(
+        "artifact halt",
+        "post",
+        lambda w: f"/api/v1/artifacts/{w.artifact.pk}/halt/",
+        REVIEWERS,
+        lambda w: {"reason": "Legal text leaked into the fine-tune."},
+    ),
     Call("datasets list", "get", lambda w: "/api/v1/datasets/", ANYONE_SIGNED_IN),
     Call("dataset read", "get", lambda w: f"/api/v1/datasets/{w.dataset_id}/", ANYONE_SIGNED_IN),
-    Call("dataset upload", "post", lambda w: "/api/v1/datasets/", SUBMITTERS,
-         lambda w: {"name": "fresh-golden", "file": dataset_upload()}, multipart=True),
+    Call(
+        "dataset upload",
+        "post",
+        lambda w: "/api/v1/datasets/",
+        SUBMITTERS,
+        lambda w: {"name": "fresh-golden", "file": dataset_upload()},
+        multipart=True,
+    ),
     Call("runs list", "get", lambda w: "/api/v1/runs/", ANYONE_SIGNED_IN),
     Call("run read", "get", lambda w: f"/api/v1/runs/{w.run_id}/", ANYONE_SIGNED_IN),
     Call("thresholds list", "get", lambda w: "/api/v1/thresholds/", ANYONE_SIGNED_IN),
     Call("threshold read", "get", lambda w: f"/api/v1/thresholds/{w.threshold.pk}/", ANYONE_SIGNED_IN),
-    Call("threshold create", "post", lambda w: "/api/v1/thresholds/", ADMINS_CREATE,
-         lambda w: {"metric": "perplexity", "limit": 0.05, "rationale": "Perplexity may not rise by 5 %."}),
-    Call("threshold change", "patch", lambda w: f"/api/v1/thresholds/{w.threshold.pk}/", ADMINS_CHANGE,
-         lambda w: {"limit": 0.03, "change_reason": "Too many false alarms."}),
-    Call("threshold backtest", "post", lambda w: f"/api/v1/thresholds/{w.threshold.pk}/backtest/", ANYONE_SIGNED_IN,
-         lambda w: {"limit": 0.01}),
+    Call(
+        "threshold create",
+        "post",
+        lambda w: "/api/v1/thresholds/",
+        ADMINS_CREATE,
+        lambda w: {"metric": "perplexity", "limit": 0.05, "rationale": "Perplexity may not rise by 5 %."},
+    ),
+    Call(
+        "threshold change",
+        "patch",
+        lambda w: f"/api/v1/thresholds/{w.threshold.pk}/",
+        ADMINS_CHANGE,
+        lambda w: {"limit": 0.03, "change_reason": "Too many false alarms."},
+    ),
+    Call(
+        "threshold backtest",
+        "post",
+        lambda w: f"/api/v1/thresholds/{w.threshold.pk}/backtest/",
+        ANYONE_SIGNED_IN,
+        lambda w: {"limit": 0.01},
+    ),
     Call("experiments list", "get", lambda w: "/api/v1/experiments/", ANYONE_SIGNED_IN),
     Call("experiment read", "get", lambda w: f"/api/v1/experiments/{w.experiment_slug}/", ANYONE_SIGNED_IN),
     Call("experiment create", "post", lambda w: "/api/v1/experiments/", SUBMITTERS, lambda w: {"slug": "new-loop"}),
     Call("experiment runs", "get", lambda w: f"/api/v1/experiments/{w.experiment_slug}/runs/", ANYONE_SIGNED_IN),
-    Call("experiment run record", "post", lambda w: f"/api/v1/experiments/{w.experiment_slug}/runs/", SUBMITTERS,
-         lambda w: {"commit": "abc1234", "status": "keep", "objective_value": 0.95}),
+    Call(
+        "experiment run record",
+        "post",
+        lambda w: f"/api/v1/experiments/{w.experiment_slug}/runs/",
+        SUBMITTERS,
+        lambda w: {"commit": "abc1234", "status": "keep", "objective_value": 0.95},
+    ),
 ]
 
 PAGE_CALLS = [
@@ -127,10 +185,20 @@ PAGE_CALLS = [
     Call("artifacts", "get", lambda w: reverse("artifact-list"), PAGE_FOR_SIGNED_IN),
     Call("artifact", "get", lambda w: reverse("artifact-detail", args=[w.artifact.pk]), PAGE_FOR_SIGNED_IN),
     Call("progress", "get", lambda w: reverse("artifact-progress", args=[w.artifact.pk]), PAGE_FOR_SIGNED_IN),
-    Call("promote", "post", lambda w: reverse("artifact-promote", args=[w.artifact.pk]), PAGE_ACTION_FOR_REVIEWERS,
-         lambda w: {"reason": "Reviewed the regressed samples."}),
-    Call("halt", "post", lambda w: reverse("artifact-halt", args=[w.artifact.pk]), PAGE_ACTION_FOR_REVIEWERS,
-         lambda w: {"reason": "Legal text leaked into the fine-tune."}),
+    Call(
+        "promote",
+        "post",
+        lambda w: reverse("artifact-promote", args=[w.artifact.pk]),
+        PAGE_ACTION_FOR_REVIEWERS,
+        lambda w: {"reason": "Reviewed the regressed samples."},
+    ),
+    Call(
+        "halt",
+        "post",
+        lambda w: reverse("artifact-halt", args=[w.artifact.pk]),
+        PAGE_ACTION_FOR_REVIEWERS,
+        lambda w: {"reason": "Legal text leaked into the fine-tune."},
+    ),
     Call("thresholds", "get", lambda w: reverse("threshold-list"), PAGE_FOR_SIGNED_IN),
     Call("threshold", "get", lambda w: reverse("threshold-detail", args=[w.threshold.pk]), PAGE_FOR_SIGNED_IN),
     Call("queues", "get", lambda w: reverse("queues"), PAGE_FOR_SIGNED_IN),
@@ -138,8 +206,12 @@ PAGE_CALLS = [
     Call("experiment", "get", lambda w: reverse("experiment-detail", args=[w.experiment_slug]), PAGE_FOR_SIGNED_IN),
     Call("compare", "get", lambda w: reverse("experiment-compare", args=[w.experiment_slug]), PAGE_FOR_SIGNED_IN),
     Call("import", "get", lambda w: reverse("experiment-import", args=[w.experiment_slug]), PAGE_FOR_SIGNED_IN),
-    Call("register weights", "get", lambda w: reverse("experiment-run-register", args=[w.experiment_slug, 1]),
-         PAGE_FOR_REVIEWERS),
+    Call(
+        "register weights",
+        "get",
+        lambda w: reverse("experiment-run-register", args=[w.experiment_slug, 1]),
+        PAGE_FOR_REVIEWERS,
+    ),
     Call("django admin", "get", lambda w: reverse("admin:index"), (302, 302, 302, 302, 200)),
 ]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from evals.models import EvalRun, MetricSnapshot
+from evals.models import EvalRun, MetricSnapshot, Threshold
 from evals.services import sampling
 from evals.services.thresholds import threshold_save
 from tests.sampling.conftest import CHUNK, MIN_SAMPLES, register, work
@@ -51,7 +51,7 @@ def _bpb(truth, name: str) -> float:
 
 
 def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_paths):
-    artifact = register(baseline.family, demo_paths["improved"], "c", seed=None)
+    artifact = register(baseline.family, demo_paths["drifted"], "c", seed=None)  # halted: still a candidate
     (first,) = work()
     replay = EvalRun.objects.create(
         artifact=artifact, dataset=first.dataset, kind="sequential", sampling={"seed": first.sampling["seed"]}
@@ -110,3 +110,28 @@ def test_an_incomparable_baseline_disables_sampling(baseline, demo_paths):
     assert "max_length" in run.sampling["disabled"] and run.sampling["stopped_early"] is False
     assert run.samples_done == run.dataset.sample_count
     assert artifact.verdicts.get(metric="bits_per_byte").outcome == "incomparable"
+
+
+def test_a_ceiling_on_the_value_is_applied_as_a_limit_on_the_delta(baseline, demo_paths, truth):
+    family = baseline.family
+    family.thresholds.update(enabled=False)
+    ceiling = 1.05 * _bpb(truth, "base")
+    threshold_save(
+        threshold=Threshold(
+            family=family,
+            metric="bits_per_byte",
+            rule="absolute",
+            limit=ceiling,
+            severity="block",
+            rationale="Never ship above this",
+        ),
+        user=None,
+        reason="Ceiling",
+    )
+    artifact = register(family, demo_paths["drifted"], "9")
+
+    (run,) = work()
+
+    verdict = artifact.verdicts.get(metric="bits_per_byte")
+    assert run.sampling["metrics"]["bits_per_byte"]["block_limit"] == pytest.approx(0.05)
+    assert run.sampling["stopped_early"] and verdict.outcome == "red" and "ceiling" in " ".join(verdict.reasons)

@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 
 from evals.scoring.batching import budget_batches
 from evals.scoring.causal import score_causal
@@ -38,3 +39,17 @@ def test_it_scores_a_dataset_in_bounded_groups_with_the_same_numbers(tiny_lm, te
     assert grouped.tokens.tolist() == whole.tokens.tolist()
     assert reports == sorted(reports)
     assert reports[-1] == len(texts)
+
+
+def test_it_gives_the_same_numbers_in_one_cpu_stream_or_several(tiny_lm, texts):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_stream = score_causal(tiny_lm, texts)
+        torch.set_num_threads(3)
+        three_streams = score_causal(tiny_lm, texts)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(three_streams.nll, one_stream.nll, rtol=1e-6)
+    assert three_streams.forward_passes == one_stream.forward_passes

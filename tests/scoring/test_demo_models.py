@@ -36,7 +36,8 @@ def bits_per_byte(path: Path, texts: list[str]) -> float:
     """Σ NLL / (ln 2 · Σ UTF-8 bytes); every token predicted, the first from end-of-text."""
     tokenizer, model = load(path)
     context = model.config.n_positions
-    rows = [[tokenizer.eos_token_id, *tokenizer(text)["input_ids"]][: context + 1] for text in texts]
+    encoded = tokenizer(texts, truncation=True, max_length=context)["input_ids"]
+    rows = [[tokenizer.eos_token_id, *ids] for ids in encoded]
     scored_bytes = sum(len(tokenizer.decode(row[1:]).encode("utf-8")) for row in rows)
     width = max(map(len, rows))
     ids = torch.tensor([row + [tokenizer.eos_token_id] * (width - len(row)) for row in rows])

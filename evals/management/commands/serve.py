@@ -14,6 +14,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run the web server and a Celery worker (all queues, with the sweeper) until Ctrl-C."
 
@@ -23,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=1, help="Worker processes.")
 
     def handle(self, *args, addr: str, demo: bool, concurrency: int, **options) -> None:
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
         self.ensure_admin()
         processes = [self.start_worker(concurrency), self.start_web(addr)]
         self.stdout.write(self.style.SUCCESS(f"\nDriftboard is running at http://{addr}/  (Ctrl-C stops it)\n"))
