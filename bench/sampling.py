@@ -248,16 +248,19 @@ def demo_verdict(candidate: Scored, base: Scored, limit: float) -> str:
     return classify(compare(SPEC, candidate.num, candidate.den, base.num, base.den), [block]).outcome
 
 
-def demo_build(demo_dir: Path | None):
-    if demo_dir is not None and (demo_dir / "golden.jsonl").exists():
-        return demo_dir
-    outdir = demo_dir or Path(tempfile.mkdtemp(prefix="driftboard-demo-"))
-    build_demo_models(outdir, preset="test", log=lambda _line: None)
-    return outdir
-
-
 def demo_part(demo_dir: Path | None) -> None:
-    folder = demo_build(demo_dir)
+    """On --demo-dir (built there unless it holds a build already), else in a temporary folder."""
+    if demo_dir is None:
+        with tempfile.TemporaryDirectory(prefix="driftboard-demo-") as folder:
+            build_demo_models(Path(folder), preset="test", log=lambda _line: None)
+            demo_tables(Path(folder))
+        return
+    if not (demo_dir / "golden.jsonl").exists():
+        build_demo_models(demo_dir, preset="test", log=lambda _line: None)
+    demo_tables(demo_dir)
+
+
+def demo_tables(folder: Path) -> None:
     samples = [json.loads(line) for line in (folder / "golden.jsonl").read_text().splitlines()]
     models = {name: load_model(folder / name, kind="causal-lm") for name in ("base", "improved", "drifted")}
     full = {name: score_full(lm, samples) for name, lm in models.items()}

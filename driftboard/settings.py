@@ -148,6 +148,24 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # Artifacts and datasets
 DRIFTBOARD_ARTIFACT_ROOT = env_path("DRIFTBOARD_ARTIFACT_ROOT", VAR_DIR / "artifacts")
 DRIFTBOARD_IMPORT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("DRIFTBOARD_IMPORT_ROOTS")]
+# Shared artifact storage (S3-compatible), for workers that do not mount DRIFTBOARD_ARTIFACT_ROOT: the
+# web process uploads each stored object; a worker downloads what it lacks into its own artifact root
+# and verifies its sha256. Credentials come from the usual AWS variables or the instance's role.
+DRIFTBOARD_S3_BUCKET = env_str("DRIFTBOARD_S3_BUCKET")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if DRIFTBOARD_S3_BUCKET:
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": DRIFTBOARD_S3_BUCKET,
+            "location": env_str("DRIFTBOARD_S3_PREFIX", "artifacts"),
+            "endpoint_url": env_str("DRIFTBOARD_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("DRIFTBOARD_S3_REGION") or None,
+        },
+    }
 DRIFTBOARD_MAX_UPLOAD_BYTES = env_int("DRIFTBOARD_MAX_UPLOAD_BYTES", 8 * 1024**3)
 DRIFTBOARD_MAX_DATASET_ROWS = env_int("DRIFTBOARD_MAX_DATASET_ROWS", 100_000)
 DRIFTBOARD_MAX_SAMPLE_CHARS = env_int("DRIFTBOARD_MAX_SAMPLE_CHARS", 100_000)

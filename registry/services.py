@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from registry import health, storage
+from registry import health, object_store, storage
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def artifact_register(
     except RegistrationError:
         storage.discard(staged)
         raise
+    object_store.object_publish(stored)
     return _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
 
 
@@ -172,7 +173,10 @@ def _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_
 
 
 def artifact_weights_path(artifact: Artifact) -> Path:
-    return storage.absolute(artifact.storage_path)
+    """The weights on this host's disk; a worker without them fetches them from the shared storage."""
+    return object_store.object_fetch(
+        relative_path=artifact.storage_path, sha256=artifact.sha256, is_dir=artifact.format == Artifact.Format.HF_DIR
+    )
 
 
 def tags_set(*, artifact: Artifact, tags: dict[str, object]) -> None:
