@@ -10,11 +10,16 @@ QUEUES = ("scoring", "publish", "offpeak")
 
 
 def queue_depth(queue: str) -> int | None:
-    """Messages waiting in the broker's queue (not counting ones a worker has reserved); None if unknown."""
+    """Messages waiting in the broker's queue (not counting ones a worker has reserved); None if unknown.
+
+    The queue is declared as the workers declare it, not checked passively: Redis keeps no trace of
+    an empty queue, so a passive check would call every empty queue unknown.
+    """
     try:
         with app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+            declared = app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
+            return int(declared.message_count)
     except Exception as exc:  # broker down or queue not declared yet
         logger.debug("Depth of %s unknown: %s", queue, exc)
         return None

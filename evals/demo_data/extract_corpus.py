@@ -6,7 +6,6 @@ CPython 3.11.7; another version gives slightly different text.
 """
 
 import ast
-import inspect
 import sys
 import sysconfig
 from collections.abc import Iterable, Iterator
@@ -23,7 +22,7 @@ DOCSTRING_MODULES = (
     "functools gettext os pathlib pickle random shutil string subprocess tarfile "
     "tempfile threading urllib/parse uuid warnings zipfile"
 ).split()
-CODE_MODULES = ("bisect colorsys csv fnmatch fractions glob graphlib heapq queue reprlib sched shlex textwrap").split()
+CODE_MODULES = "bisect colorsys csv fnmatch fractions glob graphlib heapq queue reprlib sched shlex textwrap".split()
 
 DOCUMENTED_NODES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 OUT_DIR = Path(__file__).resolve().parent
@@ -41,8 +40,8 @@ def split_long(block: str) -> Iterator[str]:
     piece = ""
     for line in block.split("\n"):
         while len(line) > PASSAGE_MAX_CHARS:
-            cut = line.rfind(" ", 0, PASSAGE_MAX_CHARS) if " " in line else PASSAGE_MAX_CHARS
-            cut = cut if cut > 0 else PASSAGE_MAX_CHARS
+            space = line.rfind(" ", 0, PASSAGE_MAX_CHARS)
+            cut = space if space > 0 else PASSAGE_MAX_CHARS
             yield line[:cut]
             line = line[cut:].lstrip()
         if piece and len(piece) + 1 + len(line) > PASSAGE_MAX_CHARS:
@@ -94,7 +93,7 @@ def docstrings(module: str) -> Iterator[str]:
         if isinstance(node, DOCUMENTED_NODES):
             text = ast.get_docstring(node, clean=True)
             if text and len(text) >= DOCSTRING_MIN_CHARS:
-                yield inspect.cleandoc(text)
+                yield text
 
 
 def changelog_entries() -> Iterator[str]:

@@ -36,13 +36,18 @@ def bucket(settings, s3_endpoint):
     """A fresh bucket configured as the `artifacts` storage; returns a boto3 client and the bucket's name."""
     name = f"weights-{uuid.uuid4().hex[:12]}"
     client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         region_name="us-east-1",
     )
     client.create_bucket(Bucket=name)
     options = {"bucket_name": name, "location": PREFIX, "endpoint_url": s3_endpoint, **CREDENTIALS}
-    settings.STORAGES = {**settings.STORAGES, "artifacts": {"BACKEND": "storages.backends.s3.S3Storage",
-                                                            "OPTIONS": options}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
+    }
     return client, name
 
 
@@ -129,6 +134,7 @@ def test_it_shares_a_model_folder_file_by_file(bucket, worker_host, settings, tm
 def test_it_uploads_an_object_only_once(api_client, bucket):
     artifact = register(api_client, WEIGHTS)
     client, name = bucket
-    before = client.head_object(Bucket=name, Key=f"{PREFIX}/{artifact.storage_path}")["LastModified"]
+    marker = b"left alone: an object already present is never uploaded again"
+    client.put_object(Bucket=name, Key=f"{PREFIX}/{artifact.storage_path}", Body=marker)
     object_publish(storage.StoredContent(artifact.sha256, artifact.size_bytes, artifact.storage_path, is_dir=False))
-    assert client.head_object(Bucket=name, Key=f"{PREFIX}/{artifact.storage_path}")["LastModified"] == before
+    assert remote_body(bucket, artifact.storage_path) == marker
