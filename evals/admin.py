@@ -2,7 +2,14 @@ from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
 from evals.models import (
-    DriftVerdict, EvalRun, Experiment, ExperimentRun, GoldenDataset, GoldenSample, MetricSnapshot, Threshold,
+    DriftVerdict,
+    EvalRun,
+    Experiment,
+    ExperimentRun,
+    GoldenDataset,
+    GoldenSample,
+    MetricSnapshot,
+    Threshold,
 )
 
 
@@ -23,7 +30,18 @@ class GoldenSampleAdmin(admin.ModelAdmin):
 
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "artifact", "dataset", "kind", "queue", "status", "attempts", "samples_done", "samples_total", "created_at"]
+    list_display = [
+        "id",
+        "artifact",
+        "dataset",
+        "kind",
+        "queue",
+        "status",
+        "attempts",
+        "samples_done",
+        "samples_total",
+        "created_at",
+    ]
     list_filter = ["status", "queue", "kind"]
     search_fields = ["artifact__commit_sha", "worker", "error"]
     list_select_related = ["artifact__family", "dataset"]
@@ -49,7 +67,17 @@ class ThresholdAdmin(SimpleHistoryAdmin):
 
 @admin.register(DriftVerdict)
 class DriftVerdictAdmin(admin.ModelAdmin):
-    list_display = ["artifact", "dataset", "metric", "delta", "ci_low", "ci_high", "outcome", "stopped_early", "created_at"]
+    list_display = [
+        "artifact",
+        "dataset",
+        "metric",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "outcome",
+        "stopped_early",
+        "created_at",
+    ]
     list_filter = ["outcome", "metric", "stopped_early"]
     search_fields = ["artifact__commit_sha"]
     list_select_related = ["artifact__family", "dataset"]

@@ -15,22 +15,42 @@ from registry.models import ModelFamily
 
 def snapshot_summary(snapshot: MetricSnapshot) -> dict:
     return {
-        "metric": snapshot.metric, "dataset": snapshot.dataset.name, "dataset_version": snapshot.dataset.version,
-        "value": snapshot.value, "n": snapshot.n, "std": snapshot.std, "ci_low": snapshot.ci_low,
-        "ci_high": snapshot.ci_high, "complete": snapshot.complete, "scorer_version": snapshot.scorer_version,
+        "metric": snapshot.metric,
+        "dataset": snapshot.dataset.name,
+        "dataset_version": snapshot.dataset.version,
+        "value": snapshot.value,
+        "n": snapshot.n,
+        "std": snapshot.std,
+        "ci_low": snapshot.ci_low,
+        "ci_high": snapshot.ci_high,
+        "complete": snapshot.complete,
+        "scorer_version": snapshot.scorer_version,
         "per_category": snapshot.per_category,
     }
 
 
 def verdict_summary(verdict: DriftVerdict) -> dict:
     return {
-        "metric": verdict.metric, "dataset": verdict.dataset.name, "baseline": verdict.baseline_id,
-        "candidate_value": verdict.candidate_value, "baseline_value": verdict.baseline_value,
-        "delta": verdict.delta, "ci_low": verdict.ci_low, "ci_high": verdict.ci_high, "p_value": verdict.p_value,
-        "band_low": verdict.band_low, "band_high": verdict.band_high, "band_position": verdict.band_position,
-        "ks": verdict.ks, "wasserstein": verdict.wasserstein, "outcome": verdict.outcome,
-        "threshold": verdict.threshold_id, "threshold_version": verdict.threshold_history_id,
-        "reasons": verdict.reasons, "samples_used": verdict.samples_used, "samples_total": verdict.samples_total,
+        "metric": verdict.metric,
+        "dataset": verdict.dataset.name,
+        "baseline": verdict.baseline_id,
+        "candidate_value": verdict.candidate_value,
+        "baseline_value": verdict.baseline_value,
+        "delta": verdict.delta,
+        "ci_low": verdict.ci_low,
+        "ci_high": verdict.ci_high,
+        "p_value": verdict.p_value,
+        "band_low": verdict.band_low,
+        "band_high": verdict.band_high,
+        "band_position": verdict.band_position,
+        "ks": verdict.ks,
+        "wasserstein": verdict.wasserstein,
+        "outcome": verdict.outcome,
+        "threshold": verdict.threshold_id,
+        "threshold_version": verdict.threshold_history_id,
+        "reasons": verdict.reasons,
+        "samples_used": verdict.samples_used,
+        "samples_total": verdict.samples_total,
         "stopped_early": verdict.stopped_early,
     }
 
@@ -79,9 +99,29 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = EvalRun
         fields = [
-            "id", "artifact", "dataset", "kind", "queue", "status", "attempts", "worker", "device", "created_at",
-            "enqueued_at", "started_at", "finished_at", "samples_done", "samples_total", "progress", "tokens",
-            "tokens_per_second", "forward_passes", "cached_samples", "wait_seconds", "sampling", "error",
+            "id",
+            "artifact",
+            "dataset",
+            "kind",
+            "queue",
+            "status",
+            "attempts",
+            "worker",
+            "device",
+            "created_at",
+            "enqueued_at",
+            "started_at",
+            "finished_at",
+            "samples_done",
+            "samples_total",
+            "progress",
+            "tokens",
+            "tokens_per_second",
+            "forward_passes",
+            "cached_samples",
+            "wait_seconds",
+            "sampling",
+            "error",
         ]
         read_only_fields = fields
 
@@ -97,16 +137,32 @@ class ThresholdSerializer(serializers.ModelSerializer):
     family = serializers.SlugRelatedField(
         slug_field="slug", queryset=ModelFamily.objects.all(), allow_null=True, required=False
     )
-    change_reason = serializers.CharField(write_only=True, required=False, max_length=500,
-                                          help_text="Why this change; kept in the history.")
+    change_reason = serializers.CharField(
+        write_only=True, required=False, max_length=500, help_text="Why this change; kept in the history."
+    )
     overdue = serializers.BooleanField(read_only=True)
     version = serializers.SerializerMethodField()
 
     class Meta:
         model = Threshold
         fields = [
-            "id", "family", "dataset_name", "metric", "rule", "limit", "band_window", "band_robust", "severity",
-            "enabled", "rationale", "owner", "review_by", "overdue", "version", "change_reason", "created_at",
+            "id",
+            "family",
+            "dataset_name",
+            "metric",
+            "rule",
+            "limit",
+            "band_window",
+            "band_robust",
+            "severity",
+            "enabled",
+            "rationale",
+            "owner",
+            "review_by",
+            "overdue",
+            "version",
+            "change_reason",
+            "created_at",
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]

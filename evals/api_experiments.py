@@ -193,9 +193,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
         return Response(ExperimentRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ResultsUploadSerializer, responses=IMPORT_RESPONSE)
-    @action(
-        detail=True, methods=["post"], url_path="import", parser_classes=[parsers.MultiPartParser]
-    )
+    @action(detail=True, methods=["post"], url_path="import", parser_classes=[parsers.MultiPartParser])
     def import_results(self, request, slug=None) -> Response:
         """Add the rows of a results.tsv not seen before; malformed lines come back with their numbers."""
         experiment = self.get_object()

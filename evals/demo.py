@@ -43,7 +43,10 @@ def demo_family(build: DemoBuild) -> ModelFamily:
     if not GoldenDataset.objects.filter(name=DEMO_DATASET).exists():
         dataset_import(name=DEMO_DATASET, filename=build.golden.name, source=build.golden)
     return registry_services.family_create(
-        slug=DEMO_FAMILY, kind=ModelFamily.Kind.CAUSAL_LM, base_path=str(build.base), datasets=[DEMO_DATASET],
+        slug=DEMO_FAMILY,
+        kind=ModelFamily.Kind.CAUSAL_LM,
+        base_path=str(build.base),
+        datasets=[DEMO_DATASET],
         description="Small GPT-2 models trained on the shipped corpus: a base, an improved and a drifted candidate.",
     )
 
@@ -64,7 +67,9 @@ def wait_until_scored(artifact: Artifact, timeout: float) -> Artifact:
     raise TimeoutError(f"{artifact} was not scored within {timeout:.0f} s; is a worker running?")
 
 
-def demo_load(outdir: Path, log: Callable[[str], None] = print, timeout: float = 600, preset: str = "demo") -> list[Artifact]:
+def demo_load(
+    outdir: Path, log: Callable[[str], None] = print, timeout: float = 600, preset: str = "demo"
+) -> list[Artifact]:
     """Build (once) and register the demo models, waiting for each verdict. Needs a running worker."""
     build = demo_models(outdir, log, preset=preset)
     family = demo_family(build)
@@ -74,7 +79,10 @@ def demo_load(outdir: Path, log: Callable[[str], None] = print, timeout: float =
     for name in ("base", "improved", "drifted"):
         commit, branch = DEMO_COMMITS[name]
         registration = registry_services.artifact_register(
-            family=family, commit_sha=commit, branch=branch, path=str(getattr(build, name)),
+            family=family,
+            commit_sha=commit,
+            branch=branch,
+            path=str(getattr(build, name)),
             parent=parent,
         )
         artifact = registration.artifact

@@ -26,7 +26,9 @@ class MetricSummary:
     per_category: dict[str, dict[str, float]]
 
 
-def causal_arrays(nll: np.ndarray, tokens: np.ndarray, byte_counts: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def causal_arrays(
+    nll: np.ndarray, tokens: np.ndarray, byte_counts: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     nll = np.asarray(nll, dtype=np.float64)
     return {
         "bits_per_byte": (nll / LN2, np.asarray(byte_counts, dtype=np.float64)),
@@ -48,8 +50,15 @@ def metric_value(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndar
     return float(apply_transform(spec, float(np.sum(numerators)) / total)) if total > 0 else float("nan")
 
 
-def bootstrap_ci(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray, *, n_boot: int,
-                 seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    spec: MetricSpec,
+    numerators: np.ndarray,
+    denominators: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
     """Percentile interval; each resample recomputes the ratio of sums."""
     n = len(numerators)
     if n < 2:
@@ -71,8 +80,15 @@ def per_sample_values(spec: MetricSpec, numerators: np.ndarray, denominators: np
         return apply_transform(spec, np.where(denominators > 0, numerators / denominators, np.nan))
 
 
-def summarise(metric: str, numerators: np.ndarray, denominators: np.ndarray, categories: Sequence[str], *,
-              n_boot: int, seed: int = 0) -> MetricSummary:
+def summarise(
+    metric: str,
+    numerators: np.ndarray,
+    denominators: np.ndarray,
+    categories: Sequence[str],
+    *,
+    n_boot: int,
+    seed: int = 0,
+) -> MetricSummary:
     spec = METRICS[metric]
     low, high = bootstrap_ci(spec, numerators, denominators, n_boot=n_boot, seed=seed)
     per_sample = per_sample_values(spec, numerators, denominators)
@@ -81,10 +97,14 @@ def summarise(metric: str, numerators: np.ndarray, denominators: np.ndarray, cat
     for category in sorted(set(categories)):
         mask = labels == category
         per_category[category or "uncategorised"] = {
-            "value": metric_value(spec, numerators[mask], denominators[mask]), "n": int(mask.sum()),
+            "value": metric_value(spec, numerators[mask], denominators[mask]),
+            "n": int(mask.sum()),
         }
     return MetricSummary(
-        value=metric_value(spec, numerators, denominators), n=len(numerators),
-        std=float(np.nanstd(per_sample)) if len(per_sample) else 0.0, ci_low=low, ci_high=high,
+        value=metric_value(spec, numerators, denominators),
+        n=len(numerators),
+        std=float(np.nanstd(per_sample)) if len(per_sample) else 0.0,
+        ci_low=low,
+        ci_high=high,
         per_category=per_category,
     )

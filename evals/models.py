@@ -71,6 +71,9 @@ class SampleResult(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.scorer} {self.weights_sha256[:8]}:{self.sample_sha256[:8]}"
+
 
 class EvalRun(models.Model):
     """One scoring job. The row is the source of truth; the Celery message only points at it."""
@@ -159,9 +162,7 @@ class MetricSnapshot(models.Model):
 
     class Meta:
         ordering = ["dataset", "metric"]
-        constraints = [
-            models.UniqueConstraint(fields=["artifact", "dataset", "metric"], name="unique_snapshot_metric")
-        ]
+        constraints = [models.UniqueConstraint(fields=["artifact", "dataset", "metric"], name="unique_snapshot_metric")]
 
     def __str__(self) -> str:
         return f"{self.artifact} {self.metric}={self.value:.4f}"
@@ -195,7 +196,11 @@ class Threshold(models.Model):
         BLOCK = "block", "Block (red)"
 
     family = models.ForeignKey(
-        ModelFamily, null=True, blank=True, on_delete=models.CASCADE, related_name="thresholds",
+        ModelFamily,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="thresholds",
         help_text="Empty applies to every family.",
     )
     dataset_name = models.CharField(max_length=100, blank=True, help_text="Empty applies to every dataset.")
@@ -220,6 +225,9 @@ class Threshold(models.Model):
         scope = self.family.slug if self.family_id else "all families"
         return f"{self.metric} {self.rule} {self.limit:g} ({scope})"
 
+    def get_absolute_url(self) -> str:
+        return reverse("threshold-detail", args=[self.pk])
+
     def clean(self) -> None:
         if not self.rationale.strip():
             raise ValidationError({"rationale": "Say why this threshold exists."})
@@ -227,9 +235,6 @@ class Threshold(models.Model):
             raise ValidationError({"limit": "A relative limit is a fraction between 0 and 1 (0.02 = 2 %)."})
         if self.rule == self.Rule.BAND and self.limit <= 0:
             raise ValidationError({"limit": "A band limit is k, a positive number of σ."})
-
-    def get_absolute_url(self) -> str:
-        return reverse("threshold-detail", args=[self.pk])
 
     @property
     def overdue(self) -> bool:
@@ -277,9 +282,7 @@ class DriftVerdict(models.Model):
 
     class Meta:
         ordering = ["dataset", "metric"]
-        constraints = [
-            models.UniqueConstraint(fields=["artifact", "dataset", "metric"], name="unique_verdict_metric")
-        ]
+        constraints = [models.UniqueConstraint(fields=["artifact", "dataset", "metric"], name="unique_verdict_metric")]
 
     def __str__(self) -> str:
         return f"{self.artifact} {self.metric}: {self.outcome}"

@@ -12,8 +12,12 @@ TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
 
 
 @shared_task(
-    bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5,
-    soft_time_limit=settings.CELERY_SCORING_SOFT_TIME_LIMIT, time_limit=settings.CELERY_SCORING_TIME_LIMIT,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+    soft_time_limit=settings.CELERY_SCORING_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_SCORING_TIME_LIMIT,
 )
 def score_run(self, run_id: int) -> None:
     worker = worker_name()
@@ -26,7 +30,7 @@ def score_run(self, run_id: int) -> None:
         services.eval_run_fail(run=run, message="Scoring exceeded its time limit.")
     except TRANSIENT_ERRORS as exc:
         eval_run_release(run_id=run_id, worker=worker, message=f"Transient error, retrying: {exc}")
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
 
 
 @shared_task(ignore_result=True)

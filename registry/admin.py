@@ -19,13 +19,33 @@ class TelemetryTagInline(admin.TabularInline):
 class PromotionEventInline(admin.TabularInline):
     model = PromotionEvent
     extra = 0
-    readonly_fields = ["action", "from_stage", "to_stage", "from_status", "to_status", "reason", "automatic", "actor", "created_at"]
+    readonly_fields = [
+        "action",
+        "from_stage",
+        "to_stage",
+        "from_status",
+        "to_status",
+        "reason",
+        "automatic",
+        "actor",
+        "created_at",
+    ]
     can_delete = False
 
 
 @admin.register(Artifact)
 class ArtifactAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "family", "version", "short_sha", "branch", "stage", "status", "drift_flag", "created_at"]
+    list_display = [
+        "__str__",
+        "family",
+        "version",
+        "short_sha",
+        "branch",
+        "stage",
+        "status",
+        "drift_flag",
+        "created_at",
+    ]
     list_filter = ["family", "stage", "status", "drift_flag", "format"]
     search_fields = ["commit_sha", "sha256", "branch", "pr_url"]
     list_select_related = ["family"]

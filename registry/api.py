@@ -20,9 +20,20 @@ class FamilySerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelFamily
         fields = [
-            "slug", "kind", "description", "base_path", "base_branch", "datasets", "promotion_policy",
-            "baseline_policy", "amber_check", "max_length", "sampling", "sampling_min_samples",
-            "sampling_chunk_size", "created_at",
+            "slug",
+            "kind",
+            "description",
+            "base_path",
+            "base_branch",
+            "datasets",
+            "promotion_policy",
+            "baseline_policy",
+            "amber_check",
+            "max_length",
+            "sampling",
+            "sampling_min_samples",
+            "sampling_chunk_size",
+            "created_at",
         ]
         read_only_fields = ["created_at"]
 
@@ -35,8 +46,9 @@ class FamilySerializer(serializers.ModelSerializer):
         return value
 
 
-class FamilyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    mixins.UpdateModelMixin, BaseViewSet):
+class FamilyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, BaseViewSet
+):
     serializer_class = FamilySerializer
     permission_classes = [IsAdminOrReadOnly]
     lookup_field = "slug"
@@ -80,8 +92,25 @@ class ArtifactSerializer(serializers.ModelSerializer):
     class Meta:
         model = Artifact
         fields = [
-            "id", "url", "api_url", "family", "version", "sha256", "size_bytes", "format", "commit", "branch",
-            "pr_url", "pull_request", "parent", "stage", "status", "drift_flag", "tags", "created_at", "scored_at",
+            "id",
+            "url",
+            "api_url",
+            "family",
+            "version",
+            "sha256",
+            "size_bytes",
+            "format",
+            "commit",
+            "branch",
+            "pr_url",
+            "pull_request",
+            "parent",
+            "stage",
+            "status",
+            "drift_flag",
+            "tags",
+            "created_at",
+            "scored_at",
         ]
         read_only_fields = fields
 
@@ -116,15 +145,24 @@ class ArtifactDetailSerializer(ArtifactSerializer):
         return [verdict_summary(v) for v in artifact.verdicts.all()]
 
     def get_runs(self, artifact: Artifact) -> list[dict]:
-        return [{"id": r.pk, "dataset": str(r.dataset), "status": r.status, "kind": r.kind,
-                 "samples_done": r.samples_done, "samples_total": r.samples_total}
-                for r in artifact.runs.all()]
+        return [
+            {
+                "id": r.pk,
+                "dataset": str(r.dataset),
+                "status": r.status,
+                "kind": r.kind,
+                "samples_done": r.samples_done,
+                "samples_total": r.samples_total,
+            }
+            for r in artifact.runs.all()
+        ]
 
 
 class ArtifactCreateSerializer(serializers.Serializer):
     family = serializers.SlugRelatedField(slug_field="slug", queryset=ModelFamily.objects.all())
-    commit = serializers.RegexField(r"^[0-9a-fA-F]{4,64}$", max_length=64,
-                                    error_messages={"invalid": "commit must be a hexadecimal git sha."})
+    commit = serializers.RegexField(
+        r"^[0-9a-fA-F]{4,64}$", max_length=64, error_messages={"invalid": "commit must be a hexadecimal git sha."}
+    )
     branch = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     pr_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
     parent = serializers.PrimaryKeyRelatedField(queryset=Artifact.objects.all(), required=False, allow_null=True)
@@ -144,7 +182,8 @@ class ReasonSerializer(serializers.Serializer):
 
 
 ARTIFACT_FILTER_PARAMS = [
-    OpenApiParameter(name, str, required=False) for name in ("family", "stage", "status", "drift_flag", "commit", "branch")
+    OpenApiParameter(name, str, required=False)
+    for name in ("family", "stage", "status", "drift_flag", "commit", "branch")
 ]
 
 
@@ -187,9 +226,14 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         data = params.validated_data
         try:
             registration = services.artifact_register(
-                family=data["family"], commit_sha=data["commit"].lower(), branch=data["branch"],
-                upload=data.get("weights"), path=data.get("path"), pr_url=data["pr_url"],
-                parent=data.get("parent"), user=request.user,
+                family=data["family"],
+                commit_sha=data["commit"].lower(),
+                branch=data["branch"],
+                upload=data.get("weights"),
+                path=data.get("path"),
+                pr_url=data["pr_url"],
+                parent=data.get("parent"),
+                user=request.user,
             )
         except services.RegistrationError as exc:
             raise ValidationError({"detail": str(exc)}) from exc

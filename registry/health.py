@@ -31,7 +31,9 @@ def safetensors_header(path: Path) -> TensorShapes:
             raise HealthCheckError(f"{path.name}: too short to be a safetensors file.")
         (header_length,) = struct.unpack("<Q", raw_length)
         if header_length > min(MAX_HEADER_BYTES, size - 8):
-            raise HealthCheckError(f"{path.name}: the safetensors header claims {header_length} bytes, more than the file holds.")
+            raise HealthCheckError(
+                f"{path.name}: the safetensors header claims {header_length} bytes, more than the file holds."
+            )
         try:
             header = json.loads(handle.read(header_length))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -118,7 +120,9 @@ def weights_shapes(path: Path) -> TensorShapes:
         return safetensors_header(path)
     if path.suffix in {".bin", ".pt", ".pth"}:
         return bin_state_dict_shapes(path)
-    raise HealthCheckError(f"Unsupported weights format {path.suffix!r}: use .safetensors, .bin, or a .tar/.zip folder.")
+    raise HealthCheckError(
+        f"Unsupported weights format {path.suffix!r}: use .safetensors, .bin, or a .tar/.zip folder."
+    )
 
 
 def compare_with_base(shapes: TensorShapes, base: TensorShapes) -> None:
@@ -127,7 +131,11 @@ def compare_with_base(shapes: TensorShapes, base: TensorShapes) -> None:
     expected = {_strip_prefix(k): v for k, v in base.items()}
     missing = [k for k in expected if k not in canonical and not k.endswith(OPTIONAL_TENSOR_SUFFIXES)]
     unexpected = [k for k in canonical if k not in expected and not k.endswith(OPTIONAL_TENSOR_SUFFIXES)]
-    wrong = [f"{k}: {canonical[k]} instead of {expected[k]}" for k in canonical if k in expected and canonical[k] != expected[k]]
+    wrong = [
+        f"{k}: {canonical[k]} instead of {expected[k]}"
+        for k in canonical
+        if k in expected and canonical[k] != expected[k]
+    ]
     problems = []
     if wrong:
         problems.append("wrong shapes — " + "; ".join(wrong[:5]))
@@ -143,7 +151,7 @@ def _strip_prefix(name: str) -> str:
     """`transformer.h.0…` and `h.0…` name the same tensor depending on how the model was saved."""
     for prefix in ("transformer.", "model."):
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 

@@ -34,9 +34,7 @@ class ModelFamily(models.Model):
     )
     base_branch = models.CharField(max_length=200, default="main")
     datasets = models.JSONField(default=list, blank=True, help_text="Names of golden datasets scored.")
-    promotion_policy = models.CharField(
-        max_length=20, choices=PromotionPolicy.choices, default=PromotionPolicy.AUTO
-    )
+    promotion_policy = models.CharField(max_length=20, choices=PromotionPolicy.choices, default=PromotionPolicy.AUTO)
     baseline_policy = models.CharField(
         max_length=20, choices=BaselinePolicy.choices, default=BaselinePolicy.FIRST_SCORED
     )
@@ -81,9 +79,7 @@ class PullRequestLink(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["provider", "repository", "number"], name="unique_pull_request")
-        ]
+        constraints = [models.UniqueConstraint(fields=["provider", "repository", "number"], name="unique_pull_request")]
 
     def __str__(self) -> str:
         return f"{self.repository}#{self.number}"
@@ -98,9 +94,10 @@ class WebhookDelivery(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["provider", "delivery_id"], name="unique_webhook_delivery")
-        ]
+        constraints = [models.UniqueConstraint(fields=["provider", "delivery_id"], name="unique_webhook_delivery")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event} {self.delivery_id}"
 
 
 class Artifact(models.Model):
@@ -147,9 +144,7 @@ class Artifact(models.Model):
     pull_request = models.ForeignKey(
         PullRequestLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts"
     )
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.STAGING)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.REGISTERED)
     drift_flag = models.CharField(max_length=20, choices=DriftFlag.choices, default="", blank=True)

@@ -25,8 +25,10 @@ def artifact_detail_queryset() -> QuerySet[Artifact]:
 
     return Artifact.objects.select_related("family", "pull_request", "parent").prefetch_related(
         Prefetch("tags", queryset=TelemetryTag.objects.order_by("key")),
-        Prefetch("snapshots", queryset=MetricSnapshot.objects.select_related("dataset").defer(
-            "positions", "numerators", "denominators")),
+        Prefetch(
+            "snapshots",
+            queryset=MetricSnapshot.objects.select_related("dataset").defer("positions", "numerators", "denominators"),
+        ),
         Prefetch("verdicts", queryset=DriftVerdict.objects.select_related("dataset", "threshold")),
     )
 
@@ -37,7 +39,5 @@ def family_list() -> QuerySet[ModelFamily]:
 
 def production_artifact(family: ModelFamily) -> Artifact | None:
     return (
-        family.artifacts.filter(stage=Artifact.Stage.PRODUCTION, branch=family.base_branch)
-        .order_by("-version")
-        .first()
+        family.artifacts.filter(stage=Artifact.Stage.PRODUCTION, branch=family.base_branch).order_by("-version").first()
     )

@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -30,7 +31,15 @@ class Registration:
     created: bool
 
 
-def family_create(*, slug: str, kind: str, base_path: str = "", base_branch: str = "main", datasets: list[str] | None = None, **options) -> ModelFamily:
+def family_create(
+    *,
+    slug: str,
+    kind: str,
+    base_path: str = "",
+    base_branch: str = "main",
+    datasets: list[str] | None = None,
+    **options,
+) -> ModelFamily:
     from evals.services import thresholds_create_defaults
 
     with transaction.atomic():
@@ -77,7 +86,9 @@ def _stage_path(raw_path: str) -> tuple[Path, str | None, int | None, str]:
     return staged, sha256, size, source.name
 
 
-def _store(staged: Path, sha256: str | None, size: int | None, name: str, base: Path | None) -> tuple[storage.StoredContent, str, dict]:
+def _store(
+    staged: Path, sha256: str | None, size: int | None, name: str, base: Path | None
+) -> tuple[storage.StoredContent, str, dict]:
     """Health-check a staged upload and move it to its content address."""
     suffix = _suffix(name)
     if staged.is_dir() or suffix in ARCHIVE_SUFFIXES:
@@ -135,9 +146,11 @@ def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, pare
     for _ in range(5):
         try:
             with transaction.atomic():
-                artifact = _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
+                artifact = _create_artifact(
+                    family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user
+                )
                 eval_runs_create_for_artifact(artifact=artifact)
-                transaction.on_commit(lambda: registration_publish_enqueue(artifact_id=artifact.pk), robust=True)
+                transaction.on_commit(partial(registration_publish_enqueue, artifact_id=artifact.pk), robust=True)
             return Registration(artifact, created=True)
         except IntegrityError:
             existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
@@ -166,8 +179,12 @@ def _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_
         created_by=user if user and user.is_authenticated else None,
     )
     PromotionEvent.objects.create(
-        artifact=artifact, action=PromotionEvent.Action.REGISTER, to_stage=artifact.stage,
-        to_status=artifact.status, actor=artifact.created_by, automatic=artifact.created_by is None,
+        artifact=artifact,
+        action=PromotionEvent.Action.REGISTER,
+        to_stage=artifact.stage,
+        to_status=artifact.status,
+        actor=artifact.created_by,
+        automatic=artifact.created_by is None,
     )
     return artifact
 
@@ -184,44 +201,85 @@ def tags_set(*, artifact: Artifact, tags: dict[str, object]) -> None:
         TelemetryTag.objects.update_or_create(artifact=artifact, key=key, defaults={"value": str(value)[:500]})
 
 
-def _transition(artifact: Artifact, *, action: str, status: str, stage: str | None, reason: str, actor, automatic: bool) -> Artifact:
+def _transition(
+    artifact: Artifact, *, action: str, status: str, stage: str | None, reason: str, actor, automatic: bool
+) -> Artifact:
     before_stage, before_status = artifact.stage, artifact.status
     artifact.status = status
     if stage:
         artifact.stage = stage
     artifact.save(update_fields=["status", "stage"])
     PromotionEvent.objects.create(
-        artifact=artifact, action=action, from_stage=before_stage, to_stage=artifact.stage,
-        from_status=before_status, to_status=status, reason=reason, actor=actor, automatic=automatic,
+        artifact=artifact,
+        action=action,
+        from_stage=before_stage,
+        to_stage=artifact.stage,
+        from_status=before_status,
+        to_status=status,
+        reason=reason,
+        actor=actor,
+        automatic=automatic,
     )
     return artifact
 
 
 @transaction.atomic
-def artifact_promote(*, artifact: Artifact, reason: str = "", actor=None, action: str = PromotionEvent.Action.PROMOTE) -> Artifact:
+def artifact_promote(
+    *, artifact: Artifact, reason: str = "", actor=None, action: str = PromotionEvent.Action.PROMOTE
+) -> Artifact:
     """Make the artifact its family's production baseline, archiving the previous one."""
-    previous = Artifact.objects.select_for_update().filter(
-        family=artifact.family, stage=Artifact.Stage.PRODUCTION
-    ).exclude(pk=artifact.pk)
+    previous = (
+        Artifact.objects.select_for_update()
+        .filter(family=artifact.family, stage=Artifact.Stage.PRODUCTION)
+        .exclude(pk=artifact.pk)
+    )
     for old in previous:
-        _transition(old, action=PromotionEvent.Action.ARCHIVE, status=old.status, stage=Artifact.Stage.ARCHIVED,
-                    reason=f"Replaced by v{artifact.version}.", actor=actor, automatic=actor is None)
-    return _transition(artifact, action=action, status=Artifact.Status.PROMOTED, stage=Artifact.Stage.PRODUCTION,
-                       reason=reason, actor=actor, automatic=actor is None)
+        _transition(
+            old,
+            action=PromotionEvent.Action.ARCHIVE,
+            status=old.status,
+            stage=Artifact.Stage.ARCHIVED,
+            reason=f"Replaced by v{artifact.version}.",
+            actor=actor,
+            automatic=actor is None,
+        )
+    return _transition(
+        artifact,
+        action=action,
+        status=Artifact.Status.PROMOTED,
+        stage=Artifact.Stage.PRODUCTION,
+        reason=reason,
+        actor=actor,
+        automatic=actor is None,
+    )
 
 
 @transaction.atomic
 def artifact_hold(*, artifact: Artifact, reason: str) -> Artifact:
-    return _transition(artifact, action=PromotionEvent.Action.HOLD, status=Artifact.Status.HELD, stage=None,
-                       reason=reason, actor=None, automatic=True)
+    return _transition(
+        artifact,
+        action=PromotionEvent.Action.HOLD,
+        status=Artifact.Status.HELD,
+        stage=None,
+        reason=reason,
+        actor=None,
+        automatic=True,
+    )
 
 
 @transaction.atomic
 def artifact_halt(*, artifact: Artifact, reason: str, actor=None) -> Artifact:
     """Stop the artifact from reaching production; a production artifact is archived."""
     stage = Artifact.Stage.ARCHIVED if artifact.stage == Artifact.Stage.PRODUCTION else None
-    return _transition(artifact, action=PromotionEvent.Action.HALT, status=Artifact.Status.HALTED, stage=stage,
-                       reason=reason, actor=actor, automatic=actor is None)
+    return _transition(
+        artifact,
+        action=PromotionEvent.Action.HALT,
+        status=Artifact.Status.HALTED,
+        stage=stage,
+        reason=reason,
+        actor=actor,
+        automatic=actor is None,
+    )
 
 
 def alert_raise(*, artifact: Artifact, severity: str, title: str, message: str, payload: dict) -> Alert:
@@ -248,8 +306,14 @@ def alert_deliver(*, alert: Alert) -> None:
 
     alert.delivery_attempts += 1
     alert.save(update_fields=["delivery_attempts"])
-    body = {"title": alert.title, "severity": alert.severity, "message": alert.message,
-            "artifact": alert.artifact_id, "created_at": alert.created_at.isoformat(), **alert.payload}
+    body = {
+        "title": alert.title,
+        "severity": alert.severity,
+        "message": alert.message,
+        "artifact": alert.artifact_id,
+        "created_at": alert.created_at.isoformat(),
+        **alert.payload,
+    }
     post_json(settings.DRIFTBOARD_ALERT_WEBHOOK_URL, body, headers={})
     alert.delivered_at = timezone.now()
     alert.delivery_error = ""

@@ -11,13 +11,14 @@ import shutil
 import tarfile
 import uuid
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler
 from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
 
 CHUNK = 1024 * 1024
 
@@ -255,5 +256,3 @@ def stage_uploaded(upload: UploadedFile) -> tuple[Path, str, int]:
     staged = staging_path(Path(upload.name or "").suffix[:20])
     sha256, size = copy_hashing(upload.chunks(), staged)
     return staged, sha256, size
-
-

@@ -92,12 +92,29 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "WorkerProcess":
-        command = [sys.executable, "-m", "celery", "-A", "driftboard", "worker", "-Q", "scoring,offpeak,publish",
-                   "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n",
-                   f"test{time.monotonic_ns()}@%h", "--loglevel", "INFO"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "driftboard",
+            "worker",
+            "-Q",
+            "scoring,offpeak,publish",
+            "-c",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"test{time.monotonic_ns()}@%h",
+            "--loglevel",
+            "INFO",
+        ]
         self.log = self.log_path.open("a")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "ready." in self.log_path.read_text(errors="replace"):

@@ -7,7 +7,14 @@ import numpy as np
 from django.contrib.auth import get_user_model
 
 from evals.models import (
-    DriftVerdict, EvalRun, Experiment, ExperimentRun, GoldenDataset, GoldenSample, MetricSnapshot, Threshold,
+    DriftVerdict,
+    EvalRun,
+    Experiment,
+    ExperimentRun,
+    GoldenDataset,
+    GoldenSample,
+    MetricSnapshot,
+    Threshold,
 )
 from registry.models import Artifact, ModelFamily, PullRequestLink
 
@@ -45,8 +52,14 @@ class DatasetFactory(factory.django.DjangoModelFactory):
         count = extracted or 0
         categories = ["prose", "code"]
         GoldenSample.objects.bulk_create(
-            GoldenSample(dataset=self, position=i, sample_id=f"s{i}", text=f"Sample text number {i}.",
-                         category=categories[i % 2], sha256=hashlib.sha256(f"{self.pk}:{i}".encode()).hexdigest())
+            GoldenSample(
+                dataset=self,
+                position=i,
+                sample_id=f"s{i}",
+                text=f"Sample text number {i}.",
+                category=categories[i % 2],
+                sha256=hashlib.sha256(f"{self.pk}:{i}".encode()).hexdigest(),
+            )
             for i in range(count)
         )
         if count:
@@ -110,8 +123,9 @@ class SnapshotFactory(factory.django.DjangoModelFactory):
     numerators = factory.LazyAttribute(
         lambda s: float_bytes(100.0 * (s.level + np.random.default_rng(s.seed).normal(0, 0.1, s.n)))
     )
-    fingerprint = factory.LazyFunction(lambda: {"dataset_sha256": "d", "tokenizer_hash": "t",
-                                                "scorer_version": "causal-rolling/1", "max_length": 256})
+    fingerprint = factory.LazyFunction(
+        lambda: {"dataset_sha256": "d", "tokenizer_hash": "t", "scorer_version": "causal-rolling/1", "max_length": 256}
+    )
 
 
 class ThresholdFactory(factory.django.DjangoModelFactory):

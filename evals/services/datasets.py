@@ -30,16 +30,31 @@ def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, u
     if latest is not None and latest.sha256 == sha256:
         return latest
     with transaction.atomic():
-        version = (GoldenDataset.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
+        version = (
+            GoldenDataset.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        ) + 1
         dataset = GoldenDataset.objects.create(
-            name=name, version=version, sha256=sha256, sample_count=len(samples),
-            categories=dict(Counter(s["category"] or "" for s in samples)), source_name=Path(filename).name[:300],
+            name=name,
+            version=version,
+            sha256=sha256,
+            sample_count=len(samples),
+            categories=dict(Counter(s["category"] or "" for s in samples)),
+            source_name=Path(filename).name[:300],
             created_by=user if user is not None and user.is_authenticated else None,
         )
         GoldenSample.objects.bulk_create(
-            (GoldenSample(dataset=dataset, position=i, sample_id=s["id"], text=s["text"], reference=s["reference"] or "",
-                          category=s["category"] or "", sha256=h)
-             for i, (s, h) in enumerate(zip(samples, golden_io.sample_hashes(samples), strict=True))),
+            (
+                GoldenSample(
+                    dataset=dataset,
+                    position=i,
+                    sample_id=s["id"],
+                    text=s["text"],
+                    reference=s["reference"] or "",
+                    category=s["category"] or "",
+                    sha256=h,
+                )
+                for i, (s, h) in enumerate(zip(samples, golden_io.sample_hashes(samples), strict=True))
+            ),
             batch_size=SAMPLE_BATCH,
         )
     return dataset

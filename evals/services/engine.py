@@ -48,7 +48,9 @@ class DatabaseResultStore:
             return {}
         wanted = set(keys)
         query = Q()
-        for weights, scorer, version, config in {(k.weights_sha256, k.scorer, k.scorer_version, k.config_key) for k in keys}:
+        for weights, scorer, version, config in {
+            (k.weights_sha256, k.scorer, k.scorer_version, k.config_key) for k in keys
+        }:
             query |= Q(weights_sha256=weights, scorer=f"{scorer}@{version}", config_key=config)
         rows = SampleResultRow.objects.filter(query, sample_sha256__in={k.sample_sha256 for k in keys})
         found = {}
@@ -56,24 +58,40 @@ class DatabaseResultStore:
             scorer, version = row.scorer.rsplit("@", 1)
             key = ResultKey(row.weights_sha256, row.sample_sha256, scorer, int(version), row.config_key)
             if key in wanted:
-                found[key] = SampleResult(nll=row.nll, tokens=row.tokens, bytes=row.byte_count, similarity=row.similarity)
+                found[key] = SampleResult(
+                    nll=row.nll, tokens=row.tokens, bytes=row.byte_count, similarity=row.similarity
+                )
         return found
 
     def put_many(self, results) -> None:
         SampleResultRow.objects.bulk_create(
-            [SampleResultRow(weights_sha256=k.weights_sha256, sample_sha256=k.sample_sha256,
-                             scorer=f"{k.scorer}@{k.scorer_version}", config_key=k.config_key, nll=r.nll,
-                             tokens=r.tokens, byte_count=r.bytes, similarity=r.similarity)
-             for k, r in results.items()],
-            batch_size=1000, ignore_conflicts=True,
+            [
+                SampleResultRow(
+                    weights_sha256=k.weights_sha256,
+                    sample_sha256=k.sample_sha256,
+                    scorer=f"{k.scorer}@{k.scorer_version}",
+                    config_key=k.config_key,
+                    nll=r.nll,
+                    tokens=r.tokens,
+                    byte_count=r.bytes,
+                    similarity=r.similarity,
+                )
+                for k, r in results.items()
+            ],
+            batch_size=1000,
+            ignore_conflicts=True,
         )
 
 
 def load_model(artifact: Artifact) -> LoadedModel:
     family = artifact.family
     try:
-        return MODEL_CACHE.get(artifact_weights_path(artifact), kind=family.kind, base_dir=family.base_path or None,
-                               weights_sha256=artifact.sha256)
+        return MODEL_CACHE.get(
+            artifact_weights_path(artifact),
+            kind=family.kind,
+            base_dir=family.base_path or None,
+            weights_sha256=artifact.sha256,
+        )
     except (ScoringError, OSError, ValueError) as exc:
         raise PermanentScoringError(f"The weights could not be loaded: {exc}") from exc
 
@@ -101,16 +119,22 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
     except ScoringError as exc:
         raise PermanentScoringError(str(exc)) from exc
     positions = np.array([s["position"] for s in samples], dtype=np.int32)
-    per_metric = (causal_arrays(scored.nll, scored.tokens, scored.bytes) if scored.nll is not None
-                  else embedding_arrays(scored.similarity))
+    per_metric = (
+        causal_arrays(scored.nll, scored.tokens, scored.bytes)
+        if scored.nll is not None
+        else embedding_arrays(scored.similarity)
+    )
     tokens = int(scored.tokens_scored)
     return RunResult(
         arrays={metric: (positions, num, den) for metric, (num, den) in per_metric.items()},
         fingerprint=run_fingerprint(lm, config, run.dataset),
         categories={s["position"]: s["category"] for s in samples},
-        samples_scored=len(samples), tokens=tokens,
+        samples_scored=len(samples),
+        tokens=tokens,
         tokens_per_second=tokens / scored.seconds if scored.seconds > 0 and tokens else None,
-        forward_passes=scored.forward_passes, cached_samples=scored.samples_reused, device=lm.device.type,
+        forward_passes=scored.forward_passes,
+        cached_samples=scored.samples_reused,
+        device=lm.device.type,
     )
 
 

@@ -72,9 +72,7 @@ def _enqueue(run_id: int, queue: str) -> bool:
 
 
 def scoring_busy() -> bool:
-    return EvalRun.objects.filter(
-        queue="scoring", status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING]
-    ).exists()
+    return EvalRun.objects.filter(queue="scoring", status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING]).exists()
 
 
 def in_offpeak_window(now=None) -> bool:
@@ -124,8 +122,12 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
     now = timezone.now()
     claimable = Q(status=EvalRun.Status.QUEUED) | Q(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
     taken = EvalRun.objects.filter(claimable, pk=run_id).update(
-        status=EvalRun.Status.RUNNING, attempts=F("attempts") + 1, worker=worker, started_at=now,
-        lease_expires_at=now + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS), error="",
+        status=EvalRun.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        worker=worker,
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS),
+        error="",
     )
     if not taken:
         return None
@@ -177,24 +179,45 @@ def snapshots_save(*, run: EvalRun, result: "engine.RunResult") -> None:
     fingerprint = result.fingerprint
     with transaction.atomic():
         for metric, (positions, numerators, denominators) in result.arrays.items():
-            summary = summarise(metric, numerators, denominators, result.categories_for(positions),
-                                n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES, seed=run.artifact_id)
+            summary = summarise(
+                metric,
+                numerators,
+                denominators,
+                result.categories_for(positions),
+                n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
+                seed=run.artifact_id,
+            )
             MetricSnapshot.objects.update_or_create(
-                artifact=run.artifact, dataset=run.dataset, metric=metric,
+                artifact=run.artifact,
+                dataset=run.dataset,
+                metric=metric,
                 defaults={
-                    "run": run, "scorer_version": fingerprint["scorer_version"], "commit_sha": run.artifact.commit_sha,
-                    "value": summary.value, "n": summary.n, "std": summary.std, "ci_low": summary.ci_low,
-                    "ci_high": summary.ci_high, "complete": len(positions) == run.dataset.sample_count,
+                    "run": run,
+                    "scorer_version": fingerprint["scorer_version"],
+                    "commit_sha": run.artifact.commit_sha,
+                    "value": summary.value,
+                    "n": summary.n,
+                    "std": summary.std,
+                    "ci_low": summary.ci_low,
+                    "ci_high": summary.ci_high,
+                    "complete": len(positions) == run.dataset.sample_count,
                     "positions": np.asarray(positions, dtype=np.int32).tobytes(),
                     "numerators": np.asarray(numerators, dtype=np.float64).tobytes(),
                     "denominators": np.asarray(denominators, dtype=np.float64).tobytes(),
-                    "per_category": summary.per_category, "fingerprint": fingerprint,
+                    "per_category": summary.per_category,
+                    "fingerprint": fingerprint,
                 },
             )
         EvalRun.objects.filter(pk=run.pk).update(
-            status=EvalRun.Status.SUCCEEDED, finished_at=timezone.now(), samples_done=result.samples_scored,
-            tokens=result.tokens, tokens_per_second=result.tokens_per_second, forward_passes=result.forward_passes,
-            cached_samples=result.cached_samples, device=result.device, sampling=result.sampling,
+            status=EvalRun.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            samples_done=result.samples_scored,
+            tokens=result.tokens,
+            tokens_per_second=result.tokens_per_second,
+            forward_passes=result.forward_passes,
+            cached_samples=result.cached_samples,
+            device=result.device,
+            sampling=result.sampling,
             lease_expires_at=None,
         )
 
@@ -224,8 +247,12 @@ def eval_run_fail(*, run: EvalRun, message: str) -> None:
         artifact = run.artifact
         if artifact.status in (Artifact.Status.QUEUED, Artifact.Status.SCORING, Artifact.Status.REGISTERED):
             PromotionEvent.objects.create(
-                artifact=artifact, action=PromotionEvent.Action.FAIL, from_stage=artifact.stage,
-                to_stage=artifact.stage, from_status=artifact.status, to_status=Artifact.Status.FAILED,
+                artifact=artifact,
+                action=PromotionEvent.Action.FAIL,
+                from_stage=artifact.stage,
+                to_stage=artifact.stage,
+                from_status=artifact.status,
+                to_status=Artifact.Status.FAILED,
                 reason=message[:2000],
             )
             Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.FAILED)

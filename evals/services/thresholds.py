@@ -10,8 +10,12 @@ DEFAULT_METRIC = {ModelFamily.Kind.CAUSAL_LM: "bits_per_byte", ModelFamily.Kind.
 def thresholds_create_defaults(*, family: ModelFamily) -> list[Threshold]:
     """A new family starts gated on its main metric: 2 % relative degradation blocks."""
     threshold = Threshold(
-        family=family, metric=DEFAULT_METRIC[family.kind], rule=Threshold.Rule.RELATIVE, limit=0.02,
-        severity=Threshold.Severity.BLOCK, owner="driftboard",
+        family=family,
+        metric=DEFAULT_METRIC[family.kind],
+        rule=Threshold.Rule.RELATIVE,
+        limit=0.02,
+        severity=Threshold.Severity.BLOCK,
+        owner="driftboard",
         rationale="Default gate for a new family: a degradation of more than 2 % on the main metric, "
         "beyond statistical doubt, blocks promotion. Revisit once the family has a history.",
     )
@@ -36,8 +40,12 @@ def threshold_version(threshold: Threshold) -> int | None:
 
 def threshold_spec(threshold: Threshold) -> ThresholdSpec:
     return ThresholdSpec(
-        id=threshold.pk, version=threshold_version(threshold) if threshold.pk else None, metric=threshold.metric,
-        rule=threshold.rule, limit=threshold.limit, severity=threshold.severity,
+        id=threshold.pk,
+        version=threshold_version(threshold) if threshold.pk else None,
+        metric=threshold.metric,
+        rule=threshold.rule,
+        limit=threshold.limit,
+        severity=threshold.severity,
     )
 
 
@@ -53,12 +61,20 @@ def threshold_backtest(*, threshold: Threshold) -> dict:
     for verdict in verdicts.select_related("artifact__family", "dataset").order_by("artifact__created_at"):
         outcome = classify(comparison_from_verdict(verdict), [spec]).outcome
         counts[outcome] += 1
-        rows.append({
-            "artifact": verdict.artifact_id, "family": verdict.artifact.family.slug,
-            "version": verdict.artifact.version, "commit": verdict.artifact.commit_sha,
-            "dataset": verdict.dataset.name, "delta": verdict.delta, "ci_low": verdict.ci_low,
-            "ci_high": verdict.ci_high, "recorded": verdict.outcome, "would_be": outcome,
-        })
+        rows.append(
+            {
+                "artifact": verdict.artifact_id,
+                "family": verdict.artifact.family.slug,
+                "version": verdict.artifact.version,
+                "commit": verdict.artifact.commit_sha,
+                "dataset": verdict.dataset.name,
+                "delta": verdict.delta,
+                "ci_low": verdict.ci_low,
+                "ci_high": verdict.ci_high,
+                "recorded": verdict.outcome,
+                "would_be": outcome,
+            }
+        )
     return {"counts": counts, "artifacts": rows}
 
 

@@ -28,14 +28,25 @@ def baseline_for(artifact: Artifact) -> Artifact | None:
 
 def band_history(snapshot: MetricSnapshot, window: int) -> list[float]:
     """Values of the last `window` production baselines of the family on this dataset and metric."""
-    promoted_ids = PromotionEvent.objects.filter(
-        artifact__family_id=snapshot.artifact.family_id,
-        action__in=[PromotionEvent.Action.PROMOTE, PromotionEvent.Action.BASELINE],
-    ).exclude(artifact_id=snapshot.artifact_id).values("artifact_id")
-    history = MetricSnapshot.objects.filter(
-        artifact_id__in=promoted_ids, dataset_id=snapshot.dataset_id, metric=snapshot.metric, complete=True,
-        fingerprint=snapshot.fingerprint,
-    ).order_by("-artifact__created_at").values_list("value", flat=True)[:window]
+    promoted_ids = (
+        PromotionEvent.objects.filter(
+            artifact__family_id=snapshot.artifact.family_id,
+            action__in=[PromotionEvent.Action.PROMOTE, PromotionEvent.Action.BASELINE],
+        )
+        .exclude(artifact_id=snapshot.artifact_id)
+        .values("artifact_id")
+    )
+    history = (
+        MetricSnapshot.objects.filter(
+            artifact_id__in=promoted_ids,
+            dataset_id=snapshot.dataset_id,
+            metric=snapshot.metric,
+            complete=True,
+            fingerprint=snapshot.fingerprint,
+        )
+        .order_by("-artifact__created_at")
+        .values_list("value", flat=True)[:window]
+    )
     return list(reversed(history))
 
 
@@ -47,17 +58,29 @@ def aligned(candidate: MetricSnapshot, baseline: MetricSnapshot) -> tuple[np.nda
     return common, cand_num[cand_idx], cand_den[cand_idx], base_num[base_idx], base_den[base_idx]
 
 
-def compare_snapshots(candidate: MetricSnapshot, baseline: MetricSnapshot, thresholds: list[Threshold]) -> drift.Comparison:
+def compare_snapshots(
+    candidate: MetricSnapshot, baseline: MetricSnapshot, thresholds: list[Threshold]
+) -> drift.Comparison:
     band = next((t for t in thresholds if t.rule == Threshold.Rule.BAND), None)
     window = band.band_window if band else settings.DRIFTBOARD_BAND_WINDOW
     positions, cand_num, cand_den, base_num, base_den = aligned(candidate, baseline)
-    categories = list(candidate.dataset.samples.filter(position__in=positions.tolist()).order_by("position")
-                      .values_list("category", flat=True))
+    categories = list(
+        candidate.dataset.samples.filter(position__in=positions.tolist())
+        .order_by("position")
+        .values_list("category", flat=True)
+    )
     return drift.compare(
-        drift.METRICS[candidate.metric], cand_num, cand_den, base_num, base_den,
-        history=band_history(candidate, window), band_k=band.limit if band else settings.DRIFTBOARD_BAND_K,
-        robust=band.band_robust if band else False, categories=categories,
-        n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES, seed=candidate.artifact_id,
+        drift.METRICS[candidate.metric],
+        cand_num,
+        cand_den,
+        base_num,
+        base_den,
+        history=band_history(candidate, window),
+        band_k=band.limit if band else settings.DRIFTBOARD_BAND_K,
+        robust=band.band_robust if band else False,
+        categories=categories,
+        n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
+        seed=candidate.artifact_id,
     )
 
 
@@ -67,14 +90,22 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     ).first()
     fields = {"baseline": baseline_artifact, "candidate_value": candidate.value}
     if baseline is None:
-        return {**fields, "outcome": DriftVerdict.Outcome.INCOMPARABLE,
-                "reasons": [f"The baseline v{baseline_artifact.version} has no {candidate.metric} on {candidate.dataset}."]}
+        return {
+            **fields,
+            "outcome": DriftVerdict.Outcome.INCOMPARABLE,
+            "reasons": [f"The baseline v{baseline_artifact.version} has no {candidate.metric} on {candidate.dataset}."],
+        }
     comparable, differing = drift.fingerprints_comparable(candidate.fingerprint, baseline.fingerprint)
     if not comparable:
-        return {**fields, "baseline_value": baseline.value, "outcome": DriftVerdict.Outcome.INCOMPARABLE,
-                "reasons": ["Scored differently from the baseline (" + ", ".join(differing) + "): no number is given."]}
-    thresholds = thresholds_in_force(family=candidate.artifact.family, metric=candidate.metric,
-                                     dataset_name=candidate.dataset.name)
+        return {
+            **fields,
+            "baseline_value": baseline.value,
+            "outcome": DriftVerdict.Outcome.INCOMPARABLE,
+            "reasons": ["Scored differently from the baseline (" + ", ".join(differing) + "): no number is given."],
+        }
+    thresholds = thresholds_in_force(
+        family=candidate.artifact.family, metric=candidate.metric, dataset_name=candidate.dataset.name
+    )
     comparison = compare_snapshots(candidate, baseline, thresholds)
     if not candidate.complete:
         # Stopped early: the interval and estimate come from the anytime-valid confidence sequence.
@@ -88,14 +119,26 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     deciding = next((t for t in thresholds if verdict.threshold and t.pk == verdict.threshold.id), None)
     applied = deciding or (thresholds[0] if thresholds else None)
     return {
-        **fields, "baseline_value": comparison.baseline, "candidate_value": comparison.candidate,
-        "delta": comparison.delta, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high,
-        "p_value": comparison.p_value, "band_low": comparison.band_low, "band_high": comparison.band_high,
-        "band_position": comparison.band_position, "ks": comparison.ks, "wasserstein": comparison.wasserstein,
-        "per_category": json_safe(comparison.per_category), "outcome": verdict.outcome, "reasons": verdict.reasons,
+        **fields,
+        "baseline_value": comparison.baseline,
+        "candidate_value": comparison.candidate,
+        "delta": comparison.delta,
+        "ci_low": comparison.ci_low,
+        "ci_high": comparison.ci_high,
+        "p_value": comparison.p_value,
+        "band_low": comparison.band_low,
+        "band_high": comparison.band_high,
+        "band_position": comparison.band_position,
+        "ks": comparison.ks,
+        "wasserstein": comparison.wasserstein,
+        "per_category": json_safe(comparison.per_category),
+        "outcome": verdict.outcome,
+        "reasons": verdict.reasons,
         "comparison": json_safe(_stored_comparison(comparison)),
-        "threshold": applied, "threshold_history_id": threshold_version(applied) if applied else None,
-        "samples_used": comparison.n, "samples_total": candidate.dataset.sample_count,
+        "threshold": applied,
+        "threshold_history_id": threshold_version(applied) if applied else None,
+        "samples_used": comparison.n,
+        "samples_total": candidate.dataset.sample_count,
         "stopped_early": not candidate.complete,
     }
 
@@ -124,7 +167,9 @@ def overall_flag(outcomes: list[str]) -> str:
 
 def artifact_ready(artifact: Artifact) -> bool:
     """Every run of the artifact has finished, and none of them failed."""
-    runs = list(artifact.runs.filter(kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL]).values_list("status", flat=True))
+    runs = list(
+        artifact.runs.filter(kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL]).values_list("status", flat=True)
+    )
     return bool(runs) and all(s == EvalRun.Status.SUCCEEDED for s in runs)
 
 
@@ -138,7 +183,9 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
     results = {(s.dataset_id, s.metric): verdict_for(s, baseline) for s in snapshots}
     with transaction.atomic():
         for (dataset_id, metric), fields in results.items():
-            DriftVerdict.objects.update_or_create(artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields)
+            DriftVerdict.objects.update_or_create(
+                artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields
+            )
         flag = overall_flag([f["outcome"] for f in results.values()])
         _tag(artifact, flag, baseline, results)
         _apply_policy(artifact, flag, results)
@@ -149,8 +196,12 @@ def _tag(artifact: Artifact, flag: str, baseline: Artifact | None, results: dict
     now = timezone.now()
     Artifact.objects.filter(pk=artifact.pk).update(drift_flag=flag, scored_at=now)
     artifact.drift_flag, artifact.scored_at = flag, now
-    tags = {"drift_flag": flag, "scored_at": now.isoformat(), "baseline_id": baseline.pk if baseline else "",
-            "eval_runs": ",".join(str(pk) for pk in artifact.runs.values_list("pk", flat=True))}
+    tags = {
+        "drift_flag": flag,
+        "scored_at": now.isoformat(),
+        "baseline_id": baseline.pk if baseline else "",
+        "eval_runs": ",".join(str(pk) for pk in artifact.runs.values_list("pk", flat=True)),
+    }
     datasets = {dataset_id for dataset_id, _ in results}
     for (dataset_id, metric), fields in results.items():
         if fields.get("delta") is not None:
@@ -167,13 +218,22 @@ def _apply_policy(artifact: Artifact, flag: str, results: dict) -> None:
     if flag == "red":
         registry_services.artifact_halt(artifact=artifact, reason=summary)
         registry_services.alert_raise(
-            artifact=artifact, severity=Alert.Severity.CRITICAL,
+            artifact=artifact,
+            severity=Alert.Severity.CRITICAL,
             title=f"{artifact.family.slug} v{artifact.version} halted: drift flag red",
-            message=summary, payload={"family": artifact.family.slug, "version": artifact.version,
-                                      "commit": artifact.commit_sha, "flag": flag},
+            message=summary,
+            payload={
+                "family": artifact.family.slug,
+                "version": artifact.version,
+                "commit": artifact.commit_sha,
+                "flag": flag,
+            },
         )
-    elif flag == "green" and artifact.family.promotion_policy == ModelFamily.PromotionPolicy.AUTO \
-            and artifact.branch == artifact.family.base_branch:
+    elif (
+        flag == "green"
+        and artifact.family.promotion_policy == ModelFamily.PromotionPolicy.AUTO
+        and artifact.branch == artifact.family.base_branch
+    ):
         registry_services.artifact_promote(artifact=artifact, reason=summary)
     else:
         registry_services.artifact_hold(artifact=artifact, reason=summary)
@@ -189,7 +249,8 @@ def _without_baseline(artifact: Artifact) -> str:
         _tag(artifact, Artifact.DriftFlag.GREEN, None, {})
         if first_on_base and family.baseline_policy == ModelFamily.BaselinePolicy.FIRST_SCORED:
             registry_services.artifact_promote(
-                artifact=artifact, reason="First scored artifact on the base branch: it becomes the baseline.",
+                artifact=artifact,
+                reason="First scored artifact on the base branch: it becomes the baseline.",
                 action=PromotionEvent.Action.BASELINE,
             )
         else:

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,173 +14,346 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Artifact',
+            name="Artifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('sha256', models.CharField(db_index=True, max_length=64)),
-                ('size_bytes', models.BigIntegerField()),
-                ('format', models.CharField(choices=[('hf-dir', 'Hugging Face folder'), ('safetensors', 'safetensors state dict'), ('bin', 'PyTorch state dict (weights only)')], max_length=20)),
-                ('storage_path', models.CharField(help_text='Relative to the artifact root.', max_length=500)),
-                ('original_name', models.CharField(blank=True, max_length=300)),
-                ('health', models.JSONField(blank=True, default=dict)),
-                ('commit_sha', models.CharField(db_index=True, max_length=64)),
-                ('branch', models.CharField(blank=True, max_length=200)),
-                ('pr_url', models.URLField(blank=True, max_length=500)),
-                ('stage', models.CharField(choices=[('staging', 'Staging'), ('production', 'Production'), ('archived', 'Archived')], default='staging', max_length=20)),
-                ('status', models.CharField(choices=[('registered', 'Registered'), ('queued', 'Queued'), ('scoring', 'Scoring'), ('scored', 'Scored'), ('promoted', 'Promoted'), ('held', 'Held for review'), ('halted', 'Halted'), ('failed', 'Failed')], default='registered', max_length=20)),
-                ('drift_flag', models.CharField(blank=True, choices=[('', 'Not scored'), ('green', 'Green'), ('amber', 'Amber'), ('red', 'Red'), ('incomparable', 'Incomparable')], default='', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('scored_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='registry.artifact')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.PositiveIntegerField()),
+                ("sha256", models.CharField(db_index=True, max_length=64)),
+                ("size_bytes", models.BigIntegerField()),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[
+                            ("hf-dir", "Hugging Face folder"),
+                            ("safetensors", "safetensors state dict"),
+                            ("bin", "PyTorch state dict (weights only)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("storage_path", models.CharField(help_text="Relative to the artifact root.", max_length=500)),
+                ("original_name", models.CharField(blank=True, max_length=300)),
+                ("health", models.JSONField(blank=True, default=dict)),
+                ("commit_sha", models.CharField(db_index=True, max_length=64)),
+                ("branch", models.CharField(blank=True, max_length=200)),
+                ("pr_url", models.URLField(blank=True, max_length=500)),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[("staging", "Staging"), ("production", "Production"), ("archived", "Archived")],
+                        default="staging",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("registered", "Registered"),
+                            ("queued", "Queued"),
+                            ("scoring", "Scoring"),
+                            ("scored", "Scored"),
+                            ("promoted", "Promoted"),
+                            ("held", "Held for review"),
+                            ("halted", "Halted"),
+                            ("failed", "Failed"),
+                        ],
+                        default="registered",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "drift_flag",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Not scored"),
+                            ("green", "Green"),
+                            ("amber", "Amber"),
+                            ("red", "Red"),
+                            ("incomparable", "Incomparable"),
+                        ],
+                        default="",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("scored_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="children",
+                        to="registry.artifact",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('severity', models.CharField(choices=[('warning', 'Warning'), ('critical', 'Critical')], max_length=20)),
-                ('title', models.CharField(max_length=300)),
-                ('message', models.TextField()),
-                ('payload', models.JSONField(default=dict)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('delivery_attempts', models.PositiveIntegerField(default=0)),
-                ('delivery_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('artifact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='registry.artifact')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "severity",
+                    models.CharField(choices=[("warning", "Warning"), ("critical", "Critical")], max_length=20),
+                ),
+                ("title", models.CharField(max_length=300)),
+                ("message", models.TextField()),
+                ("payload", models.JSONField(default=dict)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("delivery_attempts", models.PositiveIntegerField(default=0)),
+                ("delivery_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="alerts", to="registry.artifact"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ModelFamily',
+            name="ModelFamily",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('causal-lm', 'Causal language model'), ('embedding', 'Sentence embedding model')], max_length=20)),
-                ('description', models.TextField(blank=True)),
-                ('base_path', models.CharField(blank=True, help_text='Server-side Hugging Face folder with config and tokenizer.', max_length=1000)),
-                ('base_branch', models.CharField(default='main', max_length=200)),
-                ('datasets', models.JSONField(blank=True, default=list, help_text='Names of golden datasets scored.')),
-                ('promotion_policy', models.CharField(choices=[('auto', 'Green promotes, amber holds, red halts'), ('manual', 'Every candidate waits for a reviewer')], default='auto', max_length=20)),
-                ('baseline_policy', models.CharField(choices=[('first-scored', 'First scored artifact on the base branch becomes the baseline'), ('manual', 'A reviewer promotes the first baseline')], default='first-scored', max_length=20)),
-                ('amber_check', models.CharField(choices=[('success', 'Amber reports success with a warning'), ('failure', 'Amber reports failure')], default='success', max_length=10)),
-                ('max_length', models.PositiveIntegerField(blank=True, help_text="Scoring context; empty means the model's own.", null=True)),
-                ('sampling', models.CharField(choices=[('off', 'Score the full golden set'), ('sequential', 'Stop early once the verdict is clear')], default='off', max_length=20)),
-                ('sampling_min_samples', models.PositiveIntegerField(default=100)),
-                ('sampling_chunk_size', models.PositiveIntegerField(default=50)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owners', models.ManyToManyField(blank=True, related_name='owned_families', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=100, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("causal-lm", "Causal language model"), ("embedding", "Sentence embedding model")],
+                        max_length=20,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "base_path",
+                    models.CharField(
+                        blank=True,
+                        help_text="Server-side Hugging Face folder with config and tokenizer.",
+                        max_length=1000,
+                    ),
+                ),
+                ("base_branch", models.CharField(default="main", max_length=200)),
+                ("datasets", models.JSONField(blank=True, default=list, help_text="Names of golden datasets scored.")),
+                (
+                    "promotion_policy",
+                    models.CharField(
+                        choices=[
+                            ("auto", "Green promotes, amber holds, red halts"),
+                            ("manual", "Every candidate waits for a reviewer"),
+                        ],
+                        default="auto",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "baseline_policy",
+                    models.CharField(
+                        choices=[
+                            ("first-scored", "First scored artifact on the base branch becomes the baseline"),
+                            ("manual", "A reviewer promotes the first baseline"),
+                        ],
+                        default="first-scored",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "amber_check",
+                    models.CharField(
+                        choices=[
+                            ("success", "Amber reports success with a warning"),
+                            ("failure", "Amber reports failure"),
+                        ],
+                        default="success",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "max_length",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Scoring context; empty means the model's own.", null=True
+                    ),
+                ),
+                (
+                    "sampling",
+                    models.CharField(
+                        choices=[
+                            ("off", "Score the full golden set"),
+                            ("sequential", "Stop early once the verdict is clear"),
+                        ],
+                        default="off",
+                        max_length=20,
+                    ),
+                ),
+                ("sampling_min_samples", models.PositiveIntegerField(default=100)),
+                ("sampling_chunk_size", models.PositiveIntegerField(default=50)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owners",
+                    models.ManyToManyField(blank=True, related_name="owned_families", to=settings.AUTH_USER_MODEL),
+                ),
             ],
             options={
-                'verbose_name_plural': 'model families',
-                'ordering': ['slug'],
+                "verbose_name_plural": "model families",
+                "ordering": ["slug"],
             },
         ),
         migrations.AddField(
-            model_name='artifact',
-            name='family',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='artifacts', to='registry.modelfamily'),
+            model_name="artifact",
+            name="family",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="artifacts", to="registry.modelfamily"
+            ),
         ),
         migrations.CreateModel(
-            name='PromotionEvent',
+            name="PromotionEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('register', 'Registered'), ('promote', 'Promoted'), ('hold', 'Held'), ('halt', 'Halted'), ('archive', 'Archived'), ('baseline', 'Became the first baseline'), ('fail', 'Failed')], max_length=20)),
-                ('from_stage', models.CharField(blank=True, max_length=20)),
-                ('to_stage', models.CharField(blank=True, max_length=20)),
-                ('from_status', models.CharField(blank=True, max_length=20)),
-                ('to_status', models.CharField(blank=True, max_length=20)),
-                ('reason', models.TextField(blank=True)),
-                ('automatic', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('artifact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='registry.artifact')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("register", "Registered"),
+                            ("promote", "Promoted"),
+                            ("hold", "Held"),
+                            ("halt", "Halted"),
+                            ("archive", "Archived"),
+                            ("baseline", "Became the first baseline"),
+                            ("fail", "Failed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("from_stage", models.CharField(blank=True, max_length=20)),
+                ("to_stage", models.CharField(blank=True, max_length=20)),
+                ("from_status", models.CharField(blank=True, max_length=20)),
+                ("to_status", models.CharField(blank=True, max_length=20)),
+                ("reason", models.TextField(blank=True)),
+                ("automatic", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="registry.artifact"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='PullRequestLink',
+            name="PullRequestLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('github', 'GitHub'), ('gitlab', 'GitLab')], max_length=10)),
-                ('repository', models.CharField(help_text='owner/name, or the GitLab project path.', max_length=300)),
-                ('project_id', models.CharField(blank=True, help_text='GitLab project id.', max_length=50)),
-                ('number', models.PositiveIntegerField()),
-                ('title', models.CharField(blank=True, max_length=500)),
-                ('url', models.URLField(blank=True, max_length=500)),
-                ('head_sha', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('base_ref', models.CharField(blank=True, max_length=200)),
-                ('state', models.CharField(blank=True, max_length=20)),
-                ('merged', models.BooleanField(default=False)),
-                ('comment_id', models.CharField(blank=True, help_text='Our comment, edited in place.', max_length=50)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("provider", models.CharField(choices=[("github", "GitHub"), ("gitlab", "GitLab")], max_length=10)),
+                ("repository", models.CharField(help_text="owner/name, or the GitLab project path.", max_length=300)),
+                ("project_id", models.CharField(blank=True, help_text="GitLab project id.", max_length=50)),
+                ("number", models.PositiveIntegerField()),
+                ("title", models.CharField(blank=True, max_length=500)),
+                ("url", models.URLField(blank=True, max_length=500)),
+                ("head_sha", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("base_ref", models.CharField(blank=True, max_length=200)),
+                ("state", models.CharField(blank=True, max_length=20)),
+                ("merged", models.BooleanField(default=False)),
+                ("comment_id", models.CharField(blank=True, help_text="Our comment, edited in place.", max_length=50)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['-updated_at'],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'repository', 'number'), name='unique_pull_request')],
+                "ordering": ["-updated_at"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("provider", "repository", "number"), name="unique_pull_request")
+                ],
             },
         ),
         migrations.AddField(
-            model_name='artifact',
-            name='pull_request',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='artifacts', to='registry.pullrequestlink'),
+            model_name="artifact",
+            name="pull_request",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="artifacts",
+                to="registry.pullrequestlink",
+            ),
         ),
         migrations.CreateModel(
-            name='TelemetryTag',
+            name="TelemetryTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=100)),
-                ('value', models.CharField(max_length=500)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('artifact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='registry.artifact')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=100)),
+                ("value", models.CharField(max_length=500)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "artifact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="tags", to="registry.artifact"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['key'],
+                "ordering": ["key"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('github', 'GitHub'), ('gitlab', 'GitLab')], max_length=10)),
-                ('delivery_id', models.CharField(max_length=100)),
-                ('event', models.CharField(max_length=50)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("provider", models.CharField(choices=[("github", "GitHub"), ("gitlab", "GitLab")], max_length=10)),
+                ("delivery_id", models.CharField(max_length=100)),
+                ("event", models.CharField(max_length=50)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('provider', 'delivery_id'), name='unique_webhook_delivery')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("provider", "delivery_id"), name="unique_webhook_delivery")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='artifact',
-            index=models.Index(fields=['family', 'stage', 'branch'], name='registry_ar_family__eb06b5_idx'),
+            model_name="artifact",
+            index=models.Index(fields=["family", "stage", "branch"], name="registry_ar_family__eb06b5_idx"),
         ),
         migrations.AddIndex(
-            model_name='artifact',
-            index=models.Index(fields=['drift_flag'], name='registry_ar_drift_f_282b5b_idx'),
+            model_name="artifact",
+            index=models.Index(fields=["drift_flag"], name="registry_ar_drift_f_282b5b_idx"),
         ),
         migrations.AddConstraint(
-            model_name='artifact',
-            constraint=models.UniqueConstraint(fields=('family', 'version'), name='unique_artifact_version'),
+            model_name="artifact",
+            constraint=models.UniqueConstraint(fields=("family", "version"), name="unique_artifact_version"),
         ),
         migrations.AddConstraint(
-            model_name='artifact',
-            constraint=models.UniqueConstraint(fields=('family', 'sha256', 'commit_sha'), name='unique_artifact_content_per_commit'),
+            model_name="artifact",
+            constraint=models.UniqueConstraint(
+                fields=("family", "sha256", "commit_sha"), name="unique_artifact_content_per_commit"
+            ),
         ),
         migrations.AddIndex(
-            model_name='telemetrytag',
-            index=models.Index(fields=['key', 'value'], name='registry_te_key_d774d8_idx'),
+            model_name="telemetrytag",
+            index=models.Index(fields=["key", "value"], name="registry_te_key_d774d8_idx"),
         ),
         migrations.AddConstraint(
-            model_name='telemetrytag',
-            constraint=models.UniqueConstraint(fields=('artifact', 'key'), name='unique_tag_per_artifact'),
+            model_name="telemetrytag",
+            constraint=models.UniqueConstraint(fields=("artifact", "key"), name="unique_tag_per_artifact"),
         ),
     ]

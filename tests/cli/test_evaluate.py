@@ -11,18 +11,35 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DRIFTBOARD_EMBEDDED": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "manage.py", "evaluate", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "manage.py", "evaluate", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_it_prints_one_json_object_with_the_comparison(demo_build):
-    result = evaluate("--weights", str(demo_build.drifted), "--subset", str(demo_build.golden),
-                      "--baseline", str(demo_build.base), "--limit", "40", "--json")
+    result = evaluate(
+        "--weights",
+        str(demo_build.drifted),
+        "--subset",
+        str(demo_build.golden),
+        "--baseline",
+        str(demo_build.base),
+        "--limit",
+        "40",
+        "--json",
+    )
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"metrics", "per_category", "samples", "tokens_per_second", "forward_passes",
-                           "fingerprint", "comparison"}
+    assert set(report) == {
+        "metrics",
+        "per_category",
+        "samples",
+        "tokens_per_second",
+        "forward_passes",
+        "fingerprint",
+        "comparison",
+    }
     metrics = report["metrics"]
     assert set(metrics) == {"bits_per_byte", "perplexity", "nll_sum", "tokens", "bytes"}
     assert report["samples"] == 40

@@ -11,8 +11,9 @@ JSONL = b'{"id": "a", "text": "Hello there.", "category": "greeting"}\n{"id": "b
 
 
 def post(client, name: str, filename: str, content: bytes):
-    return client.post("/api/v1/datasets/", {"name": name, "file": SimpleUploadedFile(filename, content)},
-                       format="multipart")
+    return client.post(
+        "/api/v1/datasets/", {"name": name, "file": SimpleUploadedFile(filename, content)}, format="multipart"
+    )
 
 
 def test_it_freezes_a_dataset_and_versions_new_uploads(api_client):

@@ -97,7 +97,7 @@ def test_a_queued_run_is_scored_after_redis_restarts_and_loses_its_message(
     broker_is_private_redis,
     settings,
     api_client,
-    demo_family,
+    demo_family,  # noqa: F811
     demo_imports,  # noqa: F811
 ):
     body = {"family": demo_family.slug, "commit": "4" * 40, "path": str(demo_imports["improved"])}

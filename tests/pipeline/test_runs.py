@@ -65,8 +65,9 @@ def test_a_finished_run_is_never_claimed_again(db):
 
 
 def test_an_expired_lease_lets_another_worker_take_over(db):
-    run = EvalRunFactory(status="running", worker="gone", attempts=1,
-                         lease_expires_at=timezone.now() - timedelta(seconds=1))
+    run = EvalRunFactory(
+        status="running", worker="gone", attempts=1, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
     claimed = eval_run_claim(run_id=run.pk, worker="w2")
 
@@ -75,8 +76,9 @@ def test_an_expired_lease_lets_another_worker_take_over(db):
 
 def test_a_run_that_keeps_losing_its_worker_fails(db, settings):
     settings.DRIFTBOARD_RUN_MAX_ATTEMPTS = 2
-    run = EvalRunFactory(status="running", worker="gone", attempts=2,
-                         lease_expires_at=timezone.now() - timedelta(seconds=1))
+    run = EvalRunFactory(
+        status="running", worker="gone", attempts=2, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
     assert eval_run_claim(run_id=run.pk, worker="w3") is None
 
@@ -110,7 +112,13 @@ def test_backpressure_defers_runs_beyond_the_limit_and_releases_them(db, setting
     EvalRun.objects.filter(pk=runs[0].pk).update(status="succeeded")
     eval_runs_dispatch()
 
-    assert [EvalRun.objects.get(pk=r.pk).status for r in runs] == ["succeeded", "queued", "queued", "deferred", "deferred"]
+    assert [EvalRun.objects.get(pk=r.pk).status for r in runs] == [
+        "succeeded",
+        "queued",
+        "queued",
+        "deferred",
+        "deferred",
+    ]
 
 
 def test_offpeak_runs_wait_while_scoring_is_busy(db, settings, clean_broker):

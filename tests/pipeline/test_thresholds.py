@@ -12,8 +12,11 @@ from tests.pipeline.test_verdicts import candidate_with, setup  # noqa: F401 - t
 def test_it_keeps_who_changed_a_threshold_and_why(staff_client, staff_user, setup):  # noqa: F811
     threshold = Threshold.objects.get(family=setup[0])
 
-    response = staff_client.patch(f"/api/v1/thresholds/{threshold.pk}/",
-                                  {"limit": 0.01, "change_reason": "Support answers must stay sharp"}, format="json")
+    response = staff_client.patch(
+        f"/api/v1/thresholds/{threshold.pk}/",
+        {"limit": 0.01, "change_reason": "Support answers must stay sharp"},
+        format="json",
+    )
 
     assert response.status_code == 200, response.json()
     history = list(threshold.history.order_by("history_id"))
@@ -31,10 +34,12 @@ def test_only_staff_may_change_thresholds(api_client, setup):  # noqa: F811
 
 
 def test_a_threshold_needs_a_rationale_and_a_sane_limit(staff_client, db):
-    no_reason = staff_client.post("/api/v1/thresholds/", {"metric": "bits_per_byte", "limit": 0.02, "rationale": " "},
-                                  format="json")
-    bad_limit = staff_client.post("/api/v1/thresholds/", {"metric": "bits_per_byte", "limit": 1.5,
-                                                          "rationale": "why not"}, format="json")
+    no_reason = staff_client.post(
+        "/api/v1/thresholds/", {"metric": "bits_per_byte", "limit": 0.02, "rationale": " "}, format="json"
+    )
+    bad_limit = staff_client.post(
+        "/api/v1/thresholds/", {"metric": "bits_per_byte", "limit": 1.5, "rationale": "why not"}, format="json"
+    )
 
     assert no_reason.status_code == 400 and "rationale" in no_reason.json()
     assert bad_limit.status_code == 400 and "limit" in bad_limit.json()
@@ -42,8 +47,9 @@ def test_a_threshold_needs_a_rationale_and_a_sane_limit(staff_client, db):
 
 
 def test_a_new_threshold_is_due_for_review_in_ninety_days(staff_client, db):
-    response = staff_client.post("/api/v1/thresholds/", {"metric": "similarity", "limit": 0.05,
-                                                         "rationale": "Retrieval quality"}, format="json")
+    response = staff_client.post(
+        "/api/v1/thresholds/", {"metric": "similarity", "limit": 0.05, "rationale": "Retrieval quality"}, format="json"
+    )
 
     assert response.status_code == 201
     threshold = Threshold.objects.get()

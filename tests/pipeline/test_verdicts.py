@@ -81,8 +81,16 @@ def test_a_point_estimate_beyond_the_limit_with_a_straddling_interval_is_amber(s
 
 
 def test_a_different_fingerprint_is_incomparable_never_a_number(setup):
-    artifact = candidate_with(setup, factor=1.0, fingerprint={"dataset_sha256": "d", "tokenizer_hash": "other",
-                                                              "scorer_version": "causal-rolling/1", "max_length": 256})
+    artifact = candidate_with(
+        setup,
+        factor=1.0,
+        fingerprint={
+            "dataset_sha256": "d",
+            "tokenizer_hash": "other",
+            "scorer_version": "causal-rolling/1",
+            "max_length": 256,
+        },
+    )
 
     assert artifact_evaluate(artifact=artifact) == "incomparable"
 

@@ -16,8 +16,11 @@ SETTLED = {"promoted", "held", "halted", "failed", "scored"}
 
 
 def register(client, family, path, commit, branch="main"):
-    response = client.post("/api/v1/artifacts/", {"family": family.slug, "commit": commit, "branch": branch,
-                                                  "path": str(path)}, format="json")
+    response = client.post(
+        "/api/v1/artifacts/",
+        {"family": family.slug, "commit": commit, "branch": branch, "path": str(path)},
+        format="json",
+    )
     assert response.status_code == 202, response.json()
     return Artifact.objects.get(pk=response.json()["id"])
 
@@ -59,24 +62,36 @@ def test_it_promotes_the_improved_model_and_halts_the_drifted_one(
     assert {v["outcome"] for v in body["verdicts"] if v["metric"] == "bits_per_byte"} == {"red"}
 
 
-def test_a_run_survives_its_worker_being_killed(celery_worker_factory, api_client, demo_family, demo_imports, demo_build):
+def test_a_run_survives_its_worker_being_killed(
+    celery_worker_factory, api_client, demo_family, demo_imports, demo_build
+):
     first = celery_worker_factory()
     artifact = register(api_client, demo_family, demo_imports["base"], "4" * 40)
     run = artifact.runs.get()
-    wait_for(lambda: EvalRun.objects.filter(pk=run.pk, status="running").exists(), timeout=60, interval=0.05,
-             message="the run to start")
+    wait_for(
+        lambda: EvalRun.objects.filter(pk=run.pk, status="running").exists(),
+        timeout=60,
+        interval=0.05,
+        message="the run to start",
+    )
     first.kill()
 
     celery_worker_factory()
-    wait_for(lambda: eval_runs_sweep()["recovered"] or EvalRun.objects.get(pk=run.pk).status != "running",
-             timeout=60, interval=0.5, message="the sweeper to recover the run")
+    wait_for(
+        lambda: eval_runs_sweep()["recovered"] or EvalRun.objects.get(pk=run.pk).status != "running",
+        timeout=60,
+        interval=0.5,
+        message="the sweeper to recover the run",
+    )
     settled(artifact)
 
     run.refresh_from_db()
     assert (run.status, run.attempts) == ("succeeded", 2)
     assert MetricSnapshot.objects.filter(artifact=artifact).count() == 2
     assert sorted(MetricSnapshot.objects.filter(artifact=artifact).values_list("metric", flat=True)) == [
-        "bits_per_byte", "perplexity"]
+        "bits_per_byte",
+        "perplexity",
+    ]
 
 
 def test_a_submit_while_the_broker_is_down_is_recovered(celery_worker_factory, api_client, demo_family, demo_imports):

@@ -1,5 +1,6 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+
 from evals.models import Threshold
 from registry.models import Artifact, ModelFamily, PromotionEvent
 from tests.conftest import broker_unreachable
@@ -12,7 +13,11 @@ def test_it_refuses_anonymous_reads_and_writes(anonymous_client, family):
     assert anonymous_client.get("/api/v1/families/").status_code == 401
     response = anonymous_client.post(
         "/api/v1/artifacts/",
-        {"family": family.slug, "commit": "a" * 40, "weights": SimpleUploadedFile("w.safetensors", safetensors_bytes())},
+        {
+            "family": family.slug,
+            "commit": "a" * 40,
+            "weights": SimpleUploadedFile("w.safetensors", safetensors_bytes()),
+        },
         format="multipart",
     )
     assert response.status_code == 401
@@ -20,15 +25,22 @@ def test_it_refuses_anonymous_reads_and_writes(anonymous_client, family):
 
 
 def test_it_creates_a_family_with_default_thresholds(staff_client, base_folder):
-    response = staff_client.post("/api/v1/families/", {"slug": "support-bot", "kind": "causal-lm",
-                                                       "base_path": str(base_folder), "datasets": ["golden"]},
-                                 format="json")
+    response = staff_client.post(
+        "/api/v1/families/",
+        {"slug": "support-bot", "kind": "causal-lm", "base_path": str(base_folder), "datasets": ["golden"]},
+        format="json",
+    )
 
     assert response.status_code == 201, response.json()
     family = ModelFamily.objects.get(slug="support-bot")
     assert family.base_branch == "main" and family.datasets == ["golden"]
     threshold = Threshold.objects.get(family=family)
-    assert (threshold.metric, threshold.rule, threshold.limit, threshold.severity) == ("bits_per_byte", "relative", 0.02, "block")
+    assert (threshold.metric, threshold.rule, threshold.limit, threshold.severity) == (
+        "bits_per_byte",
+        "relative",
+        0.02,
+        "block",
+    )
 
 
 def test_it_lets_staff_patch_a_family_and_refuses_others(staff_client, api_client):
@@ -44,8 +56,9 @@ def test_it_lets_staff_patch_a_family_and_refuses_others(staff_client, api_clien
 
 def test_it_refuses_a_family_with_an_unknown_kind_or_missing_base(staff_client, tmp_path):
     assert staff_client.post("/api/v1/families/", {"slug": "x", "kind": "diffusion"}, format="json").status_code == 400
-    response = staff_client.post("/api/v1/families/", {"slug": "y", "kind": "causal-lm", "base_path": str(tmp_path)},
-                                 format="json")
+    response = staff_client.post(
+        "/api/v1/families/", {"slug": "y", "kind": "causal-lm", "base_path": str(tmp_path)}, format="json"
+    )
     assert response.status_code == 400
     assert "config.json" in str(response.json())
 

@@ -10,15 +10,19 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from registry.models import Artifact, PromotionEvent
 from registry.services import family_create
 from tests.registry.weights import (
-    bin_bytes, folder_archive, leftover_staging, safetensors_bytes, stored_objects, tiny_gpt2,
+    bin_bytes,
+    folder_archive,
+    leftover_staging,
+    safetensors_bytes,
+    stored_objects,
+    tiny_gpt2,
 )
 
 COMMIT = "a" * 40
 
 
 def upload(client, family: str, content: bytes, name: str, commit: str = COMMIT, **extra):
-    data = {"family": family, "commit": commit, "branch": "main",
-            "weights": SimpleUploadedFile(name, content), **extra}
+    data = {"family": family, "commit": commit, "branch": "main", "weights": SimpleUploadedFile(name, content), **extra}
     return client.post("/api/v1/artifacts/", data, format="multipart")
 
 
@@ -75,25 +79,34 @@ def test_it_registers_a_server_side_path(api_client, family, import_root):
     weights = import_root / "from-path.safetensors"
     weights.write_bytes(safetensors_bytes(seed=7))
 
-    response = api_client.post("/api/v1/artifacts/", {"family": family.slug, "commit": COMMIT, "path": str(weights)},
-                               format="json")
+    response = api_client.post(
+        "/api/v1/artifacts/", {"family": family.slug, "commit": COMMIT, "path": str(weights)}, format="json"
+    )
 
     assert response.status_code == 202, response.json()
     assert Artifact.objects.get(pk=response.json()["id"]).original_name == "from-path.safetensors"
 
 
-@pytest.mark.parametrize("make_path", [
-    lambda root, tmp: str(tmp / "outside.safetensors"),
-    lambda root, tmp: str(root / ".." / "outside.safetensors"),
-    lambda root, tmp: "/etc/passwd",
-])
-def test_it_refuses_paths_outside_the_import_roots(api_client, family, import_root, tmp_path, session_artifact_root, make_path):
+@pytest.mark.parametrize(
+    "make_path",
+    [
+        lambda root, tmp: str(tmp / "outside.safetensors"),
+        lambda root, tmp: str(root / ".." / "outside.safetensors"),
+        lambda root, tmp: "/etc/passwd",
+    ],
+)
+def test_it_refuses_paths_outside_the_import_roots(
+    api_client, family, import_root, tmp_path, session_artifact_root, make_path
+):
     (tmp_path / "outside.safetensors").write_bytes(safetensors_bytes())
     (import_root.parent / "outside.safetensors").write_bytes(safetensors_bytes())
     before = stored_objects(session_artifact_root)
 
-    response = api_client.post("/api/v1/artifacts/", {"family": family.slug, "commit": COMMIT,
-                                                      "path": make_path(import_root, tmp_path)}, format="json")
+    response = api_client.post(
+        "/api/v1/artifacts/",
+        {"family": family.slug, "commit": COMMIT, "path": make_path(import_root, tmp_path)},
+        format="json",
+    )
 
     assert response.status_code == 400
     assert "outside the allowed import roots" in response.json()["detail"]
@@ -121,7 +134,9 @@ def test_two_families_storing_the_same_bytes_share_one_file(api_client, family, 
     b = Artifact.objects.get(pk=upload(api_client, other.slug, content, "w.safetensors").json()["id"])
 
     assert a.storage_path == b.storage_path
-    assert [p for p in stored_objects(session_artifact_root) if a.sha256 in p.name] == [session_artifact_root / a.storage_path]
+    assert [p for p in stored_objects(session_artifact_root) if a.sha256 in p.name] == [
+        session_artifact_root / a.storage_path
+    ]
 
 
 def truncated(content: bytes) -> bytes:
@@ -130,23 +145,26 @@ def truncated(content: bytes) -> bytes:
 
 def lying_header(content: bytes) -> bytes:
     (length,) = struct.unpack("<Q", content[:8])
-    header = json.loads(content[8:8 + length])
+    header = json.loads(content[8 : 8 + length])
     name = next(k for k in header if k != "__metadata__")
     header[name]["data_offsets"][1] += 10_000
     raw = json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + content[8 + length:]
+    return struct.pack("<Q", len(raw)) + raw + content[8 + length :]
 
 
 def huge_header_length(content: bytes) -> bytes:
     return struct.pack("<Q", 10**12) + content[8:]
 
 
-@pytest.mark.parametrize(("corrupt", "message"), [
-    (truncated, "beyond the end of the file"),
-    (lying_header, "beyond the end of the file"),
-    (huge_header_length, "more than the file holds"),
-    (lambda c: b"not a safetensors file at all", "more than the file holds"),
-])
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (truncated, "beyond the end of the file"),
+        (lying_header, "beyond the end of the file"),
+        (huge_header_length, "more than the file holds"),
+        (lambda c: b"not a safetensors file at all", "more than the file holds"),
+    ],
+)
 def test_it_refuses_corrupt_safetensors_and_stores_nothing(api_client, family, session_artifact_root, corrupt, message):
     before = stored_objects(session_artifact_root)
 
@@ -190,8 +208,11 @@ def test_it_refuses_a_pickle_that_carries_code_without_running_it(api_client, fa
     import torch
 
     buffer = io.BytesIO()
-    torch.save({"wte.weight": torch.zeros(2), "payload": MarkerWriter(str(marker))}, buffer,
-               pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save(
+        {"wte.weight": torch.zeros(2), "payload": MarkerWriter(str(marker))},
+        buffer,
+        pickle_protocol=pickle.DEFAULT_PROTOCOL,
+    )
 
     response = upload(api_client, family.slug, buffer.getvalue(), "evil.bin")
 

@@ -19,7 +19,9 @@ class Command(BaseCommand):
         build = build_demo_models(outdir, preset=preset, seed=seed, log=self.stdout.write)
         for line in summarise_losses(build.losses):
             self.stdout.write(line)
-        self.stdout.write(self.style.SUCCESS(
-            f"Built {build.base}, {build.improved}, {build.drifted} and {build.golden} "
-            f"in {time.perf_counter() - started:.0f} s"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Built {build.base}, {build.improved}, {build.drifted} and {build.golden} "
+                f"in {time.perf_counter() - started:.0f} s"
+            )
+        )

@@ -71,8 +71,9 @@ class Command(BaseCommand):
         try:
             lm = load_model(weights, kind=kind, base_dir=base_dir, device=device)
             with tqdm(total=len(samples), desc=label, unit="sample", file=sys.stderr) as bar:
-                scored = score_samples(lm, samples, InMemoryResultStore(), config,
-                                       progress=lambda done: bar.update(done - bar.n))
+                scored = score_samples(
+                    lm, samples, InMemoryResultStore(), config, progress=lambda done: bar.update(done - bar.n)
+                )
         except (ScoringError, OSError, ValueError) as exc:
             raise CommandError(f"{weights}: {exc}") from exc
         return lm, config, scored
@@ -88,20 +89,27 @@ class Command(BaseCommand):
         arrays = self.arrays(scored)
         metrics = {name: metric_value(drift.METRICS[name], num, den) for name, (num, den) in arrays.items()}
         if scored.nll is not None:
-            metrics.update(nll_sum=float(np.sum(scored.nll)), tokens=int(np.sum(scored.tokens)),
-                           bytes=int(np.sum(scored.bytes)))
+            metrics.update(
+                nll_sum=float(np.sum(scored.nll)), tokens=int(np.sum(scored.tokens)), bytes=int(np.sum(scored.bytes))
+            )
         categories = np.array([s.get("category") or "" for s in samples], dtype=object)
         per_category = {
             (category or "uncategorised"): {
-                **{name: metric_value(drift.METRICS[name], num[categories == category], den[categories == category])
-                   for name, (num, den) in arrays.items()},
+                **{
+                    name: metric_value(drift.METRICS[name], num[categories == category], den[categories == category])
+                    for name, (num, den) in arrays.items()
+                },
                 "samples": int((categories == category).sum()),
             }
             for category in sorted(set(categories))
         }
         return {
-            "metrics": metrics, "per_category": per_category, "samples": len(samples),
-            "tokens_per_second": scored.tokens_scored / scored.seconds if scored.seconds and scored.tokens_scored else None,
+            "metrics": metrics,
+            "per_category": per_category,
+            "samples": len(samples),
+            "tokens_per_second": scored.tokens_scored / scored.seconds
+            if scored.seconds and scored.tokens_scored
+            else None,
             "forward_passes": scored.forward_passes,
             "fingerprint": fingerprint(lm, scorer_for(lm), config, dataset_sha256(samples)),
         }
@@ -113,9 +121,16 @@ class Command(BaseCommand):
         for name, (cand_num, cand_den) in cand_arrays.items():
             base_num, base_den = base_arrays[name]
             result = drift.compare(drift.METRICS[name], cand_num, cand_den, base_num, base_den, categories=categories)
-            comparison[name] = {"candidate": result.candidate, "baseline": result.baseline, "delta": result.delta,
-                                "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
-                                "ks": result.ks, "wasserstein": result.wasserstein}
+            comparison[name] = {
+                "candidate": result.candidate,
+                "baseline": result.baseline,
+                "delta": result.delta,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "p_value": result.p_value,
+                "ks": result.ks,
+                "wasserstein": result.wasserstein,
+            }
         return comparison
 
     def print_table(self, report: dict) -> None:

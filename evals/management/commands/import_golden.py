@@ -20,6 +20,8 @@ class Command(BaseCommand):
             dataset = dataset_import(name=name, filename=file.name, source=file)
         except GoldenFileError as exc:
             raise CommandError(f"{file.name}: {exc}") from exc
-        self.stdout.write(self.style.SUCCESS(
-            f"{dataset.name} v{dataset.version}: {dataset.sample_count} samples, sha256 {dataset.sha256}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{dataset.name} v{dataset.version}: {dataset.sample_count} samples, sha256 {dataset.sha256}"
+            )
+        )

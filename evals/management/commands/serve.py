@@ -44,8 +44,10 @@ class Command(BaseCommand):
     def ensure_admin(self) -> None:
         users = get_user_model().objects
         if users.filter(username="admin").exists():
-            self.stdout.write("Log in as 'admin' (password printed on the first run; "
-                              "`python manage.py changepassword admin` sets a new one).")
+            self.stdout.write(
+                "Log in as 'admin' (password printed on the first run; "
+                "`python manage.py changepassword admin` sets a new one)."
+            )
             return
         password = secrets.token_urlsafe(12)
         users.create_superuser("admin", "admin@localhost", password)
@@ -53,8 +55,23 @@ class Command(BaseCommand):
 
     def start_worker(self, concurrency: int) -> subprocess.Popen:
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
-        command = [sys.executable, "-m", "celery", "-A", "driftboard", "worker", "--beat", "--schedule", str(schedule),
-                   "-Q", "scoring,offpeak,publish", "-c", str(concurrency), "--loglevel", "INFO"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "driftboard",
+            "worker",
+            "--beat",
+            "--schedule",
+            str(schedule),
+            "-Q",
+            "scoring,offpeak,publish",
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+        ]
         return subprocess.Popen(command, env={**os.environ, "DRIFTBOARD_EMBEDDED": "1"}, start_new_session=True)
 
     def start_web(self, addr: str) -> subprocess.Popen:
