@@ -29,7 +29,10 @@ def score_run(self, run_id: int) -> None:
     except SoftTimeLimitExceeded:
         services.eval_run_fail(run=run, message="Scoring exceeded its time limit.")
     except TRANSIENT_ERRORS as exc:
-        eval_run_release(run_id=run_id, worker=worker, message=f"Transient error, retrying: {exc}")
+        try:
+            eval_run_release(run_id=run_id, worker=worker, message=f"Transient error, retrying: {exc}")
+        except TRANSIENT_ERRORS:
+            pass  # the retry claims the run as this worker's own, or the sweeper re-queues it
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
 
 

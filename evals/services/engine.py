@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db.models import Q
 
+from driftboard.db import database_retry
 from evals.metrics import causal_arrays, embedding_arrays
 from evals.models import EvalRun, GoldenDataset
 from evals.models import SampleResult as SampleResultRow
@@ -64,6 +65,9 @@ class DatabaseResultStore:
         return found
 
     def put_many(self, results) -> None:
+        database_retry(lambda: self._insert(results), what="caching per-sample results")
+
+    def _insert(self, results) -> None:
         SampleResultRow.objects.bulk_create(
             [
                 SampleResultRow(

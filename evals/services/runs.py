@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from driftboard.db import DATABASE_DOWN, database_reachable, database_retry
 from evals.metrics import summarise
 from evals.models import EvalRun, MetricSnapshot
 from evals.selectors import dataset_latest
@@ -120,7 +121,12 @@ def worker_name() -> str:
 def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
     """Take the run for this worker, or return None if someone else has it or it is finished."""
     now = timezone.now()
-    claimable = Q(status=EvalRun.Status.QUEUED) | Q(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
+    # A run this very process holds is one of its own earlier attempts that died (one task at a time).
+    claimable = (
+        Q(status=EvalRun.Status.QUEUED)
+        | Q(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
+        | Q(status=EvalRun.Status.RUNNING, worker=worker)
+    )
     taken = EvalRun.objects.filter(claimable, pk=run_id).update(
         status=EvalRun.Status.RUNNING,
         attempts=F("attempts") + 1,
@@ -142,7 +148,8 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
 
 
 class ProgressWriter:
-    """Writes samples done and renews the lease, at most once a second."""
+    """Writes samples done and renews the lease, at most once a second. While the database is
+    unreachable the write is skipped and scoring goes on; the next one renews the lease."""
 
     def __init__(self, run: EvalRun):
         self.run = run
@@ -155,7 +162,14 @@ class ProgressWriter:
         self.last = now
         lease = timezone.now() + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS)
         mine = EvalRun.objects.filter(pk=self.run.pk, worker=self.run.worker, status=EvalRun.Status.RUNNING)
-        if not mine.update(samples_done=samples_done, lease_expires_at=lease):
+        try:
+            updated = mine.update(samples_done=samples_done, lease_expires_at=lease)
+        except DATABASE_DOWN as exc:
+            if database_reachable():
+                raise
+            logger.warning("Run %s: database unreachable, progress not written, scoring goes on: %s", self.run.pk, exc)
+            return
+        if not updated:
             raise LeaseLost(f"Run {self.run.pk} was taken over by another worker.")
 
 
@@ -170,9 +184,10 @@ def eval_run_execute(*, run: EvalRun) -> None:
     except LeaseLost:
         logger.warning("Run %s: lease lost, leaving it to the worker that took it over", run.pk)
         return
-    snapshots_save(run=run, result=result)
-    eval_runs_dispatch()
-    _evaluate_if_complete(run)
+    # The scores are in memory: wait out a database restart rather than score again.
+    database_retry(lambda: snapshots_save(run=run, result=result), what=f"saving the scores of run {run.pk}")
+    database_retry(eval_runs_dispatch, what="dispatching waiting runs")
+    database_retry(lambda: _evaluate_if_complete(run), what=f"judging the artifact of run {run.pk}")
 
 
 def snapshots_save(*, run: EvalRun, result: "engine.RunResult") -> None:

@@ -74,6 +74,18 @@ def test_an_expired_lease_lets_another_worker_take_over(db):
     assert claimed is not None and (claimed.worker, claimed.attempts) == ("w2", 2)
 
 
+def test_a_worker_retrying_its_own_attempt_reclaims_the_run_before_its_lease_ends(db):
+    # The attempt died on a transient error and could not hand the run back (the database was down).
+    run = EvalRunFactory(
+        status="running", worker="w1", attempts=1, lease_expires_at=timezone.now() + timedelta(seconds=60)
+    )
+
+    assert eval_run_claim(run_id=run.pk, worker="w2") is None
+    claimed = eval_run_claim(run_id=run.pk, worker="w1")
+
+    assert claimed is not None and (claimed.worker, claimed.attempts) == ("w1", 2)
+
+
 def test_a_run_that_keeps_losing_its_worker_fails(db, settings):
     settings.DRIFTBOARD_RUN_MAX_ATTEMPTS = 2
     run = EvalRunFactory(
