@@ -7,7 +7,12 @@ BPE trained on standard-library docstrings), and the texts are 20 to 2,000 token
 long ones span several context windows.
 
     python bench/scoring.py                  # CPU, ~14M-parameter GPT-2, context 1024
-    python bench/scoring.py --device cuda    # GPU, ~100M-parameter GPT-2 in bf16, with MFU
+    python bench/scoring.py --max-tokens 200 # short texts only (20-200 tokens)
+    python bench/scoring.py --device cuda    # GPU, ~100M-parameter GPT-2 in bf16
+
+Every run also reports MFU: the forward FLOPs of the workload over the matrix-multiply rate
+measured in the same process (fp32 on CPU, bf16 on GPU), and the ceiling that rate puts on any
+engine's speed-up over the reference.
 """
 
 import argparse
@@ -44,7 +49,6 @@ MODEL_SHAPES = {
 }
 CONTEXT = 1024
 VOCABULARY = 8192
-MIN_TOKENS, MAX_TOKENS = 20, 2000
 
 
 @dataclass
@@ -59,7 +63,7 @@ def main() -> None:
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as scratch:
         folder = build_model(Path(scratch), device)
-        texts = make_texts(folder, args.texts, seed=args.seed)
+        texts = make_texts(folder, args.texts, seed=args.seed, shortest=args.min_tokens, longest=args.max_tokens)
         engines = make_engines(folder, device, args)
         runs = take_turns(engines, texts, args.turns)
         report(runs, folder, texts, device)
@@ -79,6 +83,8 @@ def parse_args() -> argparse.Namespace:
         help="lm-eval runs to compare with; the first is the reference (default: 1 8 on CPU, 32 on GPU)",
     )
     parser.add_argument("--token-budget", type=int, help="this engine's padded tokens per forward pass")
+    parser.add_argument("--min-tokens", type=int, default=20, help="shortest text, in tokens")
+    parser.add_argument("--max-tokens", type=int, default=2000, help="longest text, in tokens")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -90,13 +96,13 @@ def build_model(scratch: Path, device: torch.device) -> Path:
     return write_gpt2_folder(folder, tokenizer, n_positions=CONTEXT, initializer_range=0.02, **shape)
 
 
-def make_texts(folder: Path, count: int, *, seed: int) -> list[str]:
-    """Slices of the docstring corpus with token counts log-uniform in [MIN_TOKENS, MAX_TOKENS]."""
+def make_texts(folder: Path, count: int, *, seed: int, shortest: int, longest: int) -> list[str]:
+    """Slices of the docstring corpus with token counts log-uniform in [shortest, longest]."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     corpus_ids = tokenizer("\n\n".join(stdlib_docstrings(2_000_000)))["input_ids"]
     rng = np.random.default_rng(seed)
-    lengths = np.exp(rng.uniform(math.log(MIN_TOKENS), math.log(MAX_TOKENS), count)).astype(int)
-    starts = rng.integers(0, len(corpus_ids) - MAX_TOKENS, count)
+    lengths = np.exp(rng.uniform(math.log(shortest), math.log(longest), count)).astype(int)
+    starts = rng.integers(0, len(corpus_ids) - longest, count)
     return [tokenizer.decode(corpus_ids[start : start + length]) for start, length in zip(starts, lengths, strict=True)]
 
 
@@ -187,8 +193,7 @@ def report(runs: dict[str, Run], folder: Path, texts: list[str], device: torch.d
             f"{run.name:<22}{run.seconds:>9.1f}{tokens.sum() / run.seconds:>11.0f}"
             f"{reference.seconds / run.seconds:>11.2f}x{bpb:>12.6f}{relative:>14.2e}"
         )
-    if device.type == "cuda":
-        print_mfu(runs, model, tokens)
+    print_mfu(runs, model, tokens, device)
 
 
 def describe_workload(model, tokens: np.ndarray, device: torch.device) -> str:
@@ -201,11 +206,12 @@ def describe_workload(model, tokens: np.ndarray, device: torch.device) -> str:
     )
 
 
-def print_mfu(runs: dict[str, Run], model, tokens: np.ndarray) -> None:
-    """Model FLOPs utilisation: forward FLOPs 2N + 4·layers·d_model·T per token over a measured bf16 matmul rate.
+def print_mfu(runs: dict[str, Run], model, tokens: np.ndarray, device: torch.device) -> None:
+    """Model FLOPs utilisation: forward FLOPs 2N + 4·layers·d_model·T per token over a measured matmul rate.
 
     N counts the weights that take part in matrix products: everything but the position
     embeddings (the token embedding is the output head). T is the length of the token's window.
+    The rate is bf16 on GPU and fp32 on CPU, the precision each device scores in.
     """
     config = model.config
     n_matmul = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
@@ -213,13 +219,20 @@ def print_mfu(runs: dict[str, Run], model, tokens: np.ndarray) -> None:
     for n in tokens:
         for window in rolling_windows(int(n), CONTEXT):
             flops += window.length * (2 * n_matmul + 4 * config.n_layer * config.n_embd * window.length)
-    peak = measured_bf16_matmul_flops()
-    print(f"bf16 matmul rate measured: {peak / 1e12:.0f} TFLOP/s")
+    if device.type == "cuda":
+        peak, precision = measured_cuda_matmul_flops(), "bf16"
+    else:
+        peak, precision = measured_cpu_matmul_flops(config.n_embd), "fp32"
+    reference = next(iter(runs.values()))
+    print(
+        f"{precision} matmul rate measured: {peak / 1e9:,.0f} GFLOP/s; workload {flops / tokens.sum() / 1e6:.1f} MFLOP/token"
+    )
     for run in runs.values():
         print(f"{run.name:<22} MFU {flops / run.seconds / peak:6.1%}")
+    print(f"ceiling: any engine at 100% MFU would be {reference.seconds / (flops / peak):.2f}x {reference.name}")
 
 
-def measured_bf16_matmul_flops(size: int = 8192, repeats: int = 20) -> float:
+def measured_cuda_matmul_flops(size: int = 8192, repeats: int = 20) -> float:
     a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
     a @ b
@@ -229,6 +242,19 @@ def measured_bf16_matmul_flops(size: int = 8192, repeats: int = 20) -> float:
         a @ b
     torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def measured_cpu_matmul_flops(width: int, rows: int = 2048, repeats: int = 40) -> float:
+    """The best fp32 rate over the model's own product shapes (attention and MLP projections)."""
+    best = 0.0
+    for inner, outer in ((width, 3 * width), (width, 4 * width), (4 * width, width)):
+        a, b = torch.randn(rows, inner), torch.randn(inner, outer)
+        a @ b
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = max(best, 2 * rows * inner * outer * repeats / (time.perf_counter() - started))
+    return best
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ DEMO_DATASET = "demo-golden"
 DEMO_COMMITS = {
     "base": ("3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a", "main"),
     "improved": ("8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b", "main"),
-    "drifted": ("c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3", "finetune/legal-corpus"),
+    "drifted": ("c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3", "finetune/python-code"),
 }
 
 

@@ -443,7 +443,7 @@ def completion_recheck(*, run: EvalRun) -> list[DriftVerdict]:
         _retag(run.artifact)
         if changed:
             _raise_changed(run.artifact, changed)
-    verdicts._publish(run.artifact)
+    verdicts.verdict_publish(run.artifact)
     return changed
 
 
@@ -451,7 +451,7 @@ def _retag(artifact: Artifact) -> None:
     every = list(artifact.verdicts.select_related("baseline"))
     flag = verdicts.overall_flag([v.outcome for v in every])
     results = {(v.dataset_id, v.metric): {"delta": v.delta} for v in every}
-    verdicts._tag(artifact, flag, next((v.baseline for v in every if v.baseline), None), results)
+    verdicts.artifact_flag_set(artifact, flag, next((v.baseline for v in every if v.baseline), None), results)
 
 
 def _raise_changed(artifact: Artifact, changed: list[DriftVerdict]) -> None:

@@ -187,12 +187,13 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
                 artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields
             )
         flag = overall_flag([f["outcome"] for f in results.values()])
-        _tag(artifact, flag, baseline, results)
+        artifact_flag_set(artifact, flag, baseline, results)
         _apply_policy(artifact, flag, results)
     return flag
 
 
-def _tag(artifact: Artifact, flag: str, baseline: Artifact | None, results: dict) -> None:
+def artifact_flag_set(artifact: Artifact, flag: str, baseline: Artifact | None, results: dict) -> None:
+    """Record the overall flag on the artifact and as telemetry tags, with the baseline and deltas."""
     now = timezone.now()
     Artifact.objects.filter(pk=artifact.pk).update(drift_flag=flag, scored_at=now)
     artifact.drift_flag, artifact.scored_at = flag, now
@@ -237,7 +238,7 @@ def _apply_policy(artifact: Artifact, flag: str, results: dict) -> None:
         registry_services.artifact_promote(artifact=artifact, reason=summary)
     else:
         registry_services.artifact_hold(artifact=artifact, reason=summary)
-    _publish(artifact)
+    verdict_publish(artifact)
 
 
 def _without_baseline(artifact: Artifact) -> str:
@@ -246,7 +247,7 @@ def _without_baseline(artifact: Artifact) -> str:
     with transaction.atomic():
         Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.SCORED)
         artifact.status = Artifact.Status.SCORED
-        _tag(artifact, Artifact.DriftFlag.GREEN, None, {})
+        artifact_flag_set(artifact, Artifact.DriftFlag.GREEN, None, {})
         if first_on_base and family.baseline_policy == ModelFamily.BaselinePolicy.FIRST_SCORED:
             registry_services.artifact_promote(
                 artifact=artifact,
@@ -255,11 +256,12 @@ def _without_baseline(artifact: Artifact) -> str:
             )
         else:
             registry_services.artifact_hold(artifact=artifact, reason="No production baseline to compare with yet.")
-        _publish(artifact)
+        verdict_publish(artifact)
     return Artifact.DriftFlag.GREEN
 
 
-def _publish(artifact: Artifact) -> None:
+def verdict_publish(artifact: Artifact) -> None:
+    """Report the verdict to the pull request once the transaction commits."""
     from registry.publishing import verdict_publish_enqueue
 
     transaction.on_commit(lambda: verdict_publish_enqueue(artifact_id=artifact.pk))

@@ -269,6 +269,12 @@ def test_it_shows_the_decision_buttons_to_reviewers_only(world, role, sees_butto
     assert ("Only reviewers and admins can promote or halt" in page) is not sees_buttons
 
 
+@pytest.mark.parametrize(("role", "shown"), [(READER, READER), (REVIEWER, REVIEWER), (ADMIN, ADMIN), ("staff", ADMIN)])
+def test_the_page_header_names_the_role_of_the_signed_in_user(world, role, shown):
+    page = page_client_as(role).get(reverse("artifact-list")).content.decode()
+    assert f'<span class="role">{shown}</span>' in page
+
+
 def test_the_migration_creates_the_groups_and_lets_admins_edit_thresholds_in_the_django_admin(db):
     assert set(Group.objects.filter(name__in=ROLES).values_list("name", flat=True)) == {READER, REVIEWER, ADMIN}
     admin_staff = UserFactory(username="admin-staff", is_staff=True)
