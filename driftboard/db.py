@@ -19,17 +19,23 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 T = TypeVar("T")
 
 
-def database_reachable() -> bool:
-    """Drop the current connection and try a fresh one."""
+def database_unreachable() -> bool:
+    """Whether the database cannot be reached, judged by dropping the connection and opening a fresh one.
+
+    Inside a transaction the answer is no: the transaction is lost whatever the cause, and only the
+    code that opened it can start it again.
+    """
+    if connection.in_atomic_block:
+        return False
     try:
         connection.close()
     except DATABASE_DOWN:
         pass
     try:
         connection.ensure_connection()
-        return connection.is_usable()
+        return not connection.is_usable()
     except DATABASE_DOWN:
-        return False
+        return True
 
 
 def database_retry(operation: Callable[[], T], *, what: str, timeout: float | None = None) -> T:
@@ -41,7 +47,7 @@ def database_retry(operation: Callable[[], T], *, what: str, timeout: float | No
         try:
             return operation()
         except DATABASE_DOWN as exc:
-            if database_reachable():
+            if not database_unreachable():
                 raise
             if time.monotonic() + delay > deadline:
                 logger.error("Database still unreachable after %.0f s while %s", limit, what)

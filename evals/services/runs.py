@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from driftboard.db import DATABASE_DOWN, database_reachable, database_retry
+from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from evals.metrics import summarise
 from evals.models import EvalRun, MetricSnapshot
 from evals.selectors import dataset_latest
@@ -165,7 +165,7 @@ class ProgressWriter:
         try:
             updated = mine.update(samples_done=samples_done, lease_expires_at=lease)
         except DATABASE_DOWN as exc:
-            if database_reachable():
+            if not database_unreachable():
                 raise
             logger.warning("Run %s: database unreachable, progress not written, scoring goes on: %s", self.run.pk, exc)
             return

@@ -2,6 +2,7 @@
 really stopped mid-run and started again. The worker keeps scoring, waits for the database with its
 results in memory, and saves them once it is back: one attempt, nothing scored twice, nothing lost."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from django.core.management import call_command
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 
 from driftboard.db import database_retry
 from evals.models import EvalRun, MetricSnapshot
@@ -175,7 +176,8 @@ def test_a_run_survives_postgresql_restarting_while_it_is_scored(
     assert artifact.status == Artifact.Status.PROMOTED  # the family's first artifact becomes its baseline
 
 
-def test_an_error_from_a_database_that_is_up_is_raised_at_once(db):
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_an_error_from_a_database_that_is_up_is_raised_at_once(transactional_db, in_transaction):
     calls = []
 
     def bad_statement():
@@ -183,5 +185,6 @@ def test_an_error_from_a_database_that_is_up_is_raised_at_once(db):
         raise OperationalError("a statement error, not an outage")
 
     with pytest.raises(OperationalError, match="not an outage"):
-        database_retry(bad_statement, what="testing", timeout=30)
+        with transaction.atomic() if in_transaction else contextlib.nullcontext():
+            database_retry(bad_statement, what="testing", timeout=30)
     assert calls == [1]  # tried once: no waiting for an outage that is not one
