@@ -128,9 +128,10 @@ def _tokenize(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All samples as one flat id array, each sample preceded by the prefix token.
 
-    Special tokens are not added: only the text's own tokens are predicted.
+    Special tokens are not added: only the text's own tokens are predicted. Texts longer than the
+    context are split into windows later, so the tokenizer's warning about them is silenced.
     """
-    encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False)
     token_lists = encoded["input_ids"]
     lengths = np.fromiter(map(len, token_lists), np.int64, len(token_lists))
     offsets = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])).astype(np.int64)

@@ -4,6 +4,7 @@
 """
 
 import json
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from evals.scoring import demo
+from evals.scoring.causal import score_causal
 from evals.scoring.demo import DemoBuild, build_demo_models
+from evals.scoring.loading import load_model
 
 MODEL_NAMES = ("base", "improved", "drifted")
 
@@ -109,3 +112,30 @@ def test_it_builds_identical_files_from_the_same_seed(tmp_path: Path, monkeypatc
         assert first_bytes == again_bytes
         assert first_bytes != other_bytes
     assert first.golden.read_bytes() == other_seed.golden.read_bytes(), "the golden set ignores the seed"
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_scoring_texts_longer_than_the_context_logs_no_tokenizer_warning(demo_build: DemoBuild) -> None:
+    lm = load_model(demo_build.base, device="cpu")
+    text = " ".join(row["text"] for row in read_golden(demo_build.golden)[:20])
+    lm.tokenizer.deprecation_warnings.clear()  # it warns once per tokenizer
+    library = logging.getLogger("transformers")
+    collect, level = Collect(), library.level
+    library.addHandler(collect)
+    library.setLevel(logging.WARNING)
+    try:
+        scores = score_causal(lm, [text])
+    finally:
+        library.removeHandler(collect)
+        library.setLevel(level)
+
+    assert scores.tokens[0] > lm.tokenizer.model_max_length  # the length the tokenizer warns about
+    assert not [m for m in collect.messages if "sequence length is longer" in m]
