@@ -2,6 +2,7 @@
 per session), and a real Celery worker process on the configured broker and database."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -188,6 +189,13 @@ def worker_env(settings) -> dict[str, str]:
         "DRIFTBOARD_PUBLIC_URL": settings.DRIFTBOARD_PUBLIC_URL,
         "OMP_NUM_THREADS": "1",
     }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, for a private server of a test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.25, message: str = "condition"):

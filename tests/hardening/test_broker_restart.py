@@ -13,19 +13,13 @@ from driftboard.queues import queue_depth
 from evals.models import EvalRun
 from evals.services import eval_runs_sweep
 from registry.models import Artifact
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.pipeline.conftest import demo_family, demo_imports  # noqa: F401 - fixtures shared with the pipeline tests
 
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PrivateRedis:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,7 @@ from evals.models import EvalRun, MetricSnapshot
 from evals.services import dataset_import
 from registry.models import Artifact
 from registry.services import family_create
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.pipeline.conftest import demo_imports  # noqa: F401 - a fixture shared with the pipeline tests
 
 pytestmark = pytest.mark.worker
@@ -32,12 +31,6 @@ def postgres_bin() -> Path | None:
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
     found = candidates[0] if candidates else shutil.which("initdb")
     return Path(found).parent if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PrivatePostgres:
@@ -95,8 +88,11 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_database(transactional_db, settings):
-    """This process and the workers it starts use a fresh, migrated database on a private cluster."""
+def private_database(transactional_db):
+    """This process and the workers it starts use a fresh, migrated database on a private cluster.
+
+    The connection's settings are the very dict of `settings.DATABASES`, which the workers are
+    configured from, so updating it points both at the private cluster."""
     if connection.vendor != "postgresql":
         pytest.skip("the database is not PostgreSQL (set DATABASE_URL, as the second CI pass does)")
     bindir = postgres_bin()
@@ -108,12 +104,10 @@ def private_database(transactional_db, settings):
     connection.close()
     private = {"HOST": "127.0.0.1", "PORT": str(cluster.port), "NAME": "driftboard_faults", "USER": "postgres"}
     connection.settings_dict.update(private, PASSWORD="")
-    settings.DATABASES["default"].update(private, PASSWORD="")
     call_command("migrate", verbosity=0, interactive=False)
     yield cluster
     connection.close()
     connection.settings_dict.update(saved)
-    settings.DATABASES["default"].update(saved)
     cluster.remove()
 
 
