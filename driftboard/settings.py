@@ -51,8 +51,11 @@ VAR_DIR = env_path("DRIFTBOARD_VAR_DIR", BASE_DIR / "var")
 TESTING = "pytest" in sys.modules or env_bool("DRIFTBOARD_TESTING")
 
 DEBUG = env_bool("DEBUG")
+# Commands that only compare models with migrations sign nothing, so they run without a key (left
+# empty: Django refuses any use of it). Everything else needs one unless DEBUG or embedded.
+SCHEMA_COMMANDS = {"makemigrations", "showmigrations", "sqlmigrate"}
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
+if not SECRET_KEY and not (len(sys.argv) > 1 and sys.argv[1] in SCHEMA_COMMANDS):
     if not (DEBUG or TESTING or env_bool("DRIFTBOARD_EMBEDDED")):
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "insecure-embedded-only-key-set-SECRET_KEY-in-production"
