@@ -3,7 +3,7 @@
 Run: python bench/calibration.py
 
 Each scenario simulates many golden sets of paired per-sample bits-per-byte scores, runs
-`evals.drift.compare` and `classify`, and counts green / amber / red against the targets: an
+`evals.scoring.drift.compare` and `classify`, and counts green / amber / red against the targets: an
 unchanged candidate is rarely flagged, a degradation of twice the 2 % limit is caught. A second
 table checks the coverage of the bootstrap intervals against the true values, and how often the
 paired p-value falls under 0.05 when nothing changed.
@@ -23,7 +23,7 @@ import numpy as np
 # Run as a script from anywhere: make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals.drift import METRICS, ThresholdSpec, classify, compare  # noqa: E402
+from evals.scoring.drift import METRICS, ThresholdSpec, classify, compare  # noqa: E402
 
 SPEC = METRICS["bits_per_byte"]
 LIMIT = 0.02

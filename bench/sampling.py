@@ -14,7 +14,7 @@ on this golden set, the full-set interval is a bootstrap over golden sets. When 
 sits within about one bootstrap half-width of the limit, the sequential verdict can be red where
 the full one is amber.
 
-Demo part: the three demo models (`evals.scoring.demo`, preset "test", built in a temporary
+Demo part: the three demo models (`evals.scoring.demo_models`, preset "test", built in a temporary
 folder unless --demo-dir names one) are scored by the scoring engine itself. The reference run
 is the candidate scored on the whole golden set in one call; the sequential run scores the
 order of `SequentialMonitor.start` a chunk at a time (a fresh result store each time, so nothing
@@ -43,11 +43,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bench.calibration import LIMIT, RELATIVE_BLOCK, SPEC, SimulatedScores, simulate_scores  # noqa: E402
-from evals.drift import ThresholdSpec, classify, compare  # noqa: E402
 from evals.scoring.cache import InMemoryResultStore, score_samples  # noqa: E402
-from evals.scoring.demo import build_demo_models  # noqa: E402
+from evals.scoring.demo_models import build_demo_models  # noqa: E402
+from evals.scoring.drift import ThresholdSpec, classify, compare  # noqa: E402
 from evals.scoring.loading import LoadedModel, load_model  # noqa: E402
-from evals.sequential import SequentialMonitor  # noqa: E402
+from evals.scoring.sequential import SequentialMonitor  # noqa: E402
 
 CHUNK = 10
 MIN_SAMPLES = 50

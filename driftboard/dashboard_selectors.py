@@ -11,9 +11,9 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, S
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from evals.drift import METRICS, historical_band
-from evals.metrics import per_sample_values
 from evals.models import DriftVerdict, EvalRun, GoldenSample, MetricSnapshot, Threshold
+from evals.scoring.drift import METRICS, historical_band
+from evals.scoring.summary import per_sample_values
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent, TelemetryTag
 

@@ -82,7 +82,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "driftboard.metrics.RequestLatencyMiddleware",
+    "driftboard.prometheus.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "driftboard.limits.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -5,10 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from driftboard import views
-from driftboard.health import healthz
-from driftboard.metrics import metrics_view
+from driftboard.healthz import healthz
+from driftboard.prometheus import metrics_view
 from evals import api as evals_api
-from evals import api_experiments
 from registry import api as registry_api
 from registry import webhooks
 
@@ -18,7 +17,7 @@ router.register("artifacts", registry_api.ArtifactViewSet, basename="api-artifac
 router.register("datasets", evals_api.DatasetViewSet, basename="api-dataset")
 router.register("runs", evals_api.RunViewSet, basename="api-run")
 router.register("thresholds", evals_api.ThresholdViewSet, basename="api-threshold")
-router.register("experiments", api_experiments.ExperimentViewSet, basename="experiment-api")
+router.register("experiments", evals_api.ExperimentViewSet, basename="experiment-api")
 
 handler404 = "driftboard.errors.not_found"
 handler500 = "driftboard.errors.server_error"

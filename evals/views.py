@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from driftboard.roles import can_review
-from evals import experiment_selectors as selectors
+from evals import selectors
 from evals.models import Experiment, ExperimentRun
 from evals.services import experiments as services
 from registry.models import ModelFamily

@@ -20,8 +20,8 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from evals.drift import METRICS
 from evals.models import DriftVerdict, GoldenSample, MetricSnapshot, Threshold
+from evals.scoring.drift import METRICS
 from registry.http import HttpError, HttpResponse, header, request_json
 from registry.models import Artifact, ModelFamily, PullRequestLink
 

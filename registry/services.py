@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from registry import health, object_store, storage
+from registry import object_store, storage, weights_check
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
 logger = logging.getLogger(__name__)
@@ -96,14 +96,14 @@ def _store(
         if folder is not staged:
             storage.discard(staged)
         try:
-            summary = health.check(folder, base)
-        except health.HealthCheckError:
+            summary = weights_check.check(folder, base)
+        except weights_check.HealthCheckError:
             storage.discard(folder)
             raise
         return storage.commit_dir(folder), Artifact.Format.HF_DIR, summary
     if suffix not in FILE_FORMATS:
         raise RegistrationError(f"Unsupported weights file {name!r}: send .safetensors, .bin, .tar or .zip.")
-    summary = health.check(staged, base)
+    summary = weights_check.check(staged, base)
     return storage.commit_file(staged, sha256, size, suffix), FILE_FORMATS[suffix], summary
 
 
@@ -125,7 +125,7 @@ def artifact_register(
     try:
         staged, sha256, size, name = _stage_upload(upload) if upload is not None else _stage_path(path)
         stored, fmt, summary = _store(staged, sha256, size, name, family_base_folder(family))
-    except (storage.StorageError, health.HealthCheckError) as exc:
+    except (storage.StorageError, weights_check.HealthCheckError) as exc:
         storage.discard(staged)
         message = str(exc).replace(staged.name, Path(name).name) if staged is not None else str(exc)
         raise RegistrationError(message) from exc

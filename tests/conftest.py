@@ -72,7 +72,7 @@ def anonymous_client() -> APIClient:
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory):
     """Base, improved and drifted GPT-2 folders plus a golden JSONL, trained once per session."""
-    from evals.scoring.demo import build_demo_models
+    from evals.scoring.demo_models import build_demo_models
 
     return build_demo_models(tmp_path_factory.mktemp("demo-models"), preset="test", log=lambda _line: None)
 

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from evals import golden_io
 from evals.models import GoldenDataset, GoldenSample
+from evals.scoring import golden_io
 
 SAMPLE_BATCH = 1000
 

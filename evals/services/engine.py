@@ -8,12 +8,12 @@ import numpy as np
 from django.db.models import Q
 
 from driftboard.db import database_retry
-from evals.metrics import causal_arrays, embedding_arrays
 from evals.models import EvalRun, GoldenDataset
 from evals.models import SampleResult as SampleResultRow
 from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, fingerprint, score_samples, scorer_for
 from evals.scoring.errors import ScoringError
 from evals.scoring.loading import MODEL_CACHE, LoadedModel
+from evals.scoring.summary import causal_arrays, embedding_arrays
 from registry.models import Artifact, ModelFamily
 from registry.services import artifact_weights_path
 

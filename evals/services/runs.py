@@ -17,8 +17,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
-from evals.metrics import summarise
 from evals.models import EvalRun, MetricSnapshot
+from evals.scoring.summary import summarise
 from evals.selectors import dataset_latest
 from evals.services import engine
 from registry.models import Artifact, ModelFamily, PromotionEvent

@@ -3,7 +3,7 @@
 A family with `sampling = sequential` has each candidate scored in a random order, stratified by
 category, one chunk at a time; the seed is kept in EvalRun.sampling, so the run can be replayed.
 After every chunk, each gated metric gets an anytime-valid confidence sequence for its relative
-delta against the baseline's stored per-sample values (evals.sequential). A bootstrap interval
+delta against the baseline's stored per-sample values (evals.scoring.sequential). A bootstrap interval
 re-checked after every chunk would not be valid under such optional stopping; this one is.
 
 The run stops once every gated interval lies wholly inside the green region or wholly beyond a
@@ -26,11 +26,11 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from evals import drift
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.scoring import drift
 from evals.scoring.cache import METRICS_OF_SCORER, ScoringConfig, scorer_for
+from evals.scoring.sequential import SequentialMonitor, design_weights, sampling_order
 from evals.selectors import thresholds_in_force
-from evals.sequential import SequentialMonitor, design_weights, sampling_order
 from evals.services import engine, runs, verdicts
 from evals.services.thresholds import DEFAULT_METRIC
 from registry import services as registry_services

@@ -1,7 +1,7 @@
 from django.db import transaction
 
-from evals.drift import METRICS, Band, Comparison, ThresholdSpec, classify
 from evals.models import DriftVerdict, Threshold
+from evals.scoring.drift import METRICS, Band, Comparison, ThresholdSpec, classify
 from registry.models import ModelFamily
 
 DEFAULT_METRIC = {ModelFamily.Kind.CAUSAL_LM: "bits_per_byte", ModelFamily.Kind.EMBEDDING: "similarity"}

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evals import drift
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.scoring import drift
 from evals.selectors import thresholds_in_force
 from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
 from registry import services as registry_services

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.utils import timezone
 
-from evals import drift
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold
+from evals.scoring import drift
 from evals.services import threshold_save
 from evals.services.verdicts import json_safe
 from registry.models import Artifact, ModelFamily, PromotionEvent

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evals.drift import METRICS, Comparison, ThresholdSpec, classify, compare, fingerprints_comparable
+from evals.scoring.drift import METRICS, Comparison, ThresholdSpec, classify, compare, fingerprints_comparable
 
 BPB = METRICS["bits_per_byte"]
 SIMILARITY = METRICS["similarity"]

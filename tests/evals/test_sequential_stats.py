@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from evals.drift import METRICS
-from evals.sequential import SequentialMonitor, design_weights, sampling_order
+from evals.scoring.drift import METRICS
+from evals.scoring.sequential import SequentialMonitor, design_weights, sampling_order
 
 BPB = METRICS["bits_per_byte"]
 LIMIT = 0.02

@@ -5,7 +5,7 @@ import datetime
 import numpy as np
 import pytest
 
-from evals import experiment_selectors as selectors
+from evals import selectors
 from evals.models import Experiment
 from evals.services.experiments import (
     experiment_frontier,

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.drift import METRICS
 from evals.models import EvalRun
 from evals.scoring.cache import InMemoryResultStore, score_samples
+from evals.scoring.drift import METRICS
 from evals.scoring.loading import load_model
 from evals.services import dataset_import, eval_run_claim, eval_run_execute, eval_runs_dispatch
 from registry.models import Artifact, ModelFamily

@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from evals.scoring import demo
+from evals.scoring import demo_models as demo
 from evals.scoring.causal import score_causal
-from evals.scoring.demo import DemoBuild, build_demo_models
+from evals.scoring.demo_models import DemoBuild, build_demo_models
 from evals.scoring.loading import load_model
 
 MODEL_NAMES = ("base", "improved", "drifted")

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evals.golden_io import GoldenFileError, dataset_sha256, read_golden_file, sample_hashes
+from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file, sample_hashes
 
 ROWS = [
     {"id": "a", "text": "The first passage.", "reference": "A first passage.", "category": "prose"},

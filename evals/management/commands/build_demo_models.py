@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from evals.scoring.demo import PRESETS, build_demo_models, summarise_losses
+from evals.scoring.demo_models import PRESETS, build_demo_models, summarise_losses
 
 
 class Command(BaseCommand):

@@ -12,12 +12,12 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from evals import drift
-from evals.golden_io import GoldenFileError, dataset_sha256, read_golden_file
-from evals.metrics import causal_arrays, embedding_arrays, metric_value
+from evals.scoring import drift
 from evals.scoring.cache import InMemoryResultStore, ScoringConfig, fingerprint, score_samples, scorer_for
 from evals.scoring.errors import ScoringError
+from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, load_model
+from evals.scoring.summary import causal_arrays, embedding_arrays, metric_value
 
 
 class Command(BaseCommand):

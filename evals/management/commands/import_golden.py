@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evals.golden_io import GoldenFileError
+from evals.scoring.golden_io import GoldenFileError
 from evals.services import dataset_import
 
 

@@ -79,7 +79,7 @@ class Command(BaseCommand):
         return subprocess.Popen(command, env={**os.environ, "DRIFTBOARD_EMBEDDED": "1"}, start_new_session=True)
 
     def load_demo(self) -> None:
-        from evals.demo import demo_load
+        from evals.services.demo import demo_load
 
         try:
             demo_load(Path(settings.VAR_DIR) / "demo", log=lambda line: self.stdout.write(f"[demo] {line}"))

@@ -1,6 +1,6 @@
 """From per-sample scores to archived metric values: ratio-of-sums aggregates with bootstrap CIs.
 
-Every metric is value = transform(Σ numerator / Σ denominator) over samples (see evals.drift.METRICS):
+Every metric is value = transform(Σ numerator / Σ denominator) over samples (see evals.scoring.drift.METRICS):
 bits per byte = Σ nats / (ln 2 · Σ bytes); perplexity = exp(Σ nats / Σ tokens); similarity = mean cosine.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evals.drift import METRICS, MetricSpec
+from evals.scoring.drift import METRICS, MetricSpec
 
 LN2 = math.log(2)
 BOOTSTRAP_CHUNK = 256

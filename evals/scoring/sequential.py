@@ -57,7 +57,7 @@ from typing import Literal
 
 import numpy as np
 
-from evals.drift import MetricSpec
+from evals.scoring.drift import MetricSpec
 
 Decision = Literal["continue", "green", "red", "amber"]
 

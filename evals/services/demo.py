@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 
 from evals.models import GoldenDataset
-from evals.scoring.demo import DemoBuild, build_demo_models
+from evals.scoring.demo_models import DemoBuild, build_demo_models
 from evals.services import dataset_import
 from registry import services as registry_services
 from registry.models import Artifact, ModelFamily

@@ -110,7 +110,7 @@ class DemoBuild:
 
 
 @dataclass(frozen=True)
-class GoldenSample:
+class DemoSample:
     id: str
     text: str
     category: str
@@ -119,7 +119,7 @@ class GoldenSample:
 @dataclass(frozen=True)
 class CorpusSplit:
     training: list[str]
-    golden: list[GoldenSample]
+    golden: list[DemoSample]
     drift: list[str]
 
 
@@ -135,16 +135,16 @@ def is_golden(passage: str) -> bool:
 
 def split_corpus() -> CorpusSplit:
     training: list[str] = []
-    golden: list[GoldenSample] = []
+    golden: list[DemoSample] = []
     for category, filename in TRAINING_SOURCES.items():
         passages = read_passages(filename)
         held_out = [passage for passage in passages if is_golden(passage)]
-        golden += [GoldenSample(f"{category}-{n:03d}", text, category) for n, text in enumerate(held_out)]
+        golden += [DemoSample(f"{category}-{n:03d}", text, category) for n, text in enumerate(held_out)]
         training += [passage for passage in passages if not is_golden(passage)]
     return CorpusSplit(training=training, golden=golden, drift=read_passages(DRIFT_SOURCE))
 
 
-def write_golden(path: Path, samples: Sequence[GoldenSample]) -> None:
+def write_golden(path: Path, samples: Sequence[DemoSample]) -> None:
     lines = (json.dumps({"id": s.id, "text": s.text, "category": s.category}, ensure_ascii=False) for s in samples)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
