@@ -28,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, addr: str, demo: bool, concurrency: int, **options) -> None:
         signal.signal(signal.SIGTERM, stop_on_sigterm)
-        self.ensure_admin()
+        self.ensure_admin(addr)
         processes = [self.start_worker(concurrency), self.start_web(addr)]
         self.stdout.write(self.style.SUCCESS(f"\nDriftboard is running at http://{addr}/  (Ctrl-C stops it)\n"))
         if demo:
@@ -41,17 +41,19 @@ class Command(BaseCommand):
         finally:
             self.stop(processes)
 
-    def ensure_admin(self) -> None:
+    def ensure_admin(self, addr: str) -> None:
         users = get_user_model().objects
         if users.filter(username="admin").exists():
             self.stdout.write(
-                "Log in as 'admin' (password printed on the first run; "
+                f"Log in at http://{addr}/ as admin (the password was printed on the first run; "
                 "`python manage.py changepassword admin` sets a new one)."
             )
             return
         password = secrets.token_urlsafe(12)
         users.create_superuser("admin", "admin@localhost", password)
-        self.stdout.write(self.style.WARNING(f"Created superuser admin / {password}  (shown once)"))
+        self.stdout.write(
+            self.style.WARNING(f"Log in at http://{addr}/ as admin with password {password}  (shown only this once)")
+        )
 
     def start_worker(self, concurrency: int) -> subprocess.Popen:
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
