@@ -49,6 +49,7 @@ def verdict_summary(verdict: DriftVerdict) -> dict:
         "ks": verdict.ks,
         "wasserstein": verdict.wasserstein,
         "outcome": verdict.outcome,
+        "gated": selectors.verdict_gated(verdict),
         "threshold": verdict.threshold_id,
         "threshold_version": verdict.threshold_history_id,
         "reasons": verdict.reasons,

@@ -5,7 +5,7 @@ import datetime
 from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
-from evals.models import EvalRun, Experiment, ExperimentRun, GoldenDataset, Threshold
+from evals.models import DriftVerdict, EvalRun, Experiment, ExperimentRun, GoldenDataset, Threshold
 from registry.models import Artifact, ModelFamily
 
 
@@ -31,6 +31,24 @@ def thresholds_in_force(*, family: ModelFamily, metric: str, dataset_name: str) 
         family__in=[family.pk]
     ) | Threshold.objects.filter(enabled=True, metric=metric, family__isnull=True)
     return [t for t in candidates.order_by("id") if t.dataset_name in ("", dataset_name)]
+
+
+UNGATED = "ungated"
+
+
+def verdict_gated(verdict) -> bool:
+    """Whether any limit judged this verdict: a threshold in force, or the implicit k·σ band of past baselines.
+
+    Takes a DriftVerdict or any row with its threshold_id, threshold_history_id and band_low.
+    """
+    return verdict.threshold_id is not None or verdict.threshold_history_id is not None or verdict.band_low is not None
+
+
+def verdict_shown_outcome(verdict) -> str:
+    """The outcome as pages, API readers and PR comments should read it: a green nothing judged is "ungated"."""
+    if verdict.outcome == DriftVerdict.Outcome.GREEN and not verdict_gated(verdict):
+        return UNGATED
+    return verdict.outcome
 
 
 def run_list() -> QuerySet[EvalRun]:
