@@ -31,6 +31,8 @@ __all__ = [
     "dataset_sha256",
     "canonical_bytes",
     "read_golden_file",
+    "read_records",
+    "validated_samples",
     "sample_hashes",
     "sample_sha256",
 ]
@@ -60,12 +62,25 @@ def read_golden_file(
     content when there is no name. `max_rows` and `max_chars` (per text or reference) refuse
     oversized files at the first row past the limit.
     """
+    return validated_samples(read_records(source, filename), max_rows=max_rows, max_chars=max_chars)
+
+
+def read_records(
+    source: bytes | str | Path, filename: str | None = None, *, text_columns: tuple[str, ...] = ("text",)
+) -> Iterator[Mapping]:
+    """The raw rows of a file, before validation; the file must have one of `text_columns`."""
     if isinstance(source, (str, Path)):
         filename = filename or Path(source).name
         source = Path(source).read_bytes()
     if not source:
         raise GoldenFileError("the file is empty")
-    records = _READERS[_detect_format(source, filename)](source)
+    return _READERS[_detect_format(source, filename)](source, text_columns)
+
+
+def validated_samples(
+    records: Iterator[Mapping], *, max_rows: int | None = None, max_chars: int | None = None
+) -> list[Sample]:
+    """Rows checked and normalised into samples; errors name the 1-based row."""
     samples = _validated(records, max_rows=max_rows, max_chars=max_chars)
     if not samples:
         raise GoldenFileError("the file has no samples")
@@ -110,16 +125,16 @@ def _detect_format(content: bytes, filename: str | None) -> str:
     return CSV
 
 
-def _read_parquet(content: bytes) -> Iterator[Mapping]:
+def _read_parquet(content: bytes, text_columns: tuple[str, ...]) -> Iterator[Mapping]:
     try:
         table = pq.read_table(pa.BufferReader(content))
     except (pa.ArrowException, OSError) as error:
         raise GoldenFileError(f"not a readable Parquet file: {error}") from error
-    _require_text_column(table.column_names)
+    _require_text_column(table.column_names, text_columns)
     yield from table.to_pylist()
 
 
-def _read_jsonl(content: bytes) -> Iterator[Mapping]:
+def _read_jsonl(content: bytes, text_columns: tuple[str, ...]) -> Iterator[Mapping]:
     lines = [line for line in _decoded(content).splitlines() if line.strip()]
     for row, line in enumerate(lines, start=1):
         try:
@@ -129,13 +144,13 @@ def _read_jsonl(content: bytes) -> Iterator[Mapping]:
         if not isinstance(record, dict):
             raise GoldenFileError("each line must be a JSON object", row=row)
         if row == 1:
-            _require_text_column(record.keys())
+            _require_text_column(record.keys(), text_columns)
         yield record
 
 
-def _read_csv(content: bytes) -> Iterator[Mapping]:
+def _read_csv(content: bytes, text_columns: tuple[str, ...]) -> Iterator[Mapping]:
     reader = csv.DictReader(io.StringIO(_decoded(content), newline=""))
-    _require_text_column(reader.fieldnames or [])
+    _require_text_column(reader.fieldnames or [], text_columns)
     try:
         yield from reader
     except csv.Error as error:
@@ -150,9 +165,10 @@ def _decoded(content: bytes) -> str:
     return content.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
 
 
-def _require_text_column(columns) -> None:
-    if "text" not in columns:
-        raise GoldenFileError(f"no 'text' column (found: {', '.join(map(str, columns)) or 'none'})")
+def _require_text_column(columns, text_columns: tuple[str, ...]) -> None:
+    if not any(name in columns for name in text_columns):
+        wanted = " or ".join(repr(name) for name in text_columns)
+        raise GoldenFileError(f"no {wanted} column (found: {', '.join(map(str, columns)) or 'none'})")
 
 
 def _validated(records: Iterator[Mapping], *, max_rows: int | None, max_chars: int | None) -> list[Sample]:
