@@ -170,6 +170,12 @@ if DRIFTBOARD_S3_BUCKET:
         },
     }
 DRIFTBOARD_MAX_UPLOAD_BYTES = env_int("DRIFTBOARD_MAX_UPLOAD_BYTES", 8 * 1024**3)
+# Archives (.tar, .tar.gz, .zip) are refused before unpacking when their members would go past these.
+DRIFTBOARD_MAX_UNPACKED_BYTES = env_int("DRIFTBOARD_MAX_UNPACKED_BYTES", DRIFTBOARD_MAX_UPLOAD_BYTES)
+DRIFTBOARD_MAX_ARCHIVE_MEMBERS = env_int("DRIFTBOARD_MAX_ARCHIVE_MEMBERS", 10_000)
+DRIFTBOARD_MAX_COMPRESSION_RATIO = env_float("DRIFTBOARD_MAX_COMPRESSION_RATIO", 100.0)
+# Staging entries (uploads, unpacked archives) older than this are removed by beat's staging sweep.
+DRIFTBOARD_STAGING_MAX_AGE_SECONDS = env_int("DRIFTBOARD_STAGING_MAX_AGE_SECONDS", 6 * 3600)
 DRIFTBOARD_MAX_DATASET_ROWS = env_int("DRIFTBOARD_MAX_DATASET_ROWS", 100_000)
 DRIFTBOARD_MAX_SAMPLE_CHARS = env_int("DRIFTBOARD_MAX_SAMPLE_CHARS", 100_000)
 # Request bodies read into memory (JSON, form fields); files stream to disk under the limit above.
@@ -220,6 +226,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_SCORING_SOFT_TIME_LIMIT = env_int("CELERY_SCORING_SOFT_TIME_LIMIT", 3300)
 CELERY_SCORING_TIME_LIMIT = env_int("CELERY_SCORING_TIME_LIMIT", 3600)
 CELERY_BEAT_SWEEP_SECONDS = env_float("CELERY_BEAT_SWEEP_SECONDS", 30.0)
+CELERY_BEAT_STAGING_SWEEP_SECONDS = env_float("CELERY_BEAT_STAGING_SWEEP_SECONDS", 3600.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -273,4 +280,5 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "evals.tasks.sweep_runs", "schedule": CELERY_BEAT_SWEEP_SECONDS},
+    "sweep-staging": {"task": "registry.tasks.sweep_staging", "schedule": CELERY_BEAT_STAGING_SWEEP_SECONDS},
 }

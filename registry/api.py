@@ -236,6 +236,8 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
                 user=request.user,
             )
         except services.RegistrationError as exc:
+            if exc.status_code == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+                raise PayloadTooLarge(str(exc)) from exc
             raise ValidationError({"detail": str(exc)}) from exc
         artifact = selectors.artifact_detail_queryset().get(pk=registration.artifact.pk)
         body = ArtifactSerializer(artifact).data

@@ -22,7 +22,11 @@ FILE_FORMATS = {".safetensors": Artifact.Format.SAFETENSORS, ".bin": Artifact.Fo
 
 
 class RegistrationError(ValueError):
-    """The submission was refused; nothing was stored. The message says why."""
+    """The submission was refused; nothing was stored. The message says why, `status_code` how to answer."""
+
+    def __init__(self, message: str, *, status_code: int = 400):
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -80,26 +84,19 @@ def _stage_path(raw_path: str) -> tuple[Path, str | None, int | None, str]:
     source = storage.resolve_import_path(raw_path)
     if source.is_dir():
         return storage.copy_dir_to_staging(source), None, None, source.name
-    staged = storage.staging_path(_suffix(source.name))
-    with source.open("rb") as handle:
-        sha256, size = storage.copy_hashing(storage.read_chunks(handle), staged)
+    staged, sha256, size = storage.copy_file_to_staging(source, _suffix(source.name))
     return staged, sha256, size, source.name
 
 
 def _store(
-    staged: Path, sha256: str | None, size: int | None, name: str, base: Path | None
+    staged: Path, sha256: str | None, size: int | None, name: str, base: Path | None, scratch: list[Path]
 ) -> tuple[storage.StoredContent, str, dict]:
-    """Health-check a staged upload and move it to its content address."""
+    """Health-check a staged upload and move it to its content address; unpacked folders go in `scratch`."""
     suffix = _suffix(name)
     if staged.is_dir() or suffix in ARCHIVE_SUFFIXES:
         folder = staged if staged.is_dir() else storage.extract_archive(staged, name)
-        if folder is not staged:
-            storage.discard(staged)
-        try:
-            summary = weights_check.check(folder, base)
-        except weights_check.HealthCheckError:
-            storage.discard(folder)
-            raise
+        scratch.append(folder)
+        summary = weights_check.check(folder, base)
         return storage.commit_dir(folder), Artifact.Format.HF_DIR, summary
     if suffix not in FILE_FORMATS:
         raise RegistrationError(f"Unsupported weights file {name!r}: send .safetensors, .bin, .tar or .zip.")
@@ -122,16 +119,18 @@ def artifact_register(
     if (upload is None) == (path is None):
         raise RegistrationError("Send either a weights file or a server-side path, not both.")
     staged, name = None, upload.name if upload is not None else str(path)
+    scratch: list[Path] = []
     try:
         staged, sha256, size, name = _stage_upload(upload) if upload is not None else _stage_path(path)
-        stored, fmt, summary = _store(staged, sha256, size, name, family_base_folder(family))
+        scratch.append(staged)
+        stored, fmt, summary = _store(staged, sha256, size, name, family_base_folder(family), scratch)
     except (storage.StorageError, weights_check.HealthCheckError) as exc:
-        storage.discard(staged)
         message = str(exc).replace(staged.name, Path(name).name) if staged is not None else str(exc)
-        raise RegistrationError(message) from exc
-    except RegistrationError:
-        storage.discard(staged)
-        raise
+        raise RegistrationError(message, status_code=getattr(exc, "status_code", 400)) from exc
+    finally:
+        # Whatever went wrong (or right: committed content has moved away), nothing stays in staging.
+        for leftover in scratch:
+            storage.discard(leftover)
     object_store.object_publish(stored)
     return _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
 

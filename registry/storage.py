@@ -8,7 +8,9 @@ over its sorted (relative path, file sha256) pairs, so the same model packed twi
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
+import time
 import uuid
 import zipfile
 from collections.abc import Iterable
@@ -33,6 +35,12 @@ class UploadTooLarge(Exception):
     def __init__(self, limit: int):
         super().__init__(f"The upload is larger than the {limit:,} bytes allowed (DRIFTBOARD_MAX_UPLOAD_BYTES).")
         self.limit = limit
+
+
+class ArchiveTooLarge(StorageError):
+    """The archive would unpack past DRIFTBOARD_MAX_UNPACKED_BYTES (413, like an upload that is too large)."""
+
+    status_code = 413
 
 
 @dataclass(frozen=True)
@@ -109,21 +117,54 @@ def hash_dir(folder: Path) -> tuple[str, int]:
 
 
 def extract_archive(archive: Path, name: str) -> Path:
-    """Unpack a .tar/.zip of a model folder into a staging folder, refusing unsafe members."""
+    """Unpack a .tar/.zip of a model folder into a staging folder, refusing unsafe members.
+
+    The members' sizes are added up before anything is written, so an archive that would unpack past
+    the limits (total bytes, member count, compression ratio) is refused without filling the disk.
+    """
     target = staging_path()
     target.mkdir()
+    budget = _UnpackBudget(archive.stat().st_size)
     try:
-        if name.endswith(".zip"):
-            _extract_zip(archive, target)
+        if name.lower().endswith(".zip"):
+            _extract_zip(archive, target, budget)
         else:
-            _extract_tar(archive, target)
+            _extract_tar(archive, target, budget)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise StorageError(f"The archive cannot be read: {exc}") from exc
-    except StorageError:
+    except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
     return _single_top_folder(target)
+
+
+class _UnpackBudget:
+    """Counts an archive's members and their sizes against the unpacking limits."""
+
+    def __init__(self, archive_bytes: int):
+        self.archive_bytes = max(archive_bytes, 1)
+        self.members = 0
+        self.unpacked_bytes = 0
+
+    def add(self, size: int) -> None:
+        self.members += 1
+        self.unpacked_bytes += max(size, 0)
+        if self.members > settings.DRIFTBOARD_MAX_ARCHIVE_MEMBERS:
+            raise StorageError(
+                f"The archive holds more than {settings.DRIFTBOARD_MAX_ARCHIVE_MEMBERS:,} members "
+                "(DRIFTBOARD_MAX_ARCHIVE_MEMBERS)."
+            )
+        if self.unpacked_bytes > settings.DRIFTBOARD_MAX_UNPACKED_BYTES:
+            raise ArchiveTooLarge(
+                f"The archive unpacks to more than the {settings.DRIFTBOARD_MAX_UNPACKED_BYTES:,} bytes allowed "
+                "(DRIFTBOARD_MAX_UNPACKED_BYTES)."
+            )
+        if self.unpacked_bytes / self.archive_bytes > settings.DRIFTBOARD_MAX_COMPRESSION_RATIO:
+            raise StorageError(
+                f"The archive unpacks to more than {settings.DRIFTBOARD_MAX_COMPRESSION_RATIO:g} times its size "
+                "(DRIFTBOARD_MAX_COMPRESSION_RATIO)."
+            )
 
 
 def _check_member(name: str) -> None:
@@ -132,19 +173,23 @@ def _check_member(name: str) -> None:
         raise StorageError(f"The archive member {name!r} points outside the folder.")
 
 
-def _extract_zip(archive: Path, target: Path) -> None:
+def _extract_zip(archive: Path, target: Path, budget: _UnpackBudget) -> None:
+    # A zip member never yields more than its declared file_size (zipfile stops there and checks the CRC).
     with zipfile.ZipFile(archive) as bundle:
         for member in bundle.infolist():
             _check_member(member.filename)
+            budget.add(member.file_size)
         bundle.extractall(target)
 
 
-def _extract_tar(archive: Path, target: Path) -> None:
+def _extract_tar(archive: Path, target: Path, budget: _UnpackBudget) -> None:
+    # Iterating reads each header before skipping its data, so the limits stop a bomb at its first big member.
     with tarfile.open(archive) as bundle:
-        for member in bundle.getmembers():
+        for member in bundle:
             _check_member(member.name)
             if not (member.isfile() or member.isdir()):
                 raise StorageError(f"The archive member {member.name!r} is a link or device; only files are allowed.")
+            budget.add(member.size)
         bundle.extractall(target, filter="data")
 
 
@@ -164,18 +209,94 @@ def resolve_import_path(raw: str) -> Path:
     roots = settings.DRIFTBOARD_IMPORT_ROOTS
     if not roots:
         raise StorageError("Registering server-side paths is disabled: set DRIFTBOARD_IMPORT_ROOTS.")
-    path = Path(raw).expanduser().resolve()
+    try:
+        path = Path(raw).expanduser().resolve()
+        exists = path.exists()
+    except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL byte, a name too long
+        raise StorageError(f"The path {raw!r} cannot be resolved.") from exc
     if not any(path.is_relative_to(root) for root in roots):
         raise StorageError(f"The path {raw!r} is outside the allowed import roots.")
-    if not path.exists():
+    if not exists:
         raise StorageError(f"The path {raw!r} does not exist.")
     return path
 
 
+def copy_file_to_staging(source: Path, suffix: str) -> tuple[Path, str, int]:
+    """Copy one regular file (never a FIFO or device) into staging; return (staged path, sha256, size)."""
+    target = staging_path(suffix)
+    try:
+        with _open_regular(source, source.name) as handle:
+            sha256, size = copy_hashing(read_chunks(handle), target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target, sha256, size
+
+
 def copy_dir_to_staging(source: Path) -> Path:
+    """Copy a model folder into staging, refusing any symlink, FIFO, socket or device inside it.
+
+    Entries are never followed: a link pointing outside the import roots (or at itself) is refused,
+    not copied.
+    """
     target = staging_path()
-    shutil.copytree(source, target, symlinks=False)
+    try:
+        _copy_tree(source, target, Path())
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
+
+
+def _copy_tree(source: Path, target: Path, relative: Path) -> None:
+    target.mkdir()
+    with os.scandir(source) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            name = (relative / entry.name).as_posix()
+            if entry.is_symlink():
+                raise StorageError(f"{name!r} in the folder is a symbolic link; only regular files are imported.")
+            if entry.is_dir(follow_symlinks=False):
+                _copy_tree(Path(entry.path), target / entry.name, relative / entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                with _open_regular(Path(entry.path), name) as handle, (target / entry.name).open("wb") as out:
+                    shutil.copyfileobj(handle, out, CHUNK)
+            else:
+                raise StorageError(
+                    f"{name!r} in the folder is a FIFO, socket or device; only regular files are imported."
+                )
+
+
+def _open_regular(path: Path, name: str) -> BinaryIO:
+    """Open without following a link or blocking on a FIFO, and only if it is a regular file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise StorageError(f"{name!r} cannot be opened as a regular file ({exc.strerror}).") from exc
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise StorageError(f"{name!r} is a FIFO, socket or device; only regular files are imported.")
+    return os.fdopen(descriptor, "rb")
+
+
+def staging_sweep(*, older_than_seconds: float) -> int:
+    """Remove staging entries untouched for `older_than_seconds` (left by a crashed request); return how many."""
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for entry in (artifact_root() / "tmp").iterdir():
+        try:
+            if _last_modified(entry) < cutoff:
+                discard(entry)
+                removed += 1
+        except FileNotFoundError:  # finished (moved or discarded) while we looked
+            continue
+    return removed
+
+
+def _last_modified(entry: Path) -> float:
+    """A folder being unpacked or copied is as fresh as the newest file in it."""
+    if not entry.is_dir() or entry.is_symlink():
+        return entry.lstat().st_mtime
+    return max([entry.lstat().st_mtime, *(p.lstat().st_mtime for p in entry.rglob("*"))])
 
 
 def discard(path: Path | None) -> None:

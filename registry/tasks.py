@@ -1,10 +1,12 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from registry.models import Alert, Artifact
 from registry.publishing import artifact_publish, retry_delay
 from registry.services import alert_deliver
+from registry.storage import staging_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +44,9 @@ def publish_artifact(self, artifact_id: int) -> None:
             logger.warning("Publishing artifact %s to %s failed for good: %s", artifact_id, artifact.pull_request, exc)
             return
         raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@shared_task(ignore_result=True)
+def sweep_staging() -> int:
+    """Remove staging leftovers of requests that died (beat, every CELERY_BEAT_STAGING_SWEEP_SECONDS)."""
+    return staging_sweep(older_than_seconds=settings.DRIFTBOARD_STAGING_MAX_AGE_SECONDS)
