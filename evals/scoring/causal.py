@@ -35,7 +35,7 @@ from evals.scoring.batching import (
     map_batches,
     offset_progress,
 )
-from evals.scoring.errors import ScoringError
+from evals.scoring.errors import ScoringError, VocabularyMismatchError
 from evals.scoring.loading import CAUSAL_LM, LoadedModel
 from evals.scoring.windows import rolling_windows
 
@@ -88,7 +88,7 @@ def score_causal(
     run = _CausalRun(
         lm,
         context=min(lm.max_length, max_length or lm.max_length),
-        token_budget=token_budget or default_token_budget(lm.device),
+        token_budget=token_budget or lm.token_budget or default_token_budget(lm.device),
     )
     nll = np.zeros(len(texts), dtype=np.float64)
     tokens = np.zeros(len(texts), dtype=np.int64)
@@ -141,6 +141,17 @@ def _tokenize(
     ids[offsets] = prefix
     ids[is_text] = np.fromiter(itertools.chain.from_iterable(token_lists), np.int64)
     return ids, offsets, lengths
+
+
+def _check_ids_in_embedding(ids: np.ndarray, lm: LoadedModel) -> None:
+    """Refuse only a token id the texts actually produce that the weights have no row for."""
+    if lm.embedding_rows is None or not len(ids) or ids.max() < lm.embedding_rows:
+        return
+    token_id = int(ids[ids >= lm.embedding_rows][0])
+    raise VocabularyMismatchError(
+        f"the texts produce token {lm.tokenizer.convert_ids_to_tokens(token_id)!r} (id {token_id}) but the "
+        f"weights only have {lm.embedding_rows} embedding rows: the tokenizer does not belong to these weights"
+    )
 
 
 def _plan_windows(offsets: np.ndarray, lengths: np.ndarray, context: int) -> _WindowPlan:
@@ -206,6 +217,7 @@ class _CausalRun:
     def score_group(self, texts: Sequence[str], progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample NLL and token counts of a group small enough to plan in memory."""
         ids, offsets, lengths = _tokenize(self.lm.tokenizer, texts, self.prefix)
+        _check_ids_in_embedding(ids, self.lm)
         plan = _plan_windows(offsets, lengths, self.context)
         tracker = SampleProgress(np.bincount(plan.sample, minlength=len(texts)), progress)
         tracker.start()

@@ -1,31 +1,33 @@
-"""Weights to a ready model: Hugging Face folders, or a state dict file over a base folder.
+"""Weights to a ready model: Hugging Face folders, state dict files and adapters over a base.
 
-A folder holds config.json, weights (safetensors, or `.bin` read with `weights_only=True`) and
-tokenizer files. A single `.safetensors` / `.bin` state dict takes its config and tokenizer from
-the family's base folder. Weights that do not fit the config or the tokenizer are refused with a
-message instead of being silently re-initialised, as `from_pretrained` would do.
+A folder holds config.json, weights (safetensors, single or sharded with an index, or `.bin` read
+with `weights_only=True`) and tokenizer files. A single `.safetensors` / `.bin` state dict takes its
+config and tokenizer from the family's base folder; so does a LoRA adapter folder (`adapters.py`).
+Weights that do not fit the config are refused with a message instead of being silently
+re-initialised, as `from_pretrained` would do. Weights load in the worker's dtype (a bf16 / fp16
+checkpoint is converted on CPU) and the memory guard runs before any tensor is read. What loading
+changed or noticed is kept in `notes`, which the fingerprint records.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import pickle
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file as load_safetensors
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
-from transformers.utils import logging as transformers_logging
 
+from evals.scoring import adapters, memory
+from evals.scoring.batching import default_token_budget
 from evals.scoring.errors import (
     ScoringError,
     UnsafeWeightsError,
@@ -34,6 +36,7 @@ from evals.scoring.errors import (
     WeightsMismatchError,
 )
 from evals.scoring.hashing import weights_sha256 as compute_weights_sha256
+from evals.scoring.state_dicts import REFUSED_PICKLE, quiet_libraries, read_state_dict
 
 CAUSAL_LM = "causal-lm"
 EMBEDDING = "embedding"
@@ -44,7 +47,7 @@ _CONTEXT_LENGTH_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx")
 _FALLBACK_CONTEXT_LENGTH = 2048
 _TOKENIZER_UNBOUNDED = 10**20
 _SHOWN_KEYS = 5
-_REFUSED_PICKLE = "{name} is refused: it is not a plain tensor checkpoint and unpickling it could run code ({error})"
+_TORCH_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class LoadedModel:
     max_length: int
     tokenizer_hash: str
     weights_sha256: str
+    # Rows of the input embedding: a token id at or past it cannot be scored.
+    embedding_rows: int | None = None
+    # Tokens per forward pass sized to the free GPU memory; None keeps the device's default.
+    token_budget: int | None = None
+    notes: Mapping[str, str | int] = field(default_factory=dict)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -78,26 +86,66 @@ def load_model(
     device: str = "auto",
     weights_sha256: str | None = None,
 ) -> LoadedModel:
-    """Load weights for scoring; `weights_sha256` skips re-hashing when the caller knows it."""
+    """Load weights for scoring; `weights_sha256` skips re-hashing when the caller knows it.
+
+    An adapter folder loads its base (`base_dir`, else its local `base_model_name_or_path`) and
+    merges into it; `weights_sha256` is then the adapter's own hash.
+    """
     weights = Path(weights)
+    if adapters.is_adapter(weights):
+        base = load_model(adapters.adapter_base_dir(weights, base_dir), kind=kind, device=device)
+        return with_adapter(base, weights, adapter_sha256=weights_sha256)
     source_dir = _source_dir(weights, base_dir)
     config = _read_config(source_dir)
     tokenizer = _read_tokenizer(source_dir)
     torch_device = resolve_device(device)
     dtype = dtype_for(torch_device)
-    model = _read_model(weights, config, kind, tokenizer, dtype)
+    max_length = context_length(config, tokenizer)
+    files = weight_files(weights)
+    _guard_memory(files, config, torch_device, dtype, max_length, copies=1 if weights.is_dir() else 2)
+    model = _read_model(weights, config, kind, dtype)
     _fuse_tanh_gelu(model)
     model.to(torch_device).requires_grad_(False)
+    rows = model.get_input_embeddings().weight.shape[0]
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         kind=kind,
         device=torch_device,
         dtype=dtype,
-        max_length=context_length(config, tokenizer),
+        max_length=max_length,
         tokenizer_hash=tokenizer_sha256(tokenizer),
         weights_sha256=weights_sha256 or compute_weights_sha256(weights),
+        embedding_rows=rows,
+        token_budget=_token_budget(config, torch_device, dtype, max_length),
+        notes={**_dtype_notes(files, dtype), **_vocabulary_notes(tokenizer, rows)},
     )
+
+
+def with_adapter(base: LoadedModel, folder: Path, *, adapter_sha256: str | None = None) -> LoadedModel:
+    """The base with the adapter merged into a copy of its weights; the base stays as it was."""
+    copy_bytes = sum(tensor.numel() * tensor.element_size() for tensor in base.model.state_dict().values())
+    memory.check_fits(copy_bytes, base.device)
+    merged = adapters.merge_adapter(base.model, folder).requires_grad_(False)
+    adapter_sha256 = adapter_sha256 or compute_weights_sha256(folder)
+    return dataclasses.replace(
+        base,
+        model=merged,
+        weights_sha256=adapters.combined_sha256(adapter_sha256, base.weights_sha256),
+        notes={
+            **base.notes,
+            **adapters.adapter_notes(folder),
+            "adapter_sha256": adapter_sha256,
+            "base_sha256": base.weights_sha256,
+        },
+    )
+
+
+def weight_files(weights: Path) -> list[Path]:
+    """The tensor files of a weights file or folder (every shard of a sharded checkpoint)."""
+    if weights.is_file():
+        return [weights]
+    return sorted(weights.glob("*.safetensors")) or sorted(weights.glob("*.bin"))
 
 
 def context_length(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
@@ -140,52 +188,55 @@ def _source_dir(weights: Path, base_dir: Path | str | None) -> Path:
 
 def _read_config(source_dir: Path) -> PretrainedConfig:
     try:
-        return AutoConfig.from_pretrained(source_dir, local_files_only=True)
+        with quiet_libraries():
+            return AutoConfig.from_pretrained(source_dir, local_files_only=True)
     except (OSError, ValueError) as error:
         raise WeightsFormatError(f"cannot read config.json in {source_dir}: {error}") from error
 
 
 def _read_tokenizer(source_dir: Path) -> PreTrainedTokenizerBase:
     try:
-        return AutoTokenizer.from_pretrained(source_dir, local_files_only=True)
+        with quiet_libraries():
+            return AutoTokenizer.from_pretrained(source_dir, local_files_only=True)
     except (OSError, ValueError) as error:
         raise WeightsFormatError(f"cannot read the tokenizer in {source_dir}: {error}") from error
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a `.safetensors` or `.bin` file; a pickle holding anything else is refused."""
-    if path.suffix == ".safetensors":
-        try:
-            return load_safetensors(path)
-        except (SafetensorError, OSError) as error:
-            raise WeightsFormatError(f"{path.name} is not a valid safetensors file: {error}") from error
-    if path.suffix == ".bin":
-        return _read_pickled_state_dict(path)
-    raise WeightsFormatError(f"unsupported weights file {path.name}: use .safetensors or .bin")
+def _guard_memory(
+    files: list[Path], config: PretrainedConfig, device: torch.device, dtype: torch.dtype, context: int, copies: int
+) -> None:
+    """Fail before reading a tensor when the weights cannot fit (a bare file is read, then copied)."""
+    tokens = default_token_budget(device)
+    needed = memory.estimate(files, config.get_text_config().to_dict(), dtype, context=context, tokens=tokens)
+    memory.check_fits(copies * needed.weights_bytes + needed.activation_bytes, device)
 
 
-def _read_pickled_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeWeightsError(_REFUSED_PICKLE.format(name=path.name, error=error)) from error
-    except Exception as error:  # torch.load fails in many ways on arbitrary bytes
-        raise WeightsFormatError(f"{path.name} is not a readable torch file: {error}") from error
-    if not isinstance(state, dict) or not all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
-        raise WeightsFormatError(f"{path.name} does not hold a state dict of tensors")
-    return state
+def _token_budget(config: PretrainedConfig, device: torch.device, dtype: torch.dtype, context: int) -> int | None:
+    if device.type != "cuda":
+        return None
+    per_token = memory.activation_bytes_per_token(config.get_text_config().to_dict(), dtype, context)
+    return memory.gpu_token_budget(per_token, memory.free_bytes(device))
 
 
-def _read_model(
-    weights: Path,
-    config: PretrainedConfig,
-    kind: str,
-    tokenizer: PreTrainedTokenizerBase,
-    dtype: torch.dtype,
-) -> PreTrainedModel:
+def _dtype_notes(files: list[Path], dtype: torch.dtype) -> dict[str, str]:
+    stored = memory.floating_dtype(files)
+    loaded = str(dtype).removeprefix("torch.")
+    name = _TORCH_DTYPE_NAMES.get(stored or "", "")
+    if not name or name == loaded:
+        return {}
+    return {"checkpoint_dtype": name, "dtype_conversion": f"{name} -> {loaded}"}
+
+
+def _vocabulary_notes(tokenizer: PreTrainedTokenizerBase, rows: int) -> dict[str, int]:
+    """A tokenizer may define a few (special) ids past the embedding; only using them is an error."""
+    beyond = len(tokenizer) - rows
+    return {"tokenizer_ids_beyond_embedding": beyond} if beyond > 0 else {}
+
+
+def _read_model(weights: Path, config: PretrainedConfig, kind: str, dtype: torch.dtype) -> PreTrainedModel:
     model_class = _model_class(config, kind)
     source = {"state_dict": read_state_dict(weights)} if weights.is_file() else {}
-    with _quiet_transformers():
+    with quiet_libraries():
         try:
             model, info = model_class.from_pretrained(
                 weights if weights.is_dir() else None,
@@ -198,10 +249,10 @@ def _read_model(
                 **source,
             )
         except pickle.UnpicklingError as error:
-            raise UnsafeWeightsError(_REFUSED_PICKLE.format(name=weights.name, error=error)) from error
+            raise UnsafeWeightsError(REFUSED_PICKLE.format(name=weights.name, error=error)) from error
         except (OSError, ValueError) as error:
             raise WeightsFormatError(f"cannot read weights {weights.name}: {error}") from error
-    _check_vocabulary(model, tokenizer, info["mismatched_keys"])
+    _check_embedding(model, info["mismatched_keys"])
     _check_tensor_names(model, info)
     return model
 
@@ -228,21 +279,15 @@ def _model_class(config: PretrainedConfig, kind: str) -> type[PreTrainedModel]:
         raise ScoringError(f"architecture {config.model_type!r} has no {kind} model") from None
 
 
-def _check_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, mismatched: set[tuple]) -> None:
+def _check_embedding(model: PreTrainedModel, mismatched: set[tuple]) -> None:
     embedding = model.get_input_embeddings().weight
     embedding_name = next(name for name, tensor in model.named_parameters() if tensor is embedding)
-    rows_expected = embedding.shape[0]
     for name, shape_in_weights, _ in mismatched:
         if name == embedding_name:
             raise VocabularyMismatchError(
-                f"the weights have a vocabulary of {shape_in_weights[0]} tokens but the tokenizer "
-                f"and config have {len(tokenizer)} and {rows_expected}: "
-                "they were trained with another tokenizer"
+                f"the weights have a vocabulary of {shape_in_weights[0]} tokens but the config has "
+                f"{embedding.shape[0]}: they were trained with another tokenizer"
             )
-    if len(tokenizer) > rows_expected:
-        raise VocabularyMismatchError(
-            f"the tokenizer has {len(tokenizer)} tokens but the weights only {rows_expected} embedding rows"
-        )
 
 
 def _check_tensor_names(model: PreTrainedModel, info: dict) -> None:
@@ -265,32 +310,21 @@ def _check_tensor_names(model: PreTrainedModel, info: dict) -> None:
         )
 
 
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Loading reports and progress bars go to worker logs for every run; keep them out."""
-    verbosity = transformers_logging.get_verbosity()
-    progress_bars = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if progress_bars:
-            transformers_logging.enable_progress_bar()
-
-
 class ModelCache:
     """Process-wide LRU of loaded models, so that a worker does not reload weights per run.
 
-    Keyed by weights sha256 together with base folder, kind and device. Capacity comes from
+    Keyed by weights sha256 together with base folder, kind and device. Adapters are merged into
+    a copy of their base, which stays loaded on its own: scoring ten adapters of one base reads
+    the base from disk once. Capacity (of each: models, bases) comes from
     $DRIFTBOARD_MODEL_CACHE_SIZE (default 2: a candidate and its baseline).
     """
 
     def __init__(self, capacity: int | None = None) -> None:
         self.capacity = capacity or int(os.environ.get("DRIFTBOARD_MODEL_CACHE_SIZE", "2"))
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._bases: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self.loads_from_disk = 0
 
     def get(
         self,
@@ -301,30 +335,50 @@ class ModelCache:
         device: str = "auto",
         weights_sha256: str | None = None,
     ) -> LoadedModel:
+        weights = Path(weights)
         sha256 = weights_sha256 or compute_weights_sha256(weights)
+        if adapters.is_adapter(weights):
+            base_dir = adapters.adapter_base_dir(weights, base_dir)
         base = str(Path(base_dir).resolve()) if base_dir is not None else ""
         key = (sha256, base, kind, str(resolve_device(device)))
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = load_model(weights, kind=kind, base_dir=base_dir, device=device, weights_sha256=sha256)
+            if adapters.is_adapter(weights):
+                loaded = with_adapter(self._base(Path(base), kind, device), weights, adapter_sha256=sha256)
+            else:
+                loaded = self._load(weights, kind=kind, base_dir=base_dir, device=device, weights_sha256=sha256)
             self._models[key] = loaded
-            self._evict()
+            self._evict(self._models)
             return loaded
 
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            self._bases.clear()
             self._release_gpu_memory()
 
     def __len__(self) -> int:
         return len(self._models)
 
-    def _evict(self) -> None:
+    def _base(self, folder: Path, kind: str, device: str) -> LoadedModel:
+        key = (str(folder), kind, str(resolve_device(device)))
+        if key in self._bases:
+            self._bases.move_to_end(key)
+        else:
+            self._bases[key] = self._load(folder, kind=kind, base_dir=None, device=device, weights_sha256=None)
+            self._evict(self._bases)
+        return self._bases[key]
+
+    def _load(self, weights: Path, **options) -> LoadedModel:
+        self.loads_from_disk += 1
+        return load_model(weights, **options)
+
+    def _evict(self, models: OrderedDict) -> None:
         evicted = False
-        while len(self._models) > self.capacity:
-            self._models.popitem(last=False)
+        while len(models) > self.capacity:
+            models.popitem(last=False)
             evicted = True
         if evicted:
             self._release_gpu_memory()

@@ -9,9 +9,28 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 
-def lm_eval_nll(model_dir: Path, texts: list[str], *, max_length: int | None = None, batch_size: int = 4) -> np.ndarray:
-    """Per-text NLL (nats) from the harness's `loglikelihood_rolling`."""
-    harness = HFLM(pretrained=str(model_dir), device="cpu", batch_size=batch_size, max_length=max_length)
+def lm_eval_nll(
+    model_dir: Path,
+    texts: list[str],
+    *,
+    max_length: int | None = None,
+    batch_size: int = 4,
+    peft: Path | None = None,
+    add_bos_token: bool | None = None,
+) -> np.ndarray:
+    """Per-text NLL (nats) from the harness's `loglikelihood_rolling`.
+
+    `add_bos_token=False` for tokenizers that put BOS in front of every text: the harness would
+    otherwise score that BOS (after its own BOS prefix) as a token of the text.
+    """
+    harness = HFLM(
+        pretrained=str(model_dir),
+        peft=str(peft) if peft else None,
+        device="cpu",
+        batch_size=batch_size,
+        max_length=max_length,
+        add_bos_token=add_bos_token,
+    )
     requests = [
         Instance(request_type="loglikelihood_rolling", doc={}, arguments=(text,), idx=index)
         for index, text in enumerate(texts)
