@@ -124,7 +124,7 @@ def load_model(
 
 def with_adapter(base: LoadedModel, folder: Path, *, adapter_sha256: str | None = None) -> LoadedModel:
     """The base with the adapter merged into a copy of its weights; the base stays as it was."""
-    copy_bytes = sum(tensor.numel() * tensor.element_size() for tensor in base.model.state_dict().values())
+    copy_bytes = sum(tensor.numel() * tensor.element_size() for tensor in base.model.parameters())
     memory.check_fits(copy_bytes, base.device)
     merged = adapters.merge_adapter(base.model, folder).requires_grad_(False)
     adapter_sha256 = adapter_sha256 or compute_weights_sha256(folder)

@@ -17,11 +17,13 @@ def lm_eval_nll(
     batch_size: int = 4,
     peft: Path | None = None,
     add_bos_token: bool | None = None,
+    dtype: str = "auto",
 ) -> np.ndarray:
     """Per-text NLL (nats) from the harness's `loglikelihood_rolling`.
 
     `add_bos_token=False` for tokenizers that put BOS in front of every text: the harness would
-    otherwise score that BOS (after its own BOS prefix) as a token of the text.
+    otherwise score that BOS (after its own BOS prefix) as a token of the text. `dtype="auto"` is
+    the checkpoint's own dtype; Driftboard scores a bf16 checkpoint in fp32 on CPU.
     """
     harness = HFLM(
         pretrained=str(model_dir),
@@ -30,6 +32,7 @@ def lm_eval_nll(
         batch_size=batch_size,
         max_length=max_length,
         add_bos_token=add_bos_token,
+        dtype=dtype,
     )
     requests = [
         Instance(request_type="loglikelihood_rolling", doc={}, arguments=(text,), idx=index)
