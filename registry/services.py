@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from registry import object_store, storage, weights_check
+from registry import adapters, object_store, storage, weights_check
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _store(
     if staged.is_dir() or suffix in ARCHIVE_SUFFIXES:
         folder = staged if staged.is_dir() else storage.extract_archive(staged, name)
         scratch.append(folder)
-        summary = weights_check.check(folder, base)
+        summary = adapters.check_folder(folder, base)
         return storage.commit_dir(folder), Artifact.Format.HF_DIR, summary
     if suffix not in FILE_FORMATS:
         raise RegistrationError(f"Unsupported weights file {name!r}: send .safetensors, .bin, .tar or .zip.")
@@ -177,6 +177,7 @@ def _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_
         parent=parent,
         created_by=user if user and user.is_authenticated else None,
     )
+    tags_set(artifact=artifact, tags=adapters.adapter_tags(summary))
     PromotionEvent.objects.create(
         artifact=artifact,
         action=PromotionEvent.Action.REGISTER,
