@@ -23,7 +23,8 @@ import numpy as np
 # Run as a script from anywhere: make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals.scoring.drift import METRICS, ThresholdSpec, classify, compare  # noqa: E402
+from evals.scoring.drift import ThresholdSpec, classify, compare  # noqa: E402
+from evals.scoring.scorers import METRICS  # noqa: E402
 
 SPEC = METRICS["bits_per_byte"]
 LIMIT = 0.02

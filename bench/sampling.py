@@ -223,7 +223,12 @@ def score_full(lm: LoadedModel, samples: list[dict]) -> Scored:
         scored = score_samples(lm, samples, InMemoryResultStore())
         timings.append(time.perf_counter() - started)
     seconds = float(np.median(timings))
-    return Scored(scored.nll / math.log(2), scored.bytes.astype(np.float64), scored.forward_passes, seconds)
+    return Scored(
+        scored.values("causal-nll")["nll"] / math.log(2),
+        scored.values("causal-nll")["bytes"].astype(np.float64),
+        scored.forward_passes,
+        seconds,
+    )
 
 
 def score_sequential(
@@ -236,7 +241,7 @@ def score_sequential(
     for start in range(0, len(monitor.order), chunk):
         scored = score_samples(lm, [samples[i] for i in monitor.order[start : start + chunk]], InMemoryResultStore())
         passes += scored.forward_passes
-        monitor.update(scored.nll / math.log(2), scored.bytes)
+        monitor.update(scored.values("causal-nll")["nll"] / math.log(2), scored.values("causal-nll")["bytes"])
         decision = monitor.decide(limit, limit)
         if decision != "continue":
             break

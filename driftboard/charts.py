@@ -1,15 +1,19 @@
 """Plotly figures as plain JSON-able dicts, built from selector output.
 
 Per-sample arrays never reach the browser as such: distributions are binned here and series carry one
-point per artifact. The page hands each figure to static/js/charts.js through json_script.
+point per artifact. The page hands each figure to static/js/charts.js through json_script. Every text
+that plotly draws (titles, categories, legend names, hover) goes through escape_text, as
+static/js/experiments.js does in the browser.
 """
 
 import datetime
+import functools
 import math
 
 import numpy as np
 
-from driftboard.dashboard_selectors import PairedSamples, Series, SeriesPoint
+from driftboard.dashboard_selectors import Series, SeriesPoint
+from evals.selectors import PairedSamples
 
 HISTOGRAM_BINS = 40
 # Bin edges span these quantiles of both distributions; the few values beyond land in the end bins.
@@ -27,6 +31,12 @@ COLOURS = {
     "block": "#c53030",
 }
 FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12, "color": "#1a202c"}
+
+
+@functools.lru_cache(maxsize=4096)
+def escape_text(text: str) -> str:
+    """Plotly reads labels, legend names and hover text as HTML-like markup: show < > & as themselves."""
+    return str(text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _round(value: float | None) -> float | None:
@@ -86,14 +96,15 @@ def _bar(name: str, counts: list[int], edges: np.ndarray, colour: str) -> dict:
     }
 
 
-def distribution_figure(pairs: PairedSamples) -> dict:
-    """Candidate vs baseline per-sample values, binned on shared edges and overlaid."""
+def distribution_figure(pairs: PairedSamples, names: tuple[str, str] = ("baseline", "candidate")) -> dict:
+    """Candidate vs baseline per-sample values, binned on shared edges and overlaid; names: (baseline, candidate)."""
     edges = histogram_edges(pairs.candidate, pairs.baseline)
-    label = pairs.metric.replace("_", " ")
+    label = escape_text(pairs.metric.replace("_", " "))
+    baseline_name, candidate_name = (escape_text(name) for name in names)
     return {
         "data": [
-            _bar("baseline", binned(pairs.baseline, edges), edges, COLOURS["baseline"]),
-            _bar("candidate", binned(pairs.candidate, edges), edges, COLOURS["candidate"]),
+            _bar(baseline_name, binned(pairs.baseline, edges), edges, COLOURS["baseline"]),
+            _bar(candidate_name, binned(pairs.candidate, edges), edges, COLOURS["candidate"]),
         ],
         "layout": _layout(f"Per-sample {label}", label, "samples", barmode="overlay", bargap=0),
     }
@@ -103,7 +114,7 @@ def paired_delta_figure(pairs: PairedSamples) -> dict:
     """Histogram of per-sample changes (negative means worse), with the zero line marked."""
     deltas = pairs.deltas
     edges = histogram_edges(deltas)
-    label = pairs.metric.replace("_", " ")
+    label = escape_text(pairs.metric.replace("_", " "))
     figure = {
         "data": [_bar("paired Δ", binned(deltas, edges), edges, COLOURS["candidate"])],
         "layout": _layout(
@@ -134,6 +145,7 @@ def category_delta_figure(per_category: dict[str, dict]) -> dict:
     """Relative change per category (negative = worse), one horizontal bar each."""
     names = sorted(per_category)
     deltas = [_percent(per_category[name].get("delta")) for name in names]
+    shown = [escape_text(name) for name in names]
     colours = [COLOURS["red"] if (d or 0) < 0 else COLOURS["green"] for d in deltas]
     counts = [per_category[name].get("n", "") for name in names]
     return {
@@ -141,7 +153,7 @@ def category_delta_figure(per_category: dict[str, dict]) -> dict:
             {
                 "type": "bar",
                 "orientation": "h",
-                "y": names,
+                "y": shown,
                 "x": deltas,
                 "marker": {"color": colours},
                 "customdata": counts,
@@ -165,44 +177,61 @@ def _percent(value: float | None) -> float | None:
 
 # Time series
 
-
-def _hover_data(point: SeriesPoint) -> list:
-    artifact = point.artifact
-    return [
-        artifact.get_absolute_url(),
-        artifact.short_sha,
-        artifact.branch or "—",
-        f"v{artifact.version}",
-        point.outcome or "not compared",
-        point.marker or "—",
-    ]
-
-
 SERIES_HOVER = (
-    "<b>%{customdata[3]}</b> · %{customdata[1]} on %{customdata[2]}<br>"
-    "value %{y:.4g}<br>flag %{customdata[4]} · %{customdata[5]}<extra></extra>"
+    "<b>%{x}</b><br>commit %{customdata[1]}<br>branch %{customdata[2]} · PR %{customdata[3]}<br>"
+    "flag %{customdata[4]}<br>value %{y:.4g} (95 % CI %{customdata[5]:.4g} – %{customdata[6]:.4g})<extra></extra>"
 )
+# Points shown as labelled ticks on a crowded time axis; the rest are still drawn and hoverable.
+MAX_TICK_LABELS = 24
+OUTCOME_WORDS = {"ungated": "not gated", "": "not compared"}
 # name, marker style, and a fixed colour (None: coloured by each point's verdict outcome).
 MARKER_STYLES = {
     "": ("scored", {"symbol": "circle", "size": 8}, None),
+    "held": ("held", {"symbol": "diamond", "size": 10}, None),
     "promoted": ("promoted", {"symbol": "star", "size": 13}, COLOURS["candidate"]),
     "halted": ("halted", {"symbol": "x", "size": 11}, COLOURS["red"]),
 }
 
 
-def _points_trace(points: list[SeriesPoint], marker_kind: str) -> dict:
+def _hover_data(point: SeriesPoint) -> list:
+    """[artifact id, commit, branch, PR, flag, CI low, CI high]; text escaped for plotly's pseudo-HTML."""
+    artifact = point.artifact
+    return [
+        artifact.id,
+        artifact.commit_sha[:12],
+        escape_text(artifact.branch) or "—",
+        escape_text(artifact.pull_request) or "—",
+        OUTCOME_WORDS.get(point.outcome, point.outcome),
+        _round(point.ci_low),
+        _round(point.ci_high),
+    ]
+
+
+def _labels(series: Series) -> list[str]:
+    return [escape_text(p.artifact.label) for p in series.points]
+
+
+def _steps(labels: list[str], values: list[float | None]) -> tuple[list[str], list[float | None]]:
+    """A step line ("hv") needs only the points where its value changes, and the last one."""
+    kept = [i for i, value in enumerate(values) if i == 0 or value != values[i - 1] or i == len(values) - 1]
+    return [labels[i] for i in kept], [values[i] for i in kept]
+
+
+def _points_trace(series: Series, indices: list[int], marker_kind: str, labels: list[str]) -> dict:
     name, marker, colour = MARKER_STYLES[marker_kind]
+    points = [series.points[i] for i in indices]
     return {
         "type": "scatter",
         "mode": "markers",
         "name": name,
-        "x": [p.artifact.version for p in points],
+        "x": [labels[i] for i in indices],
         "y": [_round(p.value) for p in points],
         "error_y": {
             "type": "data",
             "symmetric": False,
             "color": "#a0aec0",
             "thickness": 1,
+            "width": 0,
             "array": [_round(max(p.ci_high - p.value, 0.0)) for p in points],
             "arrayminus": [_round(max(p.value - p.ci_low, 0.0)) for p in points],
         },
@@ -216,17 +245,18 @@ def _points_trace(points: list[SeriesPoint], marker_kind: str) -> dict:
     }
 
 
-def _band_traces(series: Series) -> list[dict]:
-    banded = [p for p in series.points if p.band_low is not None]
+def _band_traces(series: Series, labels: list[str]) -> list[dict]:
+    banded = [i for i, p in enumerate(series.points) if p.band_low is not None]
     if not banded:
         return []
-    x = [p.artifact.version for p in banded]
+    edges = [(series.points[i].band_low, series.points[i].band_high) for i in banded]
+    x, kept = _steps([labels[i] for i in banded], edges)
     common = {"type": "scatter", "mode": "lines", "x": x, "line": {"width": 0, "shape": "hv"}, "hoverinfo": "skip"}
     return [
-        {**common, "y": [_round(p.band_low) for p in banded], "showlegend": False, "name": "band low"},
+        {**common, "y": [_round(low) for low, _ in kept], "showlegend": False, "name": "band low"},
         {
             **common,
-            "y": [_round(p.band_high) for p in banded],
+            "y": [_round(high) for _, high in kept],
             "fill": "tonexty",
             "fillcolor": COLOURS["band"],
             "name": f"{series.band_k:g}·σ band of production values",
@@ -234,55 +264,109 @@ def _band_traces(series: Series) -> list[dict]:
     ]
 
 
-def _threshold_traces(series: Series) -> list[dict]:
+def _threshold_traces(series: Series, labels: list[str]) -> list[dict]:
+    """One step line per threshold, following the version in force when each point was judged."""
     traces = []
-    for threshold in series.thresholds:
-        y = _threshold_values(series, threshold.rule, threshold.limit)
-        if y is None:
+    for step in series.thresholds:
+        y = _threshold_values(series, step)
+        if y is None or all(value is None for value in y):
             continue
-        label = (
-            f"{threshold.severity} limit {100 * threshold.limit:g} %"
-            if threshold.rule == "relative"
-            else (f"{threshold.severity} {('ceiling' if series.direction == 'lower' else 'floor')} {threshold.limit:g}")
-        )
+        severity = next(s for s in reversed(step.severities) if s)
+        x, kept = _steps(labels, list(zip(y, step.limits, strict=True)))
         traces.append(
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": label,
-                "x": [p.artifact.version for p in series.points],
-                "y": y,
+                "name": f"{severity} {_limit_word(series, step.rule)} (threshold {step.threshold_id})",
+                "x": x,
+                "y": [value for value, _ in kept],
                 "connectgaps": False,
-                "hoverinfo": "skip",
-                "line": {"color": COLOURS[threshold.severity], "dash": "dash", "width": 1.5, "shape": "hv"},
+                "customdata": [_limit_text(step.rule, limit) for _, limit in kept],
+                "hovertemplate": "limit in force: %{customdata} → %{y:.4g}<extra></extra>",
+                "line": {"color": COLOURS[severity], "dash": "dash", "width": 1.5, "shape": "hv"},
             }
         )
     return traces
 
 
-def _threshold_values(series: Series, rule: str, limit: float) -> list[float | None] | None:
+def _limit_word(series: Series, rule: str) -> str:
+    if rule == "relative":
+        return "limit"
+    return "ceiling" if series.direction == "lower" else "floor"
+
+
+def _limit_text(rule: str, limit: float | None) -> str:
+    if limit is None:
+        return "none"
+    return f"{100 * limit:g} %" if rule == "relative" else f"{limit:g}"
+
+
+def _threshold_values(series: Series, step) -> list[float | None] | None:
     """Relative: baseline·(1 ± limit) against the baseline each artifact was judged by; absolute: the value."""
-    if rule == "absolute":
-        return [limit for _ in series.points]
-    if rule != "relative":
-        return None
-    factor = 1 + limit if series.direction == "lower" else 1 - limit
-    return [_round(p.baseline_value * factor) if p.baseline_value is not None else None for p in series.points]
+    if step.rule == "absolute":
+        return [_round(limit) for limit in step.limits]
+    if step.rule != "relative":
+        return None  # a band rule is the shaded band
+    sign = 1 if series.direction == "lower" else -1
+    return [
+        _round(p.baseline_value * (1 + sign * limit)) if p.baseline_value is not None and limit is not None else None
+        for p, limit in zip(series.points, step.limits, strict=True)
+    ]
+
+
+def _tokenizer_trace(series: Series, labels: list[str]) -> list[dict]:
+    changed = [i for i, p in enumerate(series.points) if p.tokenizer_changed]
+    if not changed:
+        return []
+    return [
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "tokenizer changed",
+            "x": [labels[i] for i in changed],
+            "y": [_round(series.points[i].value) for i in changed],
+            "marker": {"symbol": "line-ns-open", "size": 26, "color": COLOURS["incomparable"], "line": {"width": 2}},
+            "hovertemplate": "%{x}: tokenizer differs from the previous point's<extra></extra>",
+        }
+    ]
+
+
+def _tick_labels(labels: list[str]) -> list[str]:
+    """At most MAX_TICK_LABELS evenly spaced labels, the newest always among them."""
+    if len(labels) <= MAX_TICK_LABELS:
+        return labels
+    step = math.ceil(len(labels) / MAX_TICK_LABELS)
+    return labels[::-1][::step][::-1]
 
 
 def series_figure(series: Series) -> dict:
-    """Value per artifact in creation order with CI error bars, band, threshold lines and decision markers."""
+    """Value per artifact, one category per artifact in commit order, with CI error bars, the k·σ band,
+    the threshold in force as a step line, and markers for decisions and tokenizer changes."""
     label = series.metric.replace("_", " ")
-    traces = [*_band_traces(series), *_threshold_traces(series)]
+    labels = _labels(series)
+    traces = [*_band_traces(series, labels), *_threshold_traces(series, labels)]
     for marker_kind in MARKER_STYLES:
-        points = [p for p in series.points if p.marker == marker_kind]
-        if points:
-            traces.append(_points_trace(points, marker_kind))
+        indices = [i for i, p in enumerate(series.points) if p.marker == marker_kind]
+        if indices:
+            traces.append(_points_trace(series, indices, marker_kind, labels))
+    traces += _tokenizer_trace(series, labels)
     better = "lower is better" if series.direction == "lower" else "higher is better"
-    layout = _layout(f"{label} on {series.dataset_label} ({better})", "artifact version (creation order)", label)
-    layout["xaxis"]["tickformat"] = "d"
+    title = escape_text(f"{label} on {series.dataset_label} ({better})")
+    layout = _layout(title, "artifact (version · commit), in commit order", label)
+    layout["xaxis"].update(
+        {
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": labels,
+            "tickvals": _tick_labels(labels),
+            "tickangle": -45,
+            "automargin": True,
+        }
+    )
     layout["hovermode"] = "closest"
     layout["legend"]["traceorder"] = "normal"
+    layout["legend"]["y"] = -0.45
+    layout["height"] = 380
     return {"data": traces, "layout": layout}
 
 

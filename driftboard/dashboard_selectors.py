@@ -7,34 +7,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, FilteredRelation, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from evals.models import DriftVerdict, EvalRun, GoldenSample, MetricSnapshot, Threshold
-from evals.scoring.drift import METRICS, historical_band
-from evals.scoring.summary import per_sample_values
+from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.scoring.drift import historical_band
+from evals.scoring.scorers import METRICS
+from evals.selectors import verdict_shown_outcome
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent, TelemetryTag
 
 ARRAY_FIELDS = ("positions", "numerators", "denominators")
-PROMOTING_ACTIONS = (PromotionEvent.Action.PROMOTE, PromotionEvent.Action.BASELINE)
 RECENT_LIMIT = 10
 TOP_REGRESSIONS = 20
-EXCERPT_CHARS = 160
 BYTES_PER_SAMPLE = 4 + 8 + 8  # MetricSnapshot: int32 position, float64 numerator and denominator
-SERIES_ARTIFACT_FIELDS = ("id", "family_id", "version", "commit_sha", "branch", "created_at")
-SERIES_SNAPSHOT_FIELDS = (
-    "artifact_id",
-    "dataset_id",
-    "value",
-    "ci_low",
-    "ci_high",
-    "metric",
-    "dataset__name",
-    "dataset__version",
-    "complete",
-)
 
 
 # Home
@@ -144,102 +132,95 @@ def artifact_progress(pk: int) -> tuple[Artifact, list[EvalRun]]:
     return artifact, runs
 
 
-@dataclass(frozen=True)
-class SampleRegression:
-    position: int
-    sample_id: str
-    category: str
-    excerpt: str
-    candidate: float
-    baseline: float
-    delta: float
+# Time series per family × metric × dataset
+
+SERIES_ROW_FIELDS = (
+    "artifact_id",
+    "dataset_id",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "complete",
+    "dataset__name",
+    "dataset__version",
+    "tokenizer_hash",
+    "judged__outcome",
+    "judged__baseline_value",
+    "judged__threshold_id",
+    "judged__threshold_history_id",
+    "judged__band_low",
+)
+SERIES_ARTIFACT_FIELDS = (
+    "id",
+    "version",
+    "commit_sha",
+    "branch",
+    "pr_url",
+    "pull_request__repository",
+    "pull_request__number",
+)
+THRESHOLD_HISTORY_FIELDS = (
+    "id",
+    "history_id",
+    "history_type",
+    "metric",
+    "dataset_name",
+    "rule",
+    "limit",
+    "severity",
+    "enabled",
+    "band_window",
+    "band_robust",
+)
+MARKING_ACTIONS = {
+    PromotionEvent.Action.PROMOTE: "promoted",
+    PromotionEvent.Action.BASELINE: "promoted",
+    PromotionEvent.Action.HALT: "halted",
+    PromotionEvent.Action.HOLD: "held",
+}
 
 
 @dataclass(frozen=True)
-class PairedSamples:
-    """Candidate and baseline per-sample values of one metric, aligned sample by sample."""
+class SeriesArtifact:
+    """What every series of a family shows of one artifact, loaded once for all of them."""
 
-    metric: str
-    direction: str
-    positions: np.ndarray
-    candidate: np.ndarray
-    baseline: np.ndarray
+    id: int
+    version: int
+    commit_sha: str
+    branch: str
+    pull_request: str
+    # Threshold id → the history_id of its version in force when the artifact was judged (None: not in force).
+    thresholds_in_force: dict[int, int | None]
 
     @property
-    def deltas(self) -> np.ndarray:
-        """Per-sample change in metric units, signed so that negative means worse."""
-        sign = 1.0 if self.direction == "higher" else -1.0
-        return sign * (self.candidate - self.baseline)
-
-
-def paired_samples(verdict: DriftVerdict) -> PairedSamples | None:
-    """Load both snapshots' arrays for one verdict (two queries) and pair them by dataset position."""
-    if verdict.baseline_id is None:
-        return None
-    snapshots = {
-        snapshot.artifact_id: snapshot
-        for snapshot in MetricSnapshot.objects.filter(
-            artifact_id__in=[verdict.artifact_id, verdict.baseline_id],
-            dataset_id=verdict.dataset_id,
-            metric=verdict.metric,
-        )
-    }
-    candidate, baseline = snapshots.get(verdict.artifact_id), snapshots.get(verdict.baseline_id)
-    if candidate is None or baseline is None:
-        return None
-    spec = METRICS[verdict.metric]
-    cand_pos, cand_num, cand_den = candidate.arrays()
-    base_pos, base_num, base_den = baseline.arrays()
-    common, cand_idx, base_idx = np.intersect1d(cand_pos, base_pos, assume_unique=True, return_indices=True)
-    return PairedSamples(
-        metric=verdict.metric,
-        direction=spec.direction,
-        positions=common,
-        candidate=per_sample_values(spec, cand_num[cand_idx], cand_den[cand_idx]),
-        baseline=per_sample_values(spec, base_num[base_idx], base_den[base_idx]),
-    )
-
-
-def top_regressions(pairs: PairedSamples, dataset_id: int, limit: int = TOP_REGRESSIONS) -> list[SampleRegression]:
-    """The samples whose per-sample value got worse the most, with a text excerpt of each (one query)."""
-    deltas = pairs.deltas
-    finite = np.flatnonzero(np.isfinite(deltas))
-    worst = finite[np.argsort(deltas[finite], kind="stable")][:limit]
-    worst = [i for i in worst if deltas[i] < 0]
-    samples = GoldenSample.objects.filter(dataset_id=dataset_id, position__in=[int(pairs.positions[i]) for i in worst])
-    by_position = {sample.position: sample for sample in samples}
-    rows = []
-    for i in worst:
-        sample = by_position.get(int(pairs.positions[i]))
-        text = sample.text if sample else ""
-        rows.append(
-            SampleRegression(
-                position=int(pairs.positions[i]),
-                sample_id=sample.sample_id if sample else "",
-                category=sample.category if sample else "",
-                excerpt=text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…",
-                candidate=float(pairs.candidate[i]),
-                baseline=float(pairs.baseline[i]),
-                delta=float(deltas[i]),
-            )
-        )
-    return rows
-
-
-# Time series per family × metric × dataset
+    def label(self) -> str:
+        """The category on the time axis: `v7 · a1b2c3d`."""
+        return f"v{self.version} · {self.commit_sha[:7]}"
 
 
 @dataclass(frozen=True)
 class SeriesPoint:
-    artifact: Artifact
+    artifact: SeriesArtifact
     value: float
     ci_low: float
     ci_high: float
     baseline_value: float | None
-    outcome: str
-    marker: str  # "promoted", "halted" or ""
+    outcome: str  # as shown: green / amber / red / incomparable / ungated; "" when never compared
+    marker: str  # "promoted", "halted", "held" or ""
     band_low: float | None
     band_high: float | None
+    tokenizer_changed: bool
+
+
+@dataclass(frozen=True)
+class ThresholdStep:
+    """One threshold's limit in force at each point of a series (None where it was not in force)."""
+
+    threshold_id: int
+    rule: str
+    severities: list[str | None]
+    limits: list[float | None]
 
 
 @dataclass
@@ -249,8 +230,8 @@ class Series:
     dataset_label: str
     direction: str
     band_k: float
-    thresholds: list[Threshold] = field(default_factory=list)
     points: list[SeriesPoint] = field(default_factory=list)
+    thresholds: list[ThresholdStep] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -259,57 +240,102 @@ class Series:
 
 @dataclass(frozen=True)
 class _SeriesInputs:
-    """Everything a family's series are built from, loaded once (rows as tuples: thousands of points)."""
-
-    artifacts: dict[int, Artifact]
-    verdicts: dict[tuple[int, int, str], tuple[float | None, str]]
+    artifacts: dict[int, SeriesArtifact]  # in commit order
     markers: dict[int, str]
-    thresholds: list[Threshold]
+    versions: dict[int, tuple]  # history_id → a threshold version (named tuple of THRESHOLD_HISTORY_FIELDS)
 
 
 def family_series(family: ModelFamily, *, metric: str = "", dataset_id: int | None = None) -> list[Series]:
-    """One series per metric × dataset of the family (optionally just one), points in creation order."""
+    """One series per metric × dataset of the family (optionally just one), points in commit order.
+
+    Four queries whatever the size, the database doing the joins and the "which threshold version was in
+    force" lookups: threshold history, artifacts, snapshots with their verdicts, decision events.
+    """
+    versions = {
+        record.history_id: record
+        for record in Threshold.history.filter(Q(family_id=family.pk) | Q(family_id__isnull=True)).values_list(
+            *THRESHOLD_HISTORY_FIELDS, named=True
+        )
+    }
+    inputs = _SeriesInputs(
+        artifacts=_series_artifacts(family, sorted({v.id for v in versions.values()})),
+        markers=artifact_markers(family),
+        versions=versions,
+    )
+    order = {artifact_id: index for index, artifact_id in enumerate(inputs.artifacts)}
+    grouped: dict[tuple[str, int], list] = defaultdict(list)
+    for row in _series_rows(family, metric, dataset_id):
+        grouped[(row.metric, row.dataset_id)].append(row)
+    for rows in grouped.values():
+        rows.sort(key=lambda row: order[row.artifact_id])
+    ordered = sorted(grouped.values(), key=lambda rows: (rows[0].dataset__name, rows[0].metric))
+    return [_series(rows, inputs) for rows in ordered]
+
+
+def _series_artifacts(family: ModelFamily, threshold_ids: list[int]) -> dict[int, SeriesArtifact]:
+    """The family's artifacts in commit order, each with the threshold versions in force when it was judged."""
+    judged_at = Coalesce("scored_at", "created_at")
+    in_force = {
+        f"in_force_{threshold_id}": Subquery(
+            Threshold.history.filter(id=threshold_id, history_date__lte=OuterRef("judged_at"))
+            .order_by("-history_date", "-history_id")
+            .values("history_id")[:1]
+        )
+        for threshold_id in threshold_ids
+    }
+    rows = (
+        family.artifacts.annotate(judged_at=judged_at)
+        .annotate(**in_force)
+        .order_by("created_at", "id")
+        .values_list(*SERIES_ARTIFACT_FIELDS, *in_force, named=True)
+    )
+    return {row.id: _series_artifact(row, threshold_ids) for row in rows}
+
+
+def _series_artifact(row, threshold_ids: list[int]) -> SeriesArtifact:
+    if row.pull_request__number:
+        pull_request = f"{row.pull_request__repository}#{row.pull_request__number}"
+    else:
+        pull_request = row.pr_url
+    return SeriesArtifact(
+        id=row.id,
+        version=row.version,
+        commit_sha=row.commit_sha,
+        branch=row.branch,
+        pull_request=pull_request,
+        thresholds_in_force={t: getattr(row, f"in_force_{t}") for t in threshold_ids},
+    )
+
+
+def _series_rows(family: ModelFamily, metric: str, dataset_id: int | None):
+    judged = FilteredRelation(
+        "artifact__verdicts",
+        condition=Q(artifact__verdicts__dataset_id=F("dataset_id"), artifact__verdicts__metric=F("metric")),
+    )
     snapshots = MetricSnapshot.objects.filter(artifact__family=family)
     if metric:
         snapshots = snapshots.filter(metric=metric)
     if dataset_id:
         snapshots = snapshots.filter(dataset_id=dataset_id)
-    inputs = _SeriesInputs(
-        artifacts={a.pk: a for a in family.artifacts.only(*SERIES_ARTIFACT_FIELDS)},
-        verdicts={
-            (artifact_id, dataset, name): (baseline_value, outcome)
-            for artifact_id, dataset, name, baseline_value, outcome in DriftVerdict.objects.filter(
-                artifact__family=family
-            ).values_list("artifact_id", "dataset_id", "metric", "baseline_value", "outcome")
-        },
-        markers=artifact_markers(family),
-        thresholds=list(
-            Threshold.objects.filter(Q(family=family) | Q(family__isnull=True), enabled=True).order_by("id")
-        ),
-    )
-    grouped: dict[tuple[str, int], list] = defaultdict(list)
-    for row in snapshots.values_list(*SERIES_SNAPSHOT_FIELDS, named=True):
-        grouped[(row.metric, row.dataset_id)].append(row)
-    ordered = sorted(grouped.values(), key=lambda rows: (rows[0].dataset__name, rows[0].metric))
-    return [_series(rows, inputs) for rows in ordered]
+    annotated = snapshots.annotate(judged=judged, tokenizer_hash=KT("fingerprint__tokenizer_hash"))
+    return annotated.order_by().values_list(*SERIES_ROW_FIELDS, named=True)
 
 
 def artifact_markers(family: ModelFamily) -> dict[int, str]:
-    """'promoted' or 'halted' by artifact id, whichever of those events came last."""
-    events = PromotionEvent.objects.filter(
-        artifact__family=family, action__in=[*PROMOTING_ACTIONS, PromotionEvent.Action.HALT]
-    ).order_by("created_at", "id")
-    return {
-        artifact_id: "halted" if action == PromotionEvent.Action.HALT else "promoted"
-        for artifact_id, action in events.values_list("artifact_id", "action")
-    }
+    """'promoted', 'halted' or 'held' by artifact id, whichever of those decisions came last."""
+    events = PromotionEvent.objects.filter(artifact__family=family, action__in=list(MARKING_ACTIONS)).order_by(
+        "created_at", "id"
+    )
+    return {artifact_id: MARKING_ACTIONS[action] for artifact_id, action in events.values_list("artifact_id", "action")}
 
 
 def _series(rows: list, inputs: _SeriesInputs) -> Series:
-    """rows: one metric × dataset of the family, as named tuples of SERIES_SNAPSHOT_FIELDS."""
+    """rows: one metric × dataset of the family in commit order, as named tuples of SERIES_ROW_FIELDS."""
     metric, dataset_id, dataset_name = rows[0].metric, rows[0].dataset_id, rows[0].dataset__name
-    applying = [t for t in inputs.thresholds if t.metric == metric and t.dataset_name in ("", dataset_name)]
-    band_rule = next((t for t in applying if t.rule == Threshold.Rule.BAND), None)
+    applying = {
+        v.history_id: v for v in inputs.versions.values() if v.metric == metric and v.dataset_name in ("", dataset_name)
+    }
+    band_rule = _current_band_rule(applying)
     window = band_rule.band_window if band_rule else settings.DRIFTBOARD_BAND_WINDOW
     series = Series(
         metric=metric,
@@ -317,32 +343,81 @@ def _series(rows: list, inputs: _SeriesInputs) -> Series:
         dataset_label=f"{dataset_name} v{rows[0].dataset__version}",
         direction=METRICS[metric].direction,
         band_k=band_rule.limit if band_rule else settings.DRIFTBOARD_BAND_K,
-        thresholds=applying,
     )
-    rows.sort(key=lambda row: (inputs.artifacts[row.artifact_id].created_at, row.artifact_id))
     production_values: list[float] = []
     band_edges: tuple[float | None, float | None] = (None, None)
+    previous_tokenizer = None
     for row in rows:
-        baseline_value, outcome = inputs.verdicts.get((row.artifact_id, dataset_id, metric), (None, ""))
         marker = inputs.markers.get(row.artifact_id, "")
-        series.points.append(
-            SeriesPoint(
-                artifact=inputs.artifacts[row.artifact_id],
-                value=row.value,
-                ci_low=row.ci_low,
-                ci_high=row.ci_high,
-                baseline_value=baseline_value,
-                outcome=outcome,
-                marker=marker,
-                band_low=band_edges[0],
-                band_high=band_edges[1],
-            )
-        )
+        changed = bool(previous_tokenizer and row.tokenizer_hash and row.tokenizer_hash != previous_tokenizer)
+        series.points.append(_point(row, inputs.artifacts[row.artifact_id], marker, band_edges, changed))
+        previous_tokenizer = row.tokenizer_hash or previous_tokenizer
         if marker == "promoted" and row.complete:
             production_values.append(row.value)
             band = historical_band(production_values[-window:], robust=band_rule.band_robust if band_rule else False)
             band_edges = band.edges(series.band_k) if band else (None, None)
+    series.thresholds = _threshold_steps(series.points, applying)
     return series
+
+
+def _current_band_rule(applying: dict[int, tuple]):
+    latest: dict[int, tuple] = {}
+    for history_id in sorted(applying):
+        latest[applying[history_id].id] = applying[history_id]
+    return next((v for v in latest.values() if v.rule == Threshold.Rule.BAND and _in_force(v)), None)
+
+
+def _point(row, artifact: SeriesArtifact, marker: str, band_edges: tuple, tokenizer_changed: bool) -> SeriesPoint:
+    outcome = ""
+    if row.judged__outcome is not None:
+        verdict = _VerdictFields(
+            row.judged__outcome, row.judged__threshold_id, row.judged__threshold_history_id, row.judged__band_low
+        )
+        outcome = verdict_shown_outcome(verdict)
+    return SeriesPoint(
+        artifact=artifact,
+        value=row.value,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        baseline_value=row.judged__baseline_value,
+        outcome=outcome,
+        marker=marker,
+        band_low=band_edges[0],
+        band_high=band_edges[1],
+        tokenizer_changed=tokenizer_changed,
+    )
+
+
+@dataclass(frozen=True)
+class _VerdictFields:
+    outcome: str
+    threshold_id: int | None
+    threshold_history_id: int | None
+    band_low: float | None
+
+
+def _in_force(version) -> bool:
+    return version is not None and version.history_type != "-" and version.enabled
+
+
+def _threshold_steps(points: list[SeriesPoint], applying: dict[int, tuple]) -> list[ThresholdStep]:
+    """For each threshold on this metric and dataset, the version in force when each point was judged."""
+    steps = []
+    for threshold_id in sorted({v.id for v in applying.values()}):
+        in_force = []
+        for point in points:
+            version = applying.get(point.artifact.thresholds_in_force.get(threshold_id))
+            in_force.append(version if _in_force(version) else None)
+        if any(in_force):
+            steps.append(
+                ThresholdStep(
+                    threshold_id=threshold_id,
+                    rule=next(v.rule for v in reversed(in_force) if v),
+                    severities=[v.severity if v else None for v in in_force],
+                    limits=[v.limit if v else None for v in in_force],
+                )
+            )
+    return steps
 
 
 # Thresholds

@@ -51,11 +51,21 @@ VAR_DIR = env_path("DRIFTBOARD_VAR_DIR", BASE_DIR / "var")
 TESTING = "pytest" in sys.modules or env_bool("DRIFTBOARD_TESTING")
 
 DEBUG = env_bool("DEBUG")
-# Commands that only compare models with migrations sign nothing, so they run without a key (left
-# empty: Django refuses any use of it). Everything else needs one unless DEBUG or embedded.
-SCHEMA_COMMANDS = {"makemigrations", "showmigrations", "sqlmigrate"}
+# Commands that sign nothing (schema comparisons, scoring and importing files from a shell) run
+# without a key (left empty: Django refuses any use of it). The web server, workers and everything
+# else need one unless DEBUG or embedded.
+UNSIGNED_COMMANDS = {
+    "makemigrations",
+    "showmigrations",
+    "sqlmigrate",
+    "migrate",
+    "evaluate",
+    "import_golden",
+    "import_results",
+    "build_demo_models",
+}
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY and not (len(sys.argv) > 1 and sys.argv[1] in SCHEMA_COMMANDS):
+if not SECRET_KEY and not (len(sys.argv) > 1 and sys.argv[1] in UNSIGNED_COMMANDS):
     if not (DEBUG or TESTING or env_bool("DRIFTBOARD_EMBEDDED")):
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "insecure-embedded-only-key-set-SECRET_KEY-in-production"
@@ -178,6 +188,10 @@ DRIFTBOARD_MAX_COMPRESSION_RATIO = env_float("DRIFTBOARD_MAX_COMPRESSION_RATIO",
 DRIFTBOARD_STAGING_MAX_AGE_SECONDS = env_int("DRIFTBOARD_STAGING_MAX_AGE_SECONDS", 6 * 3600)
 DRIFTBOARD_MAX_DATASET_ROWS = env_int("DRIFTBOARD_MAX_DATASET_ROWS", 100_000)
 DRIFTBOARD_MAX_SAMPLE_CHARS = env_int("DRIFTBOARD_MAX_SAMPLE_CHARS", 100_000)
+# Traffic logs: rows per upload (split into windows of at most DRIFTBOARD_MAX_DATASET_ROWS each), and
+# how many samples of a window the production model scores (a stratified random sample beyond that).
+DRIFTBOARD_MAX_TRAFFIC_ROWS = env_int("DRIFTBOARD_MAX_TRAFFIC_ROWS", 500_000)
+DRIFTBOARD_TRAFFIC_SAMPLE_SIZE = env_int("DRIFTBOARD_TRAFFIC_SAMPLE_SIZE", 2000)
 # Request bodies read into memory (JSON, form fields); files stream to disk under the limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024**2)
 DRIFTBOARD_MAX_QUEUED_RUNS = env_int("DRIFTBOARD_MAX_QUEUED_RUNS", 50)
@@ -190,6 +204,8 @@ DRIFTBOARD_ALERT_WEBHOOK_URL = env_str("DRIFTBOARD_ALERT_WEBHOOK_URL")
 DRIFTBOARD_BAND_WINDOW = env_int("DRIFTBOARD_BAND_WINDOW", 10)
 DRIFTBOARD_BAND_K = env_float("DRIFTBOARD_BAND_K", 3.0)
 DRIFTBOARD_BOOTSTRAP_RESAMPLES = env_int("DRIFTBOARD_BOOTSTRAP_RESAMPLES", 2000)
+# Per-sample results are saved every this many samples, so a killed run resumes from its last chunk.
+DRIFTBOARD_RESULT_CHUNK_SAMPLES = env_int("DRIFTBOARD_RESULT_CHUNK_SAMPLES", 256)
 DRIFTBOARD_THRESHOLD_REVIEW_DAYS = env_int("DRIFTBOARD_THRESHOLD_REVIEW_DAYS", 90)
 
 # Prometheus metrics at /metrics: off unless a bearer token and/or allowed addresses are set.

@@ -10,16 +10,17 @@ from driftboard import views
 from driftboard.healthz import healthz
 from driftboard.prometheus import metrics_view
 from evals import api as evals_api
-from registry import api as registry_api
 from registry import webhooks
 
 router = DefaultRouter()
-router.register("families", registry_api.FamilyViewSet, basename="api-family")
-router.register("artifacts", registry_api.ArtifactViewSet, basename="api-artifact")
+router.register("families", evals_api.FamilyViewSet, basename="api-family")
+router.register(r"families/(?P<family_slug>[-\w]+)/traffic", evals_api.TrafficWindowViewSet, basename="api-traffic")
+router.register("artifacts", evals_api.ArtifactViewSet, basename="api-artifact")
 router.register("datasets", evals_api.DatasetViewSet, basename="api-dataset")
 router.register("runs", evals_api.RunViewSet, basename="api-run")
 router.register("thresholds", evals_api.ThresholdViewSet, basename="api-threshold")
 router.register("experiments", evals_api.ExperimentViewSet, basename="experiment-api")
+router.register("compare", evals_api.CompareViewSet, basename="api-compare")
 
 handler404 = "driftboard.errors.not_found"
 handler500 = "driftboard.errors.server_error"
@@ -27,7 +28,11 @@ handler500 = "driftboard.errors.server_error"
 urlpatterns = [
     path("", views.home, name="home"),
     path("families/<slug:slug>/", views.family_detail, name="family-detail"),
+    path("families/<slug:slug>/compare/", views.family_compare, name="family-compare"),
+    path("families/<slug:slug>/traffic/", views.family_traffic, name="family-traffic"),
+    path("families/<slug:slug>/traffic/<int:number>/promote/", views.traffic_promote, name="traffic-promote"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
+    path("artifacts/compare/", views.artifact_compare_picked, name="artifact-compare-picked"),
     path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),
     path("artifacts/<int:pk>/progress.json", views.artifact_progress, name="artifact-progress"),
     path("artifacts/<int:pk>/promote/", views.artifact_action, {"action": "promote"}, name="artifact-promote"),

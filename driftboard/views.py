@@ -12,14 +12,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.http import require_POST
 
 from driftboard import charts
 from driftboard import dashboard_selectors as selectors
+from driftboard.formatting import percent
 from driftboard.queues import queue_depths
 from driftboard.roles import can_review
+from evals import compare
+from evals import selectors as evals_selectors
 from evals.models import DriftVerdict, EvalRun, Threshold
+from evals.scoring.golden_io import GoldenFileError
 from evals.services import threshold_backtest
+from evals.services import traffic as traffic_services
 from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
 
@@ -58,10 +64,6 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:+.2f} %"
-
-
 def _chart(chart_id: str, figure: dict, **extra) -> dict:
     return {"id": chart_id, "figure": figure, "label": figure["layout"]["title"]["text"], **extra}
 
@@ -92,14 +94,132 @@ def family_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "family": family,
         "production": selectors.family_production(family),
         "focused": bool(metric or dataset_id),
-        "charts": [_series_chart(s) for s in series],
+        "charts": [_series_chart(family, s) for s in series],
     }
     return render(request, "dashboard/family_detail.html", context)
 
 
-def _series_chart(series: selectors.Series) -> dict:
+POINT_URL = reverse_lazy("artifact-detail", args=[0])
+
+
+def _series_chart(family: ModelFamily, series: selectors.Series) -> dict:
     focus_query = urlencode({"metric": series.metric, "dataset": series.dataset_id})
-    return _chart(f"series-{series.key}", charts.series_figure(series), clickable=True, focus_url=f"?{focus_query}")
+    return _chart(
+        f"series-{series.key}",
+        charts.series_figure(series),
+        point_url=str(POINT_URL).replace("/0/", "/{id}/"),
+        compare_url=f"{reverse('family-compare', args=[family.slug])}?{focus_query}",
+        focus_url=f"?{focus_query}",
+    )
+
+
+@dataclass(frozen=True)
+class ComparedRow:
+    """One metric × dataset of a comparison, worded like a verdict row; relative figures in percent."""
+
+    compared: compare.MetricComparison
+    focus_url: str
+
+    @property
+    def delta_text(self) -> str:
+        return percent(self.compared.comparison.delta) if self.compared.comparison else "—"
+
+    @property
+    def ci_text(self) -> str:
+        c = self.compared.comparison
+        return f"{percent(c.ci_low)} to {percent(c.ci_high)}" if c else "—"
+
+
+@login_required
+def family_compare(request: HttpRequest, slug: str) -> HttpResponse:
+    """Version b against version a on the stored per-sample arrays: the statistics a verdict would give."""
+    family = get_object_or_404(ModelFamily, slug=slug)
+    versions = list(family.artifacts.order_by("-version").values_list("pk", "version", "commit_sha"))
+    a_id, b_id = _int_or_none(request.GET.get("a")), _int_or_none(request.GET.get("b"))
+    context = {"family": family, "versions": versions, "a_id": a_id, "b_id": b_id, "result": None}
+    if a_id and b_id:
+        artifacts = {a.pk: a for a in family.artifacts.select_related("family").filter(pk__in=[a_id, b_id])}
+        if len(artifacts) != len({a_id, b_id}):
+            raise Http404("Both versions must be artifacts of this family.")
+        result = compare.versions_compare(a=artifacts[a_id], b=artifacts[b_id])
+        focus = result.focus(request.GET.get("metric", ""), _int_or_none(request.GET.get("dataset")))
+        query = {"a": a_id, "b": b_id}
+        context |= {
+            "result": result,
+            "rows": [
+                ComparedRow(m, f"?{urlencode({**query, 'metric': m.metric, 'dataset': m.dataset.pk})}")
+                for m in result.metrics
+            ],
+            "focus": focus,
+            **_compare_focus_context(result, focus),
+        }
+    return render(request, "dashboard/family_compare.html", context)
+
+
+def _compare_focus_context(result: compare.VersionComparison, focus: compare.MetricComparison | None) -> dict:
+    if focus is None:
+        return {"distribution_charts": [], "regressions": []}
+    pairs = evals_selectors.samples_paired(focus.b, focus.a)
+    names = (f"v{result.a.version}", f"v{result.b.version}")
+    distribution_charts = [
+        _chart("chart-distribution", charts.distribution_figure(pairs, names)),
+        _chart("chart-paired-deltas", charts.paired_delta_figure(pairs)),
+    ]
+    if focus.comparison.per_category:
+        category_figure = charts.category_delta_figure(focus.comparison.per_category)
+        distribution_charts.append(_chart("chart-categories", category_figure, wide=True))
+    regressions = evals_selectors.samples_regressed_most(pairs, focus.dataset.pk, selectors.TOP_REGRESSIONS)
+    return {
+        "distribution_charts": distribution_charts,
+        "regressions": [(row, percent(row.relative_change)) for row in regressions],
+    }
+
+
+@login_required
+def artifact_compare_picked(request: HttpRequest) -> HttpResponse:
+    """The two rows ticked on the artifact list, older as a, newer as b, on their family's compare page."""
+    picked = {int(pk) for pk in request.GET.getlist("pick") if pk.isdigit()}
+    artifacts = list(Artifact.objects.filter(pk__in=picked).select_related("family").order_by("version"))
+    if len(artifacts) != 2 or artifacts[0].family_id != artifacts[1].family_id:
+        messages.error(request, "Tick exactly two versions of the same family to compare them.")
+        return redirect("artifact-list")
+    a, b = artifacts
+    return redirect(f"{reverse('family-compare', args=[a.family.slug])}?{urlencode({'a': a.pk, 'b': b.pk})}")
+
+
+@login_required
+def family_traffic(request: HttpRequest, slug: str) -> HttpResponse:
+    """The traffic tab: every window against the reference, and one window (?window=N) in detail."""
+    family = get_object_or_404(ModelFamily, slug=slug)
+    windows = list(evals_selectors.traffic_windows(family))
+    number = _int_or_none(request.GET.get("window"))
+    focus = next((w for w in windows if w.number == number), windows[-1] if windows else None)
+    context = {
+        "family": family,
+        "windows": windows,
+        "focus": focus,
+        "surprising": evals_selectors.traffic_surprising(focus) if focus else [],
+        "shares": focus.statistics.get("categories", []) if focus else [],
+        "chart": evals_selectors.traffic_chart_data(windows),
+    }
+    return render(request, "dashboard/family_traffic.html", context)
+
+
+@login_required
+@require_POST
+def traffic_promote(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """A new golden version: the current set plus the window's most surprising samples."""
+    if not can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may change a golden set.")
+    family = get_object_or_404(ModelFamily, slug=slug)
+    window = get_object_or_404(evals_selectors.traffic_windows(family), number=number)
+    try:
+        dataset = traffic_services.traffic_window_promote(window=window, user=request.user)
+    except GoldenFileError as exc:
+        messages.error(request, f"Window {number} cannot be promoted: {exc}")
+    else:
+        messages.success(request, f"Window {number} promoted: {dataset} ({dataset.sample_count} samples).")
+    return redirect(window)
 
 
 # Artifacts
@@ -145,14 +265,29 @@ class VerdictRow:
         return "?" + urlencode({"metric": self.verdict.metric, "dataset": self.verdict.dataset_id})
 
     @property
+    def shown_outcome(self) -> str:
+        return evals_selectors.verdict_shown_outcome(self.verdict)
+
+    @property
+    def outcome_label(self) -> str:
+        return "not gated" if self.shown_outcome == evals_selectors.UNGATED else self.verdict.get_outcome_display()
+
+    @property
+    def add_threshold_url(self) -> str:
+        """The admin's threshold form, filled in with this verdict's family, metric and dataset."""
+        verdict = self.verdict
+        query = {"family": verdict.artifact.family_id, "metric": verdict.metric, "dataset_name": verdict.dataset.name}
+        return f"{reverse('admin:evals_threshold_add')}?{urlencode(query)}"
+
+    @property
     def delta_text(self) -> str:
-        return _percent(self.verdict.delta)
+        return percent(self.verdict.delta)
 
     @property
     def ci_text(self) -> str:
         if self.verdict.ci_low is None or self.verdict.ci_high is None:
             return "—"
-        return f"{_percent(self.verdict.ci_low)} to {_percent(self.verdict.ci_high)}"
+        return f"{percent(self.verdict.ci_low)} to {percent(self.verdict.ci_high)}"
 
     @property
     def band_text(self) -> str:
@@ -202,7 +337,7 @@ def _focus_row(rows: list[VerdictRow], metric: str, dataset_id: int | None) -> V
 
 
 def _focus_context(verdict: DriftVerdict | None) -> dict:
-    pairs = selectors.paired_samples(verdict) if verdict else None
+    pairs = evals_selectors.verdict_samples_paired(verdict) if verdict else None
     if pairs is None or len(pairs.positions) == 0:
         return {"distribution_charts": [], "regressions": []}
     distribution_charts = [
@@ -215,7 +350,7 @@ def _focus_context(verdict: DriftVerdict | None) -> dict:
         )
     return {
         "distribution_charts": distribution_charts,
-        "regressions": selectors.top_regressions(pairs, verdict.dataset_id),
+        "regressions": evals_selectors.samples_regressed_most(pairs, verdict.dataset_id, selectors.TOP_REGRESSIONS),
     }
 
 
@@ -314,10 +449,8 @@ def _backtest(request: HttpRequest, threshold: Threshold) -> tuple[BacktestForm,
     result = threshold_backtest(threshold=draft)
     changed = [row for row in result["artifacts"] if row["recorded"] != row["would_be"]]
     for row in changed:
-        row["delta_text"] = _percent(row["delta"])
-        row["ci_text"] = (
-            f"{_percent(row['ci_low'])} to {_percent(row['ci_high'])}" if row["ci_low"] is not None else "—"
-        )
+        row["delta_text"] = percent(row["delta"])
+        row["ci_text"] = f"{percent(row['ci_low'])} to {percent(row['ci_high'])}" if row["ci_low"] is not None else "—"
     recorded = Counter(row["recorded"] for row in result["artifacts"])
     outcomes = [(outcome, recorded.get(outcome, 0), count) for outcome, count in result["counts"].items()]
     return form, {"outcomes": outcomes, "total": len(result["artifacts"]), "changed": changed}

@@ -2,18 +2,65 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, parsers, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from driftboard.api import BaseViewSet
+from driftboard.api import BaseViewSet, FiniteFloatField
+from driftboard.api import ModelSerializer as FiniteModelSerializer
 from driftboard.roles import IsAdminOrReadOnly
-from evals import selectors, services
-from evals.models import DriftVerdict, EvalRun, Experiment, ExperimentRun, GoldenDataset, MetricSnapshot, Threshold
+from evals import compare, selectors, services
+from evals.models import (
+    DriftVerdict,
+    EvalRun,
+    Experiment,
+    ExperimentRun,
+    GoldenDataset,
+    MetricSnapshot,
+    Threshold,
+    TrafficWindow,
+)
 from evals.scoring.golden_io import GoldenFileError
 from evals.services import experiments as experiment_services
-from registry.models import ModelFamily
+from evals.services import pipeline
+from evals.services import traffic as traffic_services
+from evals.services.verdicts import json_safe
+from registry import api as registry_api
+from registry.models import Artifact, ModelFamily
+
+
+class EvaluatedArtifactSerializer(registry_api.ArtifactDetailSerializer):
+    metrics = serializers.SerializerMethodField()
+    verdicts = serializers.SerializerMethodField()
+
+    class Meta(registry_api.ArtifactDetailSerializer.Meta):
+        fields = registry_api.ArtifactDetailSerializer.Meta.fields + ["metrics", "verdicts"]
+        read_only_fields = fields
+
+    def get_metrics(self, artifact) -> list[dict]:
+        return [snapshot_summary(s) for s in artifact.snapshots.all()]
+
+    def get_verdicts(self, artifact) -> list[dict]:
+        return [verdict_summary(v) for v in artifact.verdicts.all()]
+
+
+class ArtifactViewSet(registry_api.ArtifactViewSet):
+    """The registry's artifacts, with their scores; a submission queues its scoring."""
+
+    detail_serializer_class = EvaluatedArtifactSerializer
+
+    def submit(self, **fields):
+        return pipeline.artifact_submit(**fields)
+
+    def submission_extras(self, artifact) -> dict:
+        return {"queue_position": selectors.artifact_queue_position(artifact)}
+
+
+class FamilyViewSet(registry_api.FamilyViewSet):
+    def create_family(self, **fields):
+        return pipeline.family_create(**fields)
 
 
 def snapshot_summary(snapshot: MetricSnapshot) -> dict:
@@ -137,7 +184,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
         return selectors.run_list()
 
 
-class ThresholdSerializer(serializers.ModelSerializer):
+class ThresholdSerializer(FiniteModelSerializer):
     family = serializers.SlugRelatedField(
         slug_field="slug", queryset=ModelFamily.objects.all(), allow_null=True, required=False
     )
@@ -151,6 +198,7 @@ class ThresholdSerializer(serializers.ModelSerializer):
         model = Threshold
         fields = [
             "id",
+            "scope",
             "family",
             "dataset_name",
             "metric",
@@ -188,7 +236,7 @@ class ThresholdSerializer(serializers.ModelSerializer):
     def _current(self) -> dict:
         if self.instance is None:
             return {}
-        return {f: getattr(self.instance, f) for f in ("metric", "rule", "limit", "rationale", "severity")}
+        return {f: getattr(self.instance, f) for f in ("scope", "metric", "rule", "limit", "rationale", "severity")}
 
 
 BACKTEST_RESPONSE = inline_serializer(
@@ -305,8 +353,8 @@ class RunRecordSerializer(serializers.Serializer):
 
     commit = serializers.RegexField(experiment_services.COMMIT_PATTERN, max_length=64)
     status = serializers.ChoiceField(choices=ExperimentRun.Status.choices)
-    objective_value = serializers.FloatField(required=False, allow_null=True)
-    memory_gb = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    objective_value = FiniteFloatField(required=False, allow_null=True)
+    memory_gb = FiniteFloatField(required=False, allow_null=True, min_value=0)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
     started_at = serializers.DateTimeField(required=False, allow_null=True)
     finished_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -426,3 +474,148 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
         except experiment_services.ResultsFileError as exc:
             return Response({"detail": str(exc), "line": exc.line}, status=status.HTTP_400_BAD_REQUEST)
         return Response(import_report_body(report))
+
+
+class CompareParams(serializers.Serializer):
+    a = serializers.IntegerField(min_value=1, help_text="Artifact id of the reference version.")
+    b = serializers.IntegerField(min_value=1, help_text="Artifact id of the version judged against a.")
+    dataset = serializers.SlugField(required=False, default="", help_text="Only this golden dataset (name).")
+
+
+def artifact_brief(artifact) -> dict:
+    return {
+        "id": artifact.pk,
+        "family": artifact.family.slug,
+        "version": artifact.version,
+        "commit": artifact.commit_sha,
+    }
+
+
+def metric_comparison_summary(row: compare.MetricComparison) -> dict:
+    summary = {
+        "metric": row.metric,
+        "dataset": row.dataset.name,
+        "dataset_version": row.dataset.version,
+        "a_value": row.a.value,
+        "b_value": row.b.value,
+        "comparable": row.comparison is not None,
+        "reason": row.reason,
+    }
+    if row.comparison is None:
+        return summary
+    c = row.comparison
+    return {
+        **summary,
+        "a_value": c.baseline,
+        "b_value": c.candidate,
+        "n": c.n,
+        "delta": c.delta,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "p_value": c.p_value,
+        "ks": c.ks,
+        "wasserstein": c.wasserstein,
+        "per_category": json_safe(c.per_category),
+    }
+
+
+class CompareViewSet(BaseViewSet):
+    """Any two versions on their stored per-sample arrays, with the statistics a verdict uses."""
+
+    @extend_schema(parameters=[CompareParams], responses={200: dict})
+    def list(self, request) -> Response:
+        params = CompareParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        a, b = (
+            get_object_or_404(Artifact.objects.select_related("family"), pk=params.validated_data[name])
+            for name in ("a", "b")
+        )
+        result = compare.versions_compare(a=a, b=b, dataset_name=params.validated_data["dataset"])
+        return Response(
+            {
+                "a": artifact_brief(a),
+                "b": artifact_brief(b),
+                "comparisons": [metric_comparison_summary(row) for row in result.metrics],
+                "only_one": result.only_one,
+            }
+        )
+
+
+# Traffic windows: /api/v1/families/{slug}/traffic/
+
+
+def traffic_window_summary(window: TrafficWindow) -> dict:
+    return {
+        "window": window.number,
+        "starts_at": window.starts_at,
+        "ends_at": window.ends_at,
+        "samples": window.dataset.sample_count,
+        "sha256": window.dataset.sha256,
+        "categories": window.dataset.categories,
+        "artifact": window.artifact_id,
+        "run": window.run_id,
+        "run_status": window.run.status if window.run_id else None,
+        "metric": window.metric,
+        "outcome": window.outcome or "pending",
+        "reasons": window.reasons,
+        "statistics": {k: v for k, v in window.statistics.items() if k != "categories"},
+        "promoted_to": str(window.promoted_to) if window.promoted_to_id else None,
+    }
+
+
+class TrafficUploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    window = serializers.CharField(required=False, allow_blank=True, max_length=20)
+
+
+class TrafficWindowViewSet(BaseViewSet):
+    """A family's traffic windows: upload a query log, list the windows, read one in detail."""
+
+    lookup_field = "number"
+    lookup_value_regex = r"\d+"
+    parser_classes = [parsers.MultiPartParser]
+
+    def family(self) -> ModelFamily:
+        return get_object_or_404(ModelFamily, slug=self.kwargs["family_slug"])
+
+    @extend_schema(responses={200: dict})
+    def list(self, request, family_slug: str) -> Response:
+        windows = selectors.traffic_windows(self.family())
+        return Response({"family": family_slug, "windows": [traffic_window_summary(w) for w in windows]})
+
+    @extend_schema(responses={200: dict})
+    def retrieve(self, request, family_slug: str, number: str) -> Response:
+        try:
+            window = selectors.traffic_window(self.family(), int(number))
+        except TrafficWindow.DoesNotExist as exc:
+            raise NotFound("No such traffic window.") from exc
+        surprising = selectors.traffic_surprising(window)
+        return Response(
+            {
+                **traffic_window_summary(window),
+                "reference": str(window.reference_window or window.reference_dataset or ""),
+                "category_shares": window.statistics.get("categories", []),
+                "most_surprising": [vars(s) for s in surprising],
+            }
+        )
+
+    @extend_schema(request=TrafficUploadSerializer, responses={201: dict})
+    def create(self, request, family_slug: str) -> Response:
+        family = self.family()
+        params = TrafficUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["file"]
+        try:
+            windows = traffic_services.traffic_import(
+                family=family,
+                filename=upload.name,
+                source=upload,
+                window=params.validated_data.get("window") or None,
+                user=request.user,
+            )
+        except GoldenFileError as exc:
+            return Response({"detail": str(exc), "row": exc.row}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"family": family.slug, "windows": [traffic_window_summary(w) for w in windows]},
+            status=status.HTTP_201_CREATED,
+        )

@@ -8,13 +8,26 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from evals.scoring.traffic import TRAFFIC_METRICS
 from registry.models import Artifact, ModelFamily
 
 
 class GoldenDataset(models.Model):
-    """A frozen, versioned set of samples. A new upload under the same name is a new version."""
+    """A frozen, versioned set of samples. A new upload under the same name is a new version.
+
+    A traffic window is stored the same way but marked `traffic`: it is never scored as a golden
+    set; promoting it builds a new golden version from it.
+    """
+
+    class Purpose(models.TextChoices):
+        GOLDEN = "golden", "Golden set"
+        TRAFFIC = "traffic", "Traffic window"
 
     name = models.SlugField(max_length=100)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.GOLDEN)
+    recipe = models.JSONField(
+        default=dict, blank=True, help_text="How a golden subset was drawn (source, sizes, seed), to rebuild it."
+    )
     version = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     sample_count = models.PositiveIntegerField()
@@ -52,16 +65,17 @@ class GoldenSample(models.Model):
 
 
 class SampleResult(models.Model):
-    """Per-sample scores, reused whenever the same weights meet the same sample again."""
+    """One scorer's per-sample values, reused whenever the same weights meet the same sample again.
+
+    `scorer` is `name@version`; `values` maps the scorer's value names to numbers
+    (`{"nll": …, "tokens": …, "bytes": …}` for causal NLL, `{"similarity": …}` for embeddings).
+    """
 
     weights_sha256 = models.CharField(max_length=64)
     sample_sha256 = models.CharField(max_length=64)
     scorer = models.CharField(max_length=100)
     config_key = models.CharField(max_length=64)
-    nll = models.FloatField(null=True)
-    tokens = models.IntegerField(null=True)
-    byte_count = models.IntegerField(null=True)
-    similarity = models.FloatField(null=True)
+    values = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -90,6 +104,7 @@ class EvalRun(models.Model):
         FULL = "full", "Full golden set"
         SEQUENTIAL = "sequential", "Sequential sampling"
         COMPLETION = "completion", "Completion of a sampled run"
+        TRAFFIC = "traffic", "Production model on a traffic window"
 
     WAITING = (Status.PENDING, Status.DEFERRED, Status.QUEUED)
 
@@ -195,6 +210,11 @@ class Threshold(models.Model):
         WARN = "warn", "Warn (amber)"
         BLOCK = "block", "Block (red)"
 
+    class Scope(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate against its baseline"
+        TRAFFIC = "traffic", "Production model on traffic windows"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.CANDIDATE)
     family = models.ForeignKey(
         ModelFamily,
         null=True,
@@ -235,6 +255,14 @@ class Threshold(models.Model):
             raise ValidationError({"limit": "A relative limit is a fraction between 0 and 1 (0.02 = 2 %)."})
         if self.rule == self.Rule.BAND and self.limit <= 0:
             raise ValidationError({"limit": "A band limit is k, a positive number of σ."})
+        if self.scope == self.Scope.TRAFFIC:
+            self._clean_traffic()
+
+    def _clean_traffic(self) -> None:
+        if self.metric not in TRAFFIC_METRICS:
+            raise ValidationError({"metric": f"A traffic threshold is on one of: {', '.join(TRAFFIC_METRICS)}."})
+        if self.rule != self.Rule.ABSOLUTE or self.limit <= 0:
+            raise ValidationError({"limit": "A traffic threshold is an absolute, positive effect size."})
 
     @property
     def overdue(self) -> bool:
@@ -350,3 +378,45 @@ class ExperimentRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment.slug}#{self.sequence} {self.commit} {self.status}"
+
+
+class TrafficWindow(models.Model):
+    """A window of a family's production traffic and how the production model did on it."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "", "Not scored yet"
+        GREEN = "green", "Green"
+        AMBER = "amber", "Amber"
+        RED = "red", "Red"
+        INCOMPARABLE = "incomparable", "Incomparable"
+
+    family = models.ForeignKey(ModelFamily, on_delete=models.CASCADE, related_name="traffic_windows")
+    number = models.PositiveIntegerField(help_text="1, 2, … per family: the window's name in URLs.")
+    dataset = models.OneToOneField(GoldenDataset, on_delete=models.PROTECT, related_name="traffic_window")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reference_window = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, help_text="Empty: the production golden set."
+    )
+    artifact = models.ForeignKey(Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reference_dataset = models.ForeignKey(
+        GoldenDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metric = models.CharField(max_length=50, blank=True)
+    statistics = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.PENDING, blank=True)
+    reasons = models.JSONField(default=list, blank=True)
+    promoted_to = models.ForeignKey(GoldenDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["family", "starts_at", "number"]
+        constraints = [models.UniqueConstraint(fields=["family", "number"], name="unique_traffic_window_number")]
+
+    def __str__(self) -> str:
+        return f"{self.family.slug} traffic window {self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("family-traffic", args=[self.family.slug]) + f"?window={self.number}"

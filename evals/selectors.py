@@ -1,16 +1,34 @@
-"""Reads shared by the pages, the API and the charts."""
+"""Reads shared by the pages, the API, the charts and the PR comment."""
 
 import datetime
+from dataclasses import dataclass
 
+import numpy as np
 from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
-from evals.models import DriftVerdict, EvalRun, Experiment, ExperimentRun, GoldenDataset, Threshold
-from registry.models import Artifact, ModelFamily
+from driftboard.formatting import percent
+from evals.models import (
+    DriftVerdict,
+    EvalRun,
+    Experiment,
+    ExperimentRun,
+    GoldenDataset,
+    GoldenSample,
+    MetricSnapshot,
+    Threshold,
+    TrafficWindow,
+)
+from evals.scoring.scorers import METRICS
+from registry import selectors as registry_selectors
+from registry.models import Artifact, ModelFamily, PromotionEvent
+
+# Text shown for a regressed sample on pages; the PR comment shortens further.
+EXCERPT_CHARS = 240
 
 
 def dataset_latest(name: str) -> GoldenDataset | None:
-    return GoldenDataset.objects.filter(name=name).order_by("-version").first()
+    return GoldenDataset.objects.filter(name=name, purpose=GoldenDataset.Purpose.GOLDEN).order_by("-version").first()
 
 
 def dataset_list() -> QuerySet[GoldenDataset]:
@@ -27,9 +45,8 @@ def artifact_queue_position(artifact: Artifact) -> int | None:
 
 
 def thresholds_in_force(*, family: ModelFamily, metric: str, dataset_name: str) -> list[Threshold]:
-    candidates = Threshold.objects.filter(enabled=True, metric=metric).filter(
-        family__in=[family.pk]
-    ) | Threshold.objects.filter(enabled=True, metric=metric, family__isnull=True)
+    in_force = Threshold.objects.filter(enabled=True, metric=metric, scope=Threshold.Scope.CANDIDATE)
+    candidates = in_force.filter(family__in=[family.pk]) | in_force.filter(family__isnull=True)
     return [t for t in candidates.order_by("id") if t.dataset_name in ("", dataset_name)]
 
 
@@ -133,3 +150,221 @@ def experiment_first_valued_sequence(experiment: Experiment) -> int | None:
         experiment.runs.filter(objective_value__isnull=False).order_by("sequence").values_list("sequence", flat=True)
     )
     return first.first()
+
+
+def baseline_for(artifact: Artifact) -> Artifact | None:
+    baseline = registry_selectors.production_artifact(artifact.family)
+    return None if baseline is None or baseline.pk == artifact.pk else baseline
+
+
+def band_history(snapshot: MetricSnapshot, window: int) -> list[float]:
+    """Values of the last `window` production baselines of the family on this dataset and metric."""
+    promoted_ids = (
+        PromotionEvent.objects.filter(
+            artifact__family_id=snapshot.artifact.family_id,
+            action__in=[PromotionEvent.Action.PROMOTE, PromotionEvent.Action.BASELINE],
+        )
+        .exclude(artifact_id=snapshot.artifact_id)
+        .values("artifact_id")
+    )
+    history = (
+        MetricSnapshot.objects.filter(
+            artifact_id__in=promoted_ids,
+            dataset_id=snapshot.dataset_id,
+            metric=snapshot.metric,
+            complete=True,
+            fingerprint=snapshot.fingerprint,
+        )
+        .order_by("-artifact__created_at")
+        .values_list("value", flat=True)[:window]
+    )
+    return list(reversed(history))
+
+
+def snapshots_paired(candidate: MetricSnapshot, baseline: MetricSnapshot) -> tuple[np.ndarray, ...]:
+    """Pair two snapshots' raw arrays sample by sample (a sampled candidate covers a subset of positions):
+    (positions, candidate num, candidate den, baseline num, baseline den)."""
+    cand_pos, cand_num, cand_den = candidate.arrays()
+    base_pos, base_num, base_den = baseline.arrays()
+    common, cand_idx, base_idx = np.intersect1d(cand_pos, base_pos, assume_unique=True, return_indices=True)
+    return common, cand_num[cand_idx], cand_den[cand_idx], base_num[base_idx], base_den[base_idx]
+
+
+@dataclass(frozen=True)
+class PairedSamples:
+    """Candidate and baseline per-sample values of one metric, aligned sample by sample."""
+
+    metric: str
+    direction: str
+    positions: np.ndarray
+    candidate: np.ndarray
+    baseline: np.ndarray
+
+    @property
+    def deltas(self) -> np.ndarray:
+        """Per-sample change in metric units, signed so that negative means worse."""
+        sign = 1.0 if self.direction == "higher" else -1.0
+        return sign * (self.candidate - self.baseline)
+
+    @property
+    def relative_changes(self) -> np.ndarray:
+        """Per-sample relative change (0.1 = 10 % better), negative means worse: how regressions are ranked."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.deltas / np.abs(self.baseline)
+
+
+@dataclass(frozen=True)
+class SampleRegression:
+    position: int
+    sample_id: str
+    category: str
+    text: str
+    candidate: float
+    baseline: float
+    relative_change: float
+
+    @property
+    def relative_change_text(self) -> str:
+        return percent(self.relative_change)
+
+    @property
+    def excerpt(self) -> str:
+        return self.text if len(self.text) <= EXCERPT_CHARS else self.text[: EXCERPT_CHARS - 1] + "…"
+
+
+def samples_paired(candidate: MetricSnapshot, baseline: MetricSnapshot) -> PairedSamples:
+    """Per-sample values of both snapshots on their common samples (those with a finite value in both)."""
+    spec = METRICS[candidate.metric]
+    positions, cand_num, cand_den, base_num, base_den = snapshots_paired(candidate, baseline)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cand = np.asarray(spec.value(cand_num, cand_den), dtype=np.float64)
+        base = np.asarray(spec.value(base_num, base_den), dtype=np.float64)
+    keep = np.isfinite(cand) & np.isfinite(base)
+    return PairedSamples(candidate.metric, spec.direction, positions[keep], cand[keep], base[keep])
+
+
+def verdict_samples_paired(verdict: DriftVerdict) -> PairedSamples | None:
+    """The paired per-sample values behind one verdict (one query for both snapshots)."""
+    if verdict.baseline_id is None:
+        return None
+    snapshots = {
+        snapshot.artifact_id: snapshot
+        for snapshot in MetricSnapshot.objects.filter(
+            artifact_id__in=[verdict.artifact_id, verdict.baseline_id],
+            dataset_id=verdict.dataset_id,
+            metric=verdict.metric,
+        )
+    }
+    candidate, baseline = snapshots.get(verdict.artifact_id), snapshots.get(verdict.baseline_id)
+    if candidate is None or baseline is None or verdict.metric not in METRICS:
+        return None
+    return samples_paired(candidate, baseline)
+
+
+def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) -> list[SampleRegression]:
+    """The samples that got most worse by relative change, worst first, with their golden sample (one query)."""
+    changes = pairs.relative_changes
+    ranked = np.flatnonzero(np.isfinite(changes))
+    worst = [int(i) for i in ranked[np.argsort(changes[ranked], kind="stable")] if changes[i] < 0][:limit]
+    samples = GoldenSample.objects.filter(dataset_id=dataset_id, position__in=[int(pairs.positions[i]) for i in worst])
+    by_position = {sample.position: sample for sample in samples}
+    rows = []
+    for i in worst:
+        position = int(pairs.positions[i])
+        sample = by_position.get(position)
+        rows.append(
+            SampleRegression(
+                position=position,
+                sample_id=sample.sample_id if sample else str(position),
+                category=sample.category if sample else "",
+                text=sample.text if sample else "",
+                candidate=float(pairs.candidate[i]),
+                baseline=float(pairs.baseline[i]),
+                relative_change=float(changes[i]),
+            )
+        )
+    return rows
+
+
+# Traffic windows
+
+SURPRISING_TEXT_CHARS = 2000
+
+
+def traffic_windows(family: ModelFamily) -> QuerySet[TrafficWindow]:
+    """A family's windows in time order, with what the pages and the API show of each."""
+    return TrafficWindow.objects.filter(family=family).select_related("dataset", "artifact", "promoted_to", "run")
+
+
+def traffic_window(family: ModelFamily, number: int) -> TrafficWindow:
+    return traffic_windows(family).select_related("reference_dataset", "reference_window").get(number=number)
+
+
+@dataclass(frozen=True)
+class SurprisingSample:
+    position: int
+    sample_id: str
+    category: str
+    text: str
+    value: float
+
+
+def traffic_surprising(window: TrafficWindow, limit: int = 20) -> list[SurprisingSample]:
+    """The window's samples the production model found most surprising (highest per-sample value)."""
+    snapshot = MetricSnapshot.objects.filter(
+        artifact_id=window.artifact_id, dataset_id=window.dataset_id, metric=window.metric
+    ).first()
+    if snapshot is None:
+        return []
+    positions, numerators, denominators = snapshot.arrays()
+    values = numerators / denominators
+    order = np.lexsort((positions, -values))[:limit]
+    wanted = [int(positions[i]) for i in order]
+    samples = {s.position: s for s in GoldenSample.objects.filter(dataset_id=window.dataset_id, position__in=wanted)}
+    return [
+        SurprisingSample(
+            position=p,
+            sample_id=samples[p].sample_id,
+            category=samples[p].category,
+            text=samples[p].text[:SURPRISING_TEXT_CHARS],
+            value=float(values[i]),
+        )
+        for p, i in zip(wanted, order, strict=True)
+        if p in samples
+    ]
+
+
+def traffic_chart_data(windows: list[TrafficWindow]) -> dict:
+    """What static/js/traffic.js draws: one point per scored window, and every window's category mix."""
+    points = []
+    for w in windows:
+        s = w.statistics
+        points.append(
+            {
+                "window": w.number,
+                "starts_at": w.starts_at.isoformat(),
+                "label": f"#{w.number} {w.starts_at:%Y-%m-%d %H:%M}",
+                "outcome": w.outcome or "pending",
+                "n": w.dataset.sample_count,
+                **{
+                    key: s.get(key)
+                    for key in (
+                        "mean",
+                        "mean_ci_low",
+                        "mean_ci_high",
+                        "reference_mean",
+                        "band_low",
+                        "band_high",
+                        "ks",
+                        "wasserstein_sigma",
+                        "psi",
+                        "shift_sigma",
+                    )
+                },
+                "mix": {
+                    c or "uncategorised": n / max(w.dataset.sample_count, 1) for c, n in w.dataset.categories.items()
+                },
+            }
+        )
+    metric = next((w.metric for w in windows if w.metric), "bits_per_byte")
+    return {"metric": metric, "windows": points}

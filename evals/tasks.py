@@ -5,8 +5,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 
-from evals import services
-from evals.services.runs import eval_run_release, worker_name
+from evals.services import pipeline
+from evals.services.runs import eval_run_fail_by_id, eval_run_release, eval_runs_sweep, worker_name
 
 TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
 
@@ -21,13 +21,10 @@ TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
 )
 def score_run(self, run_id: int) -> None:
     worker = worker_name()
-    run = services.eval_run_claim(run_id=run_id, worker=worker)
-    if run is None:
-        return
     try:
-        services.eval_run_execute(run=run)
+        pipeline.eval_run_process(run_id=run_id, worker=worker)
     except SoftTimeLimitExceeded:
-        services.eval_run_fail(run=run, message="Scoring exceeded its time limit.")
+        eval_run_fail_by_id(run_id=run_id, message="Scoring exceeded its time limit.")
     except TRANSIENT_ERRORS as exc:
         try:
             eval_run_release(run_id=run_id, worker=worker, message=f"Transient error, retrying: {exc}")
@@ -38,4 +35,4 @@ def score_run(self, run_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def sweep_runs() -> dict[str, int]:
-    return services.eval_runs_sweep()
+    return eval_runs_sweep()

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from driftboard.formatting import percent
 from driftboard.roles import can_review
 from evals import selectors
 from evals.models import Experiment, ExperimentRun
@@ -56,19 +57,17 @@ class RegisterWeightsForm(forms.Form):
         return data
 
 
-def _percent(fraction: float | None, signed: bool = False) -> str:
-    if fraction is None:
-        return "—"
-    return f"{100 * fraction:+.2f} %" if signed else f"{100 * fraction:.0f} %"
-
-
 def _experiment(slug: str) -> Experiment:
     return get_object_or_404(selectors.experiment_list(), slug=slug)
 
 
 def _list_row(experiment: Experiment) -> dict:
     summary = selectors.experiment_summary(experiment)
-    return {"experiment": experiment, "summary": summary, "keep_rate": _percent(summary["keep_rate"])}
+    return {
+        "experiment": experiment,
+        "summary": summary,
+        "keep_rate": percent(signed=False, digits=0, fraction=summary["keep_rate"]),
+    }
 
 
 @login_required
@@ -94,8 +93,8 @@ def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "table": table,
         "summary": selectors.experiment_summary(experiment),
         "review": review,
-        "keep_rate": _percent(review.keep_rate),
-        "improvement_pct": _percent(review.relative_improvement, signed=True),
+        "keep_rate": percent(signed=False, digits=0, fraction=review.keep_rate),
+        "improvement_pct": percent(review.relative_improvement),
         "over_budget_sequences": {item.run.sequence for item in review.over_budget},
     }
     return render(request, "evals/experiment_detail.html", context)

@@ -58,7 +58,11 @@ class FamilyViewSet(
         return selectors.family_list()
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = services.family_create(**serializer.validated_data)
+        serializer.instance = self.create_family(**serializer.validated_data)
+
+    def create_family(self, **fields) -> ModelFamily:
+        """How a family comes to be; the evaluation API adds its default thresholds."""
+        return services.family_create(**fields)
 
 
 def discard_unclaimed_uploads(request) -> None:
@@ -125,24 +129,12 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 class ArtifactDetailSerializer(ArtifactSerializer):
-    metrics = serializers.SerializerMethodField()
-    verdicts = serializers.SerializerMethodField()
     runs = serializers.SerializerMethodField()
     health = serializers.JSONField()
 
     class Meta(ArtifactSerializer.Meta):
-        fields = ArtifactSerializer.Meta.fields + ["health", "metrics", "verdicts", "runs"]
+        fields = ArtifactSerializer.Meta.fields + ["health", "runs"]
         read_only_fields = fields
-
-    def get_metrics(self, artifact: Artifact) -> list[dict]:
-        from evals.api import snapshot_summary
-
-        return [snapshot_summary(s) for s in artifact.snapshots.all()]
-
-    def get_verdicts(self, artifact: Artifact) -> list[dict]:
-        from evals.api import verdict_summary
-
-        return [verdict_summary(v) for v in artifact.verdicts.all()]
 
     def get_runs(self, artifact: Artifact) -> list[dict]:
         return [
@@ -202,8 +194,17 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
             )
         return selectors.artifact_detail_queryset()
 
+    detail_serializer_class = ArtifactDetailSerializer
+
     def get_serializer_class(self):
-        return ArtifactSerializer if self.action == "list" else ArtifactDetailSerializer
+        return ArtifactSerializer if self.action == "list" else self.detail_serializer_class
+
+    def submit(self, **fields) -> services.Registration:
+        """How weights are registered; the evaluation API also queues their scoring."""
+        return services.artifact_register(**fields)
+
+    def submission_extras(self, artifact: Artifact) -> dict:
+        return {}
 
     @extend_schema(parameters=ARTIFACT_FILTER_PARAMS)
     def list(self, request, *args, **kwargs):
@@ -219,13 +220,11 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
             discard_unclaimed_uploads(request)
 
     def _register(self, request) -> Response:
-        from evals.selectors import artifact_queue_position
-
         params = ArtifactCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         try:
-            registration = services.artifact_register(
+            registration = self.submit(
                 family=data["family"],
                 commit_sha=data["commit"].lower(),
                 branch=data["branch"],
@@ -241,7 +240,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
             raise ValidationError({"detail": str(exc)}) from exc
         artifact = selectors.artifact_detail_queryset().get(pk=registration.artifact.pk)
         body = ArtifactSerializer(artifact).data
-        body["queue_position"] = artifact_queue_position(artifact)
+        body.update(self.submission_extras(artifact))
         body["created"] = registration.created
         return Response(body, status=status.HTTP_202_ACCEPTED if registration.created else status.HTTP_200_OK)
 
@@ -250,7 +249,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         params.is_valid(raise_exception=True)
         artifact = self.get_object()
         service(artifact=artifact, reason=params.validated_data["reason"], actor=request.user)
-        return Response(ArtifactDetailSerializer(selectors.artifact_detail_queryset().get(pk=pk)).data)
+        return Response(self.detail_serializer_class(selectors.artifact_detail_queryset().get(pk=pk)).data)
 
     @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsReviewer])

@@ -43,6 +43,9 @@ class ModelFamily(models.Model):
         null=True, blank=True, help_text="Scoring context; empty means the model's own."
     )
     sampling = models.CharField(max_length=20, choices=Sampling.choices, default=Sampling.OFF)
+    scorers = models.JSONField(
+        default=list, blank=True, help_text="Names of the scorers run; empty means the defaults of the kind."
+    )
     sampling_min_samples = models.PositiveIntegerField(default=100)
     sampling_chunk_size = models.PositiveIntegerField(default=50)
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owned_families")

@@ -6,22 +6,19 @@ the `publish` queue (registry.tasks.publish_artifact); it always posts the artif
 so a late, repeated or reordered message cannot move a status backwards.
 """
 
-import html
 import logging
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
 from urllib.parse import quote, urlsplit
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from evals.models import DriftVerdict, GoldenSample, MetricSnapshot, Threshold
-from evals.scoring.drift import METRICS
 from registry.http import HttpError, HttpResponse, header, request_json
 from registry.models import Artifact, ModelFamily, PullRequestLink
 
@@ -178,29 +175,27 @@ def status_context(family: ModelFamily) -> str:
     return f"driftboard/{family.slug}"
 
 
-def commit_state(artifact: Artifact) -> tuple[str, str]:
-    """(state, description) in GitHub's vocabulary: pending, success, failure, error."""
-    version = f"v{artifact.version}"
-    if artifact.status == Artifact.Status.FAILED:
-        return "error", f"{version}: scoring failed"
-    flag = artifact.drift_flag
-    if not flag:
-        return "pending", f"{version} {artifact.get_status_display().lower()}: waiting for its verdict"
-    summary = _worst_verdict_summary(artifact)
-    if flag == Artifact.DriftFlag.GREEN:
-        return "success", f"{version} green{summary}"
-    if flag == Artifact.DriftFlag.RED:
-        return "failure", f"{version} red{summary}"
-    amber_fails = artifact.family.amber_check == ModelFamily.AmberCheck.FAILURE
-    return ("failure" if amber_fails else "success"), f"⚠ {version} {flag}, held for review{summary}"
+@dataclass(frozen=True)
+class Report:
+    """What goes back to a pull request for one artifact: a commit status, and a comment once judged."""
+
+    state: str  # GitHub's vocabulary: pending, success, failure, error
+    description: str
+    comment: str | None
 
 
-def _worst_verdict_summary(artifact: Artifact) -> str:
-    verdicts = [v for v in artifact.verdicts.all() if v.delta is not None]
-    if not verdicts:
-        return ""
-    worst = min(verdicts, key=lambda v: v.delta)
-    return f": {worst.metric.replace('_', ' ')} {worst.delta * 100:+.2f} %"
+Reporter = Callable[[Artifact, str, str], Report]
+_reporter: Reporter | None = None
+
+
+def reporter_set(reporter: Reporter) -> None:
+    """Who writes the report (artifact, comment marker, page URL) → Report; the evaluation app sets it."""
+    global _reporter
+    _reporter = reporter
+
+
+def comment_marker(family: ModelFamily) -> str:
+    return f"<!-- driftboard:{family.slug} -->"
 
 
 def artifact_publish(*, artifact: Artifact) -> None:
@@ -210,17 +205,20 @@ def artifact_publish(*, artifact: Artifact) -> None:
     if forge is None:
         logger.info("No %s token configured: nothing posted for %s", link.provider, link)
         return
-    state, description = commit_state(artifact)
+    if _reporter is None:
+        raise RuntimeError("No reporter is set: the evaluation app sets one when Django starts.")
+    marker = comment_marker(artifact.family)
+    report = _reporter(artifact, marker, artifact_page_url(artifact))
     forge.status_set(
         link,
         sha=artifact.commit_sha,
-        state=state,
-        description=description,
+        state=report.state,
+        description=report.description,
         context=status_context(artifact.family),
         target_url=artifact_page_url(artifact),
     )
-    if artifact.drift_flag and not _superseded(artifact):
-        comment_publish(forge=forge, link=link, artifact=artifact)
+    if report.comment is not None and not _superseded(artifact):
+        comment_publish(forge=forge, link=link, marker=marker, body=report.comment)
 
 
 def _superseded(artifact: Artifact) -> bool:
@@ -234,10 +232,8 @@ def _superseded(artifact: Artifact) -> bool:
     )
 
 
-def comment_publish(*, forge: "Forge", link: PullRequestLink, artifact: Artifact) -> str:
-    """Edit the family's comment on the pull request in place, or create it the first time."""
-    marker = comment_marker(artifact.family)
-    body = comment_render(artifact=artifact, marker=marker, page_url=artifact_page_url(artifact))
+def comment_publish(*, forge: "Forge", link: PullRequestLink, marker: str, body: str) -> str:
+    """Edit the family's comment (found by its marker) on the pull request in place, or create it."""
     comment_id = _our_comment(forge, link, marker)
     if comment_id:
         forge.comment_update(link, comment_id, body)
@@ -457,220 +453,3 @@ def forge_for(link: PullRequestLink) -> Forge | None:
 
 
 # --- The comment ----------------------------------------------------------------------------------
-
-FLAG_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "incomparable": "⚪"}
-QUANTILES = (("p5", 0.05), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95))
-TOP_REGRESSED = 5
-SNIPPET_CHARS = 80
-REASON_CHARS = 300
-COMMENT_CHARS_MAX = 60_000  # GitHub refuses comment bodies over 65 536 characters
-# Markdown punctuation as HTML entities, so dataset text cannot format, link (nor autolink, hence : and .)
-# or break a table cell.
-MARKDOWN_ENTITIES = {char: f"&#{ord(char)};" for char in "\\`*_[]()|~$:."}
-ZERO_WIDTH_SPACE = "\u200b"
-
-
-@dataclass(frozen=True)
-class MetricPair:
-    """One verdict with the candidate's and the baseline's snapshots of the same metric and dataset."""
-
-    verdict: DriftVerdict
-    candidate: MetricSnapshot | None
-    baseline: MetricSnapshot | None
-
-
-def comment_marker(family: ModelFamily) -> str:
-    return f"<!-- driftboard:{family.slug} -->"
-
-
-def markdown_escape(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """Text from a dataset or a reason, inert in a Markdown table cell: no HTML, formatting, @mention or #ref."""
-    flat = " ".join(str(text).split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    # A zero-width space after @ and # keeps GitHub from notifying users or linking issues.
-    flat = flat.replace("@", "@" + ZERO_WIDTH_SPACE).replace("#", "#" + ZERO_WIDTH_SPACE)
-    return "".join(MARKDOWN_ENTITIES.get(char, char) for char in html.escape(flat, quote=False))
-
-
-def code_span(text: str) -> str:
-    """Inline code: nothing inside is interpreted, once backticks and line breaks are out."""
-    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
-
-
-def comment_render(*, artifact: Artifact, marker: str, page_url: str) -> str:
-    """The pull-request comment for one artifact: flag, metric table, distributions, regressed samples."""
-    pairs = metric_pairs(artifact)
-    parts = [
-        marker,
-        _comment_heading(artifact, pairs),
-        _verdict_table(pairs),
-        _sampling_notes(pairs),
-        _distribution_table(artifact, pairs),
-        *(_regressed_table(pair) for pair in pairs),
-        f"[Open {markdown_escape(artifact.family.slug)} v{artifact.version} in Driftboard]({page_url})",
-    ]
-    body = "\n\n".join(part for part in parts if part)
-    return body if len(body) <= COMMENT_CHARS_MAX else body[:COMMENT_CHARS_MAX] + "\n\n… (shortened)"
-
-
-def metric_pairs(artifact: Artifact) -> list[MetricPair]:
-    verdicts = artifact.verdicts.select_related("dataset", "baseline", "threshold").order_by("dataset__name", "metric")
-    snapshots = {(s.dataset_id, s.metric): s for s in artifact.snapshots.all()}
-    pairs = []
-    for verdict in verdicts:
-        baseline = None
-        if verdict.baseline_id:
-            baseline = MetricSnapshot.objects.filter(
-                artifact_id=verdict.baseline_id, dataset_id=verdict.dataset_id, metric=verdict.metric
-            ).first()
-        pairs.append(MetricPair(verdict, snapshots.get((verdict.dataset_id, verdict.metric)), baseline))
-    return pairs
-
-
-def _comment_heading(artifact: Artifact, pairs: list[MetricPair]) -> str:
-    flag = artifact.drift_flag or "pending"
-    lines = [
-        f"### {FLAG_ICONS.get(flag, '⏳')} Driftboard: {code_span(artifact.family.slug)} "
-        f"v{artifact.version} is **{flag}**",
-        f"Commit `{artifact.short_sha}` · {artifact.get_status_display().lower()}" + _baseline_note(pairs),
-    ]
-    reasons = [reason for pair in pairs for reason in pair.verdict.reasons or []]
-    lines += [f"- {markdown_escape(reason, REASON_CHARS)}" for reason in reasons[:5]]
-    return "\n".join(lines)
-
-
-def _baseline_note(pairs: list[MetricPair]) -> str:
-    baseline = next((pair.verdict.baseline for pair in pairs if pair.verdict.baseline), None)
-    if baseline is None:
-        return " · no production baseline to compare with yet"
-    return f" · compared with v{baseline.version} (`{baseline.short_sha}`)"
-
-
-def _number(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:+.2f} %"
-
-
-def _verdict_table(pairs: list[MetricPair]) -> str:
-    if not pairs:
-        return ""
-    confidence = next((p.verdict.comparison.get("confidence") for p in pairs if p.verdict.comparison), None) or 0.95
-    rows = [
-        f"| Dataset | Metric | Candidate | Baseline | Δ | {confidence * 100:g} % CI of Δ | Threshold | Outcome |",
-        "|---|---|--:|--:|--:|---|---|---|",
-    ]
-    for pair in pairs:
-        v = pair.verdict
-        interval = "—" if v.ci_low is None or v.ci_high is None else f"{_percent(v.ci_low)} … {_percent(v.ci_high)}"
-        rows.append(
-            f"| {markdown_escape(v.dataset.name)} | {v.metric.replace('_', ' ')} | {_number(v.candidate_value)} "
-            f"| {_number(v.baseline_value)} | {_percent(v.delta)} | {interval} | {threshold_text(v)} "
-            f"| {FLAG_ICONS.get(v.outcome, '')} {v.outcome} |"
-        )
-    return "\n".join(rows)
-
-
-def threshold_text(verdict: DriftVerdict) -> str:
-    """The threshold as it was when the verdict applied it (its history record), not as edited since."""
-    applied = verdict.threshold
-    if verdict.threshold_history_id:
-        applied = Threshold.history.filter(history_id=verdict.threshold_history_id).first() or applied
-    if applied is None:
-        return "none"
-    rule = {
-        Threshold.Rule.RELATIVE: f"{applied.limit * 100:g} % worse",
-        Threshold.Rule.BAND: f"±{applied.limit:g} σ band over {applied.band_window} baselines",
-        Threshold.Rule.ABSOLUTE: f"absolute limit {applied.limit:g}",
-    }.get(applied.rule, applied.rule)
-    severity = "red" if applied.severity == Threshold.Severity.BLOCK else "amber"
-    return f"{rule} → {severity}"
-
-
-def _sampling_notes(pairs: list[MetricPair]) -> str:
-    notes = {}
-    for pair in pairs:
-        v = pair.verdict
-        if v.stopped_early and v.samples_total:
-            notes[v.dataset.name] = (
-                f"Decided on {v.fraction_used * 100:.0f} % of the golden set (n = {v.samples_used} of "
-                f"{v.samples_total}) for {code_span(v.dataset.name)}: the verdict was clear before the end."
-            )
-    return "\n".join(notes.values())
-
-
-def per_sample_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
-    """(dataset positions, per-sample values) with samples whose denominator is zero left out."""
-    positions, numerators, denominators = snapshot.arrays()
-    spec = METRICS.get(snapshot.metric)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = spec.value(numerators, denominators) if spec else numerators / denominators
-    keep = np.isfinite(values)
-    return positions[keep], np.asarray(values)[keep]
-
-
-def _quantile_row(label: str, snapshot: MetricSnapshot | None) -> str:
-    if snapshot is None:
-        return f"| {label} | 0 |" + " — |" * len(QUANTILES)
-    _, values = per_sample_values(snapshot)
-    if not len(values):
-        return f"| {label} | 0 |" + " — |" * len(QUANTILES)
-    cells = " | ".join(f"{q:.4f}" for q in np.quantile(values, [fraction for _, fraction in QUANTILES]))
-    return f"| {label} | {len(values)} | {cells} |"
-
-
-def _distribution_table(artifact: Artifact, pairs: list[MetricPair]) -> str:
-    if not pairs:
-        return ""
-    header = "| Per-sample values | n | " + " | ".join(name for name, _ in QUANTILES) + " |"
-    rows = [header, "|---|--:|" + "--:|" * len(QUANTILES)]
-    for pair in pairs:
-        v = pair.verdict
-        what = f"{markdown_escape(v.dataset.name)} · {v.metric.replace('_', ' ')}"
-        rows.append(_quantile_row(f"{what} · candidate v{artifact.version}", pair.candidate))
-        if v.baseline:
-            rows.append(_quantile_row(f"{what} · baseline v{v.baseline.version}", pair.baseline))
-    return "<details><summary>Per-sample distributions</summary>\n\n" + "\n".join(rows) + "\n\n</details>"
-
-
-def regressed_samples(pair: MetricPair, limit: int = TOP_REGRESSED) -> list[tuple[int, float, float, float]]:
-    """(position, candidate, baseline, relative delta) of the samples that got most worse, worst first."""
-    if pair.candidate is None or pair.baseline is None or pair.verdict.metric not in METRICS:
-        return []
-    cand_pos, cand_values = per_sample_values(pair.candidate)
-    base_pos, base_values = per_sample_values(pair.baseline)
-    common, cand_idx, base_idx = np.intersect1d(cand_pos, base_pos, return_indices=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        deltas = METRICS[pair.verdict.metric].relative_delta(cand_values[cand_idx], base_values[base_idx])
-    worst = [i for i in np.argsort(deltas) if np.isfinite(deltas[i]) and deltas[i] < 0][:limit]
-    return [
-        (int(common[i]), float(cand_values[cand_idx[i]]), float(base_values[base_idx[i]]), float(deltas[i]))
-        for i in worst
-    ]
-
-
-def _regressed_table(pair: MetricPair) -> str:
-    worst = regressed_samples(pair)
-    if not worst:
-        return ""
-    v = pair.verdict
-    samples = {
-        s.position: s for s in GoldenSample.objects.filter(dataset_id=v.dataset_id, position__in=[p for p, *_ in worst])
-    }
-    rows = [
-        f"**Samples that regressed most** · {markdown_escape(v.dataset.name)} · {v.metric.replace('_', ' ')}",
-        "",
-        "| Sample | Category | Candidate | Baseline | Δ | Text |",
-        "|---|---|--:|--:|--:|---|",
-    ]
-    for position, candidate, baseline, delta in worst:
-        sample = samples.get(position)
-        sample_id, category, text = (sample.sample_id, sample.category, sample.text) if sample else (position, "", "")
-        rows.append(
-            f"| {markdown_escape(sample_id, 40)} | {markdown_escape(category, 30)} | {candidate:.4f} "
-            f"| {baseline:.4f} | {_percent(delta)} | {markdown_escape(text)} |"
-        )
-    return "\n".join(rows)

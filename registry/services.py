@@ -1,8 +1,8 @@
 """Registry writes: families, artifact registration, stage transitions, telemetry tags."""
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -42,15 +42,16 @@ def family_create(
     base_path: str = "",
     base_branch: str = "main",
     datasets: list[str] | None = None,
+    on_created: Callable[[ModelFamily], None] | None = None,
     **options,
 ) -> ModelFamily:
-    from evals.services import thresholds_create_defaults
-
+    """Create a family; `on_created` runs in the same transaction (the evaluation side adds its thresholds)."""
     with transaction.atomic():
         family = ModelFamily.objects.create(
             slug=slug, kind=kind, base_path=base_path, base_branch=base_branch, datasets=datasets or [], **options
         )
-        thresholds_create_defaults(family=family)
+        if on_created is not None:
+            on_created(family)
     return family
 
 
@@ -114,8 +115,13 @@ def artifact_register(
     pr_url: str = "",
     parent: Artifact | None = None,
     user: AbstractBaseUser | None = None,
+    on_created: Callable[[Artifact], None] | None = None,
 ) -> Registration:
-    """Store, hash and health-check weights, then record a staging artifact and queue its scoring."""
+    """Store, hash and health-check weights, then record a staging artifact.
+
+    `on_created` runs in the transaction that records a new artifact (the evaluation pipeline queues
+    its scoring there); it is not called when the same weights and commit were registered before.
+    """
     if (upload is None) == (path is None):
         raise RegistrationError("Send either a weights file or a server-side path, not both.")
     staged, name = None, upload.name if upload is not None else str(path)
@@ -132,13 +138,10 @@ def artifact_register(
         for leftover in scratch:
             storage.discard(leftover)
     object_store.object_publish(stored)
-    return _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user)
+    return _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user, on_created)
 
 
-def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user) -> Registration:
-    from evals.services import eval_runs_create_for_artifact
-    from registry.publishing import registration_publish_enqueue
-
+def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user, on_created) -> Registration:
     existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
     if existing:
         return Registration(existing, created=False)
@@ -148,8 +151,8 @@ def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, pare
                 artifact = _create_artifact(
                     family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user
                 )
-                eval_runs_create_for_artifact(artifact=artifact)
-                transaction.on_commit(partial(registration_publish_enqueue, artifact_id=artifact.pk), robust=True)
+                if on_created is not None:
+                    on_created(artifact)
             return Registration(artifact, created=True)
         except IntegrityError:
             existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
@@ -199,6 +202,47 @@ def artifact_weights_path(artifact: Artifact) -> Path:
 def tags_set(*, artifact: Artifact, tags: dict[str, object]) -> None:
     for key, value in tags.items():
         TelemetryTag.objects.update_or_create(artifact=artifact, key=key, defaults={"value": str(value)[:500]})
+
+
+def artifact_status_set(*, artifact: Artifact, status: str, only_from: tuple[str, ...] = ()) -> bool:
+    """Move the artifact along its scoring statuses (queued, scoring, scored); no event is recorded.
+
+    With `only_from`, only an artifact in one of those statuses moves (a conditional UPDATE).
+    """
+    rows = Artifact.objects.filter(pk=artifact.pk)
+    if only_from:
+        rows = rows.filter(status__in=only_from)
+    moved = bool(rows.update(status=status))
+    if moved:
+        artifact.status = status
+    return moved
+
+
+def artifact_flag_set(*, artifact: Artifact, flag: str, tags: dict[str, object]) -> None:
+    """Record the drift flag (a column, for filtering) and the verdict's telemetry tags."""
+    now = timezone.now()
+    Artifact.objects.filter(pk=artifact.pk).update(drift_flag=flag, scored_at=now)
+    artifact.drift_flag, artifact.scored_at = flag, now
+    tags_set(artifact=artifact, tags={"drift_flag": flag, "scored_at": now.isoformat(), **tags})
+
+
+@transaction.atomic
+def artifact_fail(*, artifact: Artifact, reason: str) -> bool:
+    """Mark an artifact whose scoring failed; only one still waiting for scores changes."""
+    waiting = (Artifact.Status.QUEUED, Artifact.Status.SCORING, Artifact.Status.REGISTERED)
+    artifact = Artifact.objects.select_for_update().get(pk=artifact.pk)
+    if artifact.status not in waiting:
+        return False
+    _transition(
+        artifact,
+        action=PromotionEvent.Action.FAIL,
+        status=Artifact.Status.FAILED,
+        stage=None,
+        reason=reason[:2000],
+        actor=None,
+        automatic=True,
+    )
+    return True
 
 
 def _transition(

@@ -1,47 +1,34 @@
-"""Reuse of per-sample results: the model only runs on samples it has not scored before.
+"""The engine: run a model's scorers over samples, reusing per-sample values already computed.
 
-A result is keyed by what determines it: the weights, the sample's text and reference, the
-scorer and its version, and the settings that change the numbers (context length and dtype).
-Scoring the same weights twice runs no forward pass; a dataset version that adds 10 % new
-samples runs the model on those 10 % only. Where results live is up to the caller: anything with
-`get_many` / `put_many` (`ResultStore`) will do, from a dict to a database table.
+A result is keyed by the weights' sha256, the sample's content hash, the scorer and its version,
+and the settings that change the numbers (context length and dtype). Scoring the same weights
+twice runs no forward pass; a dataset version that adds 10 % new samples runs the model on those
+10 % only. Where results live is up to the caller: anything with `get_many` / `put_many`
+(`ResultStore`) will do, from a dict to a database table. Missing results are computed and stored
+in chunks (`chunk_samples`), so a run killed half-way keeps what it had finished.
 """
 
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 import transformers
 
-from evals.scoring import metrics
 from evals.scoring.batching import ProgressCallback, offset_progress
-from evals.scoring.causal import score_causal
-from evals.scoring.embedding import score_similarity
-from evals.scoring.errors import ScoringError
+from evals.scoring.errors import SampleError
 from evals.scoring.hashing import sample_sha256
-from evals.scoring.loading import CAUSAL_LM, EMBEDDING, LoadedModel
-
-CAUSAL_NLL = "causal-nll"
-COSINE_SIMILARITY = "cosine-similarity"
-# Bump a version whenever a scorer's numbers change, so that stale cached results stop matching.
-SCORER_VERSIONS = {CAUSAL_NLL: 1, COSINE_SIMILARITY: 1}
-SCORER_FOR_KIND = {CAUSAL_LM: CAUSAL_NLL, EMBEDDING: COSINE_SIMILARITY}
-METRICS_OF_SCORER = {
-    CAUSAL_NLL: (metrics.BITS_PER_BYTE, metrics.PERPLEXITY),
-    COSINE_SIMILARITY: (metrics.SIMILARITY,),
-}
+from evals.scoring.loading import LoadedModel
+from evals.scoring.metrics import MetricSpec
+from evals.scoring.scorers import Scorer, scorers_for
 
 __all__ = [
-    "CAUSAL_NLL",
-    "COSINE_SIMILARITY",
     "InMemoryResultStore",
     "ResultKey",
     "ResultStore",
-    "SCORER_VERSIONS",
     "SampleResult",
     "ScoredSamples",
     "ScoringConfig",
@@ -49,6 +36,10 @@ __all__ = [
     "sample_sha256",
     "score_samples",
 ]
+
+# Per-sample results are computed and stored this many samples at a time (at most), so that a
+# killed run loses at most one chunk.
+DEFAULT_CHUNK_SAMPLES = 256
 
 
 class ResultKey(NamedTuple):
@@ -61,19 +52,16 @@ class ResultKey(NamedTuple):
 
 @dataclass(frozen=True)
 class SampleResult:
-    """One sample's raw result: NLL (nats), tokens and bytes, or a similarity."""
+    """One sample's named values from one scorer (`{"nll": …, "tokens": …, "bytes": …}`)."""
 
-    nll: float | None = None
-    tokens: int | None = None
-    bytes: int | None = None
-    similarity: float | None = None
+    values: Mapping[str, float]
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {name: value for name, value in asdict(self).items() if value is not None}
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.values)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, float | int]) -> "SampleResult":
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, float]) -> "SampleResult":
+        return cls(dict(values))
 
 
 class ResultStore(Protocol):
@@ -101,6 +89,8 @@ class ScoringConfig:
 
     max_length: int | None = None
     token_budget: int | None = None
+    scorers: tuple[str, ...] = ()
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES
 
     def context_length(self, lm: LoadedModel) -> int:
         return min(lm.max_length, self.max_length or lm.max_length)
@@ -111,95 +101,98 @@ class ScoringConfig:
 
 
 @dataclass(frozen=True)
-class ScoredSamples:
-    """Per-sample arrays in the order of the samples given, plus what the run cost."""
+class ScorerValues:
+    """One scorer's named per-sample values over the samples it applies to (`indices`)."""
 
-    scorer: str
-    scorer_version: int
-    nll: np.ndarray | None
-    tokens: np.ndarray | None
-    bytes: np.ndarray | None
-    similarity: np.ndarray | None
+    scorer: Scorer
+    indices: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ScoredSamples:
+    """Per-scorer arrays over the samples given, plus what the run cost."""
+
+    results: dict[str, ScorerValues]
     samples_computed: int
     samples_reused: int
     forward_passes: int
     tokens_scored: int
     seconds: float
+    specs: dict[str, MetricSpec] = field(default_factory=dict)
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return METRICS_OF_SCORER[self.scorer]
+        return tuple(self.specs)
+
+    def scorer_of(self, metric: str) -> ScorerValues:
+        for result in self.results.values():
+            if any(spec.name == metric for spec in result.scorer.metrics):
+                return result
+        raise ValueError(f"unknown metric {metric!r}")
+
+    def values(self, scorer: str) -> dict[str, np.ndarray]:
+        return self.results[scorer].values
+
+    def arrays(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample indices, numerators, denominators) of `metric`."""
+        result = self.scorer_of(metric)
+        numerators, denominators = self.specs[metric].arrays(result.values)
+        return result.indices, numerators, denominators
 
     def per_sample(self, metric: str) -> np.ndarray:
-        if metric == metrics.BITS_PER_BYTE:
-            return metrics.bits_per_byte_per_sample(self.nll, self.bytes)
-        if metric == metrics.PERPLEXITY:
-            return metrics.perplexity_per_sample(self.nll, self.tokens)
-        if metric == metrics.SIMILARITY:
-            return self.similarity
-        raise ValueError(f"unknown metric {metric!r}")
+        _, numerators, denominators = self.arrays(metric)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self.specs[metric].value(numerators, denominators), dtype=np.float64)
 
     def aggregate(self, metric: str, mask: np.ndarray | None = None) -> float:
-        """The dataset-level value; `mask` selects samples (for example one category)."""
+        """The dataset-level value; `mask` (over the metric's samples) selects, e.g., one category."""
+        _, numerators, denominators = self.arrays(metric)
         selected = slice(None) if mask is None else mask
-        if metric == metrics.BITS_PER_BYTE:
-            return metrics.bits_per_byte(self.nll[selected], self.bytes[selected])
-        if metric == metrics.PERPLEXITY:
-            return metrics.perplexity(self.nll[selected], self.tokens[selected])
-        if metric == metrics.SIMILARITY:
-            return float(np.mean(self.similarity[selected]))
-        raise ValueError(f"unknown metric {metric!r}")
+        return float(self.specs[metric].value(numerators[selected].sum(), denominators[selected].sum()))
 
 
 def score_samples(
     lm: LoadedModel,
-    samples: Sequence[Mapping[str, str | None]],
+    samples: Sequence[Mapping[str, object]],
     store: ResultStore,
     config: ScoringConfig = ScoringConfig(),
     *,
     progress: ProgressCallback | None = None,
 ) -> ScoredSamples:
-    """Score `samples` (mappings with `text` and optional `reference`), reusing stored results."""
+    """Run the model's scorers (config.scorers, else the kind's defaults) over `samples`."""
     started = time.perf_counter()
-    scorer = scorer_for(lm)
-    keys = [_result_key(lm, scorer, config, sample) for sample in samples]
-    known = store.get_many(list(dict.fromkeys(keys)))
-    missing = _samples_by_missing_key(keys, known)
-    reused = len(keys) - sum(len(indices) for indices in missing.values())
-    todo = [samples[indices[0]] for indices in missing.values()]
-    new_results, run = _compute(lm, scorer, todo, config, offset_progress(progress, reused))
-    computed = dict(zip(missing, new_results, strict=True))
-    store.put_many(computed)
-    results = [known[key] if key in known else computed[key] for key in keys]
+    scorers = scorers_for(lm.kind, config.scorers)
+    results: dict[str, ScorerValues] = {}
+    cost = _Cost()
+    done = 0
+    for scorer in scorers:
+        indices = _applicable(scorer, samples)
+        chosen = [samples[i] for i in indices]
+        results[scorer.name] = _score_one(
+            lm, scorer, chosen, indices, store, config, cost, offset_progress(progress, done)
+        )
+        done += len(chosen)
     if progress is not None:
-        progress(len(keys))
+        progress(done)
     return ScoredSamples(
-        scorer=scorer,
-        scorer_version=SCORER_VERSIONS[scorer],
-        **_columns(scorer, results),
-        samples_computed=len(keys) - reused,
-        samples_reused=reused,
-        forward_passes=run.forward_passes,
-        tokens_scored=run.tokens_scored,
+        results=results,
+        samples_computed=cost.computed,
+        samples_reused=cost.reused,
+        forward_passes=cost.forward_passes,
+        tokens_scored=cost.tokens_scored,
         seconds=time.perf_counter() - started,
+        specs={spec.name: spec for scorer in scorers for spec in scorer.metrics},
     )
 
 
-def scorer_for(lm: LoadedModel) -> str:
-    try:
-        return SCORER_FOR_KIND[lm.kind]
-    except KeyError:
-        raise ScoringError(f"no scorer for {lm.kind} models") from None
-
-
-def fingerprint(lm: LoadedModel, scorer: str, config: ScoringConfig, dataset_sha256: str) -> dict[str, str | int]:
+def fingerprint(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, dataset_sha256: str) -> dict[str, str | int]:
     """Everything a score depends on, to store beside it and to explain a change."""
     return {
         "dataset_sha256": dataset_sha256,
         "weights_sha256": lm.weights_sha256,
-        "tokenizer_sha256": lm.tokenizer_hash,
-        "scorer": scorer,
-        "scorer_version": SCORER_VERSIONS[scorer],
+        "tokenizer_hash": lm.tokenizer_hash,
+        "scorer_version": f"{scorer.name}@{scorer.version}",
         "max_length": config.context_length(lm),
         "dtype": str(lm.dtype).removeprefix("torch."),
         "device": lm.device.type,
@@ -209,12 +202,69 @@ def fingerprint(lm: LoadedModel, scorer: str, config: ScoringConfig, dataset_sha
     }
 
 
-def _result_key(lm: LoadedModel, scorer: str, config: ScoringConfig, sample: Mapping[str, str | None]) -> ResultKey:
+@dataclass
+class _Cost:
+    computed: int = 0
+    reused: int = 0
+    forward_passes: int = 0
+    tokens_scored: int = 0
+
+
+def _applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.ndarray:
+    """Indices of the samples that carry every field the scorer reads."""
+    keep = []
+    for index, sample in enumerate(samples):
+        missing = [name for name in scorer.fields if not sample.get(name)]
+        if not missing:
+            keep.append(index)
+        elif not scorer.skips_incomplete:
+            where = sample.get("position", index)
+            raise SampleError(f"sample {where} has no `{missing[0]}`; the {scorer.name} scorer needs {scorer.fields}")
+    return np.array(keep, dtype=np.int64)
+
+
+def _score_one(
+    lm: LoadedModel,
+    scorer: Scorer,
+    samples: list[Mapping[str, object]],
+    indices: np.ndarray,
+    store: ResultStore,
+    config: ScoringConfig,
+    cost: _Cost,
+    progress: ProgressCallback | None,
+) -> ScorerValues:
+    keys = [_result_key(lm, scorer, config, sample) for sample in samples]
+    known = store.get_many(list(dict.fromkeys(keys)))
+    missing = _samples_by_missing_key(keys, known)
+    reused = len(keys) - sum(len(positions) for positions in missing.values())
+    cost.reused += reused
+    cost.computed += len(keys) - reused
+    computed: dict[ResultKey, SampleResult] = {}
+    pending = list(missing)
+    for start in range(0, len(pending), max(1, config.chunk_samples)):
+        chunk = pending[start : start + config.chunk_samples]
+        output = scorer.score(
+            lm,
+            [samples[missing[key][0]] for key in chunk],
+            max_length=config.max_length,
+            token_budget=config.token_budget,
+            progress=offset_progress(progress, reused + start),
+        )
+        fresh = {key: SampleResult(values) for key, values in zip(chunk, output.values, strict=True)}
+        store.put_many(fresh)
+        computed.update(fresh)
+        cost.forward_passes += output.forward_passes
+        cost.tokens_scored += output.tokens_scored
+    ordered = [known[key] if key in known else computed[key] for key in keys]
+    return ScorerValues(scorer=scorer, indices=indices, values=_columns(ordered))
+
+
+def _result_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, sample: Mapping[str, object]) -> ResultKey:
     return ResultKey(
         weights_sha256=lm.weights_sha256,
         sample_sha256=sample_sha256(sample["text"], sample.get("reference")),
-        scorer=scorer,
-        scorer_version=SCORER_VERSIONS[scorer],
+        scorer=scorer.name,
+        scorer_version=scorer.version,
         config_key=config.cache_key(lm),
     )
 
@@ -230,60 +280,6 @@ def _samples_by_missing_key(
     return missing
 
 
-class _RunCost(NamedTuple):
-    forward_passes: int
-    tokens_scored: int
-
-
-def _compute(
-    lm: LoadedModel,
-    scorer: str,
-    todo: Sequence[Mapping[str, str | None]],
-    config: ScoringConfig,
-    progress: ProgressCallback | None,
-) -> tuple[list[SampleResult], _RunCost]:
-    if not todo:
-        return [], _RunCost(forward_passes=0, tokens_scored=0)
-    texts = [sample["text"] for sample in todo]
-    settings = {
-        "max_length": config.max_length,
-        "token_budget": config.token_budget,
-        "progress": progress,
-    }
-    if scorer == CAUSAL_NLL:
-        return _compute_nll(lm, texts, settings)
-    references = [sample.get("reference") for sample in todo]
-    return _compute_similarity(lm, texts, references, settings)
-
-
-def _compute_nll(lm: LoadedModel, texts: list[str], settings: dict) -> tuple[list[SampleResult], _RunCost]:
-    scores = score_causal(lm, texts, **settings)
-    results = [
-        SampleResult(nll=float(nll), tokens=int(tokens), bytes=int(n_bytes))
-        for nll, tokens, n_bytes in zip(scores.nll, scores.tokens, scores.bytes, strict=True)
-    ]
-    return results, _RunCost(scores.forward_passes, scores.tokens_scored)
-
-
-def _compute_similarity(
-    lm: LoadedModel, texts: list[str], references: list[str | None], settings: dict
-) -> tuple[list[SampleResult], _RunCost]:
-    scores = score_similarity(lm, texts, references, **settings)
-    results = [SampleResult(similarity=float(value)) for value in scores.similarity]
-    return results, _RunCost(scores.forward_passes, scores.tokens_embedded)
-
-
-def _columns(scorer: str, results: list[SampleResult]) -> dict[str, np.ndarray | None]:
-    if scorer == CAUSAL_NLL:
-        return {
-            "nll": np.array([result.nll for result in results], dtype=np.float64),
-            "tokens": np.array([result.tokens for result in results], dtype=np.int64),
-            "bytes": np.array([result.bytes for result in results], dtype=np.int64),
-            "similarity": None,
-        }
-    return {
-        "nll": None,
-        "tokens": None,
-        "bytes": None,
-        "similarity": np.array([result.similarity for result in results], dtype=np.float64),
-    }
+def _columns(results: list[SampleResult]) -> dict[str, np.ndarray]:
+    names = list(dict.fromkeys(name for result in results for name in result.values))
+    return {name: np.array([result.values[name] for result in results], dtype=np.float64) for name in names}

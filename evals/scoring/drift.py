@@ -21,55 +21,16 @@ from typing import Literal, TypedDict
 import numpy as np
 from scipy import stats
 
-Direction = Literal["lower", "higher"]
-Transform = Literal["identity", "exp"]
+from evals.scoring.metrics import MetricSpec
+
 Rule = Literal["relative", "band", "absolute"]
 Severity = Literal["warn", "block"]
 Outcome = Literal["green", "amber", "red"]
 
 MIN_BAND_HISTORY = 3
 FINGERPRINT_KEYS = ("dataset_sha256", "tokenizer_hash", "scorer_version", "max_length")
-# Bits per byte normalises by bytes, not tokens: it is the one metric comparable across tokenizers.
-TOKENIZER_FREE_METRICS = frozenset({"bits_per_byte"})
 # Bootstrap count matrices are built in blocks of this many cells: bounded memory, cache-sized.
 _BOOTSTRAP_BLOCK_CELLS = 100_000
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """How a metric aggregates and which way is better.
-
-    unit_range bounds num/den of a single sample (NLL is never negative, a cosine lies in
-    [-1, 1]); the sequential monitor derives its honest per-sample bounds from it.
-    """
-
-    name: str
-    direction: Direction
-    transform: Transform
-    unit_range: tuple[float, float] = (0.0, math.inf)
-
-    @property
-    def label(self) -> str:
-        return self.name.replace("_", " ")
-
-    def value(self, num_total: np.ndarray | float, den_total: np.ndarray | float) -> np.ndarray:
-        ratio = np.divide(num_total, den_total)
-        return np.exp(ratio) if self.transform == "exp" else ratio
-
-    def relative_delta(self, candidate: np.ndarray | float, baseline: np.ndarray | float) -> np.ndarray:
-        # |baseline| keeps "negative means worse" even for a negative mean cosine.
-        sign = 1.0 if self.direction == "higher" else -1.0
-        return sign * np.subtract(candidate, baseline) / np.abs(baseline)
-
-    def is_worse(self, value: float, limit: float) -> bool:
-        return value > limit if self.direction == "lower" else value < limit
-
-
-METRICS: dict[str, MetricSpec] = {
-    "bits_per_byte": MetricSpec("bits_per_byte", "lower", "identity"),
-    "perplexity": MetricSpec("perplexity", "lower", "exp"),
-    "similarity": MetricSpec("similarity", "higher", "identity", unit_range=(-1.0, 1.0)),
-}
 
 
 class CategoryDelta(TypedDict):
@@ -424,13 +385,18 @@ def _format_value(value: float) -> str:
 
 
 def fingerprints_comparable(
-    a: Mapping[str, object], b: Mapping[str, object], *, metric: str | None = None
+    a: Mapping[str, object], b: Mapping[str, object], *, spec: MetricSpec | None = None
 ) -> tuple[bool, list[str]]:
     """Whether two scoring fingerprints allow a comparison, and the keys that differ.
 
-    A key missing from either side counts as differing: it cannot be checked. With
-    metric="bits_per_byte" the tokenizer is not compared, bytes being tokenizer-free.
+    A key missing from either side counts as differing: it cannot be checked. For a
+    tokenizer-free metric (bits per byte) the tokenizer is not compared, bytes being
+    tokenizer-free. Keys a scorer adds under `settings` (generation settings, an embedder's
+    sha256) must be equal too.
     """
-    keys = [k for k in FINGERPRINT_KEYS if not (k == "tokenizer_hash" and metric in TOKENIZER_FREE_METRICS)]
+    tokenizer_free = spec is not None and spec.tokenizer_free
+    keys = [k for k in FINGERPRINT_KEYS if not (k == "tokenizer_hash" and tokenizer_free)]
     differing = [k for k in keys if k not in a or k not in b or a[k] != b[k]]
+    if a.get("settings") != b.get("settings"):
+        differing.append("settings")
     return not differing, differing

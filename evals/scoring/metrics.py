@@ -1,31 +1,81 @@
-"""Metric definitions over per-sample arrays (see DESIGN.md, "Metrics")."""
+"""What a metric is (see DESIGN.md, "Metrics"): a ratio of per-sample sums and a direction.
+
+Every metric is value = transform(Σ numerator_i / Σ denominator_i) over samples. A scorer yields
+named per-sample values (for example `nll`, `tokens`, `bytes`); its `MetricSpec`s say which value
+is the numerator (times a scale) and which the denominator (1 per sample when absent):
+
+- bits per byte: num = NLL nats / ln 2, den = UTF-8 bytes, lower is better;
+- perplexity: num = NLL nats, den = tokens, transform exp, lower is better;
+- similarity: num = cosine, den = 1, higher is better.
+
+The table of all metrics is built from the registered scorers: `evals.scoring.scorers.METRICS`.
+"""
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-BITS_PER_BYTE = "bits_per_byte"
-PERPLEXITY = "perplexity"
-SIMILARITY = "similarity"
+Direction = Literal["lower", "higher"]
+Transform = Literal["identity", "exp"]
 
-HIGHER_IS_BETTER = {BITS_PER_BYTE: False, PERPLEXITY: False, SIMILARITY: True}
+LN2 = math.log(2)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a metric aggregates, which way is better and which scorer values it is made of.
+
+    unit_range bounds num/den of a single sample (NLL is never negative, a cosine lies in
+    [-1, 1]); the sequential monitor derives its honest per-sample bounds from it.
+    tokenizer_free: the metric stays comparable when the tokenizer changes (bits per byte).
+    """
+
+    name: str
+    direction: Direction
+    transform: Transform = "identity"
+    unit_range: tuple[float, float] = (0.0, math.inf)
+    numerator: str = ""
+    denominator: str | None = None
+    numerator_scale: float = 1.0
+    tokenizer_free: bool = False
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "higher"
+
+    def value(self, num_total: np.ndarray | float, den_total: np.ndarray | float) -> np.ndarray:
+        ratio = np.divide(num_total, den_total)
+        return np.exp(ratio) if self.transform == "exp" else ratio
+
+    def relative_delta(self, candidate: np.ndarray | float, baseline: np.ndarray | float) -> np.ndarray:
+        # |baseline| keeps "negative means worse" even for a negative mean cosine.
+        sign = 1.0 if self.direction == "higher" else -1.0
+        return sign * np.subtract(candidate, baseline) / np.abs(baseline)
+
+    def is_worse(self, value: float, limit: float) -> bool:
+        return value > limit if self.direction == "lower" else value < limit
+
+    def arrays(self, values: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample numerators and denominators (float64) from a scorer's named values."""
+        numerators = np.asarray(values[self.numerator], dtype=np.float64) * self.numerator_scale
+        if self.denominator is None:
+            return numerators, np.ones_like(numerators)
+        return numerators, np.asarray(values[self.denominator], dtype=np.float64)
 
 
 def bits_per_byte(nll: np.ndarray, n_bytes: np.ndarray) -> float:
     """Σ NLL (nats) / (ln 2 · Σ UTF-8 bytes) over all samples."""
-    return float(np.sum(nll) / (math.log(2) * np.sum(n_bytes)))
+    return float(np.sum(nll) / (LN2 * np.sum(n_bytes)))
 
 
 def perplexity(nll: np.ndarray, tokens: np.ndarray) -> float:
     """exp(Σ NLL / Σ tokens) over all samples (tokenizer-dependent)."""
     return float(np.exp(np.sum(nll) / np.sum(tokens)))
-
-
-def bits_per_byte_per_sample(nll: np.ndarray, n_bytes: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return nll / (math.log(2) * n_bytes)
-
-
-def perplexity_per_sample(nll: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.exp(nll / tokens)

@@ -1,18 +1,16 @@
 """From per-sample scores to archived metric values: ratio-of-sums aggregates with bootstrap CIs.
 
-Every metric is value = transform(Σ numerator / Σ denominator) over samples (see evals.scoring.drift.METRICS):
+Every metric is value = transform(Σ numerator / Σ denominator) over samples (see evals.scoring.metrics):
 bits per byte = Σ nats / (ln 2 · Σ bytes); perplexity = exp(Σ nats / Σ tokens); similarity = mean cosine.
 """
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from evals.scoring.drift import METRICS, MetricSpec
+from evals.scoring.metrics import MetricSpec
 
-LN2 = math.log(2)
 BOOTSTRAP_CHUNK = 256
 
 
@@ -26,28 +24,9 @@ class MetricSummary:
     per_category: dict[str, dict[str, float]]
 
 
-def causal_arrays(
-    nll: np.ndarray, tokens: np.ndarray, byte_counts: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    nll = np.asarray(nll, dtype=np.float64)
-    return {
-        "bits_per_byte": (nll / LN2, np.asarray(byte_counts, dtype=np.float64)),
-        "perplexity": (nll, np.asarray(tokens, dtype=np.float64)),
-    }
-
-
-def embedding_arrays(similarity: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    similarity = np.asarray(similarity, dtype=np.float64)
-    return {"similarity": (similarity, np.ones_like(similarity))}
-
-
-def apply_transform(spec: MetricSpec, ratio: np.ndarray | float):
-    return np.exp(ratio) if spec.transform == "exp" else ratio
-
-
 def metric_value(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray) -> float:
     total = float(np.sum(denominators))
-    return float(apply_transform(spec, float(np.sum(numerators)) / total)) if total > 0 else float("nan")
+    return float(spec.value(float(np.sum(numerators)), total)) if total > 0 else float("nan")
 
 
 def bootstrap_ci(
@@ -69,7 +48,7 @@ def bootstrap_ci(
     for start in range(0, n_boot, BOOTSTRAP_CHUNK):
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(BOOTSTRAP_CHUNK, n_boot - start))
         ratios.append((counts @ numerators) / (counts @ denominators))
-    values = apply_transform(spec, np.concatenate(ratios))
+    values = spec.value(np.concatenate(ratios), 1.0)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return float(low), float(high)
@@ -77,11 +56,11 @@ def bootstrap_ci(
 
 def per_sample_values(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return apply_transform(spec, np.where(denominators > 0, numerators / denominators, np.nan))
+        return spec.value(np.where(denominators > 0, numerators, np.nan), np.where(denominators > 0, denominators, 1.0))
 
 
 def summarise(
-    metric: str,
+    spec: MetricSpec,
     numerators: np.ndarray,
     denominators: np.ndarray,
     categories: Sequence[str],
@@ -89,7 +68,6 @@ def summarise(
     n_boot: int,
     seed: int = 0,
 ) -> MetricSummary:
-    spec = METRICS[metric]
     low, high = bootstrap_ci(spec, numerators, denominators, n_boot=n_boot, seed=seed)
     per_sample = per_sample_values(spec, numerators, denominators)
     labels = np.asarray(list(categories), dtype=object)

@@ -1,4 +1,7 @@
-"""Evaluation writes: datasets, runs, snapshots, verdicts, thresholds, experiments."""
+"""Evaluation writes: datasets, runs, snapshots, verdicts, thresholds, experiments.
+
+`pipeline` is where they meet the registry (submission, run processing, judging).
+"""
 
 from evals.services.datasets import dataset_import
 from evals.services.runs import (

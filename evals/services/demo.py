@@ -12,8 +12,7 @@ from django.conf import settings
 
 from evals.models import GoldenDataset
 from evals.scoring.demo_models import DemoBuild, build_demo_models
-from evals.services import dataset_import
-from registry import services as registry_services
+from evals.services import dataset_import, pipeline
 from registry.models import Artifact, ModelFamily
 
 DEMO_FAMILY = "demo-gpt"
@@ -42,7 +41,7 @@ def demo_family(build: DemoBuild) -> ModelFamily:
         return existing
     if not GoldenDataset.objects.filter(name=DEMO_DATASET).exists():
         dataset_import(name=DEMO_DATASET, filename=build.golden.name, source=build.golden)
-    return registry_services.family_create(
+    return pipeline.family_create(
         slug=DEMO_FAMILY,
         kind=ModelFamily.Kind.CAUSAL_LM,
         base_path=str(build.base),
@@ -78,7 +77,7 @@ def demo_load(
     parent = None
     for name in ("base", "improved", "drifted"):
         commit, branch = DEMO_COMMITS[name]
-        registration = registry_services.artifact_register(
+        registration = pipeline.artifact_submit(
             family=family,
             commit_sha=commit,
             branch=branch,

@@ -5,15 +5,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Q
 
 from driftboard.db import database_retry
 from evals.models import EvalRun, GoldenDataset
 from evals.models import SampleResult as SampleResultRow
-from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, fingerprint, score_samples, scorer_for
+from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, fingerprint, score_samples
 from evals.scoring.errors import ScoringError
 from evals.scoring.loading import MODEL_CACHE, LoadedModel
-from evals.scoring.summary import causal_arrays, embedding_arrays
+from evals.scoring.scorers import scorers_for
 from registry.models import Artifact, ModelFamily
 from registry.services import artifact_weights_path
 
@@ -27,7 +28,7 @@ class PermanentScoringError(Exception):
 @dataclass
 class RunResult:
     arrays: dict[str, Arrays]
-    fingerprint: dict
+    fingerprints: dict[str, dict]
     categories: dict[int, str]
     samples_scored: int
     tokens: int
@@ -42,7 +43,7 @@ class RunResult:
 
 
 class DatabaseResultStore:
-    """The scoring engine's result cache, kept in the SampleResult table."""
+    """The scoring engine's result cache, kept in the SampleResult table (`scorer` is `name@version`)."""
 
     def get_many(self, keys: Sequence[ResultKey]) -> dict[ResultKey, SampleResult]:
         if not keys:
@@ -55,13 +56,13 @@ class DatabaseResultStore:
             query |= Q(weights_sha256=weights, scorer=f"{scorer}@{version}", config_key=config)
         rows = SampleResultRow.objects.filter(query, sample_sha256__in={k.sample_sha256 for k in keys})
         found = {}
-        for row in rows:
-            scorer, version = row.scorer.rsplit("@", 1)
-            key = ResultKey(row.weights_sha256, row.sample_sha256, scorer, int(version), row.config_key)
+        for weights, sample, scorer_version, config, values in rows.values_list(
+            "weights_sha256", "sample_sha256", "scorer", "config_key", "values"
+        ):
+            scorer, version = scorer_version.rsplit("@", 1)
+            key = ResultKey(weights, sample, scorer, int(version), config)
             if key in wanted:
-                found[key] = SampleResult(
-                    nll=row.nll, tokens=row.tokens, bytes=row.byte_count, similarity=row.similarity
-                )
+                found[key] = SampleResult(values)
         return found
 
     def put_many(self, results) -> None:
@@ -75,10 +76,7 @@ class DatabaseResultStore:
                     sample_sha256=k.sample_sha256,
                     scorer=f"{k.scorer}@{k.scorer_version}",
                     config_key=k.config_key,
-                    nll=r.nll,
-                    tokens=r.tokens,
-                    byte_count=r.bytes,
-                    similarity=r.similarity,
+                    values=r.to_dict(),
                 )
                 for k, r in results.items()
             ],
@@ -107,31 +105,30 @@ def dataset_samples(dataset: GoldenDataset, positions: Sequence[int] | None = No
     return list(samples.values("position", "text", "reference", "category"))
 
 
+def scoring_config(family: ModelFamily) -> ScoringConfig:
+    return ScoringConfig(
+        max_length=family.max_length,
+        scorers=tuple(family.scorers),
+        chunk_samples=settings.DRIFTBOARD_RESULT_CHUNK_SAMPLES,
+    )
+
+
 def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[int], None]) -> RunResult:
-    artifact = run.artifact
-    if artifact.family.kind == ModelFamily.Kind.EMBEDDING:
-        missing = next((s for s in samples if not s["reference"]), None)
-        if missing is not None:
-            raise PermanentScoringError(
-                f"{run.dataset} has samples without a `reference` (position {missing['position']}); "
-                "an embedding family needs text/reference pairs."
-            )
-    lm = load_model(artifact)
-    config = ScoringConfig(max_length=artifact.family.max_length)
+    lm = load_model(run.artifact)
+    config = scoring_config(run.artifact.family)
     try:
         scored = score_samples(lm, samples, DatabaseResultStore(), config, progress=progress)
     except ScoringError as exc:
-        raise PermanentScoringError(str(exc)) from exc
+        raise PermanentScoringError(f"{run.dataset}: {exc}") from exc
     positions = np.array([s["position"] for s in samples], dtype=np.int32)
-    per_metric = (
-        causal_arrays(scored.nll, scored.tokens, scored.bytes)
-        if scored.nll is not None
-        else embedding_arrays(scored.similarity)
-    )
+    arrays = {}
+    for metric in scored.metrics:
+        indices, numerators, denominators = scored.arrays(metric)
+        arrays[metric] = (positions[indices], numerators, denominators)
     tokens = int(scored.tokens_scored)
     return RunResult(
-        arrays={metric: (positions, num, den) for metric, (num, den) in per_metric.items()},
-        fingerprint=run_fingerprint(lm, config, run.dataset),
+        arrays=arrays,
+        fingerprints=run_fingerprints(lm, config, run.dataset),
         categories={s["position"]: s["category"] for s in samples},
         samples_scored=len(samples),
         tokens=tokens,
@@ -142,17 +139,14 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
     )
 
 
-def run_fingerprint(lm: LoadedModel, config: ScoringConfig, dataset: GoldenDataset) -> dict:
-    scorer = scorer_for(lm)
-    fp = fingerprint(lm, scorer, config, dataset.sha256)
-    fp["tokenizer_hash"] = fp.pop("tokenizer_sha256")
-    fp["scorer_version"] = f"{scorer}@{fp['scorer_version']}"
-    return fp
+def run_fingerprints(lm: LoadedModel, config: ScoringConfig, dataset: GoldenDataset) -> dict[str, dict]:
+    """The fingerprint of each metric the run yields (the scorer's, shared by its metrics)."""
+    fingerprints = {}
+    for scorer in scorers_for(lm.kind, config.scorers):
+        fp = fingerprint(lm, scorer, config, dataset.sha256)
+        fingerprints.update({spec.name: fp for spec in scorer.metrics})
+    return fingerprints
 
 
-def score_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResult:
-    if run.kind in (EvalRun.Kind.SEQUENTIAL, EvalRun.Kind.COMPLETION):
-        from evals.services import sampling
-
-        return sampling.score_sampled_run(run=run, progress=progress)
+def score_full_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResult:
     return score_samples_of_run(run, dataset_samples(run.dataset), progress)

@@ -20,8 +20,9 @@ from django.db import transaction
 from django.db.models import Max
 
 from evals.models import Experiment, ExperimentRun
+from evals.services import pipeline
 from registry.models import ModelFamily
-from registry.services import Registration, RegistrationError, artifact_register
+from registry.services import Registration, RegistrationError
 
 Status = ExperimentRun.Status
 
@@ -262,7 +263,8 @@ def train_log_summary(log: str) -> dict[str, int | float | str]:
 
 
 def _scalar(raw: str) -> int | float | str:
-    if re.fullmatch(r"[+-]?\d+", raw):
+    # Integers beyond a float's exact range stay text: nothing computes with a 300-digit "peak_vram_mb".
+    if re.fullmatch(r"[+-]?\d{1,15}", raw):
         return int(raw)
     try:
         value = float(raw)
@@ -364,7 +366,7 @@ def experiment_run_register_weights(
     """Register a kept run's weights as an artifact of `family` and link the run to it."""
     if run.status != Status.KEEP:
         raise RegistrationError("Only the weights of a kept run can be registered.")
-    registration = artifact_register(
+    registration = pipeline.artifact_submit(
         family=family, commit_sha=run.commit, branch=run.experiment.branch_tag, upload=upload, path=path, user=user
     )
     ExperimentRun.objects.filter(pk=run.pk).update(artifact=registration.artifact)

@@ -8,6 +8,7 @@ redelivered message finds the run taken or finished and does nothing.
 import logging
 import socket
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
@@ -18,10 +19,12 @@ from django.utils import timezone
 
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from evals.models import EvalRun, MetricSnapshot
+from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
 from evals.selectors import dataset_latest
 from evals.services import engine
-from registry.models import Artifact, ModelFamily, PromotionEvent
+from registry import services as registry_services
+from registry.models import Artifact, ModelFamily
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +48,7 @@ def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
         runs.append(EvalRun(artifact=artifact, dataset=dataset, kind=kind, samples_total=dataset.sample_count))
     if runs:
         EvalRun.objects.bulk_create(runs)
-        Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.QUEUED)
-        artifact.status = Artifact.Status.QUEUED
+        registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.QUEUED)
         transaction.on_commit(eval_runs_dispatch)
     return runs
 
@@ -141,8 +143,10 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
     if run.attempts > settings.DRIFTBOARD_RUN_MAX_ATTEMPTS:
         eval_run_fail(run=run, message=f"Gave up after {run.attempts - 1} attempts; the worker kept disappearing.")
         return None
-    Artifact.objects.filter(pk=run.artifact_id, status__in=[Artifact.Status.REGISTERED, Artifact.Status.QUEUED]).update(
-        status=Artifact.Status.SCORING
+    registry_services.artifact_status_set(
+        artifact=run.artifact,
+        status=Artifact.Status.SCORING,
+        only_from=(Artifact.Status.REGISTERED, Artifact.Status.QUEUED),
     )
     return run
 
@@ -173,29 +177,33 @@ class ProgressWriter:
             raise LeaseLost(f"Run {self.run.pk} was taken over by another worker.")
 
 
-def eval_run_execute(*, run: EvalRun) -> None:
-    """Score a claimed run. Permanent errors fail the run; transient ones propagate for a retry."""
+def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) -> bool:
+    """Score a claimed run with `score(run=…, progress=…)` and archive the snapshots.
+
+    True once the scores are saved. A permanent error fails the run and a lost lease leaves it to
+    its new owner (False); transient errors propagate for a retry.
+    """
     progress = ProgressWriter(run)
     try:
-        result = engine.score_run(run=run, progress=progress)
+        result = score(run=run, progress=progress)
     except engine.PermanentScoringError as exc:
         eval_run_fail(run=run, message=str(exc))
-        return
+        return False
     except LeaseLost:
         logger.warning("Run %s: lease lost, leaving it to the worker that took it over", run.pk)
-        return
+        return False
     # The scores are in memory: wait out a database restart rather than score again.
     database_retry(lambda: snapshots_save(run=run, result=result), what=f"saving the scores of run {run.pk}")
     database_retry(eval_runs_dispatch, what="dispatching waiting runs")
-    database_retry(lambda: _evaluate_if_complete(run), what=f"judging the artifact of run {run.pk}")
+    return True
 
 
-def snapshots_save(*, run: EvalRun, result: "engine.RunResult") -> None:
-    fingerprint = result.fingerprint
+def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
     with transaction.atomic():
         for metric, (positions, numerators, denominators) in result.arrays.items():
+            fingerprint = result.fingerprints[metric]
             summary = summarise(
-                metric,
+                METRICS[metric],
                 numerators,
                 denominators,
                 result.categories_for(positions),
@@ -237,41 +245,20 @@ def snapshots_save(*, run: EvalRun, result: "engine.RunResult") -> None:
         )
 
 
-def _evaluate_if_complete(run: EvalRun) -> None:
-    from evals.services.verdicts import artifact_evaluate, artifact_ready
-
-    if run.kind == EvalRun.Kind.COMPLETION:
-        from evals.services.sampling import completion_recheck
-
-        completion_recheck(run=run)
-        return
-    if artifact_ready(run.artifact):
-        artifact_evaluate(artifact=run.artifact)
-    if run.kind == EvalRun.Kind.SEQUENTIAL:
-        from evals.services.sampling import completion_schedule
-
-        completion_schedule(run=run)
-
-
 def eval_run_fail(*, run: EvalRun, message: str) -> None:
     logger.error("Run %s failed: %s", run.pk, message)
     with transaction.atomic():
         EvalRun.objects.filter(pk=run.pk).update(
             status=EvalRun.Status.FAILED, error=message[:5000], finished_at=timezone.now(), lease_expires_at=None
         )
-        artifact = run.artifact
-        if artifact.status in (Artifact.Status.QUEUED, Artifact.Status.SCORING, Artifact.Status.REGISTERED):
-            PromotionEvent.objects.create(
-                artifact=artifact,
-                action=PromotionEvent.Action.FAIL,
-                from_stage=artifact.stage,
-                to_stage=artifact.stage,
-                from_status=artifact.status,
-                to_status=Artifact.Status.FAILED,
-                reason=message[:2000],
-            )
-            Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.FAILED)
+        registry_services.artifact_fail(artifact=run.artifact, reason=message)
     eval_runs_dispatch()
+
+
+def eval_run_fail_by_id(*, run_id: int, message: str) -> None:
+    run = EvalRun.objects.select_related("artifact").filter(pk=run_id, status=EvalRun.Status.RUNNING).first()
+    if run is not None:
+        eval_run_fail(run=run, message=message)
 
 
 def eval_run_release(*, run_id: int, worker: str, message: str) -> None:

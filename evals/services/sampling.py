@@ -19,16 +19,18 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.scoring import drift
-from evals.scoring.cache import METRICS_OF_SCORER, ScoringConfig, scorer_for
+from evals.scoring.metrics import MetricSpec
+from evals.scoring.scorers import METRICS
 from evals.scoring.sequential import SequentialMonitor, design_weights, sampling_order
 from evals.selectors import thresholds_in_force
 from evals.services import engine, runs, verdicts
@@ -68,8 +70,8 @@ class Gate:
     trace: list[list[float]] = field(default_factory=list)
 
     @property
-    def spec(self) -> drift.MetricSpec:
-        return drift.METRICS[self.metric]
+    def spec(self) -> MetricSpec:
+        return METRICS[self.metric]
 
     def observe(self, part: engine.RunResult) -> str:
         _, num, den = part.arrays[self.metric]
@@ -134,13 +136,13 @@ def _score_sequential(run: EvalRun, progress: Callable[..., None]) -> engine.Run
         "min_samples": family.sampling_min_samples,
     }
     lm = engine.load_model(run.artifact)
-    fingerprint = engine.run_fingerprint(lm, ScoringConfig(max_length=family.max_length), run.dataset)
-    found = _baseline_arrays(run, fingerprint, METRICS_OF_SCORER[scorer_for(lm)], samples)
+    fingerprints = engine.run_fingerprints(lm, engine.scoring_config(family), run.dataset)
+    found = _baseline_arrays(run, fingerprints, samples)
     if isinstance(found, str):
         result = engine.score_samples_of_run(run, samples, progress)
         result.sampling = {**design, "disabled": found, **_usage(len(samples), len(samples))}
         return result
-    return _score_sampled(run, samples, design, found, fingerprint, progress)
+    return _score_sampled(run, samples, design, found, fingerprints, progress)
 
 
 def _score_sampled(
@@ -148,16 +150,16 @@ def _score_sampled(
     samples: list[dict],
     design: dict,
     found: tuple[Artifact, dict[str, engine.Arrays]],
-    fingerprint: dict,
+    fingerprints: dict[str, dict],
     progress: Callable[..., None],
 ) -> engine.RunResult:
     """Every gated metric on one order, sized by the family's main metric."""
     baseline, arrays = found
     categories = [s["category"] for s in samples]
     main = DEFAULT_METRIC[run.artifact.family.kind]
-    weights = design_weights(drift.METRICS[main], *arrays[main][1:])
+    weights = design_weights(METRICS[main], *arrays[main][1:])
     order = sampling_order(categories, design["seed"], weights=weights)
-    gates = _gates(run, arrays, order, categories, weights, fingerprint)
+    gates = _gates(run, arrays, order, categories, weights, fingerprints)
     result = _score_in_order(run, samples, order, gates, design, progress)
     codes = np.unique(np.asarray(categories, dtype=str), return_inverse=True)[1]
     result.sampling = {
@@ -185,10 +187,11 @@ def _recorded_seed(run: EvalRun) -> int:
 
 
 def _baseline_arrays(
-    run: EvalRun, fingerprint: dict, metrics: Sequence[str], samples: list[dict]
+    run: EvalRun, fingerprints: dict[str, dict], samples: list[dict]
 ) -> tuple[Artifact, dict[str, engine.Arrays]] | str:
     """The baseline and its complete per-sample values in dataset order, or why sampling cannot use them."""
-    baseline = verdicts.baseline_for(run.artifact)
+    metrics = list(fingerprints)
+    baseline = selectors.baseline_for(run.artifact)
     if baseline is None:
         return "No production baseline to compare with yet: the full golden set is scored."
     snapshots = MetricSnapshot.objects.filter(artifact=baseline, dataset=run.dataset, metric__in=metrics, complete=True)
@@ -197,7 +200,11 @@ def _baseline_arrays(
     if missing:
         return f"The baseline v{baseline.version} has no complete {', '.join(missing)} on {run.dataset}."
     differing = sorted(
-        {key for s in found.values() for key in drift.fingerprints_comparable(fingerprint, s.fingerprint)[1]}
+        {
+            key
+            for metric, s in found.items()
+            for key in drift.fingerprints_comparable(fingerprints[metric], s.fingerprint, spec=METRICS[metric])[1]
+        }
     )
     if differing:
         return f"Scored differently from the baseline v{baseline.version} ({', '.join(differing)}): no paired samples."
@@ -214,15 +221,18 @@ def _gates(
     order: np.ndarray,
     categories: list[str],
     weights: np.ndarray,
-    fingerprint: dict,
+    fingerprints: dict[str, dict],
 ) -> list[Gate]:
     """A confidence sequence for every metric with a limit in force, all on one order."""
     min_samples = run.artifact.family.sampling_min_samples
     gates = []
     for metric, (_, num, den) in baseline.items():
-        spec = drift.METRICS[metric]
+        spec = METRICS[metric]
         limits = metric_limits(
-            run=run, metric=metric, baseline_value=float(spec.value(num.sum(), den.sum())), fingerprint=fingerprint
+            run=run,
+            metric=metric,
+            baseline_value=float(spec.value(num.sum(), den.sum())),
+            fingerprint=fingerprints[metric],
         )
         if limits.any:
             monitor = SequentialMonitor(
@@ -281,7 +291,7 @@ def _combined(parts: list[engine.RunResult], seconds: float) -> engine.RunResult
     tokens = sum(part.tokens for part in parts)
     return engine.RunResult(
         arrays={metric: _by_position(a) for metric, a in arrays.items()},
-        fingerprint=parts[-1].fingerprint,
+        fingerprints=parts[-1].fingerprints,
         categories={p: c for part in parts for p, c in part.categories.items()},
         samples_scored=sum(part.samples_scored for part in parts),
         tokens=tokens,
@@ -332,52 +342,18 @@ def _relative_limit(
         edge = threshold.limit
     else:
         edge = _band_edge(run, metric, fingerprint, threshold)
-    return None if edge is None else -float(drift.METRICS[metric].relative_delta(edge, baseline_value))
+    return None if edge is None else -float(METRICS[metric].relative_delta(edge, baseline_value))
 
 
 def _band_edge(run: EvalRun, metric: str, fingerprint: dict, band: Threshold | None) -> float | None:
     """The worse edge of the band the verdict will apply (the implicit one when band is None)."""
     window = band.band_window if band else settings.DRIFTBOARD_BAND_WINDOW
     probe = MetricSnapshot(artifact=run.artifact, dataset=run.dataset, metric=metric, fingerprint=fingerprint)
-    history = drift.historical_band(verdicts.band_history(probe, window), robust=band.band_robust if band else False)
+    history = drift.historical_band(selectors.band_history(probe, window), robust=band.band_robust if band else False)
     if history is None:
         return None
     low, high = history.edges(band.limit if band else settings.DRIFTBOARD_BAND_K)
-    return high if drift.METRICS[metric].direction == "lower" else low
-
-
-def anytime_comparison(snapshot: MetricSnapshot, comparison: drift.Comparison) -> drift.Comparison:
-    """For an early-stopped snapshot: the confidence sequence's interval and estimate of the
-    full-set delta in place of a bootstrap on the samples used, the baseline's full-set value, and
-    the candidate values they imply."""
-    sampling = snapshot.run.sampling if snapshot.run_id else {}
-    stored = sampling.get("metrics", {}).get(snapshot.metric)
-    if not sampling.get("stopped_early") or stored is None:
-        return comparison
-    spec, baseline = comparison.spec, stored["baseline_value"]
-    # JSON has no infinity: an end the sequence could not bound was stored as null.
-    low = -math.inf if stored["ci_low"] is None else stored["ci_low"]
-    high = math.inf if stored["ci_high"] is None else stored["ci_high"]
-    candidate = _value_at(spec, stored["delta"], baseline)
-    ends = sorted(_value_at(spec, end, baseline) for end in (low, high))
-    return dataclasses.replace(
-        comparison,
-        confidence=sampling["confidence"],
-        baseline=baseline,
-        candidate=candidate,
-        delta=stored["delta"],
-        ci_low=low,
-        ci_high=high,
-        cand_ci_low=ends[0],
-        cand_ci_high=ends[1],
-        band_position=comparison.band.position(candidate) if comparison.band else None,
-    )
-
-
-def _value_at(spec: drift.MetricSpec, delta: float, baseline: float) -> float:
-    """The candidate value whose relative delta against baseline is `delta` (negative = worse)."""
-    sign = 1.0 if spec.direction == "higher" else -1.0
-    return baseline + sign * delta * abs(baseline)
+    return high if METRICS[metric].direction == "lower" else low
 
 
 def _score_completion(run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:

@@ -2,60 +2,26 @@
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
+from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.scoring import drift
+from evals.scoring.metrics import MetricSpec
+from evals.scoring.scorers import METRICS
 from evals.selectors import thresholds_in_force
 from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
+from registry import publishing as forge_publishing
 from registry import services as registry_services
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent
-from registry.selectors import production_artifact
 
 logger = logging.getLogger(__name__)
 
 FLAG_SEVERITY = {"green": 0, "incomparable": 1, "amber": 2, "red": 3}
-
-
-def baseline_for(artifact: Artifact) -> Artifact | None:
-    baseline = production_artifact(artifact.family)
-    return None if baseline is None or baseline.pk == artifact.pk else baseline
-
-
-def band_history(snapshot: MetricSnapshot, window: int) -> list[float]:
-    """Values of the last `window` production baselines of the family on this dataset and metric."""
-    promoted_ids = (
-        PromotionEvent.objects.filter(
-            artifact__family_id=snapshot.artifact.family_id,
-            action__in=[PromotionEvent.Action.PROMOTE, PromotionEvent.Action.BASELINE],
-        )
-        .exclude(artifact_id=snapshot.artifact_id)
-        .values("artifact_id")
-    )
-    history = (
-        MetricSnapshot.objects.filter(
-            artifact_id__in=promoted_ids,
-            dataset_id=snapshot.dataset_id,
-            metric=snapshot.metric,
-            complete=True,
-            fingerprint=snapshot.fingerprint,
-        )
-        .order_by("-artifact__created_at")
-        .values_list("value", flat=True)[:window]
-    )
-    return list(reversed(history))
-
-
-def aligned(candidate: MetricSnapshot, baseline: MetricSnapshot) -> tuple[np.ndarray, ...]:
-    """Pair the two snapshots sample by sample (a sampled candidate covers a subset of positions)."""
-    cand_pos, cand_num, cand_den = candidate.arrays()
-    base_pos, base_num, base_den = baseline.arrays()
-    common, cand_idx, base_idx = np.intersect1d(cand_pos, base_pos, assume_unique=True, return_indices=True)
-    return common, cand_num[cand_idx], cand_den[cand_idx], base_num[base_idx], base_den[base_idx]
 
 
 def compare_snapshots(
@@ -63,19 +29,19 @@ def compare_snapshots(
 ) -> drift.Comparison:
     band = next((t for t in thresholds if t.rule == Threshold.Rule.BAND), None)
     window = band.band_window if band else settings.DRIFTBOARD_BAND_WINDOW
-    positions, cand_num, cand_den, base_num, base_den = aligned(candidate, baseline)
+    positions, cand_num, cand_den, base_num, base_den = selectors.snapshots_paired(candidate, baseline)
     categories = list(
         candidate.dataset.samples.filter(position__in=positions.tolist())
         .order_by("position")
         .values_list("category", flat=True)
     )
     return drift.compare(
-        drift.METRICS[candidate.metric],
+        METRICS[candidate.metric],
         cand_num,
         cand_den,
         base_num,
         base_den,
-        history=band_history(candidate, window),
+        history=selectors.band_history(candidate, window),
         band_k=band.limit if band else settings.DRIFTBOARD_BAND_K,
         robust=band.band_robust if band else False,
         categories=categories,
@@ -95,7 +61,9 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
             "outcome": DriftVerdict.Outcome.INCOMPARABLE,
             "reasons": [f"The baseline v{baseline_artifact.version} has no {candidate.metric} on {candidate.dataset}."],
         }
-    comparable, differing = drift.fingerprints_comparable(candidate.fingerprint, baseline.fingerprint)
+    comparable, differing = drift.fingerprints_comparable(
+        candidate.fingerprint, baseline.fingerprint, spec=METRICS[candidate.metric]
+    )
     if not comparable:
         return {
             **fields,
@@ -109,8 +77,6 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     comparison = compare_snapshots(candidate, baseline, thresholds)
     if not candidate.complete:
         # Stopped early: the interval and estimate come from the anytime-valid confidence sequence.
-        from evals.services.sampling import anytime_comparison
-
         comparison = anytime_comparison(candidate, comparison)
     specs = [threshold_spec(t) for t in thresholds]
     if not any(t.rule == Threshold.Rule.BAND for t in thresholds):
@@ -141,6 +107,40 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
         "samples_total": candidate.dataset.sample_count,
         "stopped_early": not candidate.complete,
     }
+
+
+def anytime_comparison(snapshot: MetricSnapshot, comparison: drift.Comparison) -> drift.Comparison:
+    """For an early-stopped snapshot: the confidence sequence's interval and estimate of the
+    full-set delta in place of a bootstrap on the samples used, the baseline's full-set value, and
+    the candidate values they imply."""
+    sampling = snapshot.run.sampling if snapshot.run_id else {}
+    stored = sampling.get("metrics", {}).get(snapshot.metric)
+    if not sampling.get("stopped_early") or stored is None:
+        return comparison
+    spec, baseline = comparison.spec, stored["baseline_value"]
+    # JSON has no infinity: an end the sequence could not bound was stored as null.
+    low = -math.inf if stored["ci_low"] is None else stored["ci_low"]
+    high = math.inf if stored["ci_high"] is None else stored["ci_high"]
+    candidate = _value_at(spec, stored["delta"], baseline)
+    ends = sorted(_value_at(spec, end, baseline) for end in (low, high))
+    return dataclasses.replace(
+        comparison,
+        confidence=sampling["confidence"],
+        baseline=baseline,
+        candidate=candidate,
+        delta=stored["delta"],
+        ci_low=low,
+        ci_high=high,
+        cand_ci_low=ends[0],
+        cand_ci_high=ends[1],
+        band_position=comparison.band.position(candidate) if comparison.band else None,
+    )
+
+
+def _value_at(spec: MetricSpec, delta: float, baseline: float) -> float:
+    """The candidate value whose relative delta against baseline is `delta` (negative = worse)."""
+    sign = 1.0 if spec.direction == "higher" else -1.0
+    return baseline + sign * delta * abs(baseline)
 
 
 def _stored_comparison(comparison: drift.Comparison) -> dict:
@@ -176,7 +176,7 @@ def artifact_ready(artifact: Artifact) -> bool:
 def artifact_evaluate(*, artifact: Artifact) -> str:
     """Compare every metric with the baseline, store the verdicts, set the flag and apply the policy."""
     artifact = Artifact.objects.select_related("family").get(pk=artifact.pk)
-    baseline = baseline_for(artifact)
+    baseline = selectors.baseline_for(artifact)
     if baseline is None:
         return _without_baseline(artifact)
     snapshots = list(artifact.snapshots.select_related("dataset", "artifact__family"))
@@ -194,12 +194,7 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
 
 def artifact_flag_set(artifact: Artifact, flag: str, baseline: Artifact | None, results: dict) -> None:
     """Record the overall flag on the artifact and as telemetry tags, with the baseline and deltas."""
-    now = timezone.now()
-    Artifact.objects.filter(pk=artifact.pk).update(drift_flag=flag, scored_at=now)
-    artifact.drift_flag, artifact.scored_at = flag, now
     tags = {
-        "drift_flag": flag,
-        "scored_at": now.isoformat(),
         "baseline_id": baseline.pk if baseline else "",
         "eval_runs": ",".join(str(pk) for pk in artifact.runs.values_list("pk", flat=True)),
     }
@@ -208,14 +203,13 @@ def artifact_flag_set(artifact: Artifact, flag: str, baseline: Artifact | None, 
         if fields.get("delta") is not None:
             key = f"delta.{metric}" if len(datasets) == 1 else f"delta.{metric}.{dataset_id}"
             tags[key] = f"{fields['delta']:+.5f}"
-    registry_services.tags_set(artifact=artifact, tags=tags)
+    registry_services.artifact_flag_set(artifact=artifact, flag=flag, tags=tags)
 
 
 def _apply_policy(artifact: Artifact, flag: str, results: dict) -> None:
     reasons = [r for fields in results.values() for r in fields.get("reasons", [])]
     summary = "; ".join(reasons[:3]) or f"Drift flag {flag}."
-    Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.SCORED)
-    artifact.status = Artifact.Status.SCORED
+    registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.SCORED)
     if flag == "red":
         registry_services.artifact_halt(artifact=artifact, reason=summary)
         registry_services.alert_raise(
@@ -245,8 +239,7 @@ def _without_baseline(artifact: Artifact) -> str:
     family = artifact.family
     first_on_base = artifact.branch == family.base_branch
     with transaction.atomic():
-        Artifact.objects.filter(pk=artifact.pk).update(status=Artifact.Status.SCORED)
-        artifact.status = Artifact.Status.SCORED
+        registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.SCORED)
         artifact_flag_set(artifact, Artifact.DriftFlag.GREEN, None, {})
         if first_on_base and family.baseline_policy == ModelFamily.BaselinePolicy.FIRST_SCORED:
             registry_services.artifact_promote(
@@ -262,6 +255,4 @@ def _without_baseline(artifact: Artifact) -> str:
 
 def verdict_publish(artifact: Artifact) -> None:
     """Report the verdict to the pull request once the transaction commits."""
-    from registry.publishing import verdict_publish_enqueue
-
-    transaction.on_commit(lambda: verdict_publish_enqueue(artifact_id=artifact.pk))
+    transaction.on_commit(lambda: forge_publishing.verdict_publish_enqueue(artifact_id=artifact.pk))

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold
 from evals.scoring import drift
+from evals.scoring.scorers import METRICS
 from evals.services import threshold_save
 from evals.services.verdicts import json_safe
 from registry.models import Artifact, ModelFamily, PromotionEvent
@@ -155,7 +156,7 @@ def _verdict(board: Board, artifact: Artifact, metric: str, outcome: str) -> Non
     history = [a.snapshots.get(metric=metric).value for a in board.history]
     categories = list(board.dataset.samples.order_by("position").values_list("category", flat=True))
     comparison = drift.compare(
-        drift.METRICS[metric],
+        METRICS[metric],
         *candidate.arrays()[1:],
         *baseline.arrays()[1:],
         history=history,

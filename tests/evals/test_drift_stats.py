@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evals.scoring.drift import METRICS, Comparison, ThresholdSpec, classify, compare, fingerprints_comparable
+from evals.scoring.drift import Comparison, ThresholdSpec, classify, compare, fingerprints_comparable
+from evals.scoring.scorers import METRICS
 
 BPB = METRICS["bits_per_byte"]
 SIMILARITY = METRICS["similarity"]
@@ -230,6 +231,6 @@ def test_it_lists_the_fingerprint_keys_that_differ():
     assert fingerprints_comparable(a, dict(a)) == (True, [])
     b = dict(a, tokenizer_hash="t2", max_length=1024)
     assert fingerprints_comparable(a, b) == (False, ["tokenizer_hash", "max_length"])
-    assert fingerprints_comparable(a, b, metric="bits_per_byte") == (False, ["max_length"])
+    assert fingerprints_comparable(a, b, spec=BPB) == (False, ["max_length"])
     missing = {k: v for k, v in a.items() if k != "scorer_version"}
     assert fingerprints_comparable(a, missing) == (False, ["scorer_version"])

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from evals.scoring.drift import METRICS
+from evals.scoring.scorers import METRICS
 from evals.scoring.sequential import SequentialMonitor, design_weights, sampling_order
 
 BPB = METRICS["bits_per_byte"]

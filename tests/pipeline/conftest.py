@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evals.services import dataset_import
-from registry.services import family_create
+from evals.services.pipeline import family_create
 
 
 class AlertReceiver(BaseHTTPRequestHandler):

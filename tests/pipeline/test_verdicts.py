@@ -6,7 +6,7 @@ import pytest
 from evals.models import DriftVerdict, EvalRun
 from evals.services import artifact_evaluate
 from registry.models import Alert, ModelFamily
-from registry.services import family_create
+from evals.services.pipeline import family_create
 from tests.factories import ArtifactFactory, DatasetFactory, SnapshotFactory, float_bytes
 
 N = 400

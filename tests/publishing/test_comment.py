@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from evals.comments import comment_render
 from evals.models import GoldenSample, MetricSnapshot
 from registry.models import Artifact
-from registry.publishing import comment_marker, comment_render
+from registry.publishing import comment_marker
 from tests.factories import (
     ArtifactFactory,
     DatasetFactory,

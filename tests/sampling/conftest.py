@@ -11,11 +11,12 @@ import pytest
 
 from evals.models import EvalRun
 from evals.scoring.cache import InMemoryResultStore, score_samples
-from evals.scoring.drift import METRICS
 from evals.scoring.loading import load_model
+from evals.scoring.scorers import METRICS
 from evals.services import dataset_import, eval_run_claim, eval_run_execute, eval_runs_dispatch
 from registry.models import Artifact, ModelFamily
-from registry.services import artifact_register, family_create
+from evals.services.pipeline import artifact_submit as artifact_register
+from evals.services.pipeline import family_create
 from tests.conftest import purge_broker
 
 BITS_PER_BYTE = METRICS["bits_per_byte"]
@@ -41,7 +42,10 @@ def truth(demo_build) -> Truth:
     nll_bits, byte_counts = {}, None
     for name in ("base", "improved", "drifted"):
         scored = score_samples(load_model(getattr(demo_build, name), kind="causal-lm"), samples, InMemoryResultStore())
-        nll_bits[name], byte_counts = scored.nll / np.log(2), scored.bytes
+        nll_bits[name], byte_counts = (
+            scored.values("causal-nll")["nll"] / np.log(2),
+            scored.values("causal-nll")["bytes"],
+        )
     return Truth(nll_bits=nll_bits, bytes=byte_counts.astype(np.float64))
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
+from evals.comments import comment_render
 from evals.models import EvalRun, MetricSnapshot, SampleResult
 from evals.services.thresholds import threshold_save
 from registry.models import Alert
-from registry.publishing import comment_render
 from tests.factories import EvalRunFactory
 from tests.sampling.conftest import register, work
 

@@ -3,17 +3,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from evals.scoring.cache import (
-    CAUSAL_NLL,
-    SCORER_VERSIONS,
-    InMemoryResultStore,
-    SampleResult,
-    ScoringConfig,
-    fingerprint,
-    score_samples,
-)
+from evals.scoring.cache import InMemoryResultStore, SampleResult, ScoringConfig, fingerprint, score_samples
 from evals.scoring.causal import score_causal
-from evals.scoring.metrics import BITS_PER_BYTE
+from evals.scoring.scorers import SCORERS
+
+CAUSAL_NLL = SCORERS["causal-nll"]
+
+
+def nll(scored) -> np.ndarray:
+    return scored.values("causal-nll")["nll"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,7 @@ def test_it_runs_no_forward_pass_when_the_same_weights_come_again(tiny_lm, sampl
     assert first.forward_passes > 0
     assert second.forward_passes == 0
     assert second.samples_reused == len(samples)
-    np.testing.assert_array_equal(second.nll, first.nll)
+    np.testing.assert_array_equal(nll(second), nll(first))
 
 
 def test_it_scores_only_the_samples_it_has_not_seen(tiny_lm, texts):
@@ -39,13 +37,13 @@ def test_it_scores_only_the_samples_it_has_not_seen(tiny_lm, texts):
     scored = score_samples(tiny_lm, samples, store)
     assert (scored.samples_computed, scored.samples_reused) == (len(new), len(known))
     assert scored.tokens_scored == score_causal(tiny_lm, [s["text"] for s in new]).tokens_scored
-    np.testing.assert_allclose(scored.nll, score_causal(tiny_lm, texts).nll, rtol=1e-5)
+    np.testing.assert_allclose(nll(scored), score_causal(tiny_lm, texts).nll, rtol=1e-5)
 
 
 def test_it_scores_a_repeated_text_once(tiny_lm):
     scored = score_samples(tiny_lm, [{"text": "same"}, {"text": "same"}, {"text": "other"}], InMemoryResultStore())
     assert scored.tokens_scored == score_causal(tiny_lm, ["same", "other"]).tokens_scored
-    assert scored.nll[0] == scored.nll[1]
+    assert nll(scored)[0] == nll(scored)[1]
 
 
 def test_it_does_not_reuse_results_of_other_weights_or_settings(tiny_lm, samples):
@@ -61,18 +59,19 @@ def test_it_does_not_reuse_results_of_other_weights_or_settings(tiny_lm, samples
 def test_it_aggregates_over_a_subset(tiny_lm, samples):
     scored = score_samples(tiny_lm, samples, InMemoryResultStore())
     mask = np.arange(len(samples)) % 2 == 0
-    expected = scored.nll[mask].sum() / (np.log(2) * scored.bytes[mask].sum())
-    assert scored.aggregate(BITS_PER_BYTE, mask) == pytest.approx(expected)
+    values = scored.values("causal-nll")
+    expected = values["nll"][mask].sum() / (np.log(2) * values["bytes"][mask].sum())
+    assert scored.aggregate("bits_per_byte", mask) == pytest.approx(expected)
 
 
 def test_it_round_trips_a_result_through_a_dict():
-    result = SampleResult(nll=12.5, tokens=4, bytes=17)
+    result = SampleResult({"nll": 12.5, "tokens": 4, "bytes": 17})
     assert SampleResult.from_dict(result.to_dict()) == result
 
 
 def test_it_fingerprints_what_a_score_depends_on(tiny_lm):
     facts = fingerprint(tiny_lm, CAUSAL_NLL, ScoringConfig(max_length=32), dataset_sha256="d" * 64)
     assert facts["max_length"] == 32
-    assert facts["scorer_version"] == SCORER_VERSIONS[CAUSAL_NLL]
-    assert facts["tokenizer_sha256"] == tiny_lm.tokenizer_hash
+    assert facts["scorer_version"] == "causal-nll@1"
+    assert facts["tokenizer_hash"] == tiny_lm.tokenizer_hash
     assert {"torch", "transformers", "dtype", "weights_sha256", "dataset_sha256"} <= facts.keys()

@@ -13,11 +13,12 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from evals.scoring import drift
-from evals.scoring.cache import InMemoryResultStore, ScoringConfig, fingerprint, score_samples, scorer_for
+from evals.scoring.cache import InMemoryResultStore, ScoringConfig, fingerprint, score_samples
 from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, load_model
-from evals.scoring.summary import causal_arrays, embedding_arrays, metric_value
+from evals.scoring.scorers import METRICS, scorers_for
+from evals.scoring.summary import metric_value
 
 
 class Command(BaseCommand):
@@ -79,30 +80,29 @@ class Command(BaseCommand):
         return lm, config, scored
 
     @staticmethod
-    def arrays(scored) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        if scored.nll is not None:
-            return causal_arrays(scored.nll, scored.tokens, scored.bytes)
-        return embedding_arrays(scored.similarity)
+    def arrays(scored) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Metric → (sample indices, numerators, denominators)."""
+        return {name: scored.arrays(name) for name in scored.metrics}
 
     def report(self, result, samples) -> dict:
         lm, config, scored = result
         arrays = self.arrays(scored)
-        metrics = {name: metric_value(drift.METRICS[name], num, den) for name, (num, den) in arrays.items()}
-        if scored.nll is not None:
+        metrics = {name: metric_value(METRICS[name], num, den) for name, (_, num, den) in arrays.items()}
+        if "causal-nll" in scored.results:
+            values = scored.values("causal-nll")
             metrics.update(
-                nll_sum=float(np.sum(scored.nll)), tokens=int(np.sum(scored.tokens)), bytes=int(np.sum(scored.bytes))
+                nll_sum=float(np.sum(values["nll"])),
+                tokens=int(np.sum(values["tokens"])),
+                bytes=int(np.sum(values["bytes"])),
             )
         categories = np.array([s.get("category") or "" for s in samples], dtype=object)
-        per_category = {
-            (category or "uncategorised"): {
-                **{
-                    name: metric_value(drift.METRICS[name], num[categories == category], den[categories == category])
-                    for name, (num, den) in arrays.items()
-                },
-                "samples": int((categories == category).sum()),
-            }
-            for category in sorted(set(categories))
-        }
+        per_category = {}
+        for category in sorted(set(categories)):
+            row = {}
+            for name, (indices, num, den) in arrays.items():
+                mask = categories[indices] == category
+                row[name] = metric_value(METRICS[name], num[mask], den[mask])
+            per_category[category or "uncategorised"] = {**row, "samples": int((categories == category).sum())}
         return {
             "metrics": metrics,
             "per_category": per_category,
@@ -111,16 +111,18 @@ class Command(BaseCommand):
             if scored.seconds and scored.tokens_scored
             else None,
             "forward_passes": scored.forward_passes,
-            "fingerprint": fingerprint(lm, scorer_for(lm), config, dataset_sha256(samples)),
+            "fingerprint": fingerprint(lm, scorers_for(lm.kind, config.scorers)[0], config, dataset_sha256(samples)),
         }
 
     def compare(self, candidate, baseline, samples) -> dict:
         cand_arrays, base_arrays = self.arrays(candidate[2]), self.arrays(baseline[2])
-        categories = [s.get("category") or "" for s in samples]
+        categories = np.array([s.get("category") or "" for s in samples], dtype=object)
         comparison = {}
-        for name, (cand_num, cand_den) in cand_arrays.items():
-            base_num, base_den = base_arrays[name]
-            result = drift.compare(drift.METRICS[name], cand_num, cand_den, base_num, base_den, categories=categories)
+        for name, (indices, cand_num, cand_den) in cand_arrays.items():
+            _, base_num, base_den = base_arrays[name]
+            result = drift.compare(
+                METRICS[name], cand_num, cand_den, base_num, base_den, categories=list(categories[indices])
+            )
             comparison[name] = {
                 "candidate": result.candidate,
                 "baseline": result.baseline,

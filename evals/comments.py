@@ -1,0 +1,243 @@
+"""The pull-request comment and commit status of an artifact, written from its verdicts and snapshots.
+
+Everything taken from a dataset, a model or a reason is escaped: it can neither format, link, mention
+nor break the Markdown table it sits in.
+"""
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+
+from driftboard.formatting import percent
+from evals import selectors
+from evals.models import DriftVerdict, MetricSnapshot, Threshold
+from evals.scoring.scorers import METRICS
+from registry.models import Artifact, ModelFamily
+from registry.publishing import Report
+
+
+def commit_state(artifact: Artifact) -> tuple[str, str]:
+    """(state, description) in GitHub's vocabulary: pending, success, failure, error."""
+    version = f"v{artifact.version}"
+    if artifact.status == Artifact.Status.FAILED:
+        return "error", f"{version}: scoring failed"
+    flag = artifact.drift_flag
+    if not flag:
+        return "pending", f"{version} {artifact.get_status_display().lower()}: waiting for its verdict"
+    summary = _worst_verdict_summary(artifact)
+    if flag == Artifact.DriftFlag.GREEN:
+        return "success", f"{version} green{summary}"
+    if flag == Artifact.DriftFlag.RED:
+        return "failure", f"{version} red{summary}"
+    amber_fails = artifact.family.amber_check == ModelFamily.AmberCheck.FAILURE
+    return ("failure" if amber_fails else "success"), f"⚠ {version} {flag}, held for review{summary}"
+
+
+def _worst_verdict_summary(artifact: Artifact) -> str:
+    verdicts = [v for v in artifact.verdicts.all() if v.delta is not None]
+    if not verdicts:
+        return ""
+    worst = min(verdicts, key=lambda v: v.delta)
+    return f": {worst.metric.replace('_', ' ')} {worst.delta * 100:+.2f} %"
+
+
+FLAG_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "incomparable": "⚪"}
+QUANTILES = (("p5", 0.05), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95))
+TOP_REGRESSED = 5
+SNIPPET_CHARS = 80
+REASON_CHARS = 300
+COMMENT_CHARS_MAX = 60_000  # GitHub refuses comment bodies over 65 536 characters
+# Markdown punctuation as HTML entities, so dataset text cannot format, link (nor autolink, hence : and .)
+# or break a table cell.
+MARKDOWN_ENTITIES = {char: f"&#{ord(char)};" for char in "\\`*_[]()|~$:."}
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+@dataclass(frozen=True)
+class MetricPair:
+    """One verdict with the candidate's and the baseline's snapshots of the same metric and dataset."""
+
+    verdict: DriftVerdict
+    candidate: MetricSnapshot | None
+    baseline: MetricSnapshot | None
+
+
+def markdown_escape(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """Text from a dataset or a reason, inert in a Markdown table cell: no HTML, formatting, @mention or #ref."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    # A zero-width space after @ and # keeps GitHub from notifying users or linking issues.
+    flat = flat.replace("@", "@" + ZERO_WIDTH_SPACE).replace("#", "#" + ZERO_WIDTH_SPACE)
+    return "".join(MARKDOWN_ENTITIES.get(char, char) for char in html.escape(flat, quote=False))
+
+
+def code_span(text: str) -> str:
+    """Inline code: nothing inside is interpreted, once backticks and line breaks are out."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
+
+
+def comment_render(*, artifact: Artifact, marker: str, page_url: str) -> str:
+    """The pull-request comment for one artifact: flag, metric table, distributions, regressed samples."""
+    pairs = metric_pairs(artifact)
+    parts = [
+        marker,
+        _comment_heading(artifact, pairs),
+        _verdict_table(pairs),
+        _sampling_notes(pairs),
+        _distribution_table(artifact, pairs),
+        *(_regressed_table(pair) for pair in pairs),
+        f"[Open {markdown_escape(artifact.family.slug)} v{artifact.version} in Driftboard]({page_url})",
+    ]
+    body = "\n\n".join(part for part in parts if part)
+    return body if len(body) <= COMMENT_CHARS_MAX else body[:COMMENT_CHARS_MAX] + "\n\n… (shortened)"
+
+
+def metric_pairs(artifact: Artifact) -> list[MetricPair]:
+    verdicts = artifact.verdicts.select_related("dataset", "baseline", "threshold").order_by("dataset__name", "metric")
+    snapshots = {(s.dataset_id, s.metric): s for s in artifact.snapshots.all()}
+    pairs = []
+    for verdict in verdicts:
+        baseline = None
+        if verdict.baseline_id:
+            baseline = MetricSnapshot.objects.filter(
+                artifact_id=verdict.baseline_id, dataset_id=verdict.dataset_id, metric=verdict.metric
+            ).first()
+        pairs.append(MetricPair(verdict, snapshots.get((verdict.dataset_id, verdict.metric)), baseline))
+    return pairs
+
+
+def _comment_heading(artifact: Artifact, pairs: list[MetricPair]) -> str:
+    flag = artifact.drift_flag or "pending"
+    lines = [
+        f"### {FLAG_ICONS.get(flag, '⏳')} Driftboard: {code_span(artifact.family.slug)} "
+        f"v{artifact.version} is **{flag}**",
+        f"Commit `{artifact.short_sha}` · {artifact.get_status_display().lower()}" + _baseline_note(pairs),
+    ]
+    reasons = [reason for pair in pairs for reason in pair.verdict.reasons or []]
+    lines += [f"- {markdown_escape(reason, REASON_CHARS)}" for reason in reasons[:5]]
+    return "\n".join(lines)
+
+
+def _baseline_note(pairs: list[MetricPair]) -> str:
+    baseline = next((pair.verdict.baseline for pair in pairs if pair.verdict.baseline), None)
+    if baseline is None:
+        return " · no production baseline to compare with yet"
+    return f" · compared with v{baseline.version} (`{baseline.short_sha}`)"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _verdict_table(pairs: list[MetricPair]) -> str:
+    if not pairs:
+        return ""
+    confidence = next((p.verdict.comparison.get("confidence") for p in pairs if p.verdict.comparison), None) or 0.95
+    rows = [
+        f"| Dataset | Metric | Candidate | Baseline | Δ | {confidence * 100:g} % CI of Δ | Threshold | Outcome |",
+        "|---|---|--:|--:|--:|---|---|---|",
+    ]
+    for pair in pairs:
+        v = pair.verdict
+        interval = "—" if v.ci_low is None or v.ci_high is None else f"{percent(v.ci_low)} … {percent(v.ci_high)}"
+        rows.append(
+            f"| {markdown_escape(v.dataset.name)} | {v.metric.replace('_', ' ')} | {_number(v.candidate_value)} "
+            f"| {_number(v.baseline_value)} | {percent(v.delta)} | {interval} | {threshold_text(v)} "
+            f"| {FLAG_ICONS.get(v.outcome, '')} {v.outcome} |"
+        )
+    return "\n".join(rows)
+
+
+def threshold_text(verdict: DriftVerdict) -> str:
+    """The threshold as it was when the verdict applied it (its history record), not as edited since."""
+    applied = verdict.threshold
+    if verdict.threshold_history_id:
+        applied = Threshold.history.filter(history_id=verdict.threshold_history_id).first() or applied
+    if applied is None:
+        return "none"
+    rule = {
+        Threshold.Rule.RELATIVE: f"{applied.limit * 100:g} % worse",
+        Threshold.Rule.BAND: f"±{applied.limit:g} σ band over {applied.band_window} baselines",
+        Threshold.Rule.ABSOLUTE: f"absolute limit {applied.limit:g}",
+    }.get(applied.rule, applied.rule)
+    severity = "red" if applied.severity == Threshold.Severity.BLOCK else "amber"
+    return f"{rule} → {severity}"
+
+
+def _sampling_notes(pairs: list[MetricPair]) -> str:
+    notes = {}
+    for pair in pairs:
+        v = pair.verdict
+        if v.stopped_early and v.samples_total:
+            notes[v.dataset.name] = (
+                f"Decided on {v.fraction_used * 100:.0f} % of the golden set (n = {v.samples_used} of "
+                f"{v.samples_total}) for {code_span(v.dataset.name)}: the verdict was clear before the end."
+            )
+    return "\n".join(notes.values())
+
+
+def per_sample_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset positions, per-sample values) with samples whose denominator is zero left out."""
+    positions, numerators, denominators = snapshot.arrays()
+    spec = METRICS.get(snapshot.metric)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = spec.value(numerators, denominators) if spec else numerators / denominators
+    keep = np.isfinite(values)
+    return positions[keep], np.asarray(values)[keep]
+
+
+def _quantile_row(label: str, snapshot: MetricSnapshot | None) -> str:
+    if snapshot is None:
+        return f"| {label} | 0 |" + " — |" * len(QUANTILES)
+    _, values = per_sample_values(snapshot)
+    if not len(values):
+        return f"| {label} | 0 |" + " — |" * len(QUANTILES)
+    cells = " | ".join(f"{q:.4f}" for q in np.quantile(values, [fraction for _, fraction in QUANTILES]))
+    return f"| {label} | {len(values)} | {cells} |"
+
+
+def _distribution_table(artifact: Artifact, pairs: list[MetricPair]) -> str:
+    if not pairs:
+        return ""
+    header = "| Per-sample values | n | " + " | ".join(name for name, _ in QUANTILES) + " |"
+    rows = [header, "|---|--:|" + "--:|" * len(QUANTILES)]
+    for pair in pairs:
+        v = pair.verdict
+        what = f"{markdown_escape(v.dataset.name)} · {v.metric.replace('_', ' ')}"
+        rows.append(_quantile_row(f"{what} · candidate v{artifact.version}", pair.candidate))
+        if v.baseline:
+            rows.append(_quantile_row(f"{what} · baseline v{v.baseline.version}", pair.baseline))
+    return "<details><summary>Per-sample distributions</summary>\n\n" + "\n".join(rows) + "\n\n</details>"
+
+
+def _regressed_table(pair: MetricPair) -> str:
+    if pair.candidate is None or pair.baseline is None or pair.verdict.metric not in METRICS:
+        return ""
+    v = pair.verdict
+    worst = selectors.samples_regressed_most(
+        selectors.samples_paired(pair.candidate, pair.baseline), v.dataset_id, TOP_REGRESSED
+    )
+    if not worst:
+        return ""
+    rows = [
+        f"**Samples that regressed most** (by relative change) · {markdown_escape(v.dataset.name)} · "
+        f"{v.metric.replace('_', ' ')}",
+        "",
+        "| Sample | Category | Candidate | Baseline | Δ | Text |",
+        "|---|---|--:|--:|--:|---|",
+    ]
+    for row in worst:
+        rows.append(
+            f"| {markdown_escape(row.sample_id, 40)} | {markdown_escape(row.category, 30)} | {row.candidate:.4f} "
+            f"| {row.baseline:.4f} | {percent(row.relative_change)} | {markdown_escape(row.text)} |"
+        )
+    return "\n".join(rows)
+
+
+def artifact_report(artifact: Artifact, marker: str, page_url: str) -> Report:
+    """The commit status, and the comment once the artifact has a verdict."""
+    state, description = commit_state(artifact)
+    comment = comment_render(artifact=artifact, marker=marker, page_url=page_url) if artifact.drift_flag else None
+    return Report(state=state, description=description, comment=comment)
