@@ -1,10 +1,32 @@
 """The one base class every API viewset builds on: authentication, pagination, read/write rules.
 
-Who may write what is decided by the role permissions in driftboard/roles.py.
+Who may write what is decided by the role permissions in driftboard/roles.py. Numbers that come in
+are finite: `FiniteFloatField` (and `ModelSerializer`, which uses it for every model FloatField)
+refuses "Infinity", "NaN" and values past the float range (1e400) with a 400 naming the field.
 """
 
-from rest_framework import permissions, viewsets
+import math
+
+from django.db import models
+from rest_framework import permissions, serializers, viewsets
 
 
 class BaseViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAuthenticated]
+
+
+class FiniteFloatField(serializers.FloatField):
+    default_error_messages = {"not_finite": "A finite number is required."}
+
+    def to_internal_value(self, data) -> float:
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("not_finite")
+        return value
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.FloatField: FiniteFloatField,
+    }
