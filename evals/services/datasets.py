@@ -25,6 +25,19 @@ def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, u
         max_rows=settings.DRIFTBOARD_MAX_DATASET_ROWS,
         max_chars=settings.DRIFTBOARD_MAX_SAMPLE_CHARS,
     )
+    return dataset_freeze(name=name, samples=samples, source_name=filename, user=user)
+
+
+def dataset_freeze(
+    *,
+    name: str,
+    samples: list[golden_io.Sample],
+    source_name: str,
+    user=None,
+    purpose: str = GoldenDataset.Purpose.GOLDEN,
+    recipe: dict | None = None,
+) -> GoldenDataset:
+    """Store validated samples as the next version of `name`, or return the latest if it is identical."""
     sha256 = golden_io.dataset_sha256(samples)
     latest = GoldenDataset.objects.filter(name=name).order_by("-version").first()
     if latest is not None and latest.sha256 == sha256:
@@ -36,10 +49,12 @@ def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, u
         dataset = GoldenDataset.objects.create(
             name=name,
             version=version,
+            purpose=purpose,
+            recipe=recipe or {},
             sha256=sha256,
             sample_count=len(samples),
             categories=dict(Counter(s["category"] or "" for s in samples)),
-            source_name=Path(filename).name[:300],
+            source_name=Path(source_name).name[:300],
             created_by=user if user is not None and user.is_authenticated else None,
         )
         GoldenSample.objects.bulk_create(

@@ -1,0 +1,75 @@
+"""Traffic windows scored by the production model on a real Celery worker, then compared with its golden set."""
+
+import io
+import json
+
+import pytest
+
+from evals.models import EvalRun, TrafficWindow
+from evals.scoring.demo_models import DRIFT_SOURCE, read_passages
+from registry.models import Alert, Artifact
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.worker
+
+T0 = 1_760_000_000 - 1_760_000_000 % 86400
+
+
+def golden_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def upload(client, family, rows, name="log.jsonl"):
+    body = io.BytesIO("\n".join(json.dumps(r) for r in rows).encode())
+    body.name = name
+    response = client.post(
+        f"/api/v1/families/{family.slug}/traffic/", {"file": body, "window": "1d"}, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    return response.json()["windows"]
+
+
+def scored(number: int) -> TrafficWindow:
+    def done():
+        window = TrafficWindow.objects.get(number=number)
+        return window if window.outcome else None
+
+    return wait_for(done, timeout=240, message=f"traffic window {number} to be compared")
+
+
+def test_it_watches_the_production_model_on_prose_and_code_windows(
+    celery_worker_factory, api_client, demo_family, demo_imports, demo_build
+):
+    celery_worker_factory()
+    response = api_client.post(
+        "/api/v1/artifacts/",
+        {"family": demo_family.slug, "commit": "a" * 40, "branch": "main", "path": str(demo_imports["base"])},
+        format="json",
+    )
+    base = Artifact.objects.get(pk=response.json()["id"])
+    wait_for(lambda: Artifact.objects.get(pk=base.pk).stage == "production", timeout=180, message="the baseline")
+
+    golden = golden_rows(demo_build.golden)
+    prose = [{**row, "id": f"p{i}", "timestamp": T0 + i} for i, row in enumerate(golden[::2])]
+    code = [
+        {"id": f"c{i}", "text": text, "category": "code", "timestamp": T0 + 86400 + i}
+        for i, text in enumerate(read_passages(DRIFT_SOURCE)[: len(prose)])
+    ]
+    upload(api_client, demo_family, prose + code)
+
+    first, second = scored(1), scored(2)
+    print(first.outcome, first.reasons, second.outcome, second.reasons)
+    assert first.outcome == "green", first.reasons
+    assert second.outcome == "red", second.reasons
+    assert any("'code'" in reason for reason in second.reasons)
+    assert EvalRun.objects.get(pk=second.run_id).kind == "traffic"
+    base.refresh_from_db()
+    assert base.tags.get(key="traffic_drift").value == "red"
+    assert Alert.objects.filter(artifact=base, title__contains="traffic drift red").exists()
+    # The prose window re-used the scores of the golden samples it shares with the golden set.
+    assert EvalRun.objects.get(pk=first.run_id).cached_samples == len(prose)
+
+    detail = api_client.get(f"/api/v1/families/{demo_family.slug}/traffic/2/").json()
+    assert detail["outcome"] == "red"
+    assert detail["most_surprising"][0]["category"] == "code"
+    assert detail["statistics"]["shift_sigma"] > 0.2
