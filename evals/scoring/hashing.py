@@ -32,7 +32,28 @@ def weights_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def sample_sha256(text: str, reference: str | None = None) -> str:
-    """Hex sha256 of what a scorer reads from one sample: its text and optional reference."""
-    canonical = json.dumps([text, reference], ensure_ascii=False, separators=(",", ":"))
+def sample_sha256(
+    text: str | None,
+    reference: str | None = None,
+    *,
+    prompt: str | None = None,
+    messages: list[dict[str, str]] | None = None,
+) -> str:
+    """Hex sha256 of what a scorer reads from one sample: text, reference, prompt or chat messages.
+
+    A sample without a prompt hashes as `[text, reference]`, as it always has, so results cached
+    before prompts existed stay valid; one with a prompt or messages hashes an object of all four.
+    """
+    if prompt is None and messages is None:
+        return _json_sha256([text, reference])
+    return _json_sha256({"text": text, "reference": reference, "prompt": prompt, "messages": messages})
+
+
+def prompt_sha256(prompt: str | list[dict[str, str]]) -> str:
+    """Hex sha256 of what the model is asked (a plain prompt or chat messages): a generation's key."""
+    return _json_sha256({"prompt": prompt} if isinstance(prompt, str) else {"messages": prompt})
+
+
+def _json_sha256(value: object) -> str:
+    canonical = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
