@@ -45,6 +45,7 @@ from registry.models import Artifact, ModelFamily, PromotionEvent  # noqa: E402
 # Five series per artifact: bits per byte on three datasets, perplexity on two.
 SERIES = [("bits_per_byte", 0), ("bits_per_byte", 1), ("bits_per_byte", 2), ("perplexity", 0), ("perplexity", 1)]
 PROMOTE_EVERY = 10
+FINGERPRINT = {"dataset_sha256": "d", "tokenizer_hash": "t", "scorer_version": "bench/1", "max_length": 1024}
 
 
 def sha(text: str) -> str:
@@ -117,6 +118,7 @@ def make_scores(artifacts: list[Artifact], datasets: list[GoldenDataset], baseli
                     std=0.1,
                     ci_low=value * 0.99,
                     ci_high=value * 1.01,
+                    fingerprint=FINGERPRINT,
                     **arrays(samples, level, rng),
                 )
             )
@@ -161,7 +163,8 @@ def make_scores(artifacts: list[Artifact], datasets: list[GoldenDataset], baseli
     PromotionEvent.objects.bulk_create(events)
 
 
-def page_urls(family: ModelFamily, artifact: Artifact, threshold: Threshold) -> dict[str, str]:
+def page_urls(family: ModelFamily, artifact: Artifact, threshold: Threshold, reference: Artifact) -> dict[str, str]:
+    compare = f"?a={reference.pk}&b={artifact.pk}"
     return {
         "home": reverse("home"),
         "artifact list": reverse("artifact-list"),
@@ -170,6 +173,8 @@ def page_urls(family: ModelFamily, artifact: Artifact, threshold: Threshold) -> 
         "progress.json": reverse("artifact-progress", args=[artifact.pk]),
         "family: 5 series": reverse("family-detail", args=[family.slug]),
         "family: 1 series": reverse("family-detail", args=[family.slug]) + "?metric=bits_per_byte",
+        "compare two versions": reverse("family-compare", args=[family.slug]) + compare,
+        "compare API": reverse("api-compare-list") + compare,
         "thresholds": reverse("threshold-list"),
         "threshold detail": reverse("threshold-detail", args=[threshold.pk]),
         "queues": reverse("queues"),
@@ -217,7 +222,8 @@ def run(args: argparse.Namespace) -> None:
     baseline, candidate = make_artifacts(family, 1, 2)
     Artifact.objects.filter(pk=baseline.pk).update(stage="production")
     make_scores([baseline, candidate], datasets, baseline, args.samples)
-    small = {name: measure(client, url, args.repeat) for name, url in page_urls(family, candidate, threshold).items()}
+    small_urls = page_urls(family, candidate, threshold, baseline)
+    small = {name: measure(client, url, args.repeat) for name, url in small_urls.items()}
 
     started = time.perf_counter()
     artifacts = make_artifacts(family, 3, args.artifacts - 2)
@@ -225,7 +231,8 @@ def run(args: argparse.Namespace) -> None:
     build_seconds = time.perf_counter() - started
     review_target = artifacts[-1]
     large = {
-        name: measure(client, url, args.repeat) for name, url in page_urls(family, review_target, threshold).items()
+        name: measure(client, url, args.repeat)
+        for name, url in page_urls(family, review_target, threshold, artifacts[len(artifacts) // 2]).items()
     }
 
     print(
