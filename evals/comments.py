@@ -84,6 +84,7 @@ def comment_render(*, artifact: Artifact, marker: str, page_url: str) -> str:
     parts = [
         marker,
         _comment_heading(artifact, pairs),
+        _traffic_note(artifact),
         _verdict_table(pairs),
         _sampling_notes(pairs),
         _distribution_table(artifact, pairs),
@@ -118,6 +119,19 @@ def _comment_heading(artifact: Artifact, pairs: list[MetricPair]) -> str:
     reasons = [reason for pair in pairs for reason in pair.verdict.reasons or []]
     lines += [f"- {markdown_escape(reason, REASON_CHARS)}" for reason in reasons[:5]]
     return "\n".join(lines)
+
+
+def _traffic_note(artifact: Artifact) -> str:
+    """The traffic moved under the production model: say so, since the golden set may no longer be the traffic."""
+    window = selectors.traffic_latest_scored(artifact.family)
+    if window is None or window.outcome not in ("amber", "red"):
+        return ""
+    reason = markdown_escape(window.reasons[0], REASON_CHARS) if window.reasons else ""
+    version = f"v{window.artifact.version}" if window.artifact_id else "the production model"
+    return (
+        f"{FLAG_ICONS[window.outcome]} **The traffic moved**: on window {window.number} "
+        f"({window.starts_at:%Y-%m-%d %H:%M} UTC) {version} is {window.outcome} against its golden set. {reason}"
+    )
 
 
 def _baseline_note(pairs: list[MetricPair]) -> str:

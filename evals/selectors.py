@@ -306,6 +306,12 @@ class SurprisingSample:
     sample_id: str
     category: str
     text: str
+def traffic_latest_scored(family: ModelFamily) -> TrafficWindow | None:
+    """The family's most recent window with an outcome."""
+    scored = TrafficWindow.objects.filter(family=family).exclude(outcome=TrafficWindow.Outcome.PENDING)
+    return scored.select_related("artifact").order_by("-starts_at", "-number").first()
+
+
     value: float
 
 

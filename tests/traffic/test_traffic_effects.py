@@ -1,0 +1,124 @@
+"""What a compared window does: outcome and reasons, the production artifact's tag and alert, traffic
+thresholds, the next candidate's PR comment, promotion to golden, the traffic tab and the API detail."""
+
+import pytest
+from django.urls import reverse
+
+from evals.comments import comment_render
+from evals.models import Threshold
+from evals.selectors import dataset_latest, thresholds_in_force
+from evals.services.traffic import traffic_specs, traffic_window_compare, traffic_window_promote
+from registry.models import Alert, Artifact
+from tests.factories import ArtifactFactory, DatasetFactory, ThresholdFactory, UserFactory, VerdictFactory
+from tests.traffic.board import HOSTILE, build_traffic_board
+
+
+@pytest.fixture
+def board(db, tmp_path):
+    return build_traffic_board(tmp_path)
+
+
+def test_it_keeps_a_window_like_the_golden_set_green_and_flags_a_moved_one_red(board):
+    assert board.steady.outcome == "green", board.steady.reasons
+    assert board.moved.outcome == "red"
+    assert any("'code'" in reason for reason in board.moved.reasons)
+    assert board.moved.statistics["new_categories"] == ["code"]
+    assert board.moved.reference_dataset == board.golden
+    tags = dict(board.production.tags.values_list("key", "value"))
+    assert tags["traffic_drift"] == "red" and tags["traffic_drift.window"] == "2"
+    alert = Alert.objects.get(artifact=board.production)
+    assert "traffic drift red on window 2" in alert.title and alert.payload["window"] == 2
+
+
+def test_it_compares_with_a_chosen_reference_window(board):
+    board.moved.reference_window = board.steady
+    board.moved.save()
+    window = traffic_window_compare(run=board.moved.run)
+    assert window.reference_dataset == board.steady.dataset
+    assert window.statistics["n_reference"] == board.steady.dataset.sample_count
+
+
+def test_traffic_thresholds_replace_the_defaults_of_their_metric_and_never_gate_candidates(board):
+    record = ThresholdFactory(
+        family=board.family, scope=Threshold.Scope.TRAFFIC, metric="new_categories", rule="absolute",
+        limit=0.5, severity="block", rationale="Support adds product lines often; only a takeover matters.",
+    )  # fmt: skip
+    specs = traffic_specs(board.family)
+    assert [s.limit for s in specs if s.metric == "new_categories"] == [0.5]
+    assert thresholds_in_force(family=board.family, metric="new_categories", dataset_name="support-golden") == []
+    window = traffic_window_compare(run=board.moved.run)
+    assert not any("New categories" in reason for reason in window.reasons)
+    assert record.pk in [s.id for s in specs]
+
+
+def test_a_traffic_threshold_must_be_an_absolute_effect_on_a_traffic_statistic(db):
+    threshold = Threshold(
+        scope=Threshold.Scope.TRAFFIC, metric="bits_per_byte", rule="absolute", limit=0.1, rationale="x"
+    )
+    with pytest.raises(Exception, match="traffic threshold"):
+        threshold.clean()
+    threshold.metric, threshold.rule = "psi", "relative"
+    with pytest.raises(Exception, match="absolute"):
+        threshold.clean()
+
+
+def test_the_next_candidates_pr_comment_says_the_traffic_moved(board):
+    candidate = ArtifactFactory(family=board.family, drift_flag="green", status=Artifact.Status.PROMOTED)
+    VerdictFactory(artifact=candidate, baseline=board.production, dataset=board.golden, outcome="green")
+    body = comment_render(artifact=candidate, marker="<!-- m -->", page_url="https://driftboard.example/a/1")
+    assert "**The traffic moved**: on window 2" in body
+    assert f"v{board.production.version} is red" in body
+
+
+def test_promoting_a_window_adds_its_most_surprising_samples_to_a_new_golden_version(board):
+    dataset = traffic_window_promote(window=board.moved, outliers="5%")
+    assert (dataset.name, dataset.version) == ("support-golden", 2)
+    added = dataset.recipe["added_ids"]
+    assert len(added) == 15 and "traffic-2-m299" in added
+    assert dataset.sample_count == board.golden.sample_count + 15
+    assert dataset_latest("support-golden") == dataset
+    board.moved.refresh_from_db()
+    assert board.moved.promoted_to == dataset
+
+
+def test_the_traffic_tab_shows_windows_and_escapes_sample_text(board, client):
+    client.force_login(UserFactory(username="reviewer", is_staff=True))
+    page = client.get(reverse("family-traffic", args=["support"]) + "?window=2")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Window #2" in html and "Promote to golden" in html
+    assert HOSTILE not in html and "&lt;img src=x" in html
+    assert 'id="traffic-chart-data"' in html
+
+    response = client.post(reverse("traffic-promote", args=["support", 2]))
+    assert response.status_code == 302
+    assert dataset_latest("support-golden").version == 2
+
+
+def test_only_reviewers_promote_a_window(board, client):
+    client.force_login(UserFactory(username="reader"))
+    assert "Promote to golden" not in client.get(reverse("family-traffic", args=["support"])).content.decode()
+    assert client.post(reverse("traffic-promote", args=["support", 2])).status_code == 403
+    assert dataset_latest("support-golden").version == 1
+
+
+def test_the_api_lists_windows_and_details_one(board, api_client, django_assert_max_num_queries):
+    with django_assert_max_num_queries(6):
+        listed = api_client.get("/api/v1/families/support/traffic/").json()
+    assert [(w["window"], w["outcome"]) for w in listed["windows"]] == [(1, "green"), (2, "red")]
+    assert listed["windows"][1]["statistics"]["psi"] > 0.15
+    detail = api_client.get("/api/v1/families/support/traffic/2/").json()
+    assert detail["most_surprising"][0]["sample_id"] == "m299"
+    assert detail["most_surprising"][0]["text"] == HOSTILE  # JSON carries it as data
+    shares = {c["category"]: c for c in detail["category_shares"]}
+    assert shares["code"]["new"] and shares["code"]["window_share"] == pytest.approx(0.2)
+    assert detail["category_shares"][0]["category"] == "faq"  # grew most: 50 % → 80 %
+    assert api_client.get("/api/v1/families/support/traffic/9/").status_code == 404
+    assert api_client.get("/api/v1/families/nobody/traffic/").status_code == 404
+
+
+def test_an_empty_family_has_an_empty_traffic_tab(db, client):
+    family = DatasetFactory().name and ArtifactFactory().family
+    client.force_login(UserFactory(username="reader"))
+    html = client.get(reverse("family-traffic", args=[family.slug])).content.decode()
+    assert "No traffic windows yet" in html
