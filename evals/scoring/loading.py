@@ -105,6 +105,7 @@ def load_model(
     _guard_memory(files, config, torch_device, dtype, max_length, copies=1 if weights.is_dir() else 2)
     model = _read_model(weights, config, kind, dtype)
     _fuse_tanh_gelu(model)
+    _skip_padding_advice(model)
     model.to(torch_device).requires_grad_(False)
     rows = model.get_input_embeddings().weight.shape[0]
     return LoadedModel(
@@ -268,6 +269,21 @@ def _fuse_tanh_gelu(model: nn.Module) -> None:
         for name, child in parent.named_children():
             if isinstance(child, unfused):
                 setattr(parent, name, GELUTanh())
+
+
+def _skip_padding_advice(model: nn.Module) -> None:
+    """Silence transformers' "pass an attention_mask" advice for this model.
+
+    The scorers right-pad windows and never read a padded position's output, so the advice, which
+    transformers gives whenever the pad id (often BOS/EOS) starts or ends a row, never applies.
+    """
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            module.warn_if_padding_and_no_attention_mask = _padding_is_never_read
+
+
+def _padding_is_never_read(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    return None
 
 
 def _model_class(config: PretrainedConfig, kind: str) -> type[PreTrainedModel]:
