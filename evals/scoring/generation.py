@@ -31,6 +31,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from evals.scoring.batching import (
     offset_progress,
 )
 from evals.scoring.errors import SampleError, ScoringError
+from evals.scoring.hashing import prompt_sha256
 from evals.scoring.loading import CAUSAL_LM, LoadedModel
 
 ENGINE_VERSION = 1
@@ -57,6 +59,8 @@ _GROUP_PROMPTS = 4096
 # Padded tokens (rows × (prompt + new tokens)) per batch. Decoding one token per step leaves the
 # matrix products small, so generation wants more rows than scoring a text does.
 _DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 262144}
+# Missing answers are generated and stored this many prompts at a time (see `generate_cached`).
+DEFAULT_CHUNK_PROMPTS = 256
 
 
 @dataclass(frozen=True)
@@ -372,3 +376,130 @@ def messages_of(sample: Mapping) -> Prompt:
     if not prompt:
         raise SampleError(f"sample {sample.get('id')!r} has no prompt to generate from")
     return prompt
+
+
+class GenerationKey(NamedTuple):
+    """What an answer depends on: the weights, the prompt, how it was generated and by which engine.
+
+    `config_sha256` covers the generation settings plus what else changes the tokens: the tokenizer,
+    the context length (prompts are left-truncated to it) and the dtype.
+    """
+
+    weights_sha256: str
+    prompt_sha256: str
+    config_sha256: str
+    chat_template_sha256: str
+    engine_version: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens: int
+    finish: str
+
+
+class GenerationStore(Protocol):
+    def get_many(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, Generation]:
+        """The stored generations among `keys`; absent keys are left out."""
+        ...
+
+    def put_many(self, generations: Mapping[GenerationKey, Generation]) -> None: ...
+
+
+class InMemoryGenerationStore:
+    def __init__(self) -> None:
+        self.generations: dict[GenerationKey, Generation] = {}
+
+    def get_many(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, Generation]:
+        return {key: self.generations[key] for key in keys if key in self.generations}
+
+    def put_many(self, generations: Mapping[GenerationKey, Generation]) -> None:
+        self.generations.update(generations)
+
+
+@dataclass(frozen=True)
+class CachedGenerations:
+    """Answers in prompt order, with how many came from the store and how many were generated."""
+
+    answers: list[Generation]
+    keys: list[GenerationKey]
+    reused: int
+    generated: int
+    forward_passes: int
+    seconds: float
+
+    @property
+    def texts(self) -> list[str]:
+        return [answer.text for answer in self.answers]
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return np.array([answer.tokens for answer in self.answers], dtype=np.int64)
+
+
+def generation_config_sha256(lm: LoadedModel, settings: GenerationSettings) -> str:
+    facts = {
+        "settings": settings.as_dict(),
+        "tokenizer": lm.tokenizer_hash,
+        "max_length": lm.max_length,
+        "dtype": str(lm.dtype).removeprefix("torch."),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def generation_keys(lm: LoadedModel, prompts: Sequence[Prompt], settings: GenerationSettings) -> list[GenerationKey]:
+    config, template = generation_config_sha256(lm, settings), chat_template_sha256(lm.tokenizer)
+    return [
+        GenerationKey(lm.weights_sha256, prompt_sha256(prompt), config, template, ENGINE_VERSION) for prompt in prompts
+    ]
+
+
+def generate_cached(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    store: GenerationStore,
+    settings: GenerationSettings = GenerationSettings(),
+    *,
+    token_budget: int | None = None,
+    chunk_prompts: int = DEFAULT_CHUNK_PROMPTS,
+    progress: ProgressCallback | None = None,
+) -> CachedGenerations:
+    """Answers to `prompts`, generating only those `store` does not hold yet.
+
+    Missing answers are generated `chunk_prompts` at a time and stored after each chunk, so a run
+    killed half-way keeps what it finished; the same prompt twice is generated once.
+    """
+    started = time.perf_counter()
+    keys = generation_keys(lm, prompts, settings)
+    known = store.get_many(list(dict.fromkeys(keys)))
+    missing = list(dict.fromkeys(key for key in keys if key not in known))
+    first_prompt = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
+    reused = sum(key in known for key in keys)
+    if progress is not None:
+        progress(reused)
+    passes = 0
+    for start in range(0, len(missing), max(1, chunk_prompts)):
+        chunk = missing[start : start + chunk_prompts]
+        fresh = generate(
+            lm,
+            [first_prompt[key] for key in chunk],
+            settings,
+            token_budget=token_budget,
+            progress=offset_progress(progress, reused + start),
+        )
+        answers = {
+            key: Generation(text, int(tokens), finish)
+            for key, text, tokens, finish in zip(chunk, fresh.texts, fresh.tokens, fresh.finish, strict=True)
+        }
+        store.put_many(answers)
+        known.update(answers)
+        passes += fresh.forward_passes
+    return CachedGenerations(
+        answers=[known[key] for key in keys],
+        keys=keys,
+        reused=reused,
+        generated=len(missing),
+        forward_passes=passes,
+        seconds=time.perf_counter() - started,
+    )
