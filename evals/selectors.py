@@ -373,4 +373,4 @@ def traffic_chart_data(windows: list[TrafficWindow]) -> dict:
             }
         )
     metric = next((w.metric for w in windows if w.metric), "bits_per_byte")
-    return {"metric": metric, "windows": points}
+    return {"metric": metric, "metric_label": metric.replace("_", " "), "windows": points}

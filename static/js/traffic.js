@@ -102,7 +102,7 @@
 
   var outcomes = Object.keys(OUTCOME).filter(function (o) { return scored.some(function (w) { return w.outcome === o; }); });
   draw("traffic-mean-chart", bandTraces().concat(outcomes.map(outcomeTrace)), {
-    xaxis: axis, yaxis: { title: { text: "mean per-sample " + escapeHtml(data.metric).replace(/_/g, " ") } }, hovermode: "closest",
+    xaxis: axis, yaxis: { title: { text: "mean per-sample " + escapeHtml(data.metric_label) } }, hovermode: "closest",
   }, true);
 
   function seriesTrace(key, name, dash) {
