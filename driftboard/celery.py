@@ -5,6 +5,9 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from driftboard.queue_names import QUEUES
+from driftboard.queue_names import Queue as QueueName
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "driftboard.settings")
 
 app = Celery("driftboard")
@@ -14,13 +17,12 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     task_ignore_result=True,
-    task_default_queue="scoring",
-    task_queues=(Queue("scoring"), Queue("publish"), Queue("offpeak")),
+    task_default_queue=QueueName.SCORING,
+    task_queues=tuple(Queue(name) for name in QUEUES),
     task_routes={
-        "evals.tasks.score_run": {"queue": "scoring"},
-        "evals.tasks.score_offpeak_run": {"queue": "offpeak"},
-        "evals.tasks.sweep_runs": {"queue": "publish"},
-        "registry.tasks.*": {"queue": "publish"},
+        "evals.tasks.score_run": {"queue": QueueName.SCORING},
+        "evals.tasks.sweep_runs": {"queue": QueueName.PUBLISH},
+        "registry.tasks.*": {"queue": QueueName.PUBLISH},
     },
     # A scoring message is acknowledged only once the run is finished, one at a time per process,
     # so a worker that dies mid-run hands the message back instead of losing it.

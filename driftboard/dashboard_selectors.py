@@ -35,22 +35,14 @@ class FamilySummary:
 
 
 def families_with_production() -> list[FamilySummary]:
-    """Each family with its production artifact: the newest on the base branch, else the newest at all."""
+    """Each family with its production artifact (the registry's rule: newest production on the base branch)."""
     families = list(ModelFamily.objects.all())
-    by_family: dict[int, list[Artifact]] = defaultdict(list)
-    for artifact in Artifact.objects.filter(stage=Artifact.Stage.PRODUCTION).select_related("family"):
-        by_family[artifact.family_id].append(artifact)
-    production = {
-        family_id: max(artifacts, key=lambda a: (a.branch == a.family.base_branch, a.version))
-        for family_id, artifacts in by_family.items()
-    }
+    production = registry_selectors.production_artifacts()
     return [FamilySummary(family, production.get(family.pk)) for family in families]
 
 
 def family_production(family: ModelFamily) -> Artifact | None:
-    return registry_selectors.production_artifact(family) or (
-        family.artifacts.filter(stage=Artifact.Stage.PRODUCTION).order_by("-version").first()
-    )
+    return registry_selectors.production_artifact(family)
 
 
 def latest_candidates(limit: int = RECENT_LIMIT) -> list[Artifact]:
@@ -144,7 +136,6 @@ SERIES_ROW_FIELDS = (
     "complete",
     "dataset__name",
     "dataset__version",
-    "tokenizer_hash",
     "judged__outcome",
     "judged__baseline_value",
     "judged__threshold_id",
@@ -153,6 +144,7 @@ SERIES_ROW_FIELDS = (
 )
 SERIES_ARTIFACT_FIELDS = (
     "id",
+    "created_at",
     "version",
     "commit_sha",
     "branch",
@@ -173,6 +165,8 @@ THRESHOLD_HISTORY_FIELDS = (
     "band_window",
     "band_robust",
 )
+# Newest artifacts a time series draws unless asked for all: past this, points are under two pixels apart.
+SERIES_WINDOW = 200
 MARKING_ACTIONS = {
     PromotionEvent.Action.PROMOTE: "promoted",
     PromotionEvent.Action.BASELINE: "promoted",
@@ -190,6 +184,8 @@ class SeriesArtifact:
     commit_sha: str
     branch: str
     pull_request: str
+    created_at: datetime.datetime
+    tokenizer_hash: str | None
     # Threshold id → the history_id of its version in force when the artifact was judged (None: not in force).
     thresholds_in_force: dict[int, int | None]
 
@@ -240,16 +236,23 @@ class Series:
 
 @dataclass(frozen=True)
 class _SeriesInputs:
-    artifacts: dict[int, SeriesArtifact]  # in commit order
+    artifacts: dict[int, SeriesArtifact]  # the drawn ones, in commit order
+    anchor_tokenizer: str | None  # of the artifact just before the drawn ones, to spot a change at the first
     markers: dict[int, str]
     versions: dict[int, tuple]  # history_id → a threshold version (named tuple of THRESHOLD_HISTORY_FIELDS)
+    prior_production: dict[tuple[str, int], list[float]]  # (metric, dataset) → production values before the window
 
 
-def family_series(family: ModelFamily, *, metric: str = "", dataset_id: int | None = None) -> list[Series]:
+def family_series(
+    family: ModelFamily, *, metric: str = "", dataset_id: int | None = None, last: int | None = SERIES_WINDOW
+) -> list[Series]:
     """One series per metric × dataset of the family (optionally just one), points in commit order.
 
-    Four queries whatever the size, the database doing the joins and the "which threshold version was in
-    force" lookups: threshold history, artifacts, snapshots with their verdicts, decision events.
+    Only the `last` newest artifacts are drawn (all of them with last=None): the band before the first one
+    comes from the production values before it, which the database picks out. A fixed number of queries
+    whatever the size, the database doing the joins and the "which threshold version was in force"
+    lookups: threshold history, artifacts, decision events, earlier production values, snapshots with
+    their verdicts.
     """
     versions = {
         record.history_id: record
@@ -257,14 +260,20 @@ def family_series(family: ModelFamily, *, metric: str = "", dataset_id: int | No
             *THRESHOLD_HISTORY_FIELDS, named=True
         )
     }
+    artifacts = _series_artifacts(family, sorted({v.id for v in versions.values()}), last)
+    anchor = next(iter(artifacts)) if last is not None and len(artifacts) > last else None
+    drawn = {pk: artifact for pk, artifact in artifacts.items() if pk != anchor}
+    markers = artifact_markers(family)
     inputs = _SeriesInputs(
-        artifacts=_series_artifacts(family, sorted({v.id for v in versions.values()})),
-        markers=artifact_markers(family),
+        artifacts=drawn,
+        anchor_tokenizer=artifacts[anchor].tokenizer_hash if anchor else None,
+        markers=markers,
         versions=versions,
+        prior_production=_prior_production(family, markers, drawn, _band_windows(versions)),
     )
-    order = {artifact_id: index for index, artifact_id in enumerate(inputs.artifacts)}
+    order = {artifact_id: index for index, artifact_id in enumerate(artifacts)}
     grouped: dict[tuple[str, int], list] = defaultdict(list)
-    for row in _series_rows(family, metric, dataset_id):
+    for row in _series_rows(list(drawn), metric, dataset_id):
         grouped[(row.metric, row.dataset_id)].append(row)
     for rows in grouped.values():
         rows.sort(key=lambda row: order[row.artifact_id])
@@ -272,8 +281,37 @@ def family_series(family: ModelFamily, *, metric: str = "", dataset_id: int | No
     return [_series(rows, inputs) for rows in ordered]
 
 
-def _series_artifacts(family: ModelFamily, threshold_ids: list[int]) -> dict[int, SeriesArtifact]:
-    """The family's artifacts in commit order, each with the threshold versions in force when it was judged."""
+def _band_windows(versions: dict[int, tuple]) -> int:
+    """How many past production values any band of these thresholds (or the default band) looks at."""
+    windows = [v.band_window for v in versions.values() if v.rule == Threshold.Rule.BAND]
+    return max([settings.DRIFTBOARD_BAND_WINDOW, *windows])
+
+
+def _prior_production(
+    family: ModelFamily, markers: dict[int, str], drawn: dict[int, "SeriesArtifact"], window: int
+) -> dict[tuple[str, int], list[float]]:
+    """The complete values of the last `window` promoted artifacts before the drawn ones, oldest first."""
+    promoted = [pk for pk, marker in markers.items() if marker == "promoted" and pk not in drawn]
+    if not promoted:
+        return {}
+    before = drawn and next(iter(drawn.values()))
+    earlier = family.artifacts.filter(pk__in=promoted)
+    if before:
+        earlier = earlier.filter(
+            Q(created_at__lt=before.created_at) | Q(created_at=before.created_at, pk__lt=before.id)
+        )
+    ids = list(earlier.order_by("-created_at", "-id").values_list("id", flat=True)[:window])
+    order = {pk: index for index, pk in enumerate(reversed(ids))}
+    values: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
+    rows = MetricSnapshot.objects.filter(artifact_id__in=ids, complete=True).order_by()
+    for artifact_id, dataset_id, metric, value in rows.values_list("artifact_id", "dataset_id", "metric", "value"):
+        values[(metric, dataset_id)].append((order[artifact_id], value))
+    return {key: [value for _, value in sorted(pairs)] for key, pairs in values.items()}
+
+
+def _series_artifacts(family: ModelFamily, threshold_ids: list[int], last: int | None) -> dict[int, SeriesArtifact]:
+    """The newest `last` + 1 artifacts (all with None) in commit order, each with the threshold versions in
+    force when it was judged."""
     judged_at = Coalesce("scored_at", "created_at")
     in_force = {
         f"in_force_{threshold_id}": Subquery(
@@ -283,13 +321,18 @@ def _series_artifacts(family: ModelFamily, threshold_ids: list[int]) -> dict[int
         )
         for threshold_id in threshold_ids
     }
-    rows = (
-        family.artifacts.annotate(judged_at=judged_at)
-        .annotate(**in_force)
-        .order_by("created_at", "id")
-        .values_list(*SERIES_ARTIFACT_FIELDS, *in_force, named=True)
+    # The tokenizer belongs to the weights: one snapshot of each artifact tells it.
+    tokenizer = MetricSnapshot.objects.filter(artifact=OuterRef("pk")).annotate(
+        tokenizer=KT("fingerprint__tokenizer_hash")
     )
-    return {row.id: _series_artifact(row, threshold_ids) for row in rows}
+    newest = (
+        family.artifacts.annotate(judged_at=judged_at, tokenizer_hash=Subquery(tokenizer.values("tokenizer")[:1]))
+        .annotate(**in_force)
+        .order_by("-created_at", "-id")
+        .values_list(*SERIES_ARTIFACT_FIELDS, "tokenizer_hash", *in_force, named=True)
+    )
+    rows = newest if last is None else newest[: last + 1]
+    return {row.id: _series_artifact(row, threshold_ids) for row in reversed(list(rows))}
 
 
 def _series_artifact(row, threshold_ids: list[int]) -> SeriesArtifact:
@@ -303,22 +346,23 @@ def _series_artifact(row, threshold_ids: list[int]) -> SeriesArtifact:
         commit_sha=row.commit_sha,
         branch=row.branch,
         pull_request=pull_request,
+        created_at=row.created_at,
+        tokenizer_hash=row.tokenizer_hash,
         thresholds_in_force={t: getattr(row, f"in_force_{t}") for t in threshold_ids},
     )
 
 
-def _series_rows(family: ModelFamily, metric: str, dataset_id: int | None):
+def _series_rows(artifact_ids: list[int], metric: str, dataset_id: int | None):
     judged = FilteredRelation(
         "artifact__verdicts",
         condition=Q(artifact__verdicts__dataset_id=F("dataset_id"), artifact__verdicts__metric=F("metric")),
     )
-    snapshots = MetricSnapshot.objects.filter(artifact__family=family)
+    snapshots = MetricSnapshot.objects.filter(artifact_id__in=artifact_ids)
     if metric:
         snapshots = snapshots.filter(metric=metric)
     if dataset_id:
         snapshots = snapshots.filter(dataset_id=dataset_id)
-    annotated = snapshots.annotate(judged=judged, tokenizer_hash=KT("fingerprint__tokenizer_hash"))
-    return annotated.order_by().values_list(*SERIES_ROW_FIELDS, named=True)
+    return snapshots.annotate(judged=judged).order_by().values_list(*SERIES_ROW_FIELDS, named=True)
 
 
 def artifact_markers(family: ModelFamily) -> dict[int, str]:
@@ -344,20 +388,26 @@ def _series(rows: list, inputs: _SeriesInputs) -> Series:
         direction=METRICS[metric].direction,
         band_k=band_rule.limit if band_rule else settings.DRIFTBOARD_BAND_K,
     )
-    production_values: list[float] = []
-    band_edges: tuple[float | None, float | None] = (None, None)
-    previous_tokenizer = None
+    production_values = list(inputs.prior_production.get((metric, dataset_id), []))
+    band_edges = _band_edges(production_values, window, series.band_k, band_rule)
+    previous_tokenizer = inputs.anchor_tokenizer
     for row in rows:
+        artifact = inputs.artifacts[row.artifact_id]
         marker = inputs.markers.get(row.artifact_id, "")
-        changed = bool(previous_tokenizer and row.tokenizer_hash and row.tokenizer_hash != previous_tokenizer)
-        series.points.append(_point(row, inputs.artifacts[row.artifact_id], marker, band_edges, changed))
-        previous_tokenizer = row.tokenizer_hash or previous_tokenizer
+        tokenizer = artifact.tokenizer_hash
+        changed = bool(previous_tokenizer and tokenizer and tokenizer != previous_tokenizer)
+        series.points.append(_point(row, artifact, marker, band_edges, changed))
+        previous_tokenizer = tokenizer or previous_tokenizer
         if marker == "promoted" and row.complete:
             production_values.append(row.value)
-            band = historical_band(production_values[-window:], robust=band_rule.band_robust if band_rule else False)
-            band_edges = band.edges(series.band_k) if band else (None, None)
+            band_edges = _band_edges(production_values, window, series.band_k, band_rule)
     series.thresholds = _threshold_steps(series.points, applying)
     return series
+
+
+def _band_edges(values: list[float], window: int, k: float, band_rule) -> tuple[float | None, float | None]:
+    band = historical_band(values[-window:], robust=band_rule.band_robust if band_rule else False)
+    return band.edges(k) if band else (None, None)
 
 
 def _current_band_rule(applying: dict[int, tuple]):
@@ -421,20 +471,6 @@ def _threshold_steps(points: list[SeriesPoint], applying: dict[int, tuple]) -> l
 
 
 # Thresholds
-
-
-def threshold_list() -> list[Threshold]:
-    """Current records with their latest change (who, when, why) annotated from the history."""
-    history = Threshold.history.model.objects.filter(id=OuterRef("pk")).order_by("-history_id")
-    return list(
-        Threshold.objects.select_related("family")
-        .annotate(
-            changed_at=Subquery(history.values("history_date")[:1]),
-            changed_by=Subquery(history.values("history_user__username")[:1]),
-            change_reason=Subquery(history.values("history_change_reason")[:1]),
-        )
-        .order_by("family__slug", "metric", "id")
-    )
 
 
 def threshold_detail(pk: int) -> Threshold:

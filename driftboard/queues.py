@@ -3,10 +3,9 @@
 import logging
 
 from driftboard.celery import app
+from driftboard.queue_names import QUEUES
 
 logger = logging.getLogger(__name__)
-
-QUEUES = ("scoring", "publish", "offpeak")
 
 
 def queue_depth(queue: str) -> int | None:

@@ -31,6 +31,7 @@ from registry.models import Artifact, ModelFamily
 
 ARTIFACTS_PER_PAGE = 25
 LIST_FILTERS = ("family", "flag", "stage", "branch", "commit")
+MAX_ID_DIGITS = 18  # below 2**63, the largest id any database column holds
 UNFINISHED_RUNS = (*EvalRun.WAITING, EvalRun.Status.RUNNING)
 ACTIONS = {
     "promote": (registry_services.artifact_promote, "promoted to production"),
@@ -61,7 +62,8 @@ class BacktestForm(forms.Form):
 
 
 def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
+    """A row id from the query string; anything else (`10**30`, `²`, 40 digits) is no id at all."""
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= MAX_ID_DIGITS else None
 
 
 def _chart(chart_id: str, figure: dict, **extra) -> dict:
@@ -89,12 +91,20 @@ def family_detail(request: HttpRequest, slug: str) -> HttpResponse:
     family = get_object_or_404(ModelFamily, slug=slug)
     metric = request.GET.get("metric", "")
     dataset_id = _int_or_none(request.GET.get("dataset"))
-    series = selectors.family_series(family, metric=metric, dataset_id=dataset_id)
+    everything = request.GET.get("all") == "1"
+    last = None if everything else selectors.SERIES_WINDOW
+    series = selectors.family_series(family, metric=metric, dataset_id=dataset_id, last=last)
+    total = family.artifacts.count()
+    query = request.GET.copy()
+    query["all"] = "1"
     context = {
         "family": family,
         "production": selectors.family_production(family),
         "focused": bool(metric or dataset_id),
         "charts": [_series_chart(family, s) for s in series],
+        "window": None if everything or total <= selectors.SERIES_WINDOW else selectors.SERIES_WINDOW,
+        "artifact_total": total,
+        "all_url": f"?{query.urlencode()}",
     }
     return render(request, "dashboard/family_detail.html", context)
 
@@ -178,7 +188,7 @@ def _compare_focus_context(result: compare.VersionComparison, focus: compare.Met
 @login_required
 def artifact_compare_picked(request: HttpRequest) -> HttpResponse:
     """The two rows ticked on the artifact list, older as a, newer as b, on their family's compare page."""
-    picked = {int(pk) for pk in request.GET.getlist("pick") if pk.isdigit()}
+    picked = {pk for pk in map(_int_or_none, request.GET.getlist("pick")) if pk is not None}
     artifacts = list(Artifact.objects.filter(pk__in=picked).select_related("family").order_by("version"))
     if len(artifacts) != 2 or artifacts[0].family_id != artifacts[1].family_id:
         messages.error(request, "Tick exactly two versions of the same family to compare them.")
@@ -414,7 +424,7 @@ def limit_text(rule: str, limit: float) -> str:
 
 @login_required
 def threshold_list(request: HttpRequest) -> HttpResponse:
-    rows = [(threshold, limit_text(threshold.rule, threshold.limit)) for threshold in selectors.threshold_list()]
+    rows = [(threshold, limit_text(threshold.rule, threshold.limit)) for threshold in evals_selectors.threshold_list()]
     return render(request, "dashboard/threshold_list.html", {"rows": rows})
 
 

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from driftboard.queue_names import Queue
 from evals.scoring.traffic import TRAFFIC_METRICS
 from registry.models import Artifact, ModelFamily
 
@@ -111,7 +112,7 @@ class EvalRun(models.Model):
     artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="runs")
     dataset = models.ForeignKey(GoldenDataset, on_delete=models.PROTECT, related_name="runs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.FULL)
-    queue = models.CharField(max_length=20, default="scoring")
+    queue = models.CharField(max_length=20, choices=Queue.choices, default=Queue.SCORING)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)

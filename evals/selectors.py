@@ -73,9 +73,19 @@ def run_list() -> QuerySet[EvalRun]:
 
 
 def threshold_list() -> QuerySet[Threshold]:
-    """Thresholds with the id of their latest history record (their version) in one query."""
-    latest = Threshold.history.model.objects.filter(id=OuterRef("pk")).order_by("-history_id").values("history_id")[:1]
-    return Threshold.objects.select_related("family").annotate(latest_version=Subquery(latest))
+    """Thresholds with their latest change annotated from the history, one query: the version (history
+    id), who changed it, when and why."""
+    history = Threshold.history.model.objects.filter(id=OuterRef("pk")).order_by("-history_id")
+    return (
+        Threshold.objects.select_related("family")
+        .annotate(
+            latest_version=Subquery(history.values("history_id")[:1]),
+            changed_at=Subquery(history.values("history_date")[:1]),
+            changed_by=Subquery(history.values("history_user__username")[:1]),
+            change_reason=Subquery(history.values("history_change_reason")[:1]),
+        )
+        .order_by("family__slug", "metric", "id")
+    )
 
 
 Status = ExperimentRun.Status
@@ -296,6 +306,12 @@ def traffic_windows(family: ModelFamily) -> QuerySet[TrafficWindow]:
     return TrafficWindow.objects.filter(family=family).select_related("dataset", "artifact", "promoted_to", "run")
 
 
+def traffic_latest_scored(family: ModelFamily) -> TrafficWindow | None:
+    """The family's most recent window with an outcome."""
+    scored = TrafficWindow.objects.filter(family=family).exclude(outcome=TrafficWindow.Outcome.PENDING)
+    return scored.select_related("artifact").order_by("-starts_at", "-number").first()
+
+
 def traffic_window(family: ModelFamily, number: int) -> TrafficWindow:
     return traffic_windows(family).select_related("reference_dataset", "reference_window").get(number=number)
 
@@ -306,12 +322,6 @@ class SurprisingSample:
     sample_id: str
     category: str
     text: str
-def traffic_latest_scored(family: ModelFamily) -> TrafficWindow | None:
-    """The family's most recent window with an outcome."""
-    scored = TrafficWindow.objects.filter(family=family).exclude(outcome=TrafficWindow.Outcome.PENDING)
-    return scored.select_related("artifact").order_by("-starts_at", "-number").first()
-
-
     value: float
 
 

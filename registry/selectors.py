@@ -1,6 +1,6 @@
 """Reads shared by the pages, the API and the charts."""
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from registry.models import Artifact, ModelFamily, TelemetryTag
 
@@ -38,6 +38,16 @@ def family_list() -> QuerySet[ModelFamily]:
 
 
 def production_artifact(family: ModelFamily) -> Artifact | None:
-    return (
-        family.artifacts.filter(stage=Artifact.Stage.PRODUCTION, branch=family.base_branch).order_by("-version").first()
-    )
+    """The family's baseline: its newest production artifact on the base branch."""
+    return production_artifacts(families=[family]).get(family.pk)
+
+
+def production_artifacts(*, families: list[ModelFamily] | None = None) -> dict[int, Artifact]:
+    """Family id → production artifact (the rule of `production_artifact`) for many families in one query."""
+    rows = Artifact.objects.filter(stage=Artifact.Stage.PRODUCTION, branch=F("family__base_branch"))
+    if families is not None:
+        rows = rows.filter(family__in=families)
+    production: dict[int, Artifact] = {}
+    for artifact in rows.select_related("family").order_by("family_id", "-version"):
+        production.setdefault(artifact.family_id, artifact)
+    return production

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from driftboard.queue_names import QUEUES
 from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,12 @@ def session_artifact_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def import_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("imports")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counts (login failures, API writes per user id) never carry over from another test."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +109,7 @@ class WorkerProcess:
             "driftboard",
             "worker",
             "-Q",
-            "scoring,offpeak,publish",
+            ",".join(QUEUES),
             "-c",
             "1",
             "--without-gossip",
@@ -143,7 +151,6 @@ class WorkerProcess:
 
 def purge_broker() -> None:
     from driftboard.celery import app
-    from driftboard.queues import QUEUES
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel

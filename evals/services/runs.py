@@ -18,6 +18,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
+from driftboard.errors import without_server_paths
+from driftboard.queue_names import Queue
 from evals.models import EvalRun, MetricSnapshot
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
@@ -75,7 +77,9 @@ def _enqueue(run_id: int, queue: str) -> bool:
 
 
 def scoring_busy() -> bool:
-    return EvalRun.objects.filter(queue="scoring", status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING]).exists()
+    return EvalRun.objects.filter(
+        queue=Queue.SCORING, status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING]
+    ).exists()
 
 
 def in_offpeak_window(now=None) -> bool:
@@ -90,14 +94,14 @@ def in_offpeak_window(now=None) -> bool:
 
 def eval_runs_dispatch() -> int:
     """Put waiting runs on the broker up to DRIFTBOARD_MAX_QUEUED_RUNS; defer the rest."""
-    queued = EvalRun.objects.filter(queue="scoring", status=EvalRun.Status.QUEUED).count()
+    queued = EvalRun.objects.filter(queue=Queue.SCORING, status=EvalRun.Status.QUEUED).count()
     capacity = max(0, settings.DRIFTBOARD_MAX_QUEUED_RUNS - queued)
     waiting = EvalRun.objects.filter(
-        queue="scoring", status__in=[EvalRun.Status.PENDING, EvalRun.Status.DEFERRED]
+        queue=Queue.SCORING, status__in=[EvalRun.Status.PENDING, EvalRun.Status.DEFERRED]
     ).order_by("created_at", "id")
     sent = 0
     for run_id in list(waiting.values_list("pk", flat=True)[:capacity]):
-        if not _enqueue(run_id, "scoring"):
+        if not _enqueue(run_id, Queue.SCORING):
             return sent
         sent += 1
     if capacity - sent <= 0:
@@ -109,8 +113,10 @@ def _dispatch_offpeak() -> int:
     if scoring_busy() and not in_offpeak_window():
         return 0
     sent = 0
-    for run_id in EvalRun.objects.filter(queue="offpeak", status=EvalRun.Status.PENDING).values_list("pk", flat=True):
-        if not _enqueue(run_id, "offpeak"):
+    for run_id in EvalRun.objects.filter(queue=Queue.OFFPEAK, status=EvalRun.Status.PENDING).values_list(
+        "pk", flat=True
+    ):
+        if not _enqueue(run_id, Queue.OFFPEAK):
             break
         sent += 1
     return sent
@@ -247,6 +253,7 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
 
 def eval_run_fail(*, run: EvalRun, message: str) -> None:
     logger.error("Run %s failed: %s", run.pk, message)
+    message = without_server_paths(message)  # users see the error; the log above keeps the paths
     with transaction.atomic():
         EvalRun.objects.filter(pk=run.pk).update(
             status=EvalRun.Status.FAILED, error=message[:5000], finished_at=timezone.now(), lease_expires_at=None
@@ -263,6 +270,7 @@ def eval_run_fail_by_id(*, run_id: int, message: str) -> None:
 
 def eval_run_release(*, run_id: int, worker: str, message: str) -> None:
     """Hand a run back after a transient error so the retry (or another worker) can claim it."""
+    message = without_server_paths(message)
     EvalRun.objects.filter(pk=run_id, worker=worker, status=EvalRun.Status.RUNNING).update(
         status=EvalRun.Status.QUEUED, error=message[:5000], lease_expires_at=None
     )

@@ -26,6 +26,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from driftboard.queue_names import Queue
 from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.scoring import drift
@@ -387,7 +388,7 @@ def completion_schedule(*, run: EvalRun) -> EvalRun | None:
         artifact=run.artifact,
         dataset=run.dataset,
         kind=EvalRun.Kind.COMPLETION,
-        queue="offpeak",
+        queue=Queue.OFFPEAK,
         status=EvalRun.Status.PENDING,
         samples_total=sampling["samples_total"] - sampling["samples_used"],
         sampling={"completes_run": run.pk},

@@ -13,10 +13,10 @@ from evals.models import EvalRun
 from evals.scoring.cache import InMemoryResultStore, score_samples
 from evals.scoring.loading import load_model
 from evals.scoring.scorers import METRICS
-from evals.services import dataset_import, eval_run_claim, eval_run_execute, eval_runs_dispatch
-from registry.models import Artifact, ModelFamily
+from evals.services import dataset_import, eval_runs_dispatch
 from evals.services.pipeline import artifact_submit as artifact_register
-from evals.services.pipeline import family_create
+from evals.services.pipeline import eval_run_process, family_create
+from registry.models import Artifact, ModelFamily
 from tests.conftest import purge_broker
 
 BITS_PER_BYTE = METRICS["bits_per_byte"]
@@ -95,8 +95,7 @@ def work(queue: str = "scoring") -> list[EvalRun]:
     eval_runs_dispatch()
     done = []
     for run_id in EvalRun.objects.filter(queue=queue, status="queued").values_list("pk", flat=True):
-        run = eval_run_claim(run_id=run_id, worker="test-worker")
-        eval_run_execute(run=run)
+        eval_run_process(run_id=run_id, worker="test-worker")
         done.append(EvalRun.objects.get(pk=run_id))
     return done
 

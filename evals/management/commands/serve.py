@@ -13,6 +13,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from driftboard.queue_names import QUEUES
+
 
 def stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
@@ -68,7 +70,7 @@ class Command(BaseCommand):
             "--schedule",
             str(schedule),
             "-Q",
-            "scoring,offpeak,publish",
+            ",".join(QUEUES),
             "-c",
             str(concurrency),
             "--loglevel",
