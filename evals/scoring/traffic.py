@@ -10,6 +10,11 @@ The two samples are independent, so every statistic here is UNPAIRED:
 - the category mix: population stability index and a χ² test of homogeneity, new categories;
 - for embedding families, the distance between the mean embeddings with a permutation p-value.
 
+The first two watch the model's own signal, so they alarm only when the model does worse on the
+window (its metric's direction; the one-sided KS test for the distribution): traffic the model
+finds easier than its golden set is noted in the reasons, not alarmed on. The others are
+direction-free.
+
 A check fires only when the shift is both statistically clear (p below α of its severity) and
 large enough to matter (the effect above the threshold's limit). The test alone alarms more and
 more often as windows grow, on shifts too small to matter (what Evidently users report); the effect
@@ -99,11 +104,13 @@ class TrafficComparison:
     shift_ci_low: float
     shift_ci_high: float
     shift_sigma: float
+    worse_sigma: float
     shift_p_value: float
     band_low: float
     band_high: float
     ks: float
     ks_p_value: float
+    ks_worse_p_value: float
     wasserstein: float
     wasserstein_sigma: float
     psi: float | None = None
@@ -150,6 +157,7 @@ def compare_traffic(
     *,
     reference_categories: Sequence[str] | None = None,
     window_categories: Sequence[str] | None = None,
+    direction: Literal["lower", "higher"] = "lower",
     block_limit: float = 0.1,
     n_boot: int = 2000,
     seed: int = 0,
@@ -157,6 +165,9 @@ def compare_traffic(
 ) -> TrafficComparison:
     """Every unpaired statistic of a window's per-sample values against the reference's.
 
+    `direction` says which way is better for the metric (lower for bits per byte); `worse_sigma` is
+    the mean shift in σ signed so that positive is worse, `ks_worse_p_value` the one-sided KS test that
+    the window's values are worse somewhere in their distribution.
     `block_limit` (in σ) widens the reference band drawn on the charts to the mean shift that
     could turn the window red.
     """
@@ -166,6 +177,9 @@ def compare_traffic(
     win_means, shift_draws = _unpaired_bootstrap(ref, win, n_boot, seed)
     tail = (1 - confidence) / 2
     ks = stats.ks_2samp(ref, win)
+    # "greater": the reference's CDF lies above the window's somewhere, i.e. the window's values are larger.
+    ks_worse = stats.ks_2samp(ref, win, alternative="greater" if direction == "lower" else "less")
+    shift_sigma = shift / sigma if sigma > 0 else 0.0
     wasserstein = float(stats.wasserstein_distance(ref, win))
     standard_error = math.sqrt(ref.var(ddof=1) / len(ref) + win.var(ddof=1) / len(win))
     half_band = max(stats.norm.isf(ALPHA["block"] / 2) * standard_error, block_limit * sigma)
@@ -182,12 +196,14 @@ def compare_traffic(
         shift=shift,
         shift_ci_low=float(np.quantile(shift_draws, tail)),
         shift_ci_high=float(np.quantile(shift_draws, 1 - tail)),
-        shift_sigma=shift / sigma if sigma > 0 else 0.0,
+        shift_sigma=shift_sigma,
+        worse_sigma=shift_sigma if direction == "lower" else -shift_sigma,
         shift_p_value=welch_p_value(ref, win),
         band_low=float(ref.mean()) - half_band,
         band_high=float(ref.mean()) + half_band,
         ks=float(ks.statistic),
         ks_p_value=float(ks.pvalue),
+        ks_worse_p_value=float(ks_worse.pvalue),
         wasserstein=wasserstein,
         wasserstein_sigma=wasserstein / sigma if sigma > 0 else 0.0,
         **mix,
@@ -315,16 +331,16 @@ def classify_traffic(comparison: TrafficComparison, specs: Sequence[TrafficSpec]
 
 def _fires(c: TrafficComparison, spec: TrafficSpec) -> str | None:
     alpha = ALPHA[spec.severity]
-    if spec.metric == "mean_shift" and abs(c.shift_sigma) >= spec.limit and c.shift_p_value < alpha:
+    if spec.metric == "mean_shift" and c.worse_sigma >= spec.limit and c.shift_p_value < alpha:
         direction = "up" if c.shift > 0 else "down"
         return (
-            f"The mean moved {direction} by {abs(c.shift_sigma):.2f} σ ({c.reference_mean:.4f} → {c.mean:.4f}, "
-            f"p = {c.shift_p_value:.1e}; limit {spec.limit:g} σ)"
+            f"The mean moved {direction}, worse, by {abs(c.shift_sigma):.2f} σ ({c.reference_mean:.4f} → "
+            f"{c.mean:.4f}, p = {c.shift_p_value:.1e}; limit {spec.limit:g} σ)"
         )
-    if spec.metric == "wasserstein" and c.wasserstein_sigma >= spec.limit and c.ks_p_value < alpha:
+    if spec.metric == "wasserstein" and c.wasserstein_sigma >= spec.limit and c.ks_worse_p_value < alpha:
         return (
-            f"The distribution moved: Wasserstein {c.wasserstein_sigma:.2f} σ (limit {spec.limit:g}), "
-            f"KS {c.ks:.3f} (p = {c.ks_p_value:.1e})"
+            f"The distribution moved towards worse values: Wasserstein {c.wasserstein_sigma:.2f} σ "
+            f"(limit {spec.limit:g}), KS {c.ks:.3f} (one-sided p = {c.ks_worse_p_value:.1e})"
         )
     if spec.metric == "psi" and c.psi is not None and c.psi >= spec.limit and (c.chi2_p_value or 1.0) < alpha:
         return f"The category mix moved: PSI {c.psi:.3f} (limit {spec.limit:g}), χ² p = {c.chi2_p_value:.1e}"
@@ -347,7 +363,10 @@ def _fires(c: TrafficComparison, spec: TrafficSpec) -> str | None:
 
 def _steady_sentence(c: TrafficComparison) -> str:
     mix = f", PSI {c.psi:.3f}" if c.psi is not None else ""
-    return f"Steady: mean {c.mean:.4f} against {c.reference_mean:.4f} ({c.shift_sigma:+.2f} σ), KS {c.ks:.3f}{mix}"
+    figures = f"mean {c.mean:.4f} against {c.reference_mean:.4f} ({c.shift_sigma:+.2f} σ), KS {c.ks:.3f}{mix}"
+    if c.worse_sigma <= -DEFAULT_SPECS[0].limit and c.shift_p_value < ALPHA["block"]:
+        return f"The model does better on this traffic than on its reference ({figures}): no alarm"
+    return f"Steady: {figures}"
 
 
 # Golden subsets from logs

@@ -4,15 +4,27 @@ The base model becomes the first baseline; an improved candidate (trained longer
 one (fine-tuned on other text) follow, so the board shows verdicts that the worker really reached.
 """
 
+import datetime
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
+from django.utils import timezone
 
-from evals.models import GoldenDataset
-from evals.scoring.demo_models import DemoBuild, build_demo_models
+from evals.models import GoldenDataset, TrafficWindow
+from evals.scoring.demo_models import (
+    DRIFT_SOURCE,
+    TRAINING_SOURCES,
+    DemoBuild,
+    build_demo_models,
+    is_golden,
+    read_passages,
+)
 from evals.services import dataset_import, pipeline
+from evals.services.traffic import traffic_import
 from registry.models import Artifact, ModelFamily
 
 DEMO_FAMILY = "demo-gpt"
@@ -90,4 +102,53 @@ def demo_load(
         log(f"  {artifact}: status {artifact.status}, drift flag {artifact.drift_flag or '—'}")
         artifacts.append(artifact)
         parent = parent or artifact
+    demo_traffic_load(family, log, timeout)
     return artifacts
+
+
+DEMO_WINDOW_SAMPLES = 200
+DEMO_CODE_SHARE = 0.8
+
+
+def demo_traffic_rows(now: datetime.datetime, seed: int = 0) -> list[dict]:
+    """Two days of traffic: the prose the models were trained on, then a day dominated by Python code."""
+    rng = np.random.default_rng(seed)
+    prose = [
+        (category, passage)
+        for category, filename in TRAINING_SOURCES.items()
+        for passage in read_passages(filename)
+        if not is_golden(passage)
+    ]
+    code = read_passages(DRIFT_SOURCE)
+    n_code = int(DEMO_WINDOW_SAMPLES * DEMO_CODE_SHARE)
+    days = [
+        [prose[i] for i in rng.choice(len(prose), DEMO_WINDOW_SAMPLES, replace=False)],
+        [("code", code[i]) for i in rng.choice(len(code), n_code, replace=False)]
+        + [prose[i] for i in rng.choice(len(prose), DEMO_WINDOW_SAMPLES - n_code, replace=False)],
+    ]
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - datetime.timedelta(days=2)
+    return [
+        {
+            "id": f"day{day}-{i}",
+            "text": text,
+            "category": category,
+            "timestamp": (start + datetime.timedelta(days=day, seconds=60 * i)).isoformat(),
+        }
+        for day, rows in enumerate(days)
+        for i, (category, text) in enumerate(rows)
+    ]
+
+
+def demo_traffic_load(family: ModelFamily, log: Callable[[str], None], timeout: float) -> list[TrafficWindow]:
+    """Import the demo's two traffic windows once and wait until the production model was compared on both."""
+    if family.traffic_windows.exists():
+        return list(family.traffic_windows.all())
+    log_bytes = "\n".join(json.dumps(row) for row in demo_traffic_rows(timezone.now())).encode()
+    windows = traffic_import(family=family, filename="demo-traffic.jsonl", source=log_bytes, window="1d")
+    deadline = time.monotonic() + timeout
+    for window in windows:
+        while not TrafficWindow.objects.get(pk=window.pk).outcome and time.monotonic() < deadline:
+            time.sleep(0.5)
+        window.refresh_from_db()
+        log(f"Traffic window {window.number} ({window.starts_at:%Y-%m-%d}): {window.outcome or 'not compared yet'}")
+    return windows

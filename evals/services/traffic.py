@@ -27,6 +27,7 @@ from evals.scoring import golden_io
 from evals.scoring import traffic as stats
 from evals.scoring.cache import score_samples
 from evals.scoring.golden_io import GoldenFileError
+from evals.scoring.scorers import METRICS
 from evals.selectors import dataset_latest
 from evals.services import engine
 from evals.services.datasets import dataset_freeze
@@ -231,6 +232,7 @@ def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
         _per_sample(current),
         reference_categories=_categories(reference),
         window_categories=_categories(current),
+        direction=METRICS[metric].direction,
         n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
         seed=window.pk,
     )

@@ -132,3 +132,25 @@ def test_it_picks_the_most_surprising_samples_and_dedupes():
     assert traffic.unique_indices(["a", "b", "a", "c", "b"]) == [0, 1, 3]
     assert traffic.outlier_count("5%", 1000) == 50
     assert traffic.outlier_count("7", 1000) == 7
+
+
+def test_it_alarms_only_when_the_model_does_worse_on_the_window():
+    rng = np.random.default_rng(9)
+    ref = rng.lognormal(0, 0.3, 1000)
+    easier = traffic.compare_traffic(ref, rng.lognormal(0, 0.3, 1000) * 0.8, n_boot=50)
+    assert easier.worse_sigma < -0.5
+    assert easier.ks_worse_p_value > 0.5 and easier.ks_p_value < 1e-6
+    verdict = traffic.classify_traffic(easier)
+    assert verdict.outcome == "green" and "does better" in verdict.reasons[0]
+    # For a higher-is-better metric (similarity) lower values are the worse ones.
+    worse = traffic.compare_traffic(ref, rng.lognormal(0, 0.3, 1000) * 0.8, direction="higher", n_boot=50)
+    assert worse.worse_sigma > 0.5
+    assert traffic.classify_traffic(worse).outcome == "red"
+
+
+def test_it_computes_the_one_sided_ks_as_scipy_does():
+    rng = np.random.default_rng(10)
+    ref, win = rng.normal(0, 1, 300), rng.normal(0.3, 1, 200)
+    c = traffic.compare_traffic(ref, win, n_boot=10)
+    assert c.ks_worse_p_value == pytest.approx(stats.ks_2samp(ref, win, alternative="greater").pvalue)
+    assert c.ks_worse_p_value < 0.01

@@ -4,9 +4,10 @@ import io
 import json
 
 import pytest
+from django.utils import timezone
 
 from evals.models import EvalRun, TrafficWindow
-from evals.scoring.demo_models import DRIFT_SOURCE, read_passages
+from evals.services.demo import demo_traffic_rows
 from registry.models import Alert, Artifact
 from tests.conftest import wait_for
 
@@ -49,27 +50,28 @@ def test_it_watches_the_production_model_on_prose_and_code_windows(
     base = Artifact.objects.get(pk=response.json()["id"])
     wait_for(lambda: Artifact.objects.get(pk=base.pk).stage == "production", timeout=180, message="the baseline")
 
-    golden = golden_rows(demo_build.golden)
-    prose = [{**row, "id": f"p{i}", "timestamp": T0 + i} for i, row in enumerate(golden[::2])]
-    code = [
-        {"id": f"c{i}", "text": text, "category": "code", "timestamp": T0 + 86400 + i}
-        for i, text in enumerate(read_passages(DRIFT_SOURCE)[: len(prose)])
+    golden_subset = [
+        {**row, "id": f"g{i}", "timestamp": T0 + i} for i, row in enumerate(golden_rows(demo_build.golden)[::2])
     ]
-    upload(api_client, demo_family, prose + code)
+    upload(api_client, demo_family, golden_subset)
+    upload(api_client, demo_family, demo_traffic_rows(timezone.now()))
 
-    first, second = scored(1), scored(2)
-    print(first.outcome, first.reasons, second.outcome, second.reasons)
-    assert first.outcome == "green", first.reasons
-    assert second.outcome == "red", second.reasons
-    assert any("'code'" in reason for reason in second.reasons)
-    assert EvalRun.objects.get(pk=second.run_id).kind == "traffic"
+    like_golden = scored(1)
+    assert like_golden.outcome == "green", like_golden.reasons
+    # The golden samples of the window were scored before: their results are reused, not recomputed.
+    assert EvalRun.objects.get(pk=like_golden.run_id).cached_samples == len(golden_subset)
+    # The demo's two days: the prose the model was trained on (it does better there: no alarm), then code.
+    prose, code = scored(2), scored(3)
+    assert prose.outcome == "green", prose.reasons
+    assert code.outcome == "red", code.reasons
+    assert any("'code'" in reason for reason in code.reasons)
+    assert any("worse" in reason for reason in code.reasons)
+    assert EvalRun.objects.get(pk=code.run_id).kind == "traffic"
     base.refresh_from_db()
     assert base.tags.get(key="traffic_drift").value == "red"
-    assert Alert.objects.filter(artifact=base, title__contains="traffic drift red").exists()
-    # The prose window re-used the scores of the golden samples it shares with the golden set.
-    assert EvalRun.objects.get(pk=first.run_id).cached_samples == len(prose)
+    assert Alert.objects.filter(artifact=base, title__contains="traffic drift red on window 3").exists()
 
-    detail = api_client.get(f"/api/v1/families/{demo_family.slug}/traffic/2/").json()
+    detail = api_client.get(f"/api/v1/families/{demo_family.slug}/traffic/3/").json()
     assert detail["outcome"] == "red"
     assert detail["most_surprising"][0]["category"] == "code"
-    assert detail["statistics"]["shift_sigma"] > 0.2
+    assert detail["statistics"]["worse_sigma"] > 0.2
