@@ -179,6 +179,13 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
     if artifact is None:
         TrafficWindow.objects.filter(pk=window.pk).update(reasons=["No production artifact to watch yet."])
         return None
+    if window.family.kind != ModelFamily.Kind.CAUSAL_LM:
+        # Similarity needs a reference for every text; traffic has none (mean-embedding drift is not wired yet).
+        TrafficWindow.objects.filter(pk=window.pk).update(
+            outcome=TrafficWindow.Outcome.INCOMPARABLE,
+            reasons=["Traffic windows of embedding families are stored but not scored yet."],
+        )
+        return None
     dataset = window.dataset
     sampling = _window_sampling(dataset)
     run = EvalRun.objects.create(

@@ -161,3 +161,12 @@ def test_the_command_names_the_bad_row(family, tmp_path):
         call_command("import_traffic", "support", str(path), "--window", "1d")
     with pytest.raises(CommandError, match="No family"):
         call_command("import_traffic", "nobody", str(path))
+
+
+def test_it_stores_but_does_not_score_windows_of_an_embedding_family(api_client, db):
+    family = FamilyFactory(slug="embedder", kind="embedding")
+    ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
+    assert post(api_client, family, log_rows(days=1)).status_code == 201
+    window = TrafficWindow.objects.get()
+    assert window.outcome == "incomparable" and "not scored yet" in window.reasons[0]
+    assert not EvalRun.objects.exists()
