@@ -57,6 +57,9 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
     def submission_extras(self, artifact) -> dict:
         return {"queue_position": selectors.artifact_queue_position(artifact)}
 
+    def detail_queryset(self):
+        return selectors.artifact_detail_queryset()
+
 
 class FamilyViewSet(registry_api.FamilyViewSet):
     def create_family(self, **fields):
@@ -111,7 +114,18 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = GoldenDataset
-        fields = ["id", "name", "version", "sha256", "samples", "categories", "source_name", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "version",
+            "purpose",
+            "sha256",
+            "samples",
+            "categories",
+            "source_name",
+            "recipe",
+            "created_at",
+        ]
         read_only_fields = fields
 
 

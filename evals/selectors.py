@@ -4,7 +4,7 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import Case, Count, F, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
 from driftboard.formatting import percent
@@ -384,3 +384,14 @@ def traffic_chart_data(windows: list[TrafficWindow]) -> dict:
         )
     metric = next((w.metric for w in windows if w.metric), "bits_per_byte")
     return {"metric": metric, "metric_label": metric.replace("_", " "), "windows": points}
+
+
+def artifact_detail_queryset() -> QuerySet[Artifact]:
+    """The registry's artifact detail with its snapshots (without the arrays) and verdicts."""
+    return registry_selectors.artifact_detail_queryset().prefetch_related(
+        Prefetch(
+            "snapshots",
+            queryset=MetricSnapshot.objects.select_related("dataset").defer("positions", "numerators", "denominators"),
+        ),
+        Prefetch("verdicts", queryset=DriftVerdict.objects.select_related("dataset", "threshold")),
+    )

@@ -192,7 +192,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
             return selectors.artifact_list(filters=self.request.query_params).prefetch_related(
                 Prefetch("tags", queryset=TelemetryTag.objects.order_by("key"))
             )
-        return selectors.artifact_detail_queryset()
+        return self.detail_queryset()
 
     detail_serializer_class = ArtifactDetailSerializer
 
@@ -205,6 +205,9 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
 
     def submission_extras(self, artifact: Artifact) -> dict:
         return {}
+
+    def detail_queryset(self):
+        return selectors.artifact_detail_queryset()
 
     @extend_schema(parameters=ARTIFACT_FILTER_PARAMS)
     def list(self, request, *args, **kwargs):
@@ -238,7 +241,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
             if exc.status_code == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE:
                 raise PayloadTooLarge(str(exc)) from exc
             raise ValidationError({"detail": str(exc)}) from exc
-        artifact = selectors.artifact_detail_queryset().get(pk=registration.artifact.pk)
+        artifact = self.detail_queryset().get(pk=registration.artifact.pk)
         body = ArtifactSerializer(artifact).data
         body.update(self.submission_extras(artifact))
         body["created"] = registration.created
@@ -249,7 +252,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         params.is_valid(raise_exception=True)
         artifact = self.get_object()
         service(artifact=artifact, reason=params.validated_data["reason"], actor=request.user)
-        return Response(self.detail_serializer_class(selectors.artifact_detail_queryset().get(pk=pk)).data)
+        return Response(self.detail_serializer_class(self.detail_queryset().get(pk=pk)).data)
 
     @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsReviewer])

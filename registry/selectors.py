@@ -21,15 +21,8 @@ def artifact_list(*, filters: dict[str, str] | None = None) -> QuerySet[Artifact
 
 
 def artifact_detail_queryset() -> QuerySet[Artifact]:
-    from evals.models import DriftVerdict, MetricSnapshot
-
     return Artifact.objects.select_related("family", "pull_request", "parent").prefetch_related(
-        Prefetch("tags", queryset=TelemetryTag.objects.order_by("key")),
-        Prefetch(
-            "snapshots",
-            queryset=MetricSnapshot.objects.select_related("dataset").defer("positions", "numerators", "denominators"),
-        ),
-        Prefetch("verdicts", queryset=DriftVerdict.objects.select_related("dataset", "threshold")),
+        Prefetch("tags", queryset=TelemetryTag.objects.order_by("key"))
     )
 
 

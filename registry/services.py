@@ -13,6 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from registry import adapters, object_store, storage, weights_check
+from registry.http import post_json
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
 logger = logging.getLogger(__name__)
@@ -346,7 +347,6 @@ def _safe_delay(task, *args) -> None:
 
 def alert_deliver(*, alert: Alert) -> None:
     """POST the alert as JSON to DRIFTBOARD_ALERT_WEBHOOK_URL. Raises on failure so the task retries."""
-    from registry.http import post_json
 
     alert.delivery_attempts += 1
     alert.save(update_fields=["delivery_attempts"])

@@ -9,6 +9,8 @@ import pickle
 import struct
 from pathlib import Path
 
+import torch
+
 SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2"}
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -36,27 +38,47 @@ def safetensors_header(path: Path) -> TensorShapes:
             )
         try:
             header = json.loads(handle.read(header_length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # undecodable, malformed, too deeply nested, huge integers
             raise HealthCheckError(f"{path.name}: the safetensors header is not valid JSON ({exc}).") from exc
     if not isinstance(header, dict):
         raise HealthCheckError(f"{path.name}: the safetensors header is not an object.")
+    _validate_metadata(path.name, header.get("__metadata__", {}))
     return _validate_entries(path.name, header, data_size=size - 8 - header_length)
+
+
+def _validate_metadata(name: str, metadata: object) -> None:
+    """safetensors (and so the worker) accepts only a string-to-string `__metadata__`."""
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise HealthCheckError(f"{name}: the header's __metadata__ must map strings to strings.")
+
+
+def _valid_name(tensor: str) -> bool:
+    try:
+        tensor.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        return False
+    return True
 
 
 def _validate_entries(name: str, header: dict, data_size: int) -> TensorShapes:
     shapes: TensorShapes = {}
     end_max = 0
+    spans: list[tuple[int, int, str]] = []
     for tensor, entry in header.items():
         if tensor == "__metadata__":
             continue
+        if not _valid_name(tensor):
+            raise HealthCheckError(f"{name}: tensor {ascii(tensor)} has a name that is not valid UTF-8.")
         try:
             dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
         except (KeyError, TypeError, ValueError) as exc:
             raise HealthCheckError(f"{name}: tensor {tensor!r} has a malformed header entry.") from exc
-        if dtype not in SAFETENSORS_DTYPES:
-            raise HealthCheckError(f"{name}: tensor {tensor!r} has an unknown dtype {dtype!r}.")
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise HealthCheckError(f"{name}: tensor {tensor!r} has an invalid shape {shape!r}.")
+        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
+            raise HealthCheckError(f"{name}: tensor {tensor!r} has an unknown dtype {ascii(dtype)[:100]}.")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise HealthCheckError(f"{name}: tensor {tensor!r} has an invalid shape {ascii(shape)[:100]}.")
         expected = _numel(shape) * DTYPE_BYTES.get(dtype, 1)
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_size):
             raise HealthCheckError(f"{name}: tensor {tensor!r} points beyond the end of the file (truncated?).")
@@ -64,11 +86,23 @@ def _validate_entries(name: str, header: dict, data_size: int) -> TensorShapes:
             raise HealthCheckError(f"{name}: tensor {tensor!r} has {end - start} bytes but its shape needs {expected}.")
         shapes[tensor] = list(shape)
         end_max = max(end_max, end)
+        spans.append((start, end, tensor))
     if not shapes:
         raise HealthCheckError(f"{name}: the file holds no tensors.")
+    _require_disjoint(name, spans)
     if end_max != data_size:
         raise HealthCheckError(f"{name}: the header describes {end_max} bytes of data but the file has {data_size}.")
     return shapes
+
+
+def _require_disjoint(name: str, spans: list[tuple[int, int, str]]) -> None:
+    """Tensors must lie one after another in the data buffer, as safetensors itself requires."""
+    position = 0
+    for start, end, tensor in sorted(spans):
+        if start != position:
+            problem = "overlaps another tensor" if start < position else "leaves a gap before it"
+            raise HealthCheckError(f"{name}: tensor {tensor!r} {problem} (data_offsets [{start}, {end}]).")
+        position = end
 
 
 def _numel(shape: list[int]) -> int:
@@ -79,7 +113,6 @@ def _numel(shape: list[int]) -> int:
 
 
 def bin_state_dict_shapes(path: Path) -> TensorShapes:
-    import torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -102,7 +135,7 @@ def folder_shapes(folder: Path) -> TensorShapes:
         raise HealthCheckError("The model folder has no config.json.")
     try:
         json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise HealthCheckError(f"config.json is not valid JSON ({exc}).") from exc
     shapes: TensorShapes = {}
     weight_files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))

@@ -10,6 +10,7 @@ import sys
 import sysconfig
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from pydoc_data.topics import topics
 
 PASSAGE_MAX_CHARS = 600
 PASSAGE_MIN_CHARS = 50
@@ -80,7 +81,6 @@ def write_corpus(name: str, documents: Iterable[str], seen: set[str]) -> None:
 
 
 def reference_topics() -> Iterator[str]:
-    from pydoc_data.topics import topics
 
     for key in sorted(topics):
         if len(topics[key]) <= REFERENCE_TOPIC_MAX_CHARS:

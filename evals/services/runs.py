@@ -20,6 +20,7 @@ from django.utils import timezone
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
 from driftboard.queue_names import Queue
+from driftboard.queues import queue_depth
 from evals.models import EvalRun, MetricSnapshot
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
@@ -287,7 +288,6 @@ def eval_runs_sweep() -> dict[str, int]:
 
 def _resend_lost_messages(now) -> int:
     """A queued run older than a lease, while the broker's queue is empty, lost its message."""
-    from driftboard.queues import queue_depth
 
     stale = EvalRun.objects.filter(
         status=EvalRun.Status.QUEUED,

@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0002_role_groups'),
+        ("registry", "0002_role_groups"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelfamily',
-            name='scorers',
-            field=models.JSONField(blank=True, default=list, help_text='Names of the scorers run; empty means the defaults of the kind.'),
+            model_name="modelfamily",
+            name="scorers",
+            field=models.JSONField(
+                blank=True, default=list, help_text="Names of the scorers run; empty means the defaults of the kind."
+            ),
         ),
     ]

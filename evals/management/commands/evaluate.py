@@ -19,6 +19,7 @@ from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, load_model
 from evals.scoring.scorers import METRICS, scorers_for
 from evals.scoring.summary import metric_value
+from registry.models import ModelFamily
 
 
 class Command(BaseCommand):
@@ -61,7 +62,6 @@ class Command(BaseCommand):
     def resolve_family(self, options) -> tuple[Path | None, str]:
         if not options["family"]:
             return options["base_dir"], options["kind"] or CAUSAL_LM
-        from registry.models import ModelFamily
 
         family = ModelFamily.objects.filter(slug=options["family"]).first()
         if family is None:
