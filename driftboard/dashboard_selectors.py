@@ -136,6 +136,7 @@ SERIES_ROW_FIELDS = (
     "complete",
     "dataset__name",
     "dataset__version",
+    "tokenizer_hash",
     "judged__outcome",
     "judged__baseline_value",
     "judged__threshold_id",
@@ -165,8 +166,8 @@ THRESHOLD_HISTORY_FIELDS = (
     "band_window",
     "band_robust",
 )
-# Newest artifacts a time series draws unless asked for all: past this, points are under two pixels apart.
-SERIES_WINDOW = 200
+# Newest artifacts a time series draws unless asked for all (?all=1): about 12 px apart on a wide screen.
+SERIES_WINDOW = 100
 MARKING_ACTIONS = {
     PromotionEvent.Action.PROMOTE: "promoted",
     PromotionEvent.Action.BASELINE: "promoted",
@@ -185,7 +186,6 @@ class SeriesArtifact:
     branch: str
     pull_request: str
     created_at: datetime.datetime
-    tokenizer_hash: str | None
     # Threshold id → the history_id of its version in force when the artifact was judged (None: not in force).
     thresholds_in_force: dict[int, int | None]
 
@@ -237,7 +237,8 @@ class Series:
 @dataclass(frozen=True)
 class _SeriesInputs:
     artifacts: dict[int, SeriesArtifact]  # the drawn ones, in commit order
-    anchor_tokenizer: str | None  # of the artifact just before the drawn ones, to spot a change at the first
+    anchor: int | None  # the artifact just before the drawn ones: its tokenizer is compared, it is not drawn
+    tokenizers: dict[int, str]  # artifact id → the tokenizer hash its snapshots were scored with
     markers: dict[int, str]
     versions: dict[int, tuple]  # history_id → a threshold version (named tuple of THRESHOLD_HISTORY_FIELDS)
     prior_production: dict[tuple[str, int], list[float]]  # (metric, dataset) → production values before the window
@@ -266,15 +267,19 @@ def family_series(
     markers = artifact_markers(family)
     inputs = _SeriesInputs(
         artifacts=drawn,
-        anchor_tokenizer=artifacts[anchor].tokenizer_hash if anchor else None,
+        anchor=anchor,
+        tokenizers={},
         markers=markers,
         versions=versions,
         prior_production=_prior_production(family, markers, drawn, _band_windows(versions)),
     )
     order = {artifact_id: index for index, artifact_id in enumerate(artifacts)}
     grouped: dict[tuple[str, int], list] = defaultdict(list)
-    for row in _series_rows(list(drawn), metric, dataset_id):
-        grouped[(row.metric, row.dataset_id)].append(row)
+    for row in _series_rows(list(artifacts), metric, dataset_id):
+        if row.tokenizer_hash:
+            inputs.tokenizers.setdefault(row.artifact_id, row.tokenizer_hash)
+        if row.artifact_id != anchor:
+            grouped[(row.metric, row.dataset_id)].append(row)
     for rows in grouped.values():
         rows.sort(key=lambda row: order[row.artifact_id])
     ordered = sorted(grouped.values(), key=lambda rows: (rows[0].dataset__name, rows[0].metric))
@@ -321,15 +326,11 @@ def _series_artifacts(family: ModelFamily, threshold_ids: list[int], last: int |
         )
         for threshold_id in threshold_ids
     }
-    # The tokenizer belongs to the weights: one snapshot of each artifact tells it.
-    tokenizer = MetricSnapshot.objects.filter(artifact=OuterRef("pk")).annotate(
-        tokenizer=KT("fingerprint__tokenizer_hash")
-    )
     newest = (
-        family.artifacts.annotate(judged_at=judged_at, tokenizer_hash=Subquery(tokenizer.values("tokenizer")[:1]))
+        family.artifacts.annotate(judged_at=judged_at)
         .annotate(**in_force)
         .order_by("-created_at", "-id")
-        .values_list(*SERIES_ARTIFACT_FIELDS, "tokenizer_hash", *in_force, named=True)
+        .values_list(*SERIES_ARTIFACT_FIELDS, *in_force, named=True)
     )
     rows = newest if last is None else newest[: last + 1]
     return {row.id: _series_artifact(row, threshold_ids) for row in reversed(list(rows))}
@@ -347,7 +348,6 @@ def _series_artifact(row, threshold_ids: list[int]) -> SeriesArtifact:
         branch=row.branch,
         pull_request=pull_request,
         created_at=row.created_at,
-        tokenizer_hash=row.tokenizer_hash,
         thresholds_in_force={t: getattr(row, f"in_force_{t}") for t in threshold_ids},
     )
 
@@ -362,7 +362,8 @@ def _series_rows(artifact_ids: list[int], metric: str, dataset_id: int | None):
         snapshots = snapshots.filter(metric=metric)
     if dataset_id:
         snapshots = snapshots.filter(dataset_id=dataset_id)
-    return snapshots.annotate(judged=judged).order_by().values_list(*SERIES_ROW_FIELDS, named=True)
+    annotated = snapshots.annotate(judged=judged, tokenizer_hash=KT("fingerprint__tokenizer_hash"))
+    return annotated.order_by().values_list(*SERIES_ROW_FIELDS, named=True)
 
 
 def artifact_markers(family: ModelFamily) -> dict[int, str]:
@@ -390,11 +391,11 @@ def _series(rows: list, inputs: _SeriesInputs) -> Series:
     )
     production_values = list(inputs.prior_production.get((metric, dataset_id), []))
     band_edges = _band_edges(production_values, window, series.band_k, band_rule)
-    previous_tokenizer = inputs.anchor_tokenizer
+    previous_tokenizer = inputs.tokenizers.get(inputs.anchor)
     for row in rows:
         artifact = inputs.artifacts[row.artifact_id]
         marker = inputs.markers.get(row.artifact_id, "")
-        tokenizer = artifact.tokenizer_hash
+        tokenizer = inputs.tokenizers.get(row.artifact_id)
         changed = bool(previous_tokenizer and tokenizer and tokenizer != previous_tokenizer)
         series.points.append(_point(row, artifact, marker, band_edges, changed))
         previous_tokenizer = tokenizer or previous_tokenizer

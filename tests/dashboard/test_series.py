@@ -176,3 +176,29 @@ def test_it_renders_a_chart_per_metric_and_one_alone_on_request(board, reader_cl
     assert charts[0]["compare_url"].startswith(reverse("family-compare", args=[board.family.slug]))
     alone = reader_client.get(url, {"metric": "perplexity", "dataset": board.dataset.pk}).context["charts"]
     assert [chart["id"] for chart in alone] == [f"series-perplexity-{board.dataset.pk}"]
+
+
+def test_it_draws_the_newest_artifacts_with_the_band_and_tokenizer_of_the_whole_history(board):
+    whole = bpb_series(board)
+    changed = board.candidates[1]
+    for snapshot in MetricSnapshot.objects.filter(artifact__family=board.family):
+        after = snapshot.artifact.created_at >= changed.created_at
+        snapshot.fingerprint = {**snapshot.fingerprint, "tokenizer_hash": "new" if after else "old"}
+        snapshot.save(update_fields=["fingerprint"])
+    window = next(s for s in family_series(board.family, last=2) if s.metric == "bits_per_byte")
+    assert [p.artifact.id for p in window.points] == [p.artifact.id for p in whole.points[-2:]]
+    for drawn, full in zip(window.points, whole.points[-2:], strict=True):
+        assert (drawn.band_low, drawn.band_high) == (full.band_low, full.band_high)
+    assert [p.tokenizer_changed for p in window.points] == [True, False]  # v(candidate 1) follows the anchor
+
+
+def test_it_says_how_many_artifacts_the_window_leaves_out(board, reader_client, monkeypatch):
+    monkeypatch.setattr("driftboard.dashboard_selectors.SERIES_WINDOW", 2)
+    url = reverse("family-detail", args=[board.family.slug])
+    total = len(board.history) + len(board.candidates)
+    page = reader_client.get(url)
+    assert f"Showing the newest 2 of {total} artifacts" in page.content.decode()
+    assert len(page.context["charts"][0]["figure"]["layout"]["xaxis"]["categoryarray"]) == 2
+    everything = reader_client.get(url, {"all": "1"})
+    assert "Showing the newest" not in everything.content.decode()
+    assert len(everything.context["charts"][0]["figure"]["layout"]["xaxis"]["categoryarray"]) == total
