@@ -1,14 +1,24 @@
 """Thin Celery tasks: ids in, claim the row, call one service."""
 
+import logging
+import socket
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
 
 from evals.services import pipeline
-from evals.services.runs import eval_run_fail_by_id, eval_run_release, eval_runs_sweep, worker_name
+from evals.services.runs import (
+    TRANSIENT_ERRORS,
+    eval_run_fail_by_id,
+    eval_run_release,
+    eval_runs_reclaim_dead,
+    eval_runs_sweep,
+    worker_name,
+)
 
-TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -36,3 +46,12 @@ def score_run(self, run_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_runs() -> dict[str, int]:
     return eval_runs_sweep()
+
+
+@worker_ready.connect
+def reclaim_dead_runs(**_kwargs) -> None:
+    """A worker restarted after a crash takes back what its dead processes left running."""
+    try:
+        eval_runs_reclaim_dead(hostname=socket.gethostname())
+    except TRANSIENT_ERRORS as exc:  # the sweeper (or the lease) recovers them later
+        logger.warning("Could not reclaim dead runs at start-up: %s", exc)

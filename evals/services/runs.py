@@ -6,14 +6,16 @@ redelivered message finds the run taken or finished and does nothing.
 """
 
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -32,6 +34,10 @@ from registry.models import Artifact, ModelFamily
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+# Errors a retry can cure: the database or the broker was briefly away.
+TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
 
 
 class LeaseLost(Exception):
@@ -124,7 +130,7 @@ def _dispatch_offpeak() -> int:
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{__import__('os').getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
@@ -198,6 +204,12 @@ def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) 
         return False
     except LeaseLost:
         logger.warning("Run %s: lease lost, leaving it to the worker that took it over", run.pk)
+        return False
+    except (*TRANSIENT_ERRORS, SoftTimeLimitExceeded):
+        raise
+    except Exception as exc:  # any other error from loading or scoring would recur on every retry
+        logger.exception("Run %s: unexpected error while scoring", run.pk)
+        eval_run_fail(run=run, message=f"Scoring failed: {type(exc).__name__}: {exc}")
         return False
     # The scores are in memory: wait out a database restart rather than score again.
     database_retry(lambda: snapshots_save(run=run, result=result), what=f"saving the scores of run {run.pk}")
@@ -275,6 +287,34 @@ def eval_run_release(*, run_id: int, worker: str, message: str) -> None:
     EvalRun.objects.filter(pk=run_id, worker=worker, status=EvalRun.Status.RUNNING).update(
         status=EvalRun.Status.QUEUED, error=message[:5000], lease_expires_at=None
     )
+
+
+def eval_runs_reclaim_dead(*, hostname: str) -> int:
+    """At a worker's start: the runs that this host's dead worker processes left `running` are put back
+    on the queue at once, instead of waiting for their lease (or the broker's visibility timeout)."""
+    mine = EvalRun.objects.filter(status=EvalRun.Status.RUNNING, worker__startswith=f"{hostname}:")
+    dead = [pk for pk, worker in mine.values_list("pk", "worker") if not _process_alive(worker)]
+    if not dead:
+        return 0
+    reclaimed = EvalRun.objects.filter(pk__in=dead, status=EvalRun.Status.RUNNING).update(
+        status=EvalRun.Status.PENDING, lease_expires_at=None
+    )
+    logger.warning("Reclaimed %d run(s) left running by dead workers on %s", reclaimed, hostname)
+    eval_runs_dispatch()
+    return reclaimed
+
+
+def _process_alive(worker: str) -> bool:
+    """Whether the process named `host:pid` still runs on this host (unknown means alive: the lease decides)."""
+    try:
+        os.kill(int(worker.rsplit(":", 1)[1]), 0)
+    except (ValueError, IndexError):
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def eval_runs_sweep() -> dict[str, int]:
