@@ -26,6 +26,14 @@ def pages(board) -> dict[str, tuple[str, int]]:
         "threshold-detail": (reverse("threshold-detail", args=[board.threshold.pk]) + backtest, 0),
         "queues": (reverse("queues"), 2),
         "experiments": (reverse("experiment-list"), 0),
+        "family-compare": (
+            reverse("family-compare", args=[board.family.slug])
+            + f"?a={board.production.pk}&b={board.candidate('red').pk}",
+            3,
+        ),
+        "family-compare-picker": (reverse("family-compare", args=[board.family.slug]), 0),
+        "admin": (reverse("admin:index"), 0),
+        "api-docs": (reverse("api-docs"), 0),
     }
 
 
@@ -64,7 +72,7 @@ def test_it_renders_every_page_and_chart_without_console_errors(open_page, revie
 def test_it_opens_the_artifact_of_a_clicked_time_series_point(open_page, reader, live_board):
     page, errors = open_page(reader)
     page.goto(reverse("family-detail", args=[live_board.family.slug]))
-    chart = page.locator("[data-figure][data-click-opens]").first
+    chart = page.locator("[data-figure][data-point-url]").first
     chart.locator(".main-svg").first.wait_for(state="attached")
     halted_point = chart.locator(".scatterlayer .trace").last.locator("path.point").first
     box = halted_point.bounding_box()
