@@ -1,0 +1,42 @@
+"""LLM-as-judge: judge backends (an OpenAI-compatible endpoint, a local causal LM), the judge modes
+over generated answers (pointwise rating, pairwise preference in both orders, repeats), their
+cache, and the statistics of a pairwise preference. Pure: no Django."""
+
+from evals.scoring.judges.judging import (
+    InMemoryJudgementStore,
+    JudgedItem,
+    JudgedSamples,
+    Judgement,
+    JudgementKey,
+    JudgementStore,
+    JudgeSettings,
+    judge_items,
+)
+from evals.scoring.judges.local import LocalJudge
+from evals.scoring.judges.preference import Preference, preference_interval, preference_outcome
+from evals.scoring.judges.protocol import CallFailure, Completion, Judge, JudgeRequest, JudgeStats
+from evals.scoring.judges.remote import EndpointSettings, OpenAIJudge
+from evals.scoring.judges.templates import TEMPLATE_VERSION
+
+__all__ = [
+    "TEMPLATE_VERSION",
+    "CallFailure",
+    "Completion",
+    "EndpointSettings",
+    "InMemoryJudgementStore",
+    "Judge",
+    "JudgeRequest",
+    "JudgeSettings",
+    "JudgeStats",
+    "JudgedItem",
+    "JudgedSamples",
+    "Judgement",
+    "JudgementKey",
+    "JudgementStore",
+    "LocalJudge",
+    "OpenAIJudge",
+    "Preference",
+    "judge_items",
+    "preference_interval",
+    "preference_outcome",
+]

@@ -1,0 +1,257 @@
+"""Judge modes over generated answers: pointwise ratings and pairwise preferences, repeated and cached.
+
+- pointwise: each answer is rated 1–10 (MT-Bench `Rating: [[N]]`) against a rubric (the family's,
+  or the sample's own `rubric`); a local judge's rating is its probability-weighted mean;
+- pairwise: the candidate's and the baseline's answers are judged in both orders (candidate as A,
+  then as B). An order's verdict becomes +1 (candidate better), −1 (baseline better) or 0 (tie);
+  the two orders combine to their common value, and to 0 when they disagree, so a judge that
+  always picks the first position prefers nothing;
+- repeats: each judgement is asked `repeats` times (each its own cache entry); a sample's value is
+  the mean over its valid repeats, and the share of samples whose repeats disagree is reported.
+
+An unparseable reply is asked again once; a second unparseable reply, or a call that failed past
+its retries, is that judgement's error. A sample with no valid repeat is a judge error: excluded
+from the metric (its value is NaN), counted and explained. Parsed replies and unparseable ones are
+cached by `JudgementKey`; failed calls are not, so the next run asks again.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol
+
+import numpy as np
+
+from evals.scoring.errors import ScoringError
+from evals.scoring.judges.protocol import CallFailure, Completion, Judge, JudgeRequest
+from evals.scoring.judges.templates import (
+    TEMPLATE_VERSION,
+    pairwise_request,
+    parse_pair_verdict,
+    parse_rating,
+    pointwise_request,
+    question_text,
+)
+
+Mode = Literal["pointwise", "pairwise"]
+MODES: tuple[Mode, ...] = ("pointwise", "pairwise")
+# Order 0 shows the candidate as assistant A, order 1 as assistant B.
+CANDIDATE_FIRST, BASELINE_FIRST = 0, 1
+_PREFERENCE = {CANDIDATE_FIRST: {"A": 1.0, "B": -1.0, "C": 0.0}, BASELINE_FIRST: {"A": -1.0, "B": 1.0, "C": 0.0}}
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    mode: Mode = "pointwise"
+    repeats: int = 1
+    rubric: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ScoringError(f"judge mode must be one of {MODES}, not {self.mode!r}")
+        if self.repeats < 1:
+            raise ScoringError(f"judge repeats must be at least 1, not {self.repeats}")
+
+    def facts(self, judge: Judge) -> dict[str, object]:
+        """What judgements under these settings depend on (for a scorer's config key, the fingerprint)."""
+        return {
+            "judge": judge.identity,
+            "template": TEMPLATE_VERSION,
+            "mode": self.mode,
+            "repeats": self.repeats,
+            "rubric": self.rubric,
+        }
+
+
+@dataclass(frozen=True)
+class JudgedItem:
+    """One sample to judge: the question, the candidate's answer, the baseline's (pairwise only)."""
+
+    question: str | list[dict[str, str]]
+    answer: str
+    baseline_answer: str | None = None
+    reference: str | None = None
+    rubric: str | None = None
+
+
+class JudgementKey(NamedTuple):
+    judge: str
+    template_version: int
+    request_sha256: str
+    order: int
+    repeat: int
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A judge's reply and what it meant: a rating 1–10, or a candidate preference +1/0/−1."""
+
+    reply: str
+    value: float | None
+    error: str | None = None
+
+
+class JudgementStore(Protocol):
+    def get_many(self, keys: Sequence[JudgementKey]) -> dict[JudgementKey, Judgement]: ...
+
+    def put_many(self, judgements: Mapping[JudgementKey, Judgement]) -> None: ...
+
+
+class InMemoryJudgementStore:
+    def __init__(self) -> None:
+        self.judgements: dict[JudgementKey, Judgement] = {}
+
+    def get_many(self, keys: Sequence[JudgementKey]) -> dict[JudgementKey, Judgement]:
+        return {key: self.judgements[key] for key in keys if key in self.judgements}
+
+    def put_many(self, judgements: Mapping[JudgementKey, Judgement]) -> None:
+        self.judgements.update(judgements)
+
+
+@dataclass(frozen=True)
+class JudgedSamples:
+    """Per-sample values (NaN for a judge error), errors and replies, with what the judging cost.
+
+    `replies[i]` holds every reply of sample i, in (repeat, order) order, for the review page.
+    """
+
+    mode: Mode
+    values: np.ndarray
+    errors: list[str | None]
+    replies: list[list[str]]
+    calls: int
+    reused: int
+    repeat_disagreement: float | None
+    order_disagreement: float | None
+
+    @property
+    def error_count(self) -> int:
+        return sum(error is not None for error in self.errors)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return ~np.isnan(self.values)
+
+
+def judge_items(
+    judge: Judge, items: Sequence[JudgedItem], store: JudgementStore, settings: JudgeSettings
+) -> JudgedSamples:
+    """Judge every item `settings.repeats` times (in both orders when pairwise), reusing `store`."""
+    orders = (CANDIDATE_FIRST, BASELINE_FIRST) if settings.mode == "pairwise" else (CANDIDATE_FIRST,)
+    planned = [
+        (index, order, repeat, _request(item, order, settings))
+        for index, item in enumerate(items)
+        for repeat in range(settings.repeats)
+        for order in orders
+    ]
+    keys = [_key(judge, request, order, repeat) for _, order, repeat, request in planned]
+    known = store.get_many(list(dict.fromkeys(keys)))
+    missing = {key: request for key, (_, _, _, request) in zip(keys, planned, strict=True) if key not in known}
+    fresh, calls = _ask(judge, missing, settings.mode)
+    store.put_many({key: judgement for key, judgement in fresh.items() if not _call_failed(judgement)})
+    judgements = [known.get(key) or fresh[key] for key in keys]
+    return _combine(settings, items, planned, judgements, calls, len(keys) - len(missing))
+
+
+def _request(item: JudgedItem, order: int, settings: JudgeSettings) -> JudgeRequest:
+    question = question_text(item.question)
+    rubric = item.rubric or settings.rubric
+    if settings.mode == "pointwise":
+        return pointwise_request(question=question, answer=item.answer, rubric=rubric, reference=item.reference)
+    if item.baseline_answer is None:
+        raise ScoringError("pairwise judging needs the baseline's answer for every sample")
+    first, second = (item.answer, item.baseline_answer)[:: 1 if order == CANDIDATE_FIRST else -1]
+    return pairwise_request(question=question, answer_a=first, answer_b=second, rubric=rubric, reference=item.reference)
+
+
+def _key(judge: Judge, request: JudgeRequest, order: int, repeat: int) -> JudgementKey:
+    canonical = json.dumps(request.messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return JudgementKey(judge.identity, TEMPLATE_VERSION, digest, order, repeat)
+
+
+def _ask(
+    judge: Judge, missing: Mapping[JudgementKey, JudgeRequest], mode: Mode
+) -> tuple[dict[JudgementKey, Judgement], int]:
+    """Judgements of the missing keys; an unparseable reply is asked once more."""
+    keys = list(missing)
+    first = _interpret_all(judge, [missing[key] for key in keys], mode, keys)
+    again = [key for key in keys if first[key].error is not None and not _call_failed(first[key])]
+    second = _interpret_all(judge, [missing[key] for key in again], mode, again)
+    return first | second, len(keys) + len(again)
+
+
+def _interpret_all(
+    judge: Judge, requests: list[JudgeRequest], mode: Mode, keys: list[JudgementKey]
+) -> dict[JudgementKey, Judgement]:
+    results = judge.complete_many(requests) if requests else []
+    return {key: _interpret(result, mode, key.order) for key, result in zip(keys, results, strict=True)}
+
+
+_CALL_FAILED = "judge call failed: "
+
+
+def _call_failed(judgement: Judgement) -> bool:
+    return judgement.error is not None and judgement.error.startswith(_CALL_FAILED)
+
+
+def _interpret(result: Completion | CallFailure, mode: Mode, order: int) -> Judgement:
+    if isinstance(result, CallFailure):
+        return Judgement(reply="", value=None, error=_CALL_FAILED + result.message)
+    if mode == "pointwise":
+        if result.probabilities is not None:
+            mean = sum(int(verdict) * p for verdict, p in result.probabilities.items())
+            return Judgement(reply=result.text, value=float(mean))
+        rating = parse_rating(result.text)
+        if rating is None:
+            return Judgement(reply=result.text, value=None, error="unparseable reply: no single `Rating: [[1–10]]`")
+        return Judgement(reply=result.text, value=float(rating))
+    verdict = parse_pair_verdict(result.text)
+    if verdict is None:
+        return Judgement(reply=result.text, value=None, error="unparseable reply: no single [[A]], [[B]] or [[C]]")
+    return Judgement(reply=result.text, value=_PREFERENCE[order][verdict])
+
+
+def _combine(
+    settings: JudgeSettings,
+    items: Sequence[JudgedItem],
+    planned: list[tuple[int, int, int, JudgeRequest]],
+    judgements: list[Judgement],
+    calls: int,
+    reused: int,
+) -> JudgedSamples:
+    per_sample: list[dict[int, list[Judgement]]] = [{} for _ in items]
+    for (index, _, repeat, _), judgement in zip(planned, judgements, strict=True):
+        per_sample[index].setdefault(repeat, []).append(judgement)
+    values, errors, repeat_disagrees, order_disagrees = [], [], [], []
+    for repeats in per_sample:
+        repeat_values = []
+        for judged in repeats.values():
+            if any(j.value is None for j in judged):
+                continue
+            order_disagrees.append(len({j.value for j in judged}) > 1)
+            repeat_values.append(judged[0].value if len(set(j.value for j in judged)) == 1 else 0.0)
+        if repeat_values:
+            values.append(float(np.mean(repeat_values)))
+            errors.append(None)
+            if len(repeat_values) > 1:
+                repeat_disagrees.append(len(set(repeat_values)) > 1)
+        else:
+            values.append(float("nan"))
+            errors.append(next(j.error for judged in repeats.values() for j in judged if j.error))
+    replies = [[j.reply for judged in repeats.values() for j in judged] for repeats in per_sample]
+    return JudgedSamples(
+        mode=settings.mode,
+        values=np.array(values, dtype=np.float64),
+        errors=errors,
+        replies=replies,
+        calls=calls,
+        reused=reused,
+        repeat_disagreement=_share(repeat_disagrees),
+        order_disagreement=_share(order_disagrees) if settings.mode == "pairwise" else None,
+    )
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
