@@ -33,6 +33,18 @@ def declared_length(request: HttpRequest) -> int:
         return 0
 
 
+class QueryStringMiddleware:
+    """A NUL byte in a query parameter can reach no database (PostgreSQL refuses it): 400 up front."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            return JsonResponse({"detail": "Query parameters may not contain NUL bytes."}, status=400)
+        return self.get_response(request)
+
+
 class RequestSizeLimitMiddleware:
     """DRF reads JSON bodies whole and unchecked: refuse oversized ones from their Content-Length."""
 

@@ -77,7 +77,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 DRIFTBOARD_PUBLIC_URL = env_str("DRIFTBOARD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "driftboard.admin_site.AdminConfig",  # django.contrib.admin, opened to the admin group as well
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -97,11 +97,13 @@ MIDDLEWARE = [
     "driftboard.prometheus.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "driftboard.limits.RequestSizeLimitMiddleware",
+    "driftboard.limits.QueryStringMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "driftboard.throttles.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -258,7 +260,21 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "driftboard.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": [],
+    "DEFAULT_THROTTLE_CLASSES": ["driftboard.throttles.TokenWriteThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token_write": env_str("DRIFTBOARD_API_WRITE_RATE", "300/min")},
 }
+
+# Throttle counts (driftboard/throttles.py): a file cache shared by this host's processes, or Redis.
+DRIFTBOARD_CACHE_URL = env_str("DRIFTBOARD_CACHE_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": DRIFTBOARD_CACHE_URL}
+        if DRIFTBOARD_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+    )
+}
+DRIFTBOARD_LOGIN_MAX_FAILURES = env_int("DRIFTBOARD_LOGIN_MAX_FAILURES", 5)
+DRIFTBOARD_LOGIN_WINDOW_SECONDS = env_int("DRIFTBOARD_LOGIN_WINDOW_SECONDS", 900)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Driftboard API",
     "DESCRIPTION": "Register weight versions, follow their evaluation and drift verdicts.",

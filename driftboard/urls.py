@@ -1,9 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
 from driftboard import views
@@ -51,6 +53,11 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("hooks/github/", webhooks.github_webhook, name="hook-github"),
     path("hooks/gitlab/", webhooks.gitlab_webhook, name="hook-gitlab"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Like the API itself, its description is for signed-in users only (401 on the API, login page on the docs).
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
+    path(
+        "api/docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[IsAuthenticated])),
+        name="api-docs",
+    ),
 ]

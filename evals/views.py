@@ -101,7 +101,7 @@ def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _sequence(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
 
 
 @login_required

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import parse_qs
@@ -19,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from registry.forges import forge_of_url
 from registry.models import PullRequestLink, WebhookDelivery
 from registry.publishing import PullRequestInfo, pull_request_push, pull_request_record
 
@@ -31,6 +33,8 @@ GITHUB_PULL_REQUEST_ACTIONS = frozenset({"opened", "synchronize", "reopened", "e
 GITLAB_MERGE_REQUEST_EVENT = "Merge Request Hook"
 GITLAB_STATES = {"opened": "open", "merged": "closed"}
 DELETED_REF_SHA = "0" * 40
+MAX_PR_NUMBER = 2**31 - 1  # the largest number the database column holds
+SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
 
 Effect = Callable[[], dict]
 
@@ -84,7 +88,7 @@ def _payload(body: bytes, content_type: str) -> dict:
         if content_type == "application/x-www-form-urlencoded":
             body = parse_qs(body.decode(), strict_parsing=True)["payload"][0].encode()
         payload = json.loads(body)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise Rejected(400, f"The body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise Rejected(400, "The body must be a JSON object.")
@@ -101,9 +105,48 @@ def _field(payload: dict, *path: str):
 
 
 def _number(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise Rejected(400, f"{value!r} is not a pull request number.")
-    return int(value)
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_PR_NUMBER):
+        raise Rejected(400, f"{ascii(value)[:50]} is not a pull request number.")
+    return int(text)
+
+
+def _text(value: object, name: str, max_length: int | None) -> str:
+    """A string (or number) field as stored: no NUL byte, valid UTF-8, at most `max_length` characters."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Rejected(400, f"The payload's {name} is not text.")
+    text = str(value)
+    if "\x00" in text or not _is_utf8(text):
+        raise Rejected(400, f"The payload's {name} contains a NUL byte or invalid UTF-8.")
+    if max_length is not None and len(text) > max_length:
+        raise Rejected(400, f"The payload's {name} is longer than {max_length} characters.")
+    return text
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        return False
+    return True
+
+
+def _sha(value: object, name: str) -> str:
+    text = _text(value, name, 64)
+    if not SHA.match(text):
+        raise Rejected(400, f"The payload's {name} is not a commit sha.")
+    return text
+
+
+def _forge_url(value: object, provider: str) -> str:
+    """The pull request's address, kept only when it is http(s) on the configured forge's host."""
+    url = _text(value, "url", None)
+    if len(url) > 500 or forge_of_url(url) != provider:
+        logger.warning("Webhook PR URL dropped: not an http(s) address on the configured %s host", provider)
+        return ""
+    return url
 
 
 def _object(payload: dict, *path: str) -> dict:
@@ -117,13 +160,13 @@ def github_pull_request_info(payload: dict) -> PullRequestInfo:
     pull = _object(payload, "pull_request")
     return PullRequestInfo(
         provider=GITHUB,
-        repository=str(_field(payload, "repository", "full_name")),
+        repository=_text(_field(payload, "repository", "full_name"), "repository.full_name", 300),
         number=_number(_field(payload, "pull_request", "number")),
-        url=str(pull.get("html_url") or ""),
-        title=str(pull.get("title") or ""),
-        head_sha=str(_field(payload, "pull_request", "head", "sha")),
-        base_ref=str(_field(payload, "pull_request", "base", "ref")),
-        state=str(_field(payload, "pull_request", "state")),
+        url=_forge_url(pull.get("html_url"), GITHUB),
+        title=_text(pull.get("title"), "pull_request.title", None)[:500],
+        head_sha=_sha(_field(payload, "pull_request", "head", "sha"), "pull_request.head.sha"),
+        base_ref=_text(_field(payload, "pull_request", "base", "ref"), "pull_request.base.ref", 200),
+        state=_text(_field(payload, "pull_request", "state"), "pull_request.state", 20),
         merged=bool(pull.get("merged")),
     )
 
@@ -131,17 +174,17 @@ def github_pull_request_info(payload: dict) -> PullRequestInfo:
 def gitlab_merge_request_info(payload: dict) -> PullRequestInfo:
     attributes = _object(payload, "object_attributes")
     project = _object(payload, "project")
-    state = str(attributes.get("state") or "")
+    state = _text(attributes.get("state"), "object_attributes.state", 20)
     return PullRequestInfo(
         provider=GITLAB,
-        repository=str(_field(payload, "project", "path_with_namespace")),
+        repository=_text(_field(payload, "project", "path_with_namespace"), "project.path_with_namespace", 300),
         number=_number(_field(payload, "object_attributes", "iid")),
-        project_id=str(project.get("id") or ""),
-        url=str(attributes.get("url") or ""),
-        title=str(attributes.get("title") or ""),
-        head_sha=str(_field(payload, "object_attributes", "last_commit", "id")),
-        base_ref=str(attributes.get("target_branch") or ""),
-        state=GITLAB_STATES.get(state, state),
+        project_id=_text(project.get("id"), "project.id", 50),
+        url=_forge_url(attributes.get("url"), GITLAB),
+        title=_text(attributes.get("title"), "object_attributes.title", None)[:500],
+        head_sha=_sha(_field(payload, "object_attributes", "last_commit", "id"), "object_attributes.last_commit.id"),
+        base_ref=_text(attributes.get("target_branch"), "object_attributes.target_branch", 200),
+        state=GITLAB_STATES.get(state, state)[:20],
         merged=state == "merged",
     )
 
@@ -168,10 +211,10 @@ def _github_effect(event: str, payload: dict) -> Effect | None:
         return None
     return partial(
         _push,
-        str(_field(payload, "repository", "full_name")),
-        str(_field(payload, "ref")),
-        str(_field(payload, "before")),
-        str(_field(payload, "after")),
+        _text(_field(payload, "repository", "full_name"), "repository.full_name", 300),
+        _text(_field(payload, "ref"), "ref", 300),
+        _sha(_field(payload, "before"), "before"),
+        _sha(_field(payload, "after"), "after"),
     )
 
 
@@ -205,7 +248,7 @@ def _github(request: HttpRequest) -> JsonResponse:
     effect = _github_effect(event, payload)
     if effect is None:
         return _ignored(f"{event} {payload.get('action') or 'deleted branch'}")
-    return _apply_once(GITHUB, request.headers.get("X-GitHub-Delivery", ""), event, effect)
+    return _apply_once(GITHUB, _text(request.headers.get("X-GitHub-Delivery"), "delivery id", None), event, effect)
 
 
 def _gitlab(request: HttpRequest) -> JsonResponse:
@@ -217,6 +260,7 @@ def _gitlab(request: HttpRequest) -> JsonResponse:
     info = gitlab_merge_request_info(_payload(body, request.content_type))
     # Idempotency-Key (GitLab 17.4+) stays the same across retries of one event.
     delivery_id = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID", "")
+    delivery_id = _text(delivery_id, "delivery id", None)
     return _apply_once(GITLAB, delivery_id, event, partial(_record, info))
 
 

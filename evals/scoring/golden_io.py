@@ -22,6 +22,7 @@ COLUMNS = ("id", "text", "reference", "category")
 PARQUET, JSONL, CSV = "parquet", "jsonl", "csv"
 _EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
 _PARQUET_MAGIC = b"PAR1"
+PARQUET_BATCH_ROWS = 1024
 _BINARY_SNIFF_BYTES = 1024
 
 Sample = dict[str, str | None]
@@ -62,19 +63,30 @@ def read_golden_file(
     content when there is no name. `max_rows` and `max_chars` (per text or reference) refuse
     oversized files at the first row past the limit.
     """
-    return validated_samples(read_records(source, filename), max_rows=max_rows, max_chars=max_chars)
+    records = read_records(source, filename, max_rows=max_rows)
+    return validated_samples(records, max_rows=max_rows, max_chars=max_chars)
 
 
 def read_records(
-    source: bytes | str | Path, filename: str | None = None, *, text_columns: tuple[str, ...] = ("text",)
+    source: bytes | str | Path,
+    filename: str | None = None,
+    *,
+    text_columns: tuple[str, ...] = ("text",),
+    max_rows: int | None = None,
 ) -> Iterator[Mapping]:
-    """The raw rows of a file, before validation; the file must have one of `text_columns`."""
+    """The raw rows of a file, before validation; the file must have one of `text_columns`.
+
+    A Parquet file says how many rows it holds: past `max_rows` it is refused before any is read.
+    """
     if isinstance(source, (str, Path)):
         filename = filename or Path(source).name
         source = Path(source).read_bytes()
     if not source:
         raise GoldenFileError("the file is empty")
-    return _READERS[_detect_format(source, filename)](source, text_columns)
+    file_format = _detect_format(source, filename)
+    if file_format == PARQUET:
+        return _read_parquet(source, text_columns, max_rows=max_rows)
+    return _READERS[file_format](source, text_columns)
 
 
 def validated_samples(
@@ -125,13 +137,23 @@ def _detect_format(content: bytes, filename: str | None) -> str:
     return CSV
 
 
-def _read_parquet(content: bytes, text_columns: tuple[str, ...]) -> Iterator[Mapping]:
+def _read_parquet(content: bytes, text_columns: tuple[str, ...], max_rows: int | None = None) -> Iterator[Mapping]:
+    """Rows read a batch at a time, after the row count in the file's metadata was checked."""
     try:
-        table = pq.read_table(pa.BufferReader(content))
+        parquet = pq.ParquetFile(pa.BufferReader(content))
     except (pa.ArrowException, OSError) as error:
         raise GoldenFileError(f"not a readable Parquet file: {error}") from error
-    _require_text_column(table.column_names, text_columns)
-    yield from table.to_pylist()
+    if max_rows is not None and parquet.metadata.num_rows > max_rows:
+        raise GoldenFileError(
+            f"too many samples: a dataset may hold at most {max_rows} (the file holds {parquet.metadata.num_rows})",
+            row=max_rows + 1,
+        )
+    _require_text_column(parquet.schema_arrow.names, text_columns)
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError) as error:
+        raise GoldenFileError(f"not a readable Parquet file: {error}") from error
 
 
 def _read_jsonl(content: bytes, text_columns: tuple[str, ...]) -> Iterator[Mapping]:
@@ -139,7 +161,7 @@ def _read_jsonl(content: bytes, text_columns: tuple[str, ...]) -> Iterator[Mappi
     for row, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:  # malformed, too deeply nested, a 5,000-digit integer
             raise GoldenFileError(f"invalid JSON: {error}", row=row) from error
         if not isinstance(record, dict):
             raise GoldenFileError("each line must be a JSON object", row=row)

@@ -91,6 +91,7 @@ class Call:
 
 
 API_CALLS = [
+    Call("api schema", "get", lambda w: "/api/schema/", ANYONE_SIGNED_IN),
     Call("families list", "get", lambda w: "/api/v1/families/", ANYONE_SIGNED_IN),
     Call("family read", "get", lambda w: f"/api/v1/families/{w.family.slug}/", ANYONE_SIGNED_IN),
     Call(
@@ -212,7 +213,8 @@ PAGE_CALLS = [
         lambda w: reverse("experiment-run-register", args=[w.experiment_slug, 1]),
         PAGE_FOR_REVIEWERS,
     ),
-    Call("django admin", "get", lambda w: reverse("admin:index"), (302, 302, 302, 302, 200)),
+    Call("django admin", "get", lambda w: reverse("admin:index"), (302, 302, 302, 200, 200)),
+    Call("api docs", "get", lambda w: "/api/docs/", PAGE_FOR_SIGNED_IN),
 ]
 
 

@@ -58,8 +58,9 @@ def live_api(live_server, transactional_db, settings) -> dict:
     DatasetFactory(samples=2)
     ExperimentRunFactory(experiment=ExperimentFactory(slug="loop"), sequence=1)
     token = Token.objects.create(user=UserFactory(username="fuzz-admin", is_staff=True))
-    assert requests.get(f"{live_server.url}/api/schema/?format=json", timeout=30).json() == SCHEMA
-    yield {"base_url": live_server.url, "headers": {"Authorization": f"Token {token.key}"}}
+    headers = {"Authorization": f"Token {token.key}"}
+    assert requests.get(f"{live_server.url}/api/schema/?format=json", headers=headers, timeout=30).json() == SCHEMA
+    yield {"base_url": live_server.url, "headers": headers}
     purge_broker()
 
 
