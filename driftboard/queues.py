@@ -1,4 +1,4 @@
-"""Broker-side queue depths, for backpressure decisions, the queues page and /metrics."""
+"""The broker side of the queues: sending a task, and queue depths for backpressure, /queues/ and /metrics."""
 
 import logging
 
@@ -26,3 +26,14 @@ def queue_depth(queue: str) -> int | None:
 
 def queue_depths() -> dict[str, int | None]:
     return {queue: queue_depth(queue) for queue in QUEUES}
+
+
+def enqueue(task, *args, queue: str | None = None, what: str = "") -> bool:
+    """Put a task message on the broker, or log why not: the row that needs the work stays behind to be
+    retried (by the sweeper, a later publish, or by hand), so a broker outage never fails the caller."""
+    try:
+        task.apply_async(args=args, queue=queue, retry=False)
+        return True
+    except Exception as exc:  # any broker error
+        logger.warning("Could not queue %s%r%s: %s", task.name, args, f" ({what})" if what else "", exc)
+        return False

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 from django.conf import settings
 from django.db import transaction
 
+from driftboard.queues import enqueue
 from registry.http import HttpError, HttpResponse, header, request_json
 from registry.models import Artifact, ModelFamily, PullRequestLink
 
@@ -158,10 +159,7 @@ def verdict_publish_enqueue(*, artifact_id: int) -> None:
 def publish_enqueue(artifact_id: int) -> None:
     from registry.tasks import publish_artifact
 
-    try:
-        publish_artifact.apply_async(args=[artifact_id], retry=False)
-    except Exception:  # a broker outage must not fail the request that caused the publish
-        logger.exception("Could not queue publishing of artifact %s", artifact_id)
+    enqueue(publish_artifact, artifact_id, what="publishing to the pull request")
 
 
 # --- What is posted -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from driftboard.queues import enqueue
 from registry import adapters, object_store, storage, weights_check
 from registry.http import post_json
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
@@ -334,15 +335,8 @@ def alert_raise(*, artifact: Artifact, severity: str, title: str, message: str, 
     alert = Alert.objects.create(artifact=artifact, severity=severity, title=title, message=message, payload=payload)
     logger.warning("ALERT %s: %s — %s", severity, title, message)
     if settings.DRIFTBOARD_ALERT_WEBHOOK_URL:
-        transaction.on_commit(lambda: _safe_delay(deliver_alert, alert.pk))
+        transaction.on_commit(lambda: enqueue(deliver_alert, alert.pk, what="the alert row stays undelivered"))
     return alert
-
-
-def _safe_delay(task, *args) -> None:
-    try:
-        task.apply_async(args=args, retry=False)
-    except Exception:  # the broker may be down; the alert row stays and can be re-sent
-        logger.exception("Could not enqueue %s%r", task.name, args)
 
 
 def alert_deliver(*, alert: Alert) -> None:

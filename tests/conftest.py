@@ -1,11 +1,15 @@
 """Shared fixtures: users and API clients, an isolated artifact root, the small demo models (built once
 per session), and a real Celery worker process on the configured broker and database."""
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from driftboard.queue_names import QUEUES
+from evals.services import dataset_import
+from evals.services.pipeline import family_create
 from tests.factories import UserFactory
+from tests.publishing.forge import run_tasks_eagerly, running_forge
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -236,3 +243,61 @@ class broker_unreachable:
     def __exit__(self, *exc_info):
         self.app.conf.broker_write_url, self.app.conf.broker_read_url = self.saved
         self.reset_pools()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Tests log users in all the time; the production hasher's key stretching would dominate the run."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def forge(settings):
+    """A local HTTP server speaking GitHub's and GitLab's API, with the settings pointed at it."""
+    with running_forge(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def eager(settings):
+    run_tasks_eagerly(settings)
+
+
+class AlertReceiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def alert_receiver():
+    AlertReceiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AlertReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts", AlertReceiver.received
+    server.shutdown()
+
+
+@pytest.fixture
+def demo_imports(demo_build, import_root) -> dict[str, Path]:
+    """The demo model folders copied under the import root, so they can be registered by path."""
+    paths = {}
+    for name in ("base", "improved", "drifted"):
+        target = import_root / f"demo-{name}"
+        if not target.exists():
+            shutil.copytree(getattr(demo_build, name), target)
+        paths[name] = target
+    return paths
+
+
+@pytest.fixture
+def demo_family(transactional_db, demo_build):
+    dataset_import(name="demo-golden", filename="golden.jsonl", source=demo_build.golden)
+    return family_create(slug="demo", kind="causal-lm", base_path=str(demo_build.base), datasets=["demo-golden"])

@@ -22,7 +22,7 @@ from django.utils import timezone
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
 from driftboard.queue_names import Queue
-from driftboard.queues import queue_depth
+from driftboard.queues import enqueue, queue_depth
 from evals.models import EvalRun, MetricSnapshot
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
@@ -65,12 +65,7 @@ def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
 def _send(run_id: int, queue: str) -> bool:
     from evals.tasks import score_run
 
-    try:
-        score_run.apply_async(args=[run_id], queue=queue, retry=False)
-        return True
-    except Exception as exc:  # any broker error: the run stays pending and the sweeper retries
-        logger.warning("Broker unreachable, run %s stays pending: %s", run_id, exc)
-        return False
+    return enqueue(score_run, run_id, queue=queue, what="the run stays pending; the sweeper retries")
 
 
 def _enqueue(run_id: int, queue: str) -> bool:

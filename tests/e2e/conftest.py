@@ -45,11 +45,6 @@ def screenshots() -> Path:
     return SCREENSHOTS
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def reviewer(transactional_db):
     return UserFactory(username="reviewer", is_staff=True)

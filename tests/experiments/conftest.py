@@ -11,12 +11,6 @@ from tests.factories import ExperimentFactory
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The users the tests log in with need no key stretching; it would dominate the run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture(scope="session")
 def results_bytes() -> bytes:
     return (DATA / "results.tsv").read_bytes()

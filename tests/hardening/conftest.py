@@ -1,6 +1,5 @@
 """Fixtures of the hardening tests: one signed-in user per role, and clients acting as them."""
 
-import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 from rest_framework.test import APIClient
@@ -10,12 +9,6 @@ from tests.conftest import token_client
 from tests.factories import UserFactory
 
 ROLES = ("anonymous", READER, REVIEWER, ADMIN, "staff")
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Every test creates users; the production hasher's key stretching would dominate the run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def role_user(role: str):

@@ -14,7 +14,6 @@ from evals.models import EvalRun
 from evals.services import eval_runs_sweep
 from registry.models import Artifact
 from tests.conftest import free_port, wait_for
-from tests.pipeline.conftest import demo_family, demo_imports  # noqa: F401 - fixtures shared with the pipeline tests
 
 pytestmark = [
     pytest.mark.worker,

@@ -19,10 +19,9 @@ from django.db import OperationalError, connection, transaction
 from driftboard.db import database_retry
 from evals.models import EvalRun, MetricSnapshot
 from evals.services import dataset_import
-from registry.models import Artifact
 from evals.services.pipeline import family_create
+from registry.models import Artifact
 from tests.conftest import free_port, wait_for
-from tests.pipeline.conftest import demo_imports  # noqa: F401 - a fixture shared with the pipeline tests
 
 pytestmark = pytest.mark.worker
 

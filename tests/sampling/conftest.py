@@ -2,7 +2,6 @@
 called in-process (dispatch, claim, execute), and the full-set truth computed independently."""
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,18 +49,6 @@ def truth(demo_build) -> Truth:
 
 
 @pytest.fixture
-def demo_paths(demo_build, import_root) -> dict[str, Path]:
-    """The demo model folders under the import root, so they can be registered by path."""
-    paths = {}
-    for name in ("base", "improved", "drifted"):
-        target = import_root / f"demo-{name}"
-        if not target.exists():
-            shutil.copytree(getattr(demo_build, name), target)
-        paths[name] = target
-    return paths
-
-
-@pytest.fixture
 def broker():
     purge_broker()
     yield
@@ -101,9 +88,9 @@ def work(queue: str = "scoring") -> list[EvalRun]:
 
 
 @pytest.fixture
-def baseline(family, demo_paths) -> Artifact:
+def baseline(family, demo_imports) -> Artifact:
     """The base model, scored in full (nothing to sample against) and made the baseline."""
-    artifact = register(family, demo_paths["base"], "a")
+    artifact = register(family, demo_imports["base"], "a")
     work()
     artifact.refresh_from_db()
     assert artifact.stage == "production"

@@ -15,9 +15,9 @@ from tests.sampling.conftest import register, work
 
 
 @pytest.fixture
-def early_red(baseline, demo_paths):
+def early_red(baseline, demo_imports):
     """The drifted model, halted on part of the golden set."""
-    artifact = register(baseline.family, demo_paths["drifted"], "b")
+    artifact = register(baseline.family, demo_imports["drifted"], "b")
     (run,) = work()
     assert run.sampling["stopped_early"] and artifact.verdicts.get(metric="bits_per_byte").outcome == "red"
     return artifact

@@ -25,8 +25,10 @@ def test_it_scores_the_first_artifact_in_full_and_says_why(baseline):
 
 
 @pytest.mark.parametrize("name, outcome", [("improved", "green"), ("drifted", "red")])
-def test_it_stops_early_with_the_anytime_interval_around_the_full_set_delta(baseline, demo_paths, truth, name, outcome):
-    artifact = register(baseline.family, demo_paths[name], "b")
+def test_it_stops_early_with_the_anytime_interval_around_the_full_set_delta(
+    baseline, demo_imports, truth, name, outcome
+):
+    artifact = register(baseline.family, demo_imports[name], "b")
 
     (run,) = work()
 
@@ -50,8 +52,8 @@ def _bpb(truth, name: str) -> float:
     return float(truth.nll_bits[name].sum() / truth.bytes.sum())
 
 
-def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_paths):
-    artifact = register(baseline.family, demo_paths["drifted"], "c", seed=None)  # halted: still a candidate
+def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_imports):
+    artifact = register(baseline.family, demo_imports["drifted"], "c", seed=None)  # halted: still a candidate
     (first,) = work()
     replay = EvalRun.objects.create(
         artifact=artifact, dataset=first.dataset, kind="sequential", sampling={"seed": first.sampling["seed"]}
@@ -69,11 +71,11 @@ def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_paths)
     assert not np.array_equal(other.arrays["bits_per_byte"][0], scored_positions(artifact))
 
 
-def test_it_never_stops_before_the_minimum(baseline, demo_paths):
+def test_it_never_stops_before_the_minimum(baseline, demo_imports):
     family = baseline.family
     family.sampling_min_samples = 3 * CHUNK + 1
     family.save()
-    artifact = register(family, demo_paths["drifted"], "d")
+    artifact = register(family, demo_imports["drifted"], "d")
 
     (run,) = work()
 
@@ -84,12 +86,12 @@ def test_it_never_stops_before_the_minimum(baseline, demo_paths):
     assert artifact.verdicts.get(metric="bits_per_byte").outcome == "red"
 
 
-def test_an_interval_straddling_the_limit_keeps_scoring(baseline, demo_paths, truth):
+def test_an_interval_straddling_the_limit_keeps_scoring(baseline, demo_imports, truth):
     threshold = baseline.family.thresholds.get(metric="bits_per_byte")
     limit = -truth.delta("drifted")  # the drifted model's full-set delta sits right on the limit
     threshold.limit = limit
     threshold_save(threshold=threshold, user=None, reason="Limit at the candidate's delta")
-    artifact = register(baseline.family, demo_paths["drifted"], "e")
+    artifact = register(baseline.family, demo_imports["drifted"], "e")
 
     (run,) = work()
 
@@ -99,11 +101,11 @@ def test_an_interval_straddling_the_limit_keeps_scoring(baseline, demo_paths, tr
     assert not artifact.runs.filter(kind="completion").exists()
 
 
-def test_an_incomparable_baseline_disables_sampling(baseline, demo_paths):
+def test_an_incomparable_baseline_disables_sampling(baseline, demo_imports):
     family = baseline.family
     family.max_length = 32  # the baseline was scored with the model's own context of 64
     family.save()
-    artifact = register(family, demo_paths["drifted"], "f")
+    artifact = register(family, demo_imports["drifted"], "f")
 
     (run,) = work()
 
@@ -112,7 +114,7 @@ def test_an_incomparable_baseline_disables_sampling(baseline, demo_paths):
     assert artifact.verdicts.get(metric="bits_per_byte").outcome == "incomparable"
 
 
-def test_a_ceiling_on_the_value_is_applied_as_a_limit_on_the_delta(baseline, demo_paths, truth):
+def test_a_ceiling_on_the_value_is_applied_as_a_limit_on_the_delta(baseline, demo_imports, truth):
     family = baseline.family
     family.thresholds.update(enabled=False)
     ceiling = 1.05 * _bpb(truth, "base")
@@ -128,7 +130,7 @@ def test_a_ceiling_on_the_value_is_applied_as_a_limit_on_the_delta(baseline, dem
         user=None,
         reason="Ceiling",
     )
-    artifact = register(family, demo_paths["drifted"], "9")
+    artifact = register(family, demo_imports["drifted"], "9")
 
     (run,) = work()
 

@@ -1,18 +1,6 @@
 import pytest
 
-from tests.publishing.forge import run_tasks_eagerly, running_forge
 from tests.webhooks.deliveries import GITHUB_SECRET, GITLAB_SECRET
-
-
-@pytest.fixture
-def forge(settings):
-    with running_forge(settings) as forge:
-        yield forge
-
-
-@pytest.fixture
-def eager(settings):
-    run_tasks_eagerly(settings)
 
 
 @pytest.fixture(autouse=True)
