@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from evals.scoring.judges import EndpointSettings, OpenAIJudge
+from evals.scoring.loading import CAUSAL_LM, load_model
 
 _ANSWER = re.compile(r"\[The Start of Assistant (A|B)'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.S)
 
@@ -93,3 +94,8 @@ def judge_server():
     yield server_state
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def demo_lm(demo_build):
+    return load_model(demo_build.base, kind=CAUSAL_LM, device="cpu")
