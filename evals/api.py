@@ -592,12 +592,12 @@ class TrafficWindowViewSet(BaseViewSet):
     def family(self) -> ModelFamily:
         return get_object_or_404(ModelFamily, slug=self.kwargs["family_slug"])
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="traffic_window_detail", responses={200: dict, 404: dict})
     def list(self, request, family_slug: str) -> Response:
         windows = selectors.traffic_windows(self.family())
         return Response({"family": family_slug, "windows": [traffic_window_summary(w) for w in windows]})
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="traffic_windows_list", responses={200: dict, 404: dict})
     def retrieve(self, request, family_slug: str, number: str) -> Response:
         try:
             window = selectors.traffic_window(self.family(), int(number))
@@ -612,8 +612,13 @@ class TrafficWindowViewSet(BaseViewSet):
                 "most_surprising": [vars(s) for s in surprising],
             }
         )
+    serializer_class = TrafficUploadSerializer
 
-    @extend_schema(request=TrafficUploadSerializer, responses={201: dict})
+    @extend_schema(
+        operation_id="traffic_windows_upload",
+        request=TrafficUploadSerializer,
+        responses={201: dict, 400: dict, 404: dict},
+    )
     def create(self, request, family_slug: str) -> Response:
         family = self.family()
         params = TrafficUploadSerializer(data=request.data)

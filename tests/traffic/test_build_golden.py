@@ -112,3 +112,10 @@ def test_it_adds_the_samples_the_production_model_finds_most_surprising(
     code_values = [v for k, v in surprise.items() if k.startswith("code-")]
     assert min(code_values) > sorted(surprise.values())[len(surprise) // 2]
     assert dataset.recipe["weights_sha256"] == registration.artifact.sha256
+
+
+def test_the_api_shows_the_recipe_of_a_built_subset(db, tmp_path, api_client):
+    dataset, _ = build(tmp_path, "--size", "40", "--seed", "3")
+    body = api_client.get(f"/api/v1/datasets/{dataset.pk}/").json()
+    assert body["purpose"] == "golden"
+    assert body["recipe"]["seed"] == 3 and body["recipe"]["source"] == "log.jsonl"
