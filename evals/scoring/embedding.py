@@ -97,7 +97,7 @@ class _Embedder:
     def __init__(self, lm: LoadedModel, max_length: int | None, token_budget: int | None) -> None:
         self.lm = lm
         self.max_length = min(lm.max_length, max_length or lm.max_length)
-        self.token_budget = token_budget or default_token_budget(lm.device)
+        self.token_budget = token_budget or lm.token_budget or default_token_budget(lm.device)
         self.forward_passes = 0
         self.tokens_embedded = 0
 
