@@ -22,7 +22,9 @@ from evals.models import (
     Threshold,
     TrafficWindow,
 )
+from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
+from evals.scoring.scorers import scorers_for
 from evals.services import experiments as experiment_services
 from evals.services import pipeline
 from evals.services import traffic as traffic_services
@@ -61,7 +63,29 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
         return selectors.artifact_detail_queryset()
 
 
+class FamilySerializer(registry_api.FamilySerializer):
+    scorers = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+    class Meta(registry_api.FamilySerializer.Meta):
+        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers"]
+
+    def validate(self, data: dict) -> dict:
+        data = super().validate(data)
+        names = data.get("scorers", self.instance.scorers if self.instance else [])
+        kind = data.get("kind", self.instance.kind if self.instance else "")
+        if names:
+            try:
+                scorers_for(kind, names)
+            except ScoringError as exc:
+                raise ValidationError({"scorers": str(exc)}) from exc
+        return data
+
+
 class FamilyViewSet(registry_api.FamilyViewSet):
+    """Families; a new one gets the default thresholds of its kind, and `scorers` is checked by name."""
+
+    serializer_class = FamilySerializer
+
     def create_family(self, **fields):
         return pipeline.family_create(**fields)
 
@@ -588,16 +612,17 @@ class TrafficWindowViewSet(BaseViewSet):
     lookup_field = "number"
     lookup_value_regex = r"\d+"
     parser_classes = [parsers.MultiPartParser]
+    serializer_class = TrafficUploadSerializer
 
     def family(self) -> ModelFamily:
         return get_object_or_404(ModelFamily, slug=self.kwargs["family_slug"])
 
-    @extend_schema(operation_id="traffic_window_detail", responses={200: dict, 404: dict})
+    @extend_schema(operation_id="traffic_windows_list", responses={200: dict, 404: dict})
     def list(self, request, family_slug: str) -> Response:
         windows = selectors.traffic_windows(self.family())
         return Response({"family": family_slug, "windows": [traffic_window_summary(w) for w in windows]})
 
-    @extend_schema(operation_id="traffic_windows_list", responses={200: dict, 404: dict})
+    @extend_schema(operation_id="traffic_window_detail", responses={200: dict, 404: dict})
     def retrieve(self, request, family_slug: str, number: str) -> Response:
         try:
             window = selectors.traffic_window(self.family(), int(number))
@@ -612,7 +637,6 @@ class TrafficWindowViewSet(BaseViewSet):
                 "most_surprising": [vars(s) for s in surprising],
             }
         )
-    serializer_class = TrafficUploadSerializer
 
     @extend_schema(
         operation_id="traffic_windows_upload",
