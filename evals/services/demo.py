@@ -7,21 +7,28 @@ one (fine-tuned on other text) follow, so the board shows verdicts that the work
 import datetime
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
+from transformers import PreTrainedTokenizerFast
 
 from evals.models import GoldenDataset, TrafficWindow
+from evals.scoring.autoresearch import RunResult, autoresearch_runs
 from evals.scoring.demo_models import (
     DRIFT_SOURCE,
     TRAINING_SOURCES,
     DemoBuild,
+    available_cores,
     build_demo_models,
     is_golden,
     read_passages,
+    split_corpus,
+    torch_threads,
 )
 from evals.services import dataset_import, pipeline
 from evals.services.traffic import traffic_import
@@ -152,3 +159,94 @@ def demo_traffic_load(family: ModelFamily, log: Callable[[str], None], timeout: 
         window.refresh_from_db()
         log(f"Traffic window {window.number} ({window.starts_at:%Y-%m-%d}): {window.outcome or 'not compared yet'}")
     return windows
+
+
+DEMO_EXPERIMENT = "demo-autoresearch"
+AUTORESEARCH_RUNS = 15
+AUTORESEARCH_BUDGET_S = 10.0
+# Held-out golden passages scored for each run's val_bpb: enough to rank configurations, quick on a CPU.
+AUTORESEARCH_VAL_TEXTS = 40
+
+
+class RunApiError(RuntimeError):
+    pass
+
+
+def run_api(base_url: str, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """One JSON call to the documented API, as any loop outside Driftboard would make it."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}{path}",
+        data=data,
+        method=method,
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _experiment_ensure(base_url: str, token: str, budget_s: float) -> None:
+    status, _ = run_api(base_url, token, "GET", f"/api/v1/experiments/{DEMO_EXPERIMENT}/")
+    if status == 200:
+        return
+    body = {
+        "slug": DEMO_EXPERIMENT,
+        "objective": "val_bpb",
+        "direction": "lower",
+        "time_budget_s": max(1, round(budget_s)),
+        "hardware": f"{available_cores()} CPU cores, 1 torch thread",
+        "description": "The demo's autoresearch loop: fresh GPT-2 models trained for a fixed budget from "
+        "mutated configurations, val_bpb on held-out demo text, keep when better.",
+    }
+    status, answer = run_api(base_url, token, "POST", "/api/v1/experiments/", body)
+    if status != 201:
+        raise RunApiError(f"creating the experiment answered {status}: {answer}")
+
+
+def demo_autoresearch(
+    *,
+    model_dir: Path,
+    base_url: str,
+    token: str,
+    log: Callable[[str], None] = print,
+    runs: int = AUTORESEARCH_RUNS,
+    budget_s: float = AUTORESEARCH_BUDGET_S,
+    val_texts: int = AUTORESEARCH_VAL_TEXTS,
+) -> list[dict]:
+    """Run the loop with the demo tokenizer, posting each finished run to POST /api/v1/experiments/…/runs/."""
+    _experiment_ensure(base_url, token, budget_s)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    corpus = split_corpus()
+    posted = []
+    with torch_threads(1):
+        for result in autoresearch_runs(
+            tokenizer=tokenizer,
+            train_texts=corpus.training,
+            val_texts=[sample.text for sample in corpus.golden[:val_texts]],
+            budget_s=budget_s,
+            runs=runs,
+        ):
+            posted.append(_run_post(base_url, token, result))
+            value = "crashed" if result.val_bpb is None else f"val_bpb {result.val_bpb:.4f}"
+            log(f"Experiment run {result.config.commit} ({result.description}): {value}, {result.status}")
+    return posted
+
+
+def _run_post(base_url: str, token: str, result: RunResult) -> dict:
+    body = {
+        "commit": result.config.commit,
+        "status": result.status,
+        "description": result.description,
+        "started_at": result.started_at.isoformat(),
+        "finished_at": result.finished_at.isoformat(),
+        "log": result.log,
+    }
+    if result.val_bpb is not None:
+        body |= {"val_bpb": result.val_bpb, "memory_gb": result.memory_gb}
+    status, answer = run_api(base_url, token, "POST", f"/api/v1/experiments/{DEMO_EXPERIMENT}/runs/", body)
+    if status != 201:
+        raise RunApiError(f"posting run {result.config.commit} answered {status}: {answer}")
+    return answer

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
 
 from driftboard.queue_names import QUEUES
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         processes = [self.start_worker(concurrency), self.start_web(addr)]
         self.stdout.write(self.style.SUCCESS(f"\nDriftboard is running at http://{addr}/  (Ctrl-C stops it)\n"))
         if demo:
-            threading.Thread(target=self.load_demo, daemon=True).start()
+            threading.Thread(target=self.load_demo, args=(addr,), daemon=True).start()
         try:
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)
@@ -82,12 +83,23 @@ class Command(BaseCommand):
         command = [sys.executable, "manage.py", "runserver", addr, "--noreload"]
         return subprocess.Popen(command, env={**os.environ, "DRIFTBOARD_EMBEDDED": "1"}, start_new_session=True)
 
-    def load_demo(self) -> None:
-        from evals.services.demo import demo_load
+    def load_demo(self, addr: str) -> None:
+        # Lazy: torch and transformers load only when the demo is asked for.
+        from evals.services.demo import demo_autoresearch, demo_load
 
+        outdir = Path(settings.VAR_DIR) / "demo"
         try:
-            demo_load(Path(settings.VAR_DIR) / "demo", log=lambda line: self.stdout.write(f"[demo] {line}"))
+            demo_load(outdir, log=lambda line: self.stdout.write(f"[demo] {line}"))
             self.stdout.write(self.style.SUCCESS("[demo] Demo family loaded: open the dashboard."))
+            self.stdout.write("[demo] Starting the autoresearch loop: watch /experiments/demo-autoresearch/ fill up.")
+            token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="admin"))
+            demo_autoresearch(
+                model_dir=outdir / "base",
+                base_url=f"http://{addr}",
+                token=token.key,
+                log=lambda line: self.stdout.write(f"[demo] {line}"),
+            )
+            self.stdout.write(self.style.SUCCESS("[demo] Autoresearch loop finished."))
         except Exception as exc:  # the servers keep running; say what went wrong
             self.stderr.write(f"[demo] Could not load the demo: {exc}")
 
