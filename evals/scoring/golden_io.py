@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from evals.scoring.hashing import sample_sha256
 
 COLUMNS = ("id", "text", "reference", "category")
+COLUMN_WIDTHS = {"id": 200, "category": 100}  # the widest id and category a dataset may hold
 PARQUET, JSONL, CSV = "parquet", "jsonl", "csv"
 _EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
 _PARQUET_MAGIC = b"PAR1"
@@ -245,9 +246,16 @@ def _optional_string(value: object, row: int) -> str | None:
 
 
 def _require_utf8(column: str, value: str | None, row: int) -> None:
+    """Valid UTF-8 without NUL bytes (no database stores them), and no wider than the column."""
     if value is None:
         return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
         raise GoldenFileError(f"{column} is not valid UTF-8 (byte offset {error.start})", row=row) from error
+    if "\x00" in value:
+        raise GoldenFileError(f"{column} contains a NUL byte", row=row)
+    if column in COLUMN_WIDTHS and len(value) > COLUMN_WIDTHS[column]:
+        raise GoldenFileError(
+            f"{column} has {len(value)} characters, more than the {COLUMN_WIDTHS[column]} allowed", row=row
+        )

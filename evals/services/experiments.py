@@ -160,6 +160,8 @@ def _check_header(line: str, objective: str, number: int) -> None:
 
 
 def _parse_row(content: str, number: int, row_hash: str, objective: str) -> ResultRow:
+    if "\x00" in content:
+        raise ValueError("the line contains a NUL byte")
     fields = content.split("\t", 4)
     if len(fields) < 5:
         raise ValueError(f"expected 5 tab-separated columns, found {len(fields)}")
