@@ -33,6 +33,7 @@ urlpatterns = [
     path("families/<slug:slug>/compare/", views.family_compare, name="family-compare"),
     path("families/<slug:slug>/traffic/", views.family_traffic, name="family-traffic"),
     path("families/<slug:slug>/traffic/<int:number>/promote/", views.traffic_promote, name="traffic-promote"),
+    path("families/<slug:slug>/traffic/build-golden/", views.traffic_build_golden, name="traffic-build-golden"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
     path("artifacts/compare/", views.artifact_compare_picked, name="artifact-compare-picked"),
     path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),

@@ -211,8 +211,49 @@ def family_traffic(request: HttpRequest, slug: str) -> HttpResponse:
         "surprising": evals_selectors.traffic_surprising(focus) if focus else [],
         "shares": focus.statistics.get("categories", []) if focus else [],
         "chart": evals_selectors.traffic_chart_data(windows),
+        "build_form": BuildGoldenForm(),
     }
     return render(request, "dashboard/family_traffic.html", context)
+
+
+class BuildGoldenForm(forms.Form):
+    file = forms.FileField(help_text="The query log: JSONL, Parquet or CSV with text or prompt, optional category.")
+    size = forms.IntegerField(min_value=1, max_value=100_000, initial=1000)
+    min_per_category = forms.IntegerField(min_value=0, initial=20)
+    outliers = forms.RegexField(regex=r"^\d+(\.\d+)?%?$", initial="5%", help_text="'5%' of the size, or a count.")
+    seed = forms.IntegerField(required=False, min_value=0, help_text="Drawn and recorded when empty.")
+
+    def recipe(self) -> traffic_services.GoldenRecipe:
+        data = self.cleaned_data
+        return traffic_services.GoldenRecipe(
+            size=data["size"], min_per_category=data["min_per_category"], outliers=data["outliers"], seed=data["seed"]
+        )
+
+
+@login_required
+@require_POST
+def traffic_build_golden(request: HttpRequest, slug: str) -> HttpResponse:
+    """A golden subset drawn from an uploaded log, with the production model's outliers, as the family's next golden version."""
+    if not can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may change a golden set.")
+    family = get_object_or_404(ModelFamily, slug=slug)
+    form = BuildGoldenForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(
+            request, "The golden subset was not built: " + "; ".join(e for es in form.errors.values() for e in es)
+        )
+        return redirect("family-traffic", slug=slug)
+    upload = form.cleaned_data["file"]
+    name = family.datasets[0] if family.datasets else f"{family.slug}-golden"
+    try:
+        dataset = traffic_services.golden_build(
+            name=name, filename=upload.name, source=upload, recipe=form.recipe(), family=family, user=request.user
+        )
+    except (GoldenFileError, ValueError) as exc:
+        messages.error(request, f"The golden subset was not built: {exc}")
+    else:
+        messages.success(request, f"{dataset} built: {dataset.sample_count} samples, seed {dataset.recipe['seed']}.")
+    return redirect("family-traffic", slug=slug)
 
 
 @login_required

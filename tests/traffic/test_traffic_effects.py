@@ -2,6 +2,7 @@
 thresholds, the next candidate's PR comment, promotion to golden, the traffic tab and the API detail."""
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from evals.comments import comment_render
@@ -122,3 +123,23 @@ def test_an_empty_family_has_an_empty_traffic_tab(db, client):
     client.force_login(UserFactory(username="reader"))
     html = client.get(reverse("family-traffic", args=[family.slug])).content.decode()
     assert "No traffic windows yet" in html
+
+
+def test_a_reviewer_builds_a_golden_subset_from_the_family_page(board, client):
+    log = "\n".join(f'{{"prompt": "ticket {i}", "category": "{["faq", "rare"][i % 25 == 0]}"}}' for i in range(500))
+    url = reverse("traffic-build-golden", args=["support"])
+    form = {"size": 50, "min_per_category": 10, "outliers": "0", "seed": 5}
+    client.force_login(UserFactory(username="reader"))
+    assert client.post(url, {**form, "file": SimpleUploadedFile("log.jsonl", log.encode())}).status_code == 403
+
+    client.force_login(UserFactory(username="reviewer", is_staff=True))
+    response = client.post(url, {**form, "file": SimpleUploadedFile("log.jsonl", log.encode())}, follow=True)
+    dataset = dataset_latest("support-golden")
+    assert (dataset.version, dataset.sample_count) == (2, 50)
+    assert dataset.categories["rare"] >= 10  # its minimum, though 4 % of the log
+    assert dataset.recipe["seed"] == 5 and dataset.recipe["family"] == "support"
+    assert "seed 5" in response.content.decode()
+
+    bad = client.post(url, {**form, "file": SimpleUploadedFile("log.jsonl", b'{"query": 1}')}, follow=True)
+    assert "no &#x27;text&#x27; or &#x27;prompt&#x27; column" in bad.content.decode()
+    assert dataset_latest("support-golden").version == 2
