@@ -1,9 +1,11 @@
 """Golden dataset files: Parquet, JSONL or CSV in, validated samples and content hashes out.
 
-Each sample is a dict {id, text, reference, category}. Only `text` is required; `id` defaults to
-the row index ("0", "1", …); empty `reference` / `category` become None, so the same data in any
-of the three formats reads, and hashes, the same. Errors name the offending row, counting data
-rows from 1 (a CSV header is not a row).
+Each sample is a dict {id, text, reference, category}, plus `prompt` (a string) or `messages` (a
+list of {"role", "content"} chat turns, in a CSV or Parquet text cell as JSON) for generation.
+A sample needs `text`, a prompt or messages (or text and one of them); `id` defaults to the row
+index ("0", "1", …); empty `reference` / `category` become None, so the same data in any of the
+three formats reads, and hashes, the same. Errors name the offending row, counting data rows from
+1 (a CSV header is not a row).
 """
 
 import csv
@@ -20,13 +22,17 @@ from evals.scoring.hashing import sample_sha256
 
 COLUMNS = ("id", "text", "reference", "category")
 COLUMN_WIDTHS = {"id": 200, "category": 100}  # the widest id and category a dataset may hold
+# Optional columns of generation samples; a sample holds them only when it has them, so a dataset
+# without prompts keeps its content hash.
+PROMPT_COLUMNS = ("prompt", "messages")
+CHAT_ROLES = frozenset({"system", "user", "assistant", "tool"})
 PARQUET, JSONL, CSV = "parquet", "jsonl", "csv"
 _EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
 _PARQUET_MAGIC = b"PAR1"
 PARQUET_BATCH_ROWS = 1024
 _BINARY_SNIFF_BYTES = 1024
 
-Sample = dict[str, str | None]
+Sample = dict[str, str | list[dict[str, str]] | None]
 
 __all__ = [
     "GoldenFileError",
@@ -57,15 +63,18 @@ def read_golden_file(
     *,
     max_rows: int | None = None,
     max_chars: int | None = None,
+    prompts: bool = False,
 ) -> list[Sample]:
     """Samples of a Parquet, JSONL or CSV file given as a path or as bytes.
 
     The format comes from the file name's extension (`filename`, else the path), or from the
-    content when there is no name. `max_rows` and `max_chars` (per text or reference) refuse
-    oversized files at the first row past the limit.
+    content when there is no name. `max_rows` and `max_chars` (per text, reference, prompt or
+    all of a sample's messages) refuse oversized files at the first row past the limit.
+    `prompts` reads the `prompt` / `messages` columns too; without it a sample needs `text`.
     """
-    records = read_records(source, filename, max_rows=max_rows)
-    return validated_samples(records, max_rows=max_rows, max_chars=max_chars)
+    text_columns = ("text", *PROMPT_COLUMNS) if prompts else ("text",)
+    records = read_records(source, filename, text_columns=text_columns, max_rows=max_rows)
+    return validated_samples(records, max_rows=max_rows, max_chars=max_chars, prompts=prompts)
 
 
 def read_records(
@@ -91,10 +100,10 @@ def read_records(
 
 
 def validated_samples(
-    records: Iterator[Mapping], *, max_rows: int | None = None, max_chars: int | None = None
+    records: Iterator[Mapping], *, max_rows: int | None = None, max_chars: int | None = None, prompts: bool = False
 ) -> list[Sample]:
     """Rows checked and normalised into samples; errors name the 1-based row."""
-    samples = _validated(records, max_rows=max_rows, max_chars=max_chars)
+    samples = _validated(records, max_rows=max_rows, max_chars=max_chars, prompts=prompts)
     if not samples:
         raise GoldenFileError("the file has no samples")
     return samples
@@ -104,7 +113,8 @@ def canonical_bytes(samples: list[Sample]) -> bytes:
     """One JSON object per line, keys sorted, UTF-8: the same dataset gives the same bytes."""
     lines = (
         json.dumps(
-            {column: sample.get(column) for column in COLUMNS},
+            {column: sample.get(column) for column in COLUMNS}
+            | {column: sample[column] for column in PROMPT_COLUMNS if sample.get(column) is not None},
             ensure_ascii=False,
             sort_keys=True,
             separators=(",", ":"),
@@ -119,8 +129,11 @@ def dataset_sha256(samples: list[Sample]) -> str:
 
 
 def sample_hashes(samples: list[Sample]) -> list[str]:
-    """Per-sample hash of text and reference: the key under which scores are reused."""
-    return [sample_sha256(sample["text"], sample["reference"]) for sample in samples]
+    """Per-sample hash of text, reference, prompt and messages: the key under which scores are reused."""
+    return [
+        sample_sha256(sample["text"], sample["reference"], prompt=sample.get("prompt"), messages=sample.get("messages"))
+        for sample in samples
+    ]
 
 
 def _detect_format(content: bytes, filename: str | None) -> str:
@@ -194,14 +207,16 @@ def _require_text_column(columns, text_columns: tuple[str, ...]) -> None:
         raise GoldenFileError(f"no {wanted} column (found: {', '.join(map(str, columns)) or 'none'})")
 
 
-def _validated(records: Iterator[Mapping], *, max_rows: int | None, max_chars: int | None) -> list[Sample]:
+def _validated(
+    records: Iterator[Mapping], *, max_rows: int | None, max_chars: int | None, prompts: bool
+) -> list[Sample]:
     samples: list[Sample] = []
     first_row_of_id: dict[str, int] = {}
     for index, record in enumerate(records):
         row = index + 1
         if max_rows is not None and row > max_rows:
             raise GoldenFileError(f"too many samples: a dataset may hold at most {max_rows}", row=row)
-        sample = _sample(record, index, row)
+        sample = _sample(record, index, row, prompts)
         _require_length_within(sample, max_chars, row)
         if sample["id"] in first_row_of_id:
             raise GoldenFileError(
@@ -213,11 +228,14 @@ def _validated(records: Iterator[Mapping], *, max_rows: int | None, max_chars: i
     return samples
 
 
-def _sample(record: Mapping, index: int, row: int) -> Sample:
+def _sample(record: Mapping, index: int, row: int, prompts: bool) -> Sample:
+    asks = _asked(record, row) if prompts else {}
     text = record.get("text")
-    if not isinstance(text, str):
+    if text in (None, "") and asks:
+        text = None
+    elif not isinstance(text, str):
         raise GoldenFileError("text must be a string" if text is not None else "empty text", row)
-    if not text.strip():
+    elif not text.strip():
         raise GoldenFileError("empty text", row=row)
     sample = {
         "id": _optional_string(record.get("id"), row) or str(index),
@@ -227,12 +245,55 @@ def _sample(record: Mapping, index: int, row: int) -> Sample:
     }
     for column, value in sample.items():
         _require_utf8(column, value, row)
-    return sample
+    return sample | asks
+
+
+def _asked(record: Mapping, row: int) -> Sample:
+    """The sample's `prompt` or `messages`, checked; empty when it asks nothing."""
+    prompt, messages = record.get("prompt"), record.get("messages")
+    if prompt in (None, "") and messages in (None, ""):
+        return {}
+    if prompt not in (None, "") and messages not in (None, ""):
+        raise GoldenFileError("give either a prompt or messages, not both", row=row)
+    if messages in (None, ""):
+        if not isinstance(prompt, str):
+            raise GoldenFileError(f"prompt must be a string, got {prompt!r}", row=row)
+        if not prompt.strip():
+            raise GoldenFileError("empty prompt", row=row)
+        _require_utf8("prompt", prompt, row)
+        return {"prompt": prompt}
+    return {"messages": _chat_messages(messages, row)}
+
+
+def _chat_messages(value: object, row: int) -> list[dict[str, str]]:
+    """A list of {"role", "content"} turns, given as such or as a JSON string (CSV, Parquet text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError) as error:
+            raise GoldenFileError(f"messages is not valid JSON: {error}", row=row) from error
+    if not isinstance(value, list) or not value:
+        raise GoldenFileError('messages must be a non-empty list of {"role": …, "content": …} objects', row=row)
+    turns = []
+    for position, turn in enumerate(value, start=1):
+        if not isinstance(turn, Mapping) or set(turn) != {"role", "content"}:
+            raise GoldenFileError(f'message {position} must be an object with exactly "role" and "content"', row=row)
+        role, content = turn["role"], turn["content"]
+        if role not in CHAT_ROLES:
+            raise GoldenFileError(f"message {position} has role {role!r}: use one of {sorted(CHAT_ROLES)}", row=row)
+        if not isinstance(content, str):
+            raise GoldenFileError(f"message {position} content must be a string, got {content!r}", row=row)
+        _require_utf8(f"message {position} content", content, row)
+        turns.append({"role": role, "content": content})
+    if not any(turn["content"].strip() for turn in turns):
+        raise GoldenFileError("empty messages: every content is blank", row=row)
+    return turns
 
 
 def _require_length_within(sample: Sample, max_chars: int | None, row: int) -> None:
-    for column in ("text", "reference"):
-        length = len(sample[column] or "")
+    lengths = {column: len(sample.get(column) or "") for column in ("text", "reference", "prompt")}
+    lengths["messages"] = sum(len(turn["content"]) for turn in sample.get("messages") or ())
+    for column, length in lengths.items():
         if max_chars is not None and length > max_chars:
             raise GoldenFileError(f"{column} has {length} characters, more than the {max_chars} allowed", row=row)
 
