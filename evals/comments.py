@@ -6,8 +6,11 @@ nor break the Markdown table it sits in.
 
 import html
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import numpy as np
+from django.conf import settings
+from django.urls import reverse
 
 from driftboard.formatting import percent
 from evals import selectors
@@ -42,7 +45,9 @@ def _worst_verdict_summary(artifact: Artifact) -> str:
     return f": {worst.metric.replace('_', ' ')} {worst.delta * 100:+.2f} %"
 
 
-FLAG_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "incomparable": "⚪"}
+FLAG_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "incomparable": "⚪", "ungated": "◻️"}
+# A green that no limit judged is no approval: the table says so.
+OUTCOME_WORDS = {"ungated": "not gated"}
 QUANTILES = (("p5", 0.05), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95))
 TOP_REGRESSED = 5
 SNIPPET_CHARS = 80
@@ -156,12 +161,24 @@ def _verdict_table(pairs: list[MetricPair]) -> str:
     for pair in pairs:
         v = pair.verdict
         interval = "—" if v.ci_low is None or v.ci_high is None else f"{percent(v.ci_low)} … {percent(v.ci_high)}"
+        outcome = selectors.verdict_shown_outcome(v)
+        threshold = threshold_text(v)
+        if outcome == selectors.UNGATED:
+            threshold = f"none in force — [add one]({threshold_form_url(v)})"
         rows.append(
             f"| {markdown_escape(v.dataset.name)} | {v.metric.replace('_', ' ')} | {_number(v.candidate_value)} "
-            f"| {_number(v.baseline_value)} | {percent(v.delta)} | {interval} | {threshold_text(v)} "
-            f"| {FLAG_ICONS.get(v.outcome, '')} {v.outcome} |"
+            f"| {_number(v.baseline_value)} | {percent(v.delta)} | {interval} | {threshold} "
+            f"| {FLAG_ICONS.get(outcome, '')} {OUTCOME_WORDS.get(outcome, outcome)} |"
         )
     return "\n".join(rows)
+
+
+def threshold_form_url(verdict: DriftVerdict) -> str:
+    """The admin's threshold form, filled in with the verdict's family, metric and dataset."""
+    query = urlencode(
+        {"family": verdict.artifact.family_id, "metric": verdict.metric, "dataset_name": verdict.dataset.name}
+    )
+    return f"{settings.DRIFTBOARD_PUBLIC_URL.rstrip('/')}{reverse('admin:evals_threshold_add')}?{query}"
 
 
 def threshold_text(verdict: DriftVerdict) -> str:

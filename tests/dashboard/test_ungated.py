@@ -1,10 +1,12 @@
-"""A green verdict that no limit judged reads "not gated", on the review page and in the API."""
+"""A green verdict that no limit judged reads "not gated": on the review page, in the API, in the PR comment."""
 
 from django.urls import reverse
 
+from evals.comments import comment_render
 from evals.models import DriftVerdict
 from evals.selectors import UNGATED, verdict_gated, verdict_shown_outcome
 from evals.services.verdicts import verdict_for
+from registry.publishing import comment_marker
 from tests.factories import ArtifactFactory, DatasetFactory, FamilyFactory, SnapshotFactory, ThresholdFactory
 
 
@@ -53,3 +55,20 @@ def test_it_flags_ungated_verdicts_in_the_api(board, api_client):
     by_metric = {v["metric"]: v for v in body["verdicts"]}
     assert (by_metric["perplexity"]["outcome"], by_metric["perplexity"]["gated"]) == ("green", False)
     assert (by_metric["bits_per_byte"]["outcome"], by_metric["bits_per_byte"]["gated"]) == ("green", True)
+
+
+def test_it_says_not_gated_in_the_pull_request_comment(board, settings):
+    settings.DRIFTBOARD_PUBLIC_URL = "https://driftboard.acme.example"
+    artifact = board.candidate("green")
+    ungate(artifact.verdicts.get(metric="perplexity"))
+    body = comment_render(artifact=artifact, marker=comment_marker(artifact.family), page_url="https://x.example/")
+    rows = {
+        line.split("|")[2].strip(): line for line in body.splitlines() if line.startswith(f"| {board.dataset.name}")
+    }
+    form = f"https://driftboard.acme.example{reverse('admin:evals_threshold_add')}?family={board.family.pk}"
+    assert "not gated" in rows["perplexity"] and "green" not in rows["perplexity"]
+    assert (
+        f"none in force — [add one]({form}&metric=perplexity&dataset_name={board.dataset.name})" in rows["perplexity"]
+    )
+    assert "none → green" not in body
+    assert rows["bits per byte"].rstrip().endswith("🟢 green |")
