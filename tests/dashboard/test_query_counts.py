@@ -36,6 +36,9 @@ def urls(board) -> list[str]:
         reverse("threshold-detail", args=[board.threshold.pk]),
         reverse("threshold-detail", args=[board.threshold.pk]) + "?rule=relative&limit=0.01&severity=warn",
         reverse("queues"),
+        reverse("family-compare", args=[board.family.slug]),
+        reverse("family-compare", args=[board.family.slug]) + f"?a={board.production.pk}&b={board.candidates[0].pk}",
+        reverse("family-detail", args=[board.family.slug]) + "?all=1",
     ]
 
 
