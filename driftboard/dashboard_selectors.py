@@ -12,7 +12,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
 from evals.scoring.drift import historical_band
 from evals.scoring.scorers import METRICS
 from evals.selectors import verdict_shown_outcome
@@ -168,6 +168,7 @@ THRESHOLD_HISTORY_FIELDS = (
 )
 # Newest artifacts a time series draws unless asked for all (?all=1): about 12 px apart on a wide screen.
 SERIES_WINDOW = 100
+GOLDEN = GoldenDataset.Purpose.GOLDEN
 MARKING_ACTIONS = {
     PromotionEvent.Action.PROMOTE: "promoted",
     PromotionEvent.Action.BASELINE: "promoted",
@@ -308,7 +309,7 @@ def _prior_production(
     ids = list(earlier.order_by("-created_at", "-id").values_list("id", flat=True)[:window])
     order = {pk: index for index, pk in enumerate(reversed(ids))}
     values: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
-    rows = MetricSnapshot.objects.filter(artifact_id__in=ids, complete=True).order_by()
+    rows = MetricSnapshot.objects.filter(artifact_id__in=ids, complete=True, dataset__purpose=GOLDEN).order_by()
     for artifact_id, dataset_id, metric, value in rows.values_list("artifact_id", "dataset_id", "metric", "value"):
         values[(metric, dataset_id)].append((order[artifact_id], value))
     return {key: [value for _, value in sorted(pairs)] for key, pairs in values.items()}
@@ -357,7 +358,8 @@ def _series_rows(artifact_ids: list[int], metric: str, dataset_id: int | None):
         "artifact__verdicts",
         condition=Q(artifact__verdicts__dataset_id=F("dataset_id"), artifact__verdicts__metric=F("metric")),
     )
-    snapshots = MetricSnapshot.objects.filter(artifact_id__in=artifact_ids)
+    # The production model's scores on traffic windows have their own page (the traffic tab).
+    snapshots = MetricSnapshot.objects.filter(artifact_id__in=artifact_ids, dataset__purpose=GOLDEN)
     if metric:
         snapshots = snapshots.filter(metric=metric)
     if dataset_id:

@@ -5,6 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from driftboard.dashboard_selectors import family_series
 from evals.comments import comment_render
 from evals.models import Threshold
 from evals.selectors import dataset_latest, thresholds_in_force
@@ -143,3 +144,8 @@ def test_a_reviewer_builds_a_golden_subset_from_the_family_page(board, client):
     bad = client.post(url, {**form, "file": SimpleUploadedFile("log.jsonl", b'{"query": 1}')}, follow=True)
     assert "no &#x27;text&#x27; or &#x27;prompt&#x27; column" in bad.content.decode()
     assert dataset_latest("support-golden").version == 2
+
+
+def test_the_family_series_leave_the_traffic_windows_to_the_traffic_tab(board):
+    series = family_series(board.family)
+    assert [(s.metric, s.dataset_id) for s in series] == [("bits_per_byte", board.golden.pk)]
