@@ -10,6 +10,7 @@ import pytest
 from evals.scoring.errors import ScoringError
 from evals.scoring.judges import InMemoryJudgementStore, JudgedItem, JudgeSettings, judge_items
 from evals.scoring.judges.preference import preference_interval, preference_outcome
+from evals.scoring.judges.store import SqliteJudgementStore
 from evals.scoring.judges.templates import DEFAULT_RUBRIC, parse_pair_verdict, parse_rating
 from tests.judges.conftest import answers_in, ok
 
@@ -184,3 +185,12 @@ def test_chat_messages_are_shown_to_the_judge_as_turns(judge_server):
     )
     prompt = judge_server.requests[0]["messages"][-1]["content"]
     assert re.search(r"\[Question\]\nsystem: Be brief.\nuser: Capital of France\?", prompt)
+
+
+def test_judgements_survive_in_the_sqlite_store_across_processes(judge_server, tmp_path):
+    judge_server.replier = lambda body, n: ok("[[A]]" if n % 2 else "[[B]]")
+    first = judge_items(judge_server.judge(), items(4), SqliteJudgementStore(tmp_path / "judgements.sqlite3"), PAIRWISE)
+    reopened = SqliteJudgementStore(tmp_path / "judgements.sqlite3")
+    again = judge_items(judge_server.judge(), items(4), reopened, PAIRWISE)
+    assert (first.calls, again.calls, again.reused) == (8, 0, 8)
+    assert again.values.tolist() == first.values.tolist() and again.replies == first.replies

@@ -10,6 +10,7 @@ from evals.scoring.judges.judging import (
     JudgementKey,
     JudgementStore,
     JudgeSettings,
+    items_from_samples,
     judge_items,
 )
 from evals.scoring.judges.local import LocalJudge
@@ -36,6 +37,7 @@ __all__ = [
     "LocalJudge",
     "OpenAIJudge",
     "Preference",
+    "items_from_samples",
     "judge_items",
     "preference_interval",
     "preference_outcome",

@@ -24,6 +24,7 @@ from typing import Literal, NamedTuple, Protocol
 import numpy as np
 
 from evals.scoring.errors import ScoringError
+from evals.scoring.generation import messages_of
 from evals.scoring.judges.protocol import CallFailure, Completion, Judge, JudgeRequest
 from evals.scoring.judges.templates import (
     TEMPLATE_VERSION,
@@ -132,6 +133,31 @@ class JudgedSamples:
     @property
     def valid(self) -> np.ndarray:
         return ~np.isnan(self.values)
+
+    def columns(self, name: str) -> list[dict[str, float]]:
+        """Per-sample scorer values: `name` (0 for a judge error) and `judged` (1 or 0), so that
+        Σ name / Σ judged is the mean over the judged samples."""
+        return [
+            {name: float(value) if ok else 0.0, "judged": float(ok)}
+            for value, ok in zip(self.values, self.valid, strict=True)
+        ]
+
+
+def items_from_samples(
+    samples: Sequence[Mapping[str, object]], answers: Sequence[str], baseline_answers: Sequence[str] | None = None
+) -> list[JudgedItem]:
+    """Golden samples and their answers as judged items (the sample's `rubric` overrides the family's)."""
+    baseline = baseline_answers if baseline_answers is not None else [None] * len(answers)
+    return [
+        JudgedItem(
+            question=messages_of(sample),
+            answer=answer,
+            baseline_answer=base,
+            reference=str(sample["reference"]) if sample.get("reference") else None,
+            rubric=str(sample["rubric"]) if sample.get("rubric") else None,
+        )
+        for sample, answer, base in zip(samples, answers, baseline, strict=True)
+    ]
 
 
 def judge_items(
