@@ -131,6 +131,10 @@ class ComparedRow:
     focus_url: str
 
     @property
+    def metric_label(self) -> str:
+        return self.compared.metric.replace("_", " ")
+
+    @property
     def delta_text(self) -> str:
         return percent(self.compared.comparison.delta) if self.compared.comparison else "—"
 
@@ -161,6 +165,7 @@ def family_compare(request: HttpRequest, slug: str) -> HttpResponse:
                 for m in result.metrics
             ],
             "focus": focus,
+            "focus_label": focus.metric.replace("_", " ") if focus else "",
             **_compare_focus_context(result, focus),
         }
     return render(request, "dashboard/family_compare.html", context)
