@@ -145,10 +145,10 @@ def main() -> None:
     print(f"\nlargest relative difference of a per-text NLL from the harness: {max(differences):.2e}")
 
     applied, merged, merge_seconds = applied_vs_merged(base_dir, folders[0], args.device)
-    print(f"\n| {'fastest forward pass, 4 × ' + str(CONTEXT) + ' tokens':<34} | {'ms':>8} | {'ratio':>6} |")
-    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 8}|")
-    print(f"| {'adapter applied by peft':<34} | {1000 * applied:>8.1f} | {1:>6.2f} |")
-    print(f"| {'adapter merged into the base':<34} | {1000 * merged:>8.1f} | {applied / merged:>6.2f} |")
+    print(f"\n| {'fastest forward pass, 4 × ' + str(CONTEXT) + ' tokens':<38} | {'ms':>8} | {'ratio':>6} |")
+    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 8}|")
+    print(f"| {'adapter applied by peft':<38} | {1000 * applied:>8.1f} | {1:>6.2f} |")
+    print(f"| {'adapter merged into the base':<38} | {1000 * merged:>8.1f} | {applied / merged:>6.2f} |")
     print(f"\nmerging one adapter into a copy of the base: {1000 * merge_seconds:.0f} ms")
 
 
