@@ -10,6 +10,7 @@ from evals.models import (
     GoldenSample,
     MetricSnapshot,
     Threshold,
+    TrafficWindow,
 )
 
 
@@ -59,10 +60,32 @@ class MetricSnapshotAdmin(admin.ModelAdmin):
 
 @admin.register(Threshold)
 class ThresholdAdmin(SimpleHistoryAdmin):
-    list_display = ["metric", "family", "dataset_name", "rule", "limit", "severity", "enabled", "owner", "review_by"]
-    list_filter = ["rule", "severity", "enabled", "family"]
+    list_display = [
+        "metric",
+        "scope",
+        "family",
+        "dataset_name",
+        "rule",
+        "limit",
+        "severity",
+        "enabled",
+        "owner",
+        "review_by",
+    ]
+    list_filter = ["scope", "rule", "severity", "enabled", "family"]
     search_fields = ["metric", "rationale", "owner"]
     history_list_display = ["limit", "severity", "enabled", "rationale"]
+
+
+@admin.register(TrafficWindow)
+class TrafficWindowAdmin(admin.ModelAdmin):
+    """Windows are written by the import and the worker; the admin may pick a reference window."""
+
+    list_display = ["family", "number", "starts_at", "ends_at", "outcome", "artifact", "scored_at"]
+    list_filter = ["family", "outcome"]
+    fields = ["family", "number", "dataset", "starts_at", "ends_at", "reference_window", "outcome", "reasons"]
+    readonly_fields = ["family", "number", "dataset", "starts_at", "ends_at", "outcome", "reasons"]
+    list_select_related = ["family", "artifact__family"]
 
 
 @admin.register(DriftVerdict)

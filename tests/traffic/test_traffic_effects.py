@@ -149,3 +149,11 @@ def test_a_reviewer_builds_a_golden_subset_from_the_family_page(board, client):
 def test_the_family_series_leave_the_traffic_windows_to_the_traffic_tab(board):
     series = family_series(board.family)
     assert [(s.metric, s.dataset_id) for s in series] == [("bits_per_byte", board.golden.pk)]
+
+
+def test_an_admin_sees_windows_and_traffic_thresholds(board, client):
+    ThresholdFactory(scope=Threshold.Scope.TRAFFIC, metric="psi", rule="absolute", limit=0.2)
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    assert client.get(reverse("admin:evals_trafficwindow_changelist")).status_code == 200
+    assert client.get(reverse("admin:evals_trafficwindow_change", args=[board.moved.pk])).status_code == 200
+    assert "traffic" in client.get(reverse("threshold-list")).content.decode()
