@@ -179,11 +179,11 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
     if artifact is None:
         TrafficWindow.objects.filter(pk=window.pk).update(reasons=["No production artifact to watch yet."])
         return None
-    if window.family.kind != ModelFamily.Kind.CAUSAL_LM:
-        # Similarity needs a reference for every text; traffic has none (mean-embedding drift is not wired yet).
+    if window.family.kind == ModelFamily.Kind.EMBEDDING and window.dataset.samples.filter(reference="").exists():
+        # Similarity compares each text with its reference (a query with the document it led to, say).
         TrafficWindow.objects.filter(pk=window.pk).update(
             outcome=TrafficWindow.Outcome.INCOMPARABLE,
-            reasons=["Traffic windows of embedding families are stored but not scored yet."],
+            reasons=["An embedding family's window needs a `reference` for every text to be scored."],
         )
         return None
     dataset = window.dataset

@@ -1,6 +1,9 @@
 """What a compared window does: outcome and reasons, the production artifact's tag and alert, traffic
 thresholds, the next candidate's PR comment, promotion to golden, the traffic tab and the API detail."""
 
+import json
+
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -9,10 +12,20 @@ from driftboard.dashboard_selectors import family_series
 from evals.comments import comment_render
 from evals.models import Threshold
 from evals.selectors import dataset_latest, thresholds_in_force
-from evals.services.traffic import traffic_specs, traffic_window_compare, traffic_window_promote
+from evals.services import dataset_import
+from evals.services.traffic import traffic_import, traffic_specs, traffic_window_compare, traffic_window_promote
 from registry.models import Alert, Artifact
-from tests.factories import ArtifactFactory, DatasetFactory, ThresholdFactory, UserFactory, VerdictFactory
-from tests.traffic.board import HOSTILE, build_traffic_board
+from tests.factories import (
+    ArtifactFactory,
+    DatasetFactory,
+    FamilyFactory,
+    SnapshotFactory,
+    ThresholdFactory,
+    UserFactory,
+    VerdictFactory,
+    float_bytes,
+)
+from tests.traffic.board import HOSTILE, T0, build_traffic_board
 
 
 @pytest.fixture
@@ -157,3 +170,33 @@ def test_an_admin_sees_windows_and_traffic_thresholds(board, client):
     assert client.get(reverse("admin:evals_trafficwindow_changelist")).status_code == 200
     assert client.get(reverse("admin:evals_trafficwindow_change", args=[board.moved.pk])).status_code == 200
     assert "traffic" in client.get(reverse("threshold-list")).content.decode()
+
+
+def test_an_embedding_family_is_watched_on_similarity_where_lower_is_worse(db, tmp_path):
+    rng = np.random.default_rng(4)
+    family = FamilyFactory(slug="retriever", kind="embedding", datasets=["pairs"])
+    rows = [{"id": f"q{i}", "text": f"query {i}", "reference": f"doc {i}", "timestamp": T0 + i} for i in range(300)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    golden = dataset_import(name="pairs", filename=path.name, source=path)
+    production = ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
+    similarity_snapshot(production, golden, rng.normal(0.8, 0.05, 300))
+    (window,) = traffic_import(family=family, filename=path.name, source=path.read_bytes())
+    similarity_snapshot(production, window.dataset, rng.normal(0.7, 0.05, 300))
+
+    window = traffic_window_compare(run=window.run)
+
+    assert (window.metric, window.outcome) == ("similarity", "red")
+    assert window.statistics["worse_sigma"] > 1 and any("worse" in r for r in window.reasons)
+
+
+def similarity_snapshot(artifact, dataset, values):
+    return SnapshotFactory(
+        artifact=artifact,
+        dataset=dataset,
+        metric="similarity",
+        n=len(values),
+        numerators=float_bytes(values),
+        denominators=float_bytes(np.ones(len(values))),
+        positions=np.arange(len(values), dtype=np.int32).tobytes(),
+    )

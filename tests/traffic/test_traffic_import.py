@@ -163,10 +163,15 @@ def test_the_command_names_the_bad_row(family, tmp_path):
         call_command("import_traffic", "nobody", str(path))
 
 
-def test_it_stores_but_does_not_score_windows_of_an_embedding_family(api_client, db):
+def test_an_embedding_familys_window_is_scored_only_with_references(api_client, db, django_capture_on_commit_callbacks):
     family = FamilyFactory(slug="embedder", kind="embedding")
     ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
     assert post(api_client, family, log_rows(days=1)).status_code == 201
     window = TrafficWindow.objects.get()
-    assert window.outcome == "incomparable" and "not scored yet" in window.reasons[0]
+    assert window.outcome == "incomparable" and "needs a `reference`" in window.reasons[0]
     assert not EvalRun.objects.exists()
+
+    pairs = [{**row, "reference": f"answer to {row['prompt']}"} for row in log_rows(days=1)]
+    with django_capture_on_commit_callbacks():
+        assert post(api_client, family, pairs).status_code == 201
+    assert EvalRun.objects.get().dataset.samples.filter(reference="").count() == 0
