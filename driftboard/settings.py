@@ -220,10 +220,15 @@ DRIFTBOARD_METRICS_WINDOW_SECONDS = env_int("DRIFTBOARD_METRICS_WINDOW_SECONDS",
 # Pull-request link-through
 DRIFTBOARD_GITHUB_API_URL = env_str("DRIFTBOARD_GITHUB_API_URL", "https://api.github.com").rstrip("/")
 DRIFTBOARD_GITHUB_TOKEN = env_str("DRIFTBOARD_GITHUB_TOKEN")
+# GitHub's web address, whose pull request URLs are trusted (default: the API's host without `api.`).
+DRIFTBOARD_GITHUB_URL = env_str("DRIFTBOARD_GITHUB_URL").rstrip("/")
 DRIFTBOARD_GITHUB_WEBHOOK_SECRET = env_str("DRIFTBOARD_GITHUB_WEBHOOK_SECRET")
 DRIFTBOARD_GITLAB_URL = env_str("DRIFTBOARD_GITLAB_URL", "https://gitlab.com").rstrip("/")
 DRIFTBOARD_GITLAB_TOKEN = env_str("DRIFTBOARD_GITLAB_TOKEN")
 DRIFTBOARD_GITLAB_WEBHOOK_SECRET = env_str("DRIFTBOARD_GITLAB_WEBHOOK_SECRET")
+# The bot's own account, whose comments alone are edited (default: the token's account, GET /user).
+DRIFTBOARD_GITHUB_BOT_LOGIN = env_str("DRIFTBOARD_GITHUB_BOT_LOGIN")
+DRIFTBOARD_GITLAB_BOT_USERNAME = env_str("DRIFTBOARD_GITLAB_BOT_USERNAME")
 
 # Celery
 _default_broker_dir = VAR_DIR / "broker"

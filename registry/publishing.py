@@ -310,6 +310,7 @@ class Forge(ABC):
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._resume_at = 0.0
+        self._account: dict | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
@@ -328,9 +329,10 @@ class Forge(ABC):
         return response
 
     def comment_find(self, link: PullRequestLink, marker: str) -> str | None:
+        """Our comment carrying the marker; anyone may paste the marker, so the author must be us too."""
         for page in range(1, COMMENT_PAGES_MAX + 1):
             comments = self.call("GET", f"{self.comments_path(link)}?per_page={COMMENT_PAGE_SIZE}&page={page}").body
-            found = next((c["id"] for c in comments if marker in (c.get("body") or "")), None)
+            found = next((c["id"] for c in comments if marker in (c.get("body") or "") and self.written_by_us(c)), None)
             if found is not None:
                 return str(found)
             if len(comments) < COMMENT_PAGE_SIZE:
@@ -338,12 +340,24 @@ class Forge(ABC):
         return None
 
     def comment_body(self, link: PullRequestLink, comment_id: str) -> str | None:
+        """The body of our comment; None when it was deleted or is not ours."""
         try:
-            return self.call("GET", self.comment_path(link, comment_id)).body.get("body") or ""
+            comment = self.call("GET", self.comment_path(link, comment_id)).body
         except HttpError as exc:
             if exc.status == 404:  # deleted by someone: search again, or start a new one
                 return None
             raise
+        return (comment.get("body") or "") if self.written_by_us(comment) else None
+
+    def account(self) -> dict:
+        """The account our token acts as (asked once per client)."""
+        if self._account is None:
+            self._account = self.call("GET", self.account_path).body
+        return self._account
+
+    @abstractmethod
+    def written_by_us(self, comment: dict) -> bool:
+        """Whether the comment's author is the bot's own account."""
 
     def comment_create(self, link: PullRequestLink, body: str) -> str:
         return str(self.call("POST", self.comments_path(link), {"body": body}).body["id"])
@@ -368,7 +382,18 @@ class Forge(ABC):
 
 
 class GitHubForge(Forge):
-    """REST v3: POST /repos/{o}/{r}/statuses/{sha}; issue comments, edited with PATCH."""
+    """REST v3: POST /repos/{o}/{r}/statuses/{sha}; issue comments, edited with PATCH.
+
+    The bot's login is DRIFTBOARD_GITHUB_BOT_LOGIN (needed for a GitHub App, whose token cannot read
+    /user; its comments are by `<app>[bot]`), else the login of the token's own account (GET /user).
+    """
+
+    account_path = "/user"
+
+    def written_by_us(self, comment: dict) -> bool:
+        login = settings.DRIFTBOARD_GITHUB_BOT_LOGIN or self.account().get("login") or ""
+        author = (comment.get("user") or {}).get("login") or ""
+        return bool(login) and author.lower() == login.lower()
 
     def auth_headers(self) -> dict[str, str]:
         return {
@@ -406,7 +431,18 @@ GITLAB_STATES = {"pending": "pending", "success": "success", "failure": "failed"
 
 
 class GitLabForge(Forge):
-    """API v4: POST /projects/:id/statuses/:sha; merge-request notes, edited with PUT."""
+    """API v4: POST /projects/:id/statuses/:sha; merge-request notes, edited with PUT.
+
+    The bot is DRIFTBOARD_GITLAB_BOT_USERNAME when set, else the token's own account (GET /user, by id).
+    """
+
+    account_path = "/api/v4/user"
+
+    def written_by_us(self, comment: dict) -> bool:
+        author = comment.get("author") or {}
+        if settings.DRIFTBOARD_GITLAB_BOT_USERNAME:
+            return author.get("username") == settings.DRIFTBOARD_GITLAB_BOT_USERNAME
+        return author.get("id") is not None and author.get("id") == self.account().get("id")
 
     def auth_headers(self) -> dict[str, str]:
         return {"PRIVATE-TOKEN": self._token}

@@ -2,7 +2,7 @@
 
 from django.db.models import F, Prefetch, QuerySet
 
-from registry.models import Artifact, ModelFamily, TelemetryTag
+from registry.models import Artifact, ModelFamily, PullRequestLink, TelemetryTag
 
 ARTIFACT_FILTERS = ("stage", "status", "drift_flag", "branch")
 
@@ -24,6 +24,15 @@ def artifact_detail_queryset() -> QuerySet[Artifact]:
     return Artifact.objects.select_related("family", "pull_request", "parent").prefetch_related(
         Prefetch("tags", queryset=TelemetryTag.objects.order_by("key"))
     )
+
+
+def family_webhook_repositories(family: ModelFamily) -> set[tuple[str, str]]:
+    """(provider, repository) of the pull requests that webhooks linked to the family's artifacts.
+
+    A link a webhook recorded has the provider's state; one made from a submitted pr_url has none.
+    """
+    links = PullRequestLink.objects.filter(artifacts__family=family).exclude(state="")
+    return set(links.values_list("provider", "repository").distinct())
 
 
 def family_list() -> QuerySet[ModelFamily]:

@@ -13,7 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from driftboard.queues import enqueue
-from registry import adapters, object_store, storage, weights_check
+from registry import adapters, forges, object_store, storage, weights_check
 from registry.http import post_json
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
@@ -126,6 +126,8 @@ def artifact_register(
     """
     if (upload is None) == (path is None):
         raise RegistrationError("Send either a weights file or a server-side path, not both.")
+    if refusal := forges.pr_url_refusal(family=family, url=pr_url):
+        raise RegistrationError(refusal)
     staged, name = None, upload.name if upload is not None else str(path)
     scratch: list[Path] = []
     try:

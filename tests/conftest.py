@@ -254,6 +254,7 @@ def _fast_password_hashing(settings):
 @pytest.fixture
 def forge(settings):
     """A local HTTP server speaking GitHub's and GitLab's API, with the settings pointed at it."""
+    settings.DRIFTBOARD_GITHUB_URL = "https://github.com"  # the web host of the recorded PR URLs
     with running_forge(settings) as server:
         yield server
 

@@ -45,6 +45,24 @@ GITLAB_BOT = {
     "avatar_url": None,
     "web_url": "https://gitlab.acme.example/driftboard-bot",
 }
+# Someone else on the pull request, who may paste Driftboard's marker into a comment of their own.
+GITHUB_OTHER_USER = {
+    "login": "mallory",
+    "id": 9_001,
+    "node_id": "U_kgDOAAAjKQ",
+    "type": "User",
+    "site_admin": False,
+    "avatar_url": "https://avatars.githubusercontent.com/u/9001?v=4",
+    "html_url": "https://github.com/mallory",
+}
+GITLAB_OTHER_USER = {
+    "id": 78,
+    "username": "mallory",
+    "name": "Mallory",
+    "state": "active",
+    "avatar_url": None,
+    "web_url": "https://gitlab.acme.example/mallory",
+}
 NOW = "2025-06-04T12:00:00Z"
 
 
@@ -126,6 +144,7 @@ class FakeForge:
             ("POST", r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments$", self._github_create),
             ("GET", r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)$", self._github_get),
             ("PATCH", r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)$", self._github_update),
+            ("GET", r"^/user$", self._github_user),
         ):
             match = re.match(pattern, call.path)
             if match and call.method == method:
@@ -162,14 +181,24 @@ class FakeForge:
         self.github_statuses.append(status)
         return Answer(201, {k: v for k, v in status.items() if k not in ("sha", "repository")})
 
-    def _github_comment(self, repo: str, number: int, comment_id: int, body: str) -> dict:
+    def _github_user(self, call: Call) -> Answer:
+        """GET /user: the account the token belongs to (a user token; an App's token gets 403 here)."""
+        return Answer(200, {**BOT, "name": "Driftboard", "created_at": NOW})
+
+    def github_comment_as(self, user: dict, repo: str, number: int, body: str) -> dict:
+        """A comment someone else wrote on the pull request."""
+        comment = self._github_comment(repo, number, next(self.ids), body, user)
+        self.github_comments.setdefault((repo, number), []).append(comment)
+        return comment
+
+    def _github_comment(self, repo: str, number: int, comment_id: int, body: str, user: dict = BOT) -> dict:
         return {
             "id": comment_id,
             "node_id": f"IC_kwDO{comment_id}",
             "url": f"{self.url}/repos/{repo}/issues/comments/{comment_id}",
             "html_url": f"https://github.com/{repo}/pull/{number}#issuecomment-{comment_id}",
             "body": body,
-            "user": BOT,
+            "user": user,
             "created_at": NOW,
             "updated_at": NOW,
             "issue_url": f"{self.url}/repos/{repo}/issues/{number}",
@@ -230,6 +259,7 @@ class FakeForge:
             ("POST", base + r"/merge_requests/(?P<iid>\d+)/notes$", self._gitlab_create),
             ("GET", base + r"/merge_requests/(?P<iid>\d+)/notes/(?P<id>\d+)$", self._gitlab_get),
             ("PUT", base + r"/merge_requests/(?P<iid>\d+)/notes/(?P<id>\d+)$", self._gitlab_update),
+            ("GET", r"^/api/v4/user$", self._gitlab_user),
         ):
             match = re.match(pattern, call.path)
             if match and call.method == method:
@@ -278,12 +308,21 @@ class FakeForge:
         self.gitlab_statuses.append(status)
         return Answer(201, {k: v for k, v in status.items() if k != "project"})
 
-    def _gitlab_note(self, project: str, iid: int, note_id: int, body: str) -> dict:
+    def _gitlab_user(self, call: Call) -> Answer:
+        return Answer(200, {**GITLAB_BOT, "created_at": NOW, "bot": True})
+
+    def gitlab_note_as(self, author: dict, project: str, iid: int, body: str) -> dict:
+        """A note someone else wrote on the merge request."""
+        note = self._gitlab_note(project, iid, next(self.ids), body, author)
+        self.gitlab_notes.setdefault((project, iid), []).append(note)
+        return note
+
+    def _gitlab_note(self, project: str, iid: int, note_id: int, body: str, author: dict = GITLAB_BOT) -> dict:
         return {
             "id": note_id,
             "type": None,
             "body": body,
-            "author": GITLAB_BOT,
+            "author": author,
             "created_at": NOW,
             "updated_at": NOW,
             "system": False,
