@@ -48,10 +48,10 @@ class LocalJudge:
     def _row_ids(self, request: JudgeRequest, verdict: str) -> tuple[list[int], int]:
         """Token ids of prompt + continuation, and how many of them are the continuation."""
         tokenizer = self.lm.tokenizer
-        prompt_ids = tokenizer(_render(tokenizer, request.messages) + request.verdict_prefix, add_special_tokens=False)[
-            "input_ids"
-        ]
-        continuation = tokenizer(verdict + _CLOSE, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(
+            _render(tokenizer, request.messages) + request.verdict_prefix, add_special_tokens=False, verbose=False
+        )["input_ids"]
+        continuation = tokenizer(verdict + _CLOSE, add_special_tokens=False, verbose=False)["input_ids"]
         room = self.lm.max_length - len(continuation)
         return prompt_ids[-room:] + continuation, len(continuation)
 

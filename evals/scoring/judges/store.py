@@ -1,5 +1,6 @@
 """A judgement store in one SQLite file, for the CLI and benchmarks: a re-run in a new process
-finds the judgements of the last one (the server keeps its own in the database)."""
+finds the judgements of the last one. Nothing in it is secret: keys hold the judge's URL and model,
+never its API key."""
 
 import sqlite3
 import threading
