@@ -187,8 +187,13 @@ def score_samples(
 
 
 def fingerprint(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, dataset_sha256: str) -> dict[str, str | int]:
-    """Everything a score depends on, to store beside it and to explain a change."""
+    """Everything a score depends on, to store beside it and to explain a change.
+
+    What loading converted or noticed comes first (`LoadedModel.notes`: an adapter's and its base's
+    sha256, a bf16 checkpoint converted to fp32, tokenizer ids past the embedding).
+    """
     return {
+        **lm.notes,
         "dataset_sha256": dataset_sha256,
         "weights_sha256": lm.weights_sha256,
         "tokenizer_hash": lm.tokenizer_hash,

@@ -50,6 +50,15 @@ def compare_snapshots(
     )
 
 
+def _incomparable_reason(metric: str, differing: list[str]) -> str:
+    if differing == ["tokenizer_hash"]:
+        return (
+            f"The tokenizer differs from the baseline's: {metric.replace('_', ' ')} counts tokens, so it is not "
+            "compared (bits per byte, which counts bytes, is)."
+        )
+    return "Scored differently from the baseline (" + ", ".join(differing) + "): no number is given."
+
+
 def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     baseline = MetricSnapshot.objects.filter(
         artifact=baseline_artifact, dataset=candidate.dataset, metric=candidate.metric
@@ -69,7 +78,7 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
             **fields,
             "baseline_value": baseline.value,
             "outcome": DriftVerdict.Outcome.INCOMPARABLE,
-            "reasons": ["Scored differently from the baseline (" + ", ".join(differing) + "): no number is given."],
+            "reasons": [_incomparable_reason(candidate.metric, differing)],
         }
     thresholds = thresholds_in_force(
         family=candidate.artifact.family, metric=candidate.metric, dataset_name=candidate.dataset.name

@@ -64,5 +64,8 @@ def test_it_scores_adapters_over_one_loaded_base(api_client, base_dir, adapter_d
         )
         fingerprint = result.fingerprints["bits_per_byte"]
         assert fingerprint["weights_sha256"] == adapters.combined_sha256(artifact.sha256, weights_sha256(base_dir))
+        assert fingerprint["adapter_sha256"] == artifact.sha256
+        assert fingerprint["base_sha256"] == weights_sha256(base_dir)
+        assert fingerprint["adapter_rank"] == 4
     assert MODEL_CACHE.loads_from_disk - loads_before == 1
     assert np.all(denominators > 0)
