@@ -26,6 +26,8 @@ from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold, Traf
 from evals.scoring import golden_io
 from evals.scoring import traffic as stats
 from evals.scoring.cache import score_samples
+from evals.scoring.embedding import embed_texts
+from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import METRICS
 from evals.selectors import dataset_latest
@@ -243,6 +245,7 @@ def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
         n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
         seed=window.pk,
     )
+    comparison = _with_embedding_shift(comparison, window, run.artifact, reference, current)
     verdict = stats.classify_traffic(comparison, traffic_specs(window.family))
     with transaction.atomic():
         TrafficWindow.objects.filter(pk=window.pk).update(
@@ -258,6 +261,34 @@ def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
         window.refresh_from_db()
         _flag_production(window, run.artifact)
     return window
+
+
+def _with_embedding_shift(
+    comparison: stats.TrafficComparison,
+    window: TrafficWindow,
+    artifact: Artifact,
+    reference: MetricSnapshot,
+    current: MetricSnapshot,
+) -> stats.TrafficComparison:
+    """For an embedding family, the shift of the mean embedding of the window's texts from the reference's."""
+    if window.family.kind != ModelFamily.Kind.EMBEDDING:
+        return comparison
+    try:
+        lm = engine.load_model(artifact)
+        embedded = [
+            embed_texts(lm, _texts(snapshot), max_length=window.family.max_length) for snapshot in (reference, current)
+        ]
+    except (engine.PermanentScoringError, ScoringError) as exc:
+        logger.warning("Window %s: no mean-embedding shift: %s", window.pk, exc)
+        return comparison
+    shift, p_value = stats.mean_embedding_shift(*embedded, seed=window.pk)
+    return dataclasses.replace(comparison, embedding_shift=shift, embedding_p_value=p_value)
+
+
+def _texts(snapshot: MetricSnapshot) -> list[str]:
+    positions, _, _ = snapshot.arrays()
+    texts = dict(snapshot.dataset.samples.filter(position__in=positions.tolist()).values_list("position", "text"))
+    return [texts[int(p)] for p in positions]
 
 
 def _reference_snapshot(window: TrafficWindow, artifact: Artifact, metric: str) -> MetricSnapshot | None:
