@@ -15,7 +15,14 @@ from evals.scoring.judges.judging import (
 )
 from evals.scoring.judges.local import LocalJudge
 from evals.scoring.judges.preference import Preference, preference_interval, preference_outcome
-from evals.scoring.judges.protocol import CallFailure, Completion, Judge, JudgeRequest, JudgeStats
+from evals.scoring.judges.protocol import (
+    CallFailure,
+    Completion,
+    Judge,
+    JudgeRequest,
+    JudgeStats,
+    JudgeUnavailable,
+)
 from evals.scoring.judges.remote import EndpointSettings, OpenAIJudge
 from evals.scoring.judges.templates import TEMPLATE_VERSION
 
@@ -29,6 +36,7 @@ __all__ = [
     "JudgeRequest",
     "JudgeSettings",
     "JudgeStats",
+    "JudgeUnavailable",
     "JudgedItem",
     "JudgedSamples",
     "Judgement",

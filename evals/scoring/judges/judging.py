@@ -131,6 +131,11 @@ class JudgedSamples:
         return sum(error is not None for error in self.errors)
 
     @property
+    def call_failures(self) -> list[str]:
+        """Errors of calls that failed past their retries (not cached: asking again may succeed)."""
+        return [error for error in self.errors if error is not None and error.startswith(_CALL_FAILED)]
+
+    @property
     def valid(self) -> np.ndarray:
         return ~np.isnan(self.values)
 

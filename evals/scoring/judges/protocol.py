@@ -42,6 +42,11 @@ class CallFailure:
     message: str
 
 
+class JudgeUnavailable(ConnectionError):
+    """Judge calls failed past their retries: a transient error, so a worker's run is retried later
+    (the judgements already made are cached) instead of storing the samples as judge errors."""
+
+
 @dataclass
 class JudgeStats:
     """What a judge has cost so far (shown on /queues/ and /metrics)."""
