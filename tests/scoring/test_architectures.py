@@ -1,5 +1,6 @@
 """Llama-, Qwen2- and Mistral-shaped decoders (BOS differs from EOS), sharded checkpoints, bf16 /
-fp16 folders and tokenizers with ids past the embedding, each against lm-evaluation-harness."""
+fp16 folders and tokenizers with ids past the embedding, each against lm-evaluation-harness; and
+generation through a chat template against transformers' own `generate`."""
 
 import json
 
@@ -10,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from evals.scoring.causal import score_causal
 from evals.scoring.errors import VocabularyMismatchError
+from evals.scoring.generation import GenerationSettings, generate, prompt_token_ids
 from evals.scoring.hashing import weights_sha256
 from evals.scoring.loading import load_model
 from tests.scoring.lm_eval_reference import lm_eval_nll
@@ -104,3 +106,34 @@ def test_a_text_that_produces_an_id_past_the_embedding_is_refused(extra_token_di
 
     with pytest.raises(VocabularyMismatchError, match=r"<\|im_start\|>.*embedding rows"):
         score_causal(lm, [texts[0], f"{CHAT_TOKEN}user hello"])
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}[{{ message['role'] }}] {{ message['content'] }}{{ eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "mistral"])
+def test_it_generates_from_a_chat_template_as_transformers_does(decoder_dirs, architecture):
+    lm = load_model(decoder_dirs[architecture], device="cpu")
+    lm.tokenizer.chat_template = CHAT_TEMPLATE
+    messages = [{"role": "user", "content": "Return the sum of two numbers."}]
+    settings = GenerationSettings(max_new_tokens=12, chat_template=True)
+
+    prompt = prompt_token_ids(lm.tokenizer, [messages], settings, max_prompt=lm.max_length)[0]
+    assert prompt[0] == lm.tokenizer.bos_token_id and prompt.count(lm.tokenizer.bos_token_id) == 1
+    expected = lm.model.generate(
+        input_ids=torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=lm.tokenizer.eos_token_id,
+        pad_token_id=lm.tokenizer.eos_token_id,
+    )[0, len(prompt) :].tolist()
+    if lm.tokenizer.eos_token_id in expected:
+        expected = expected[: expected.index(lm.tokenizer.eos_token_id)]
+    answer = generate(lm, [messages], settings)
+
+    assert answer.texts[0] == lm.tokenizer.decode(expected, skip_special_tokens=True)
+    assert answer.tokens[0] == len(expected) > 0
