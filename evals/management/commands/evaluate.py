@@ -2,22 +2,41 @@
 
 Runs without any server: the scoring engine, the golden file and, with --baseline, a paired
 comparison. Progress goes to stderr; stdout gets a table, or exactly one JSON object with --json.
+With --generate the model answers each sample's prompt (or chat messages) and the answers are
+checked against the references (exact match, containment, length, and similarity by --embedder).
 """
 
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from evals.management.commands._judging import (
+    add_judge_arguments,
+    judge_answers,
+    judging_asked,
+    merge_judge_report,
+)
 from evals.scoring import drift
 from evals.scoring.cache import InMemoryResultStore, ScoringConfig, fingerprint, score_samples
 from evals.scoring.errors import ScoringError
+from evals.scoring.generation import (
+    ENGINE_VERSION,
+    GenerationSettings,
+    InMemoryGenerationStore,
+    chat_template_sha256,
+    generate_cached,
+    messages_of,
+)
 from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file
-from evals.scoring.loading import CAUSAL_LM, EMBEDDING, load_model
-from evals.scoring.scorers import METRICS, scorers_for
+from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, load_model
+from evals.scoring.scorers import METRICS, SCORERS, scorers_for
+from evals.scoring.scorers.generated_answers import EMBEDDER_ENV
 from evals.scoring.summary import metric_value
 from registry.models import ModelFamily
 
@@ -37,10 +56,21 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=None, help="score only the first N samples")
         parser.add_argument("--device", default="auto")
         parser.add_argument("--json", action="store_true", dest="as_json")
+        parser.add_argument("--generate", action="store_true", help="answer the prompts and check the answers")
+        parser.add_argument("--max-new-tokens", type=int, default=64, help="with --generate (default 64)")
+        parser.add_argument("--stop", nargs="+", default=[], help="with --generate: stop strings")
+        parser.add_argument(
+            "--embedder", type=Path, help=f"embedding model folder for answer_similarity (${EMBEDDER_ENV})"
+        )
+        parser.add_argument("--show", type=int, default=0, help="with --generate: print N prompt / answer / reference")
+        add_judge_arguments(parser)
 
     def handle(self, *args, **options) -> None:
-        samples = self.read_samples(options["subset"], options["limit"])
+        samples = self.read_samples(options["subset"], options["limit"], prompts=options["generate"])
         base_dir, kind = self.resolve_family(options)
+        if options["generate"]:
+            self.handle_generation(samples, base_dir, options)
+            return
         config = ScoringConfig(max_length=options["max_length"])
         candidate = self.score(options["weights"], samples, base_dir, kind, config, options["device"], "candidate")
         report = self.report(candidate, samples)
@@ -52,9 +82,69 @@ class Command(BaseCommand):
         else:
             self.print_table(report)
 
-    def read_samples(self, path: Path, limit: int | None) -> list[dict]:
+    def handle_generation(self, samples: list[dict], base_dir: Path | None, options: dict) -> None:
+        asked = [sample for sample in samples if sample.get("prompt") or sample.get("messages")]
+        if not asked:
+            raise CommandError(f"{options['subset']}: --generate needs samples with a prompt or messages")
+        unchecked = [sample["id"] for sample in asked if not sample.get("reference")]
+        if unchecked:
+            raise CommandError(
+                f"{len(unchecked)} samples have no reference to check the answer against: {unchecked[:5]}"
+            )
+        run = GenerationRun(asked, options)
+        candidate = self.generate(run, options["weights"], base_dir, options["device"], "candidate")
+        report = self.generation_report(run, *candidate)
+        if options["baseline"]:
+            baseline = self.generate(run, options["baseline"], base_dir, options["device"], "baseline")
+            report["comparison"] = self.compare(candidate, baseline, asked)
+            report["baseline_generations"] = [
+                {"id": s["id"], "text": text} for s, text in zip(asked, baseline[2].answers, strict=True)
+            ]
+        if judging_asked(options):
+            baseline_answers = baseline[2].answers if options["baseline"] else None
+            merge_judge_report(report, judge_answers(asked, candidate[2].answers, baseline_answers, options))
+        if options["as_json"]:
+            self.stdout.write(json.dumps(report, sort_keys=True))
+            return
+        self.print_table(report)
+        self.print_answers(asked, report, options["show"])
+
+    def generate(self, run: "GenerationRun", weights: Path, base_dir: Path | None, device: str, label: str):
         try:
-            samples = read_golden_file(path)
+            lm = load_model(weights, kind=CAUSAL_LM, base_dir=base_dir, device=device)
+            return lm, None, run.score(lm, label)
+        except (ScoringError, OSError, ValueError) as exc:
+            raise CommandError(f"{weights}: {exc}") from exc
+
+    def generation_report(self, run: "GenerationRun", lm, _config, scores: "AnswerScores") -> dict:
+        arrays = {name: scores.arrays(name) for name in scores.metrics}
+        metrics = {name: metric_value(METRICS[name], num, den) for name, (_, num, den) in arrays.items()}
+        categories = np.array([s.get("category") or "" for s in run.samples], dtype=object)
+        per_category = {}
+        for category in sorted(set(categories)):
+            mask = categories == category
+            row = {name: metric_value(METRICS[name], num[mask], den[mask]) for name, (_, num, den) in arrays.items()}
+            per_category[category or "uncategorised"] = {**row, "samples": int(mask.sum())}
+        return {
+            "metrics": metrics,
+            "per_category": per_category,
+            "samples": len(run.samples),
+            "tokens_per_second": scores.tokens / scores.seconds if scores.seconds and scores.tokens else None,
+            "forward_passes": scores.forward_passes,
+            "fingerprint": run.fingerprint(lm),
+            "generations": [{"id": s["id"], "text": text} for s, text in zip(run.samples, scores.answers, strict=True)],
+        }
+
+    def print_answers(self, samples: list[dict], report: dict, count: int) -> None:
+        for sample, answer in list(zip(samples, report["generations"], strict=True))[:count]:
+            self.stdout.write(f"\n[{sample['id']}]")
+            self.stdout.write(f"  prompt:    {_shown(_asked_text(sample))}")
+            self.stdout.write(f"  answer:    {_shown(answer['text'])}")
+            self.stdout.write(f"  reference: {_shown(sample['reference'])}")
+
+    def read_samples(self, path: Path, limit: int | None, prompts: bool = False) -> list[dict]:
+        try:
+            samples = read_golden_file(path, prompts=prompts)
         except (GoldenFileError, OSError) as exc:
             raise CommandError(f"{path}: {exc}") from exc
         return samples[:limit] if limit else samples
@@ -120,9 +210,19 @@ class Command(BaseCommand):
         comparison = {}
         for name, (indices, cand_num, cand_den) in cand_arrays.items():
             _, base_num, base_den = base_arrays[name]
-            result = drift.compare(
-                METRICS[name], cand_num, cand_den, base_num, base_den, categories=list(categories[indices])
-            )
+            try:
+                result = drift.compare(
+                    METRICS[name], cand_num, cand_den, base_num, base_den, categories=list(categories[indices])
+                )
+            except ValueError as exc:  # a baseline of zero (no exact match at all) has no relative change
+                spec = METRICS[name]
+                comparison[name] = {
+                    "candidate": metric_value(spec, cand_num, cand_den),
+                    "baseline": metric_value(spec, base_num, base_den),
+                    "delta": None,
+                    "undefined": str(exc),
+                }
+                continue
             comparison[name] = {
                 "candidate": result.candidate,
                 "baseline": result.baseline,
@@ -143,6 +243,17 @@ class Command(BaseCommand):
             cells = "  ".join(f"{k}={v:.4g}" for k, v in values.items())
             self.stdout.write(f"  [{category}] {cells}")
         for name, c in report.get("comparison", {}).items():
+            if name == "judge_preference":
+                self.stdout.write(
+                    f"  judge preference {c['delta']:+.3f} (95 % CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}; "
+                    f"{c['samples']} samples, {c['errors']} judge errors): {c['outcome']}"
+                )
+                continue
+            if c["delta"] is None:
+                self.stdout.write(
+                    f"  {name}: candidate {c['candidate']:.5g} vs baseline {c['baseline']:.5g} ({c['undefined']})"
+                )
+                continue
             self.stdout.write(
                 f"  {name}: candidate {c['candidate']:.5g} vs baseline {c['baseline']:.5g}, "
                 f"change {100 * c['delta']:+.2f} % (95 % CI {100 * c['ci_low']:+.2f} … {100 * c['ci_high']:+.2f} %; "
@@ -150,3 +261,89 @@ class Command(BaseCommand):
             )
         if report["tokens_per_second"]:
             self.stdout.write(f"  {report['tokens_per_second']:.0f} tokens/s")
+
+
+@dataclass(frozen=True)
+class AnswerScores:
+    """Per-sample answer values shaped like the engine's results (`metrics`, `arrays`)."""
+
+    metrics: tuple[str, ...]
+    columns: dict[str, np.ndarray]
+    answers: list[str]
+    forward_passes: int
+    tokens: int
+    seconds: float
+
+    def arrays(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        numerators, denominators = METRICS[metric].arrays(self.columns)
+        return np.arange(len(numerators)), numerators, denominators
+
+
+class GenerationRun:
+    """--generate: answer every prompt once per weights, then run the answer scorers on the answers."""
+
+    def __init__(self, samples: list[dict], options: dict) -> None:
+        self.samples = samples
+        self.settings = GenerationSettings(max_new_tokens=options["max_new_tokens"], stop=tuple(options["stop"]))
+        embedder = options["embedder"] or os.environ.get(EMBEDDER_ENV)
+        self.embedder = str(embedder) if embedder else None
+        self.scorers = ["answer-checks", *(["answer-similarity"] if self.embedder else [])]
+
+    def score(self, lm, label: str) -> AnswerScores:
+        store = InMemoryGenerationStore()
+        prompts = [messages_of(sample) for sample in self.samples]
+        with tqdm(total=len(prompts), desc=label, unit="sample", file=sys.stderr) as bar:
+            generated = generate_cached(
+                lm, prompts, store, self.settings, progress=lambda done: bar.update(done - bar.n)
+            )
+        columns: dict[str, np.ndarray] = {}
+        metrics: list[str] = []
+        for name in self.scorers:
+            scorer = SCORERS[name].configured(generation=self.settings, embedder=self.embedder, store=store)
+            output = scorer.score(lm, self.samples, max_length=None, token_budget=None, progress=None)
+            columns.update(
+                {key: np.array([v[key] for v in output.values], dtype=np.float64) for key in output.values[0]}
+            )
+            metrics.extend(spec.name for spec in scorer.metrics)
+        return AnswerScores(
+            tuple(metrics),
+            columns,
+            generated.texts,
+            generated.forward_passes,
+            int(generated.tokens.sum()),
+            generated.seconds,
+        )
+
+    def fingerprint(self, lm) -> dict:
+        facts = {
+            "dataset_sha256": dataset_sha256(self.samples),
+            "weights_sha256": lm.weights_sha256,
+            "tokenizer_hash": lm.tokenizer_hash,
+            "scorer_version": ",".join(f"{name}@{SCORERS[name].version}" for name in self.scorers),
+            "generation": self.settings.as_dict(),
+            "chat_template_sha256": chat_template_sha256(lm.tokenizer),
+            "generation_engine": ENGINE_VERSION,
+            "dtype": str(lm.dtype).removeprefix("torch."),
+            "device": lm.device.type,
+        }
+        if self.embedder:
+            embedder = MODEL_CACHE.get(self.embedder, kind=EMBEDDING, device=str(lm.device))
+            facts["embedder_sha256"] = embedder.weights_sha256
+        return facts
+
+
+SHOWN_CHARS = 200
+
+
+def _asked_text(sample: dict) -> str:
+    """A plain prompt, or the last chat turn with its role."""
+    if sample.get("messages"):
+        turn = sample["messages"][-1]
+        return f"{turn['role']}: {turn['content']}"
+    return sample["prompt"]
+
+
+def _shown(text: str) -> str:
+    """One line of at most SHOWN_CHARS characters, newlines and control characters escaped."""
+    escaped = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return escaped if len(escaped) <= SHOWN_CHARS else escaped[: SHOWN_CHARS - 1] + "…"

@@ -1,0 +1,238 @@
+"""Scorers of generated answers: the model answers each sample's prompt (or chat messages) and the
+answer is checked against the sample's reference.
+
+Three plug-ins share one generation per (weights, prompt, settings, chat template, engine): the
+first to run generates through `generate_cached`, the others find the answers in the same
+`GenerationStore`. Which settings, embedder, regex and store they use comes from `configured()`
+(a family's settings); unconfigured, they use greedy decoding of 64 new tokens, the embedder
+folder in $DRIFTBOARD_EMBEDDER and a bounded in-process store.
+
+- `answer-checks`: `exact_match` and `contains_reference` (0/1, after `answers.normalize_answer`)
+  and `answer_length` (tokens generated);
+- `answer-similarity`: `answer_similarity`, the cosine of the answer's and the reference's
+  embeddings by the embedder;
+- `answer-regex`: `regex_match`, 1 when the family's regular expression finds a match.
+"""
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Self
+
+from evals.scoring import answers
+from evals.scoring.batching import ProgressCallback
+from evals.scoring.errors import ScoringError
+from evals.scoring.generation import (
+    ENGINE_VERSION,
+    Generation,
+    GenerationKey,
+    GenerationSettings,
+    GenerationStore,
+    chat_template_sha256,
+    generate_cached,
+    generation_config_sha256,
+    messages_of,
+)
+from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, LoadedModel
+from evals.scoring.metrics import MetricSpec
+from evals.scoring.scorers.base import Sample, ScorerOutput, register
+
+EMBEDDER_ENV = "DRIFTBOARD_EMBEDDER"
+# Answers kept by the default in-process store: enough for a run's scorers to share one generation.
+_LOCAL_STORE_ANSWERS = 100_000
+
+
+class BoundedGenerationStore:
+    """An in-process LRU of answers (the default store when a caller passes none)."""
+
+    def __init__(self, capacity: int = _LOCAL_STORE_ANSWERS) -> None:
+        self.capacity = capacity
+        self._answers: OrderedDict[GenerationKey, Generation] = OrderedDict()
+
+    def get_many(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, Generation]:
+        found = {}
+        for key in keys:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                found[key] = self._answers[key]
+        return found
+
+    def put_many(self, generations: Mapping[GenerationKey, Generation]) -> None:
+        self._answers.update(generations)
+        while len(self._answers) > self.capacity:
+            self._answers.popitem(last=False)
+
+
+LOCAL_STORE = BoundedGenerationStore()
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """A family's generation settings: how to generate, what to embed with, which regex to check."""
+
+    generation: GenerationSettings = GenerationSettings()
+    embedder: str | None = None
+    regex: str | None = None
+    store: GenerationStore = field(default=LOCAL_STORE, compare=False)
+
+    def embedder_path(self) -> str:
+        path = self.embedder or os.environ.get(EMBEDDER_ENV)
+        if not path:
+            raise ScoringError(f"answer similarity needs an embedder folder: a family `embedder` or ${EMBEDDER_ENV}")
+        return path
+
+
+class _AnswerScorer:
+    model_kinds: ClassVar[frozenset[str]] = frozenset({CAUSAL_LM})
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages", "reference")
+    skips_incomplete: ClassVar[bool] = True
+
+    def __init__(self, options: AnswerOptions | None = None) -> None:
+        self.options = options or AnswerOptions()
+
+    def configured(self, **options: object) -> Self:
+        """A copy with some options replaced (`generation`, `embedder`, `regex`, `store`)."""
+        return type(self)(replace(self.options, **options))
+
+    def config_key(self, lm: LoadedModel) -> str:
+        """A short hash of what else the values depend on: how the answers were generated (and
+        embedded, or matched). Short enough to join the engine's own config key."""
+        facts = json.dumps(self.config_facts(lm), sort_keys=True, ensure_ascii=False)
+        return "answers=" + hashlib.sha256(facts.encode("utf-8")).hexdigest()[:16]
+
+    def config_facts(self, lm: LoadedModel) -> dict[str, object]:
+        return {
+            "generation": generation_config_sha256(lm, self.options.generation),
+            "chat_template": chat_template_sha256(lm.tokenizer),
+            "engine": ENGINE_VERSION,
+        }
+
+    def answers(
+        self, lm: LoadedModel, samples: Sequence[Sample], token_budget: int | None, progress: ProgressCallback | None
+    ):
+        prompts = [messages_of(sample) for sample in samples]
+        return generate_cached(
+            lm, prompts, self.options.store, self.options.generation, token_budget=token_budget, progress=progress
+        )
+
+
+@register()
+class AnswerChecks(_AnswerScorer):
+    name = "answer-checks"
+    version = 1
+    metrics = (
+        MetricSpec(
+            "exact_match",
+            "higher",
+            unit_range=(0.0, 1.0),
+            numerator="exact_match",
+            description="Share of answers equal to the reference after normalisation.",
+        ),
+        MetricSpec(
+            "contains_reference",
+            "higher",
+            unit_range=(0.0, 1.0),
+            numerator="contains_reference",
+            description="Share of answers that contain the normalised reference as whole words.",
+        ),
+        MetricSpec(
+            "answer_length",
+            "lower",
+            numerator="answer_length",
+            description="Mean tokens generated per answer: a change in verbosity.",
+        ),
+    )
+
+    def score(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        generated = self.answers(lm, samples, token_budget, progress)
+        references = [str(sample["reference"]) for sample in samples]
+        exact = answers.exact_match(generated.texts, references)
+        contained = answers.contains_reference(generated.texts, references)
+        values = [
+            {"exact_match": float(e), "contains_reference": float(c), "answer_length": int(n)}
+            for e, c, n in zip(exact, contained, generated.tokens, strict=True)
+        ]
+        return ScorerOutput(values, generated.forward_passes, int(generated.tokens.sum()))
+
+
+@register()
+class AnswerSimilarity(_AnswerScorer):
+    name = "answer-similarity"
+    version = 1
+    metrics = (
+        MetricSpec(
+            "answer_similarity",
+            "higher",
+            unit_range=(-1.0, 1.0),
+            numerator="answer_similarity",
+            description="Mean cosine of the answer's and the reference's embeddings by the family's embedder.",
+        ),
+    )
+
+    def config_facts(self, lm: LoadedModel) -> dict[str, object]:
+        return super().config_facts(lm) | {"embedder": self.embedder(lm).weights_sha256}
+
+    def embedder(self, lm: LoadedModel) -> LoadedModel:
+        return MODEL_CACHE.get(self.options.embedder_path(), kind=EMBEDDING, device=str(lm.device))
+
+    def score(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        embedder = self.embedder(lm)
+        generated = self.answers(lm, samples, token_budget, progress)
+        references = [str(sample["reference"]) for sample in samples]
+        similarity = answers.answer_similarity(embedder, generated.texts, references)
+        values = [{"answer_similarity": float(value)} for value in similarity]
+        return ScorerOutput(values, generated.forward_passes, int(generated.tokens.sum()))
+
+
+@register()
+class AnswerRegex(_AnswerScorer):
+    name = "answer-regex"
+    version = 1
+    fields = ("prompt|messages",)
+    metrics = (
+        MetricSpec(
+            "regex_match",
+            "higher",
+            unit_range=(0.0, 1.0),
+            numerator="regex_match",
+            description="Share of answers in which the family's regular expression finds a match.",
+        ),
+    )
+
+    def config_facts(self, lm: LoadedModel) -> dict[str, object]:
+        return super().config_facts(lm) | {"regex": self.options.regex}
+
+    def score(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        if not self.options.regex:
+            raise ScoringError("the answer-regex scorer needs a family `regex`")
+        pattern = answers.compile_regex(self.options.regex)
+        generated = self.answers(lm, samples, token_budget, progress)
+        values = [{"regex_match": float(value)} for value in answers.regex_match(generated.texts, pattern)]
+        return ScorerOutput(values, generated.forward_passes, int(generated.tokens.sum()))
