@@ -149,4 +149,4 @@ def test_usage_is_counted(judge_server):
     judge = judge_server.judge()
     judge.complete_many([REQUEST] * 4)
     assert (judge.stats.prompt_tokens, judge.stats.completion_tokens, judge.stats.calls) == (28, 12, 4)
-    assert len(judge.stats.latencies) == 4
+    assert 0 < judge.stats.mean_latency <= judge.stats.slowest

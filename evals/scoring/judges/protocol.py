@@ -7,7 +7,7 @@ call is one sample's judge error, never a crashed run.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 Messages = list[dict[str, str]]
@@ -57,7 +57,11 @@ class JudgeStats:
     seconds: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    latencies: list[float] = field(default_factory=list)
+    slowest: float = 0.0
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self.seconds / self.calls if self.calls else None
 
 
 class Judge(Protocol):

@@ -173,7 +173,7 @@ class OpenAIJudge:
             self.stats.calls += 1
             self.stats.failures += failed
             self.stats.seconds += elapsed
-            self.stats.latencies.append(elapsed)
+            self.stats.slowest = max(self.stats.slowest, elapsed)
             if completion is not None:
                 self.stats.prompt_tokens += completion.prompt_tokens
                 self.stats.completion_tokens += completion.completion_tokens
