@@ -334,7 +334,8 @@ def traffic_surprising(window: TrafficWindow, limit: int = 20) -> list[Surprisin
         return []
     positions, numerators, denominators = snapshot.arrays()
     values = numerators / denominators
-    order = np.lexsort((positions, -values))[:limit]
+    worse_first = values if METRICS[snapshot.metric].direction == "lower" else -values
+    order = np.lexsort((positions, -worse_first))[:limit]
     wanted = [int(positions[i]) for i in order]
     samples = {s.position: s for s in GoldenSample.objects.filter(dataset_id=window.dataset_id, position__in=wanted)}
     return [

@@ -459,7 +459,9 @@ def traffic_window_promote(*, window: TrafficWindow, outliers: str = "5%", user=
     if snapshot is None:
         raise GoldenFileError("the window has not been scored by the production model yet")
     positions, numerators, denominators = snapshot.arrays()
-    picked = stats.most_surprising(numerators / denominators, stats.outlier_count(outliers, len(positions)))
+    values = numerators / denominators
+    worse_first = values if METRICS[snapshot.metric].direction == "lower" else -values
+    picked = stats.most_surprising(worse_first, stats.outlier_count(outliers, len(positions)))
     held = {row["sha256"] for row in base}
     window_rows = {
         row["position"]: row

@@ -11,7 +11,7 @@ from django.urls import reverse
 from driftboard.dashboard_selectors import family_series
 from evals.comments import comment_render
 from evals.models import Threshold
-from evals.selectors import dataset_latest, thresholds_in_force
+from evals.selectors import dataset_latest, thresholds_in_force, traffic_surprising
 from evals.services import dataset_import
 from evals.services.traffic import traffic_import, traffic_specs, traffic_window_compare, traffic_window_promote
 from registry.models import Alert, Artifact
@@ -200,3 +200,22 @@ def similarity_snapshot(artifact, dataset, values):
         denominators=float_bytes(np.ones(len(values))),
         positions=np.arange(len(values), dtype=np.int32).tobytes(),
     )
+
+
+def test_for_similarity_the_worst_samples_are_the_least_similar(db, tmp_path):
+    family = FamilyFactory(slug="retriever", kind="embedding", datasets=["pairs"])
+    rows = [{"id": f"q{i}", "text": f"query {i}", "reference": f"doc {i}"} for i in range(40)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    golden = dataset_import(name="pairs", filename=path.name, source=path)
+    production = ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
+    similarity_snapshot(production, golden, np.linspace(0.5, 0.9, 40))
+    log = "\n".join(json.dumps({**r, "text": f"live {r['text']}"}) for r in rows).encode()
+    (window,) = traffic_import(family=family, filename="log.jsonl", source=log)
+    values = np.full(40, 0.8)
+    values[7] = 0.1
+    similarity_snapshot(production, window.dataset, values)
+    window = traffic_window_compare(run=window.run)
+
+    assert traffic_surprising(window)[0].sample_id == "q7"
+    assert traffic_window_promote(window=window, outliers="1").recipe["added_ids"] == ["traffic-1-q7"]
