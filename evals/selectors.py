@@ -326,7 +326,8 @@ class SurprisingSample:
 
 
 def traffic_surprising(window: TrafficWindow, limit: int = 20) -> list[SurprisingSample]:
-    """The window's samples the production model found most surprising (highest per-sample value)."""
+    """The window's samples the production model did worst on: the most surprising (highest bits per
+    byte), or for a higher-is-better metric such as similarity the lowest values."""
     snapshot = MetricSnapshot.objects.filter(
         artifact_id=window.artifact_id, dataset_id=window.dataset_id, metric=window.metric
     ).first()
