@@ -65,10 +65,12 @@ class TrafficSpec:
 
 
 DEFAULT_SPECS: tuple[TrafficSpec, ...] = (
+    # Amber is the same effect on weaker evidence: a lower effect limit would turn amber more and more
+    # often as windows grow, on shifts too small to matter.
     TrafficSpec("mean_shift", 0.1, "block"),
-    TrafficSpec("mean_shift", 0.05, "warn"),
+    TrafficSpec("mean_shift", 0.1, "warn"),
     TrafficSpec("wasserstein", 0.1, "block"),
-    TrafficSpec("wasserstein", 0.05, "warn"),
+    TrafficSpec("wasserstein", 0.1, "warn"),
     # Below the 0.25 "major shift" of the PSI convention: a window's PSI is estimated from two samples, and a
     # limit at the effect to be caught would miss half of such windows.
     TrafficSpec("psi", 0.15, "block"),
