@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evals.scoring.hashing import weights_sha256
 from tests.scoring.tiny_lm import write_lora_adapter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,16 +77,16 @@ def test_evaluate_compares_two_models(demo, var_dir):
 
 
 def test_evaluate_scores_an_adapter_over_its_base(demo, adapter, var_dir):
-    golden = str(demo / "golden.jsonl")
+    golden, base = str(demo / "golden.jsonl"), demo / "base"
     with_base = evaluate_json(
-        "--weights", str(adapter), "--base-dir", str(demo / "base"), "--subset", golden, var_dir=var_dir
+        "--weights", str(adapter), "--base-dir", str(base), "--subset", golden, "--baseline", str(base), var_dir=var_dir
     )
     from_config = evaluate_json("--weights", str(adapter), "--subset", golden, var_dir=var_dir)
-    base = evaluate_json("--weights", str(demo / "base"), "--subset", golden, var_dir=var_dir)
 
     assert with_base["metrics"] == from_config["metrics"]
-    assert with_base["metrics"]["bits_per_byte"] != base["metrics"]["bits_per_byte"]
-    assert with_base["fingerprint"]["weights_sha256"] != base["fingerprint"]["weights_sha256"]
+    assert with_base["comparison"]["bits_per_byte"]["delta"] != 0
+    assert with_base["fingerprint"]["base_sha256"] == weights_sha256(base)
+    assert with_base["fingerprint"]["adapter_sha256"] == weights_sha256(adapter)
 
 
 def test_evaluate_explains_an_adapter_without_a_base(tmp_path, adapter, demo, var_dir):
