@@ -49,9 +49,11 @@ class GoldenSample(models.Model):
     dataset = models.ForeignKey(GoldenDataset, on_delete=models.CASCADE, related_name="samples")
     position = models.PositiveIntegerField()
     sample_id = models.CharField(max_length=200)
-    text = models.TextField()
+    text = models.TextField(blank=True, help_text="Scored for likelihood; empty for a prompt-only sample.")
     reference = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True)
+    prompt = models.TextField(blank=True, help_text="What the model answers (generation), if anything.")
+    messages = models.JSONField(null=True, blank=True, help_text='Chat turns [{"role", "content"}] to answer, if any.')
     sha256 = models.CharField(max_length=64, db_index=True)
 
     class Meta:

@@ -41,10 +41,11 @@ def sample_sha256(
 ) -> str:
     """Hex sha256 of what a scorer reads from one sample: text, reference, prompt or chat messages.
 
-    A sample without a prompt hashes as `[text, reference]`, as it always has, so results cached
-    before prompts existed stay valid; one with a prompt or messages hashes an object of all four.
+    A sample without a prompt (None or empty) hashes as `[text, reference]`, as it always has, so
+    results cached before prompts existed stay valid; one with a prompt or messages hashes an object
+    of all four.
     """
-    if prompt is None and messages is None:
+    if not prompt and not messages:
         return _json_sha256([text, reference])
     return _json_sha256({"text": text, "reference": reference, "prompt": prompt, "messages": messages})
 

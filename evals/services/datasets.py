@@ -24,6 +24,7 @@ def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, u
         filename=filename,
         max_rows=settings.DRIFTBOARD_MAX_DATASET_ROWS,
         max_chars=settings.DRIFTBOARD_MAX_SAMPLE_CHARS,
+        prompts=True,
     )
     return dataset_freeze(name=name, samples=samples, source_name=filename, user=user)
 
@@ -63,9 +64,11 @@ def dataset_freeze(
                     dataset=dataset,
                     position=i,
                     sample_id=s["id"],
-                    text=s["text"],
+                    text=s["text"] or "",
                     reference=s["reference"] or "",
                     category=s["category"] or "",
+                    prompt=s.get("prompt") or "",
+                    messages=s.get("messages"),
                     sha256=h,
                 )
                 for i, (s, h) in enumerate(zip(samples, golden_io.sample_hashes(samples), strict=True))

@@ -102,7 +102,7 @@ def dataset_samples(dataset: GoldenDataset, positions: Sequence[int] | None = No
     samples = dataset.samples.order_by("position")
     if positions is not None:
         samples = samples.filter(position__in=list(positions))
-    return list(samples.values("position", "text", "reference", "category"))
+    return list(samples.values("position", "text", "reference", "category", "prompt", "messages"))
 
 
 def scoring_config(family: ModelFamily) -> ScoringConfig:

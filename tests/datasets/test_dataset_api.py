@@ -44,7 +44,8 @@ def test_it_reads_parquet_and_csv(api_client):
 
 def test_it_refuses_bad_files_with_the_row_and_stores_nothing(api_client):
     cases = {
-        "no-text.jsonl": b'{"id": "a", "prompt": "x"}\n',
+        "no-text.jsonl": b'{"id": "a", "body": "x"}\n',
+        "empty-prompt.jsonl": b'{"id": "a", "prompt": "  "}\n',
         "empty-text.jsonl": b'{"id": "a", "text": "ok"}\n{"id": "b", "text": ""}\n',
         "dupes.jsonl": b'{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n',
         "latin1.csv": b"text\ncaf\xe9\n",
