@@ -1,0 +1,82 @@
+"""The pointwise judge as a scorer plug-in: the model answers each prompt (sharing the answer
+scorers' generation) and a judge rates every answer 1–10 against the rubric (MT-Bench
+`Rating: [[N]]`).
+
+Per sample: `judge_score` (the rating, mean of the repeats) and `judged` (1, or 0 for a judge
+error), so the metric Σ judge_score / Σ judged is the mean rating over the judged samples and a
+judge error is excluded from it, never a crash. The judge (an OpenAI-compatible endpoint from
+$DRIFTBOARD_JUDGE_URL / $DRIFTBOARD_JUDGE_MODEL unless configured), its settings (template
+version, rubric, repeats) enter the config key, so a change of judge or rubric is a new fingerprint.
+An endpoint that stays down raises `JudgeUnavailable` (a ConnectionError: the run is retried) rather
+than caching the samples as errors.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from evals.scoring.batching import ProgressCallback
+from evals.scoring.judges import (
+    EndpointSettings,
+    InMemoryJudgementStore,
+    Judge,
+    JudgementStore,
+    JudgeSettings,
+    JudgeUnavailable,
+    OpenAIJudge,
+    items_from_samples,
+    judge_items,
+)
+from evals.scoring.judges.reports import JUDGE_SCORE
+from evals.scoring.loading import LoadedModel
+from evals.scoring.scorers.base import Sample, ScorerOutput, register
+from evals.scoring.scorers.generated_answers import AnswerOptions, _AnswerScorer
+
+LOCAL_JUDGEMENTS = InMemoryJudgementStore()
+
+
+@dataclass(frozen=True)
+class JudgeOptions(AnswerOptions):
+    judge: Judge | None = field(default=None, compare=False)
+    judging: JudgeSettings = JudgeSettings()
+    judgements: JudgementStore = field(default=LOCAL_JUDGEMENTS, compare=False)
+
+    def resolved_judge(self) -> Judge:
+        return self.judge or OpenAIJudge(EndpointSettings.from_env())
+
+
+@register()
+class JudgeScore(_AnswerScorer):
+    name = "judge-score"
+    version = 1
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
+    metrics = (JUDGE_SCORE,)
+
+    def __init__(self, options: JudgeOptions | None = None) -> None:
+        super().__init__(options or JudgeOptions())
+
+    def config_facts(self, lm: LoadedModel) -> dict[str, object]:
+        return super().config_facts(lm) | self.options.judging.facts(self.options.resolved_judge())
+
+    def score(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        generated = self.answers(lm, samples, token_budget, progress)
+        judging = JudgeSettings(
+            mode="pointwise", repeats=self.options.judging.repeats, rubric=self.options.judging.rubric
+        )
+        result = judge_items(
+            self.options.resolved_judge(),
+            items_from_samples(samples, generated.texts),
+            self.options.judgements,
+            judging,
+        )
+        if result.call_failures:
+            raise JudgeUnavailable(f"{len(result.call_failures)} judge calls failed: {result.call_failures[0]}")
+        return ScorerOutput(result.columns("judge_score"), generated.forward_passes, int(generated.tokens.sum()))
