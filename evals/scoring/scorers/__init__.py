@@ -2,7 +2,7 @@
 
 from evals.scoring.errors import ScoringError
 from evals.scoring.metrics import MetricSpec
-from evals.scoring.scorers import causal_nll, cosine_similarity, generated_answers  # noqa: E402, F401  (registration)
+from evals.scoring.scorers import causal_nll, cosine_similarity, generated_answers, judge_score  # noqa: E402, F401  (registration)
 from evals.scoring.scorers.base import DEFAULT_SCORERS, METRICS, SCORERS, Scorer, ScorerOutput, register
 
 __all__ = [
