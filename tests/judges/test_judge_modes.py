@@ -194,3 +194,12 @@ def test_judgements_survive_in_the_sqlite_store_across_processes(judge_server, t
     again = judge_items(judge_server.judge(), items(4), reopened, PAIRWISE)
     assert (first.calls, again.calls, again.reused) == (8, 0, 8)
     assert again.values.tolist() == first.values.tolist() and again.replies == first.replies
+
+
+def test_a_bounded_store_keeps_the_most_recently_used_judgements(judge_server):
+    judge_server.replier = lambda body, n: ok("Rating: [[5]]")
+    store = InMemoryJudgementStore(capacity=3)
+    judge_items(judge_server.judge(), items(4), store, POINTWISE)
+    assert len(store.judgements) == 3
+    again = judge_items(judge_server.judge(), items(4), store, POINTWISE)
+    assert again.calls == 1 and again.reused == 3

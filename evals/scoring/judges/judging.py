@@ -17,6 +17,7 @@ cached by `JudgementKey`; failed calls are not, so the next run asks again.
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
@@ -100,14 +101,22 @@ class JudgementStore(Protocol):
 
 
 class InMemoryJudgementStore:
-    def __init__(self) -> None:
-        self.judgements: dict[JudgementKey, Judgement] = {}
+    """Judgements in a dict; with a `capacity`, the least recently used are dropped beyond it."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
+        self.judgements: OrderedDict[JudgementKey, Judgement] = OrderedDict()
 
     def get_many(self, keys: Sequence[JudgementKey]) -> dict[JudgementKey, Judgement]:
-        return {key: self.judgements[key] for key in keys if key in self.judgements}
+        found = {key: self.judgements[key] for key in keys if key in self.judgements}
+        for key in found:
+            self.judgements.move_to_end(key)
+        return found
 
     def put_many(self, judgements: Mapping[JudgementKey, Judgement]) -> None:
         self.judgements.update(judgements)
+        while self.capacity is not None and len(self.judgements) > self.capacity:
+            self.judgements.popitem(last=False)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from evals.scoring.loading import LoadedModel
 from evals.scoring.scorers.base import Sample, ScorerOutput, register
 from evals.scoring.scorers.generated_answers import AnswerOptions, _AnswerScorer
 
-LOCAL_JUDGEMENTS = InMemoryJudgementStore()
+# Judgements kept by the default in-process store of a worker (a long-lived process stays bounded).
+LOCAL_JUDGEMENTS = InMemoryJudgementStore(capacity=100_000)
 
 
 @dataclass(frozen=True)
