@@ -7,9 +7,9 @@ six categories of unequal size) is drawn once per repetition; a window of n samp
 the same distribution (null) or from a moved one, and `compare_traffic` + `classify_traffic` with
 the default thresholds give its outcome. Per-sample bits per byte are lognormal (a heavy right
 tail, as real per-sample scores have). Targets: on null windows red ≤ 1 % and amber ≤ 5 % at every
-n, not growing with n (nor on a negligible 0.03 σ shift, which KS alone flags more and more often as
-n grows); ≥ 95 % red for a 0.2 σ mean shift at n = 1,000, for a new category making up 5 % of the
-window, and for a category mix moved by PSI 0.25.
+n, not growing with n; ≥ 95 % red for a 0.2 σ mean shift at n = 1,000, for a new category making
+up 5 % of the window, and for a category mix moved by PSI 0.25. Reported beside them: a negligible
+0.03 σ shift, which KS alone (p < 0.05, the last column) flags more and more often as windows grow.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
         *[(f"null (no drift), n = {n:,}", n, N_REFERENCE, {}, "red ≤ 1 %, amber ≤ 5 %") for n in NULL_SIZES],
         ("null, n = 1,000, reference 1,000", 1000, 1000, {}, "red ≤ 1 %, amber ≤ 5 %"),
         *[
-            (f"negligible shift 0.03 σ, n = {n:,}", n, N_REFERENCE, {"shift_sigma": 0.03}, "red ≤ 1 %, not growing")
+            (f"negligible shift 0.03 σ, n = {n:,}", n, N_REFERENCE, {"shift_sigma": 0.03}, "(reported)")
             for n in (200, 1000, 5000)
         ],
         ("mean shift 0.2 σ, n = 1,000", 1000, N_REFERENCE, {"shift_sigma": 0.2}, "red ≥ 95 %"),
