@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('evals', '0003_traffic_windows'),
+        ("evals", "0003_traffic_windows"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='evalrun',
-            name='queue',
-            field=models.CharField(choices=[('scoring', 'Scoring (GPU workers, one run at a time)'), ('publish', 'Publish (pull-request statuses and comments, alerts, sweeps)'), ('offpeak', 'Off-peak (completion of sampled runs)')], default='scoring', max_length=20),
+            model_name="evalrun",
+            name="queue",
+            field=models.CharField(
+                choices=[
+                    ("scoring", "Scoring (GPU workers, one run at a time)"),
+                    ("publish", "Publish (pull-request statuses and comments, alerts, sweeps)"),
+                    ("offpeak", "Off-peak (completion of sampled runs)"),
+                ],
+                default="scoring",
+                max_length=20,
+            ),
         ),
     ]

@@ -1,7 +1,8 @@
 from django.db import transaction
 
 from evals.models import DriftVerdict, Threshold
-from evals.scoring.drift import METRICS, Band, Comparison, ThresholdSpec, classify
+from evals.scoring.drift import Band, Comparison, ThresholdSpec, classify
+from evals.scoring.scorers import METRICS
 from registry.models import ModelFamily
 
 DEFAULT_METRIC = {ModelFamily.Kind.CAUSAL_LM: "bits_per_byte", ModelFamily.Kind.EMBEDDING: "similarity"}
