@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +26,17 @@ def lm_eval_nll(
     otherwise score that BOS (after its own BOS prefix) as a token of the text. `dtype="auto"` is
     the checkpoint's own dtype; Driftboard scores a bf16 checkpoint in fp32 on CPU.
     """
-    harness = HFLM(
-        pretrained=str(model_dir),
-        peft=str(peft) if peft else None,
-        device="cpu",
-        batch_size=batch_size,
-        max_length=max_length,
-        add_bos_token=add_bos_token,
-        dtype=dtype,
-    )
+    with warnings.catch_warnings():  # peft's deprecation notices about transformers, not ours
+        warnings.simplefilter("ignore", FutureWarning)
+        harness = HFLM(
+            pretrained=str(model_dir),
+            peft=str(peft) if peft else None,
+            device="cpu",
+            batch_size=batch_size,
+            max_length=max_length,
+            add_bos_token=add_bos_token,
+            dtype=dtype,
+        )
     requests = [
         Instance(request_type="loglikelihood_rolling", doc={}, arguments=(text,), idx=index)
         for index, text in enumerate(texts)
