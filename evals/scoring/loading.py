@@ -206,8 +206,11 @@ def _read_tokenizer(source_dir: Path) -> PreTrainedTokenizerBase:
 def _guard_memory(
     files: list[Path], config: PretrainedConfig, device: torch.device, dtype: torch.dtype, context: int, copies: int
 ) -> None:
-    """Fail before reading a tensor when the weights cannot fit (a bare file is read, then copied)."""
-    tokens = default_token_budget(device)
+    """Fail before reading a tensor when the weights cannot fit (a bare file is read, then copied).
+
+    On a GPU the token budget shrinks to what is free after loading, so only its floor must fit.
+    """
+    tokens = memory.GPU_BUDGET_FLOOR if device.type == "cuda" else default_token_budget(device)
     needed = memory.estimate(files, config.get_text_config().to_dict(), dtype, context=context, tokens=tokens)
     memory.check_fits(copies * needed.weights_bytes + needed.activation_bytes, device)
 

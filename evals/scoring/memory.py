@@ -28,7 +28,7 @@ _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _LOGIT_CHUNK_BYTES = 3 * 4 * (1 << 24)
 # Allocator slack and the CUDA context, kept free when sizing the GPU token budget.
 _HEADROOM = 0.2
-_GPU_BUDGET_FLOOR = 2048
+GPU_BUDGET_FLOOR = 2048
 _GPU_BUDGET_CEILING = 1 << 20
 
 
@@ -121,7 +121,7 @@ def check_fits(needed_bytes: int, device: torch.device) -> None:
 def gpu_token_budget(per_token_bytes: int, free: int) -> int:
     """Tokens per forward pass that the free GPU memory holds, keeping headroom; a multiple of 256."""
     tokens = int(free * (1 - _HEADROOM) - _LOGIT_CHUNK_BYTES) // max(1, per_token_bytes)
-    return max(_GPU_BUDGET_FLOOR, min(_GPU_BUDGET_CEILING, tokens // 256 * 256))
+    return max(GPU_BUDGET_FLOOR, min(_GPU_BUDGET_CEILING, tokens // 256 * 256))
 
 
 def _safetensors_entries(path: Path) -> list[dict]:
