@@ -560,7 +560,9 @@ def metric_comparison_summary(row: compare.MetricComparison) -> dict:
 class CompareViewSet(BaseViewSet):
     """Any two versions on their stored per-sample arrays, with the statistics a verdict uses."""
 
-    @extend_schema(parameters=[CompareParams], responses={200: dict})
+    @extend_schema(
+        operation_id="versions_compare", parameters=[CompareParams], responses={200: dict, 400: dict, 404: dict}
+    )
     def list(self, request) -> Response:
         params = CompareParams(data=request.query_params)
         params.is_valid(raise_exception=True)
