@@ -144,7 +144,7 @@ def _vertical_line(x: float, colour: str) -> dict:
 def category_delta_figure(per_category: dict[str, dict]) -> dict:
     """Relative change per category (negative = worse), one horizontal bar each."""
     names = sorted(per_category)
-    deltas = [_percent(per_category[name].get("delta")) for name in names]
+    deltas = [_percent_points(per_category[name].get("delta")) for name in names]
     shown = [escape_text(name) for name in names]
     colours = [COLOURS["red"] if (d or 0) < 0 else COLOURS["green"] for d in deltas]
     counts = [per_category[name].get("n", "") for name in names]
@@ -171,7 +171,7 @@ def category_delta_figure(per_category: dict[str, dict]) -> dict:
     }
 
 
-def _percent(value: float | None) -> float | None:
+def _percent_points(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else 100.0 * value
 
 
