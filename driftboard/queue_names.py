@@ -1,5 +1,7 @@
 """The Celery queues, named once: every module, the worker command and the tests take them from here."""
 
+import re
+
 from django.db.models import TextChoices
 
 
@@ -9,4 +11,12 @@ class Queue(TextChoices):
     OFFPEAK = "offpeak", "Off-peak (completion of sampled runs)"
 
 
+# What a default worker listens on. Workers by memory size listen on `scoring-<N>g` queues as well
+# (see `evals.scoring.memory.size_class`): a run whose weights did not fit is retried there.
 QUEUES = tuple(Queue.values)
+SIZE_CLASS_QUEUE = re.compile(r"^scoring-[1-9][0-9]{0,3}g$")
+
+
+def scoring_queue(name: str) -> bool:
+    """Whether runs may be sent to `name`: the scoring queue or a scoring queue of a memory size class."""
+    return name == Queue.SCORING or bool(SIZE_CLASS_QUEUE.match(name))

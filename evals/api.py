@@ -10,7 +10,8 @@ from rest_framework.response import Response
 
 from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
-from driftboard.roles import IsAdminOrReadOnly
+from driftboard.queue_names import Queue
+from driftboard.roles import IsAdminOrReadOnly, IsReviewer
 from evals import compare, selectors, services
 from evals.models import (
     DriftVerdict,
@@ -27,6 +28,7 @@ from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import scorers_for
 from evals.services import experiments as experiment_services
 from evals.services import pipeline
+from evals.services import runs as run_services
 from evals.services import traffic as traffic_services
 from evals.services.verdicts import json_safe
 from registry import api as registry_api
@@ -215,11 +217,31 @@ class RunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RunRetrySerializer(serializers.Serializer):
+    queue = serializers.CharField(
+        max_length=20,
+        default=Queue.SCORING,
+        help_text="`scoring`, or the queue of a memory size class the error named (`scoring-80g`).",
+    )
+
+
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     serializer_class = RunSerializer
 
     def get_queryset(self):
         return selectors.run_list()
+
+    @extend_schema(request=RunRetrySerializer, responses={202: RunSerializer, 400: dict})
+    @action(detail=True, methods=["post"], permission_classes=[IsReviewer])
+    def retry(self, request, pk=None) -> Response:
+        """Send a failed run again, for example to a bigger worker's queue after `needs ~X GiB`."""
+        params = RunRetrySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            run = run_services.eval_run_retry(run=self.get_object(), queue=params.validated_data["queue"])
+        except ValueError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ThresholdSerializer(FiniteModelSerializer):

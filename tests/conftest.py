@@ -102,9 +102,10 @@ def worker_database_url() -> str:
 class WorkerProcess:
     """A real `celery worker` process; start() waits until it says it is ready."""
 
-    def __init__(self, log_path: Path, env: dict[str, str]):
+    def __init__(self, log_path: Path, env: dict[str, str], queues: tuple[str, ...] = QUEUES):
         self.log_path = log_path
         self.env = env
+        self.queues = queues
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "WorkerProcess":
@@ -116,7 +117,7 @@ class WorkerProcess:
             "driftboard",
             "worker",
             "-Q",
-            ",".join(QUEUES),
+            ",".join(self.queues),
             "-c",
             "1",
             "--without-gossip",
@@ -175,8 +176,9 @@ def celery_worker_factory(transactional_db, settings, session_artifact_root, imp
     purge_broker()
     workers: list[WorkerProcess] = []
 
-    def start(**extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", {**worker_env(settings), **extra_env}).start()
+    def start(queues: tuple[str, ...] = QUEUES, **extra_env: str) -> WorkerProcess:
+        log = tmp_path / f"worker{len(workers)}.log"
+        worker = WorkerProcess(log, {**worker_env(settings), **extra_env}, queues).start()
         workers.append(worker)
         return worker
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
-from driftboard.queue_names import Queue
+from driftboard.queue_names import Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
 from evals.models import EvalRun, MetricSnapshot
 from evals.scoring.scorers import METRICS
@@ -108,7 +108,36 @@ def eval_runs_dispatch() -> int:
         sent += 1
     if capacity - sent <= 0:
         waiting.filter(status=EvalRun.Status.PENDING).update(status=EvalRun.Status.DEFERRED)
-    return sent + _dispatch_offpeak()
+    return sent + _dispatch_size_classes() + _dispatch_offpeak()
+
+
+def _dispatch_size_classes() -> int:
+    """Runs retried on a scoring queue of a memory size class: only workers that big listen there."""
+    sent = 0
+    waiting = EvalRun.objects.filter(queue__startswith="scoring-", status=EvalRun.Status.PENDING)
+    for run_id, queue in waiting.values_list("pk", "queue"):
+        if not _enqueue(run_id, queue):
+            break
+        sent += 1
+    return sent
+
+
+def eval_run_retry(*, run: EvalRun, queue: str = Queue.SCORING) -> EvalRun:
+    """Put a failed run back on a scoring queue (a bigger worker's, after `needs ~X GiB`), as if new."""
+    if not scoring_queue(queue):
+        raise ValueError(f"{queue!r} is not a scoring queue (`scoring` or `scoring-<N>g`).")
+    with transaction.atomic():
+        retried = EvalRun.objects.filter(pk=run.pk, status=EvalRun.Status.FAILED).update(
+            status=EvalRun.Status.PENDING, queue=queue, attempts=0, finished_at=None, started_at=None, worker=""
+        )
+        if not retried:
+            raise ValueError(f"Run {run.pk} has not failed: only a failed run is retried.")
+        registry_services.artifact_status_set(
+            artifact=run.artifact, status=Artifact.Status.QUEUED, only_from=(Artifact.Status.FAILED,)
+        )
+        transaction.on_commit(eval_runs_dispatch)
+    run.refresh_from_db()
+    return run
 
 
 def _dispatch_offpeak() -> int:
