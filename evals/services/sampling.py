@@ -425,8 +425,8 @@ def completion_recheck(*, run: EvalRun) -> list[DriftVerdict]:
 
 
 def _retag(artifact: Artifact) -> None:
-    every = list(artifact.verdicts.select_related("baseline"))
-    flag = verdicts.overall_flag([v.outcome for v in every])
+    every = list(artifact.verdicts.select_related("baseline", "dataset", "artifact__family"))
+    flag = verdicts.artifact_flag(every)
     results = {(v.dataset_id, v.metric): {"delta": v.delta} for v in every}
     verdicts.artifact_flag_set(artifact, flag, next((v.baseline for v in every if v.baseline), None), results)
 

@@ -174,6 +174,19 @@ def overall_flag(outcomes: list[str]) -> str:
     return max(outcomes, key=FLAG_SEVERITY.__getitem__) if outcomes else Artifact.DriftFlag.GREEN
 
 
+def artifact_flag(verdicts: list[DriftVerdict]) -> str:
+    """The artifact's flag from its verdicts. A metric that could not be compared counts only when a
+    threshold is in force for it: a tokenizer change makes an ungated perplexity incomparable, and that
+    alone must not hold weights whose gated metrics are green."""
+    outcomes = [
+        v.outcome
+        for v in verdicts
+        if v.outcome != DriftVerdict.Outcome.INCOMPARABLE
+        or thresholds_in_force(family=v.artifact.family, metric=v.metric, dataset_name=v.dataset.name)
+    ]
+    return overall_flag(outcomes)
+
+
 def artifact_ready(artifact: Artifact) -> bool:
     """Every run of the artifact has finished, and none of them failed."""
     runs = list(
@@ -191,11 +204,13 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
     snapshots = list(artifact.snapshots.select_related("dataset", "artifact__family"))
     results = {(s.dataset_id, s.metric): verdict_for(s, baseline) for s in snapshots}
     with transaction.atomic():
-        for (dataset_id, metric), fields in results.items():
+        stored = [
             DriftVerdict.objects.update_or_create(
                 artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields
-            )
-        flag = overall_flag([f["outcome"] for f in results.values()])
+            )[0]
+            for (dataset_id, metric), fields in results.items()
+        ]
+        flag = artifact_flag(stored)
         artifact_flag_set(artifact, flag, baseline, results)
         _apply_policy(artifact, flag, results)
     return flag

@@ -59,3 +59,22 @@ def test_the_review_page_and_the_pr_comment_give_the_reason(retokenized, client,
 
     assert html.escape(reason) in page
     assert markdown_escape(reason, REASON_CHARS) in comment
+
+
+def test_an_ungated_incomparable_perplexity_does_not_hold_weights_whose_gated_metrics_are_green(retokenized):
+    retokenized.refresh_from_db()
+    assert retokenized.drift_flag == "green"
+    assert retokenized.status == "promoted"  # bits per byte, the gated metric, is green on the base branch
+
+
+def test_an_incomparable_metric_with_a_threshold_in_force_still_counts(db):
+    family = family_create(slug="gated", kind="causal-lm", datasets=["golden"])
+    dataset = DatasetFactory(name="golden", samples=N)
+    baseline = ArtifactFactory(family=family, stage="production", status="promoted")
+    SnapshotFactory(artifact=baseline, dataset=dataset, n=N, seed=1, fingerprint=FINGERPRINT)
+    candidate = ArtifactFactory(family=family, status="scoring")
+    EvalRun.objects.create(artifact=candidate, dataset=dataset, status="succeeded", samples_total=N)
+    other_context = {**FINGERPRINT, "max_length": 64}
+    SnapshotFactory(artifact=candidate, dataset=dataset, n=N, seed=2, fingerprint=other_context)
+
+    assert artifact_evaluate(artifact=candidate) == "incomparable"  # the default bits-per-byte threshold applies
