@@ -61,9 +61,13 @@ def test_it_watches_the_production_model_on_prose_and_code_windows(
     # The golden samples of the window were scored before: their results are reused, not recomputed.
     assert EvalRun.objects.get(pk=like_golden.run_id).cached_samples == len(golden_subset)
     # The demo's two days: the prose the model was trained on (it does better there: no alarm), then code.
-    prose, code = scored(2), scored(3)
-    assert prose.outcome == "green", prose.reasons
-    assert code.outcome == "red", code.reasons
+    scored(2), scored(3)
+    windows = list(TrafficWindow.objects.select_related("dataset").order_by("starts_at"))
+    seen = [(w.number, w.starts_at, w.dataset.categories, w.outcome, w.reasons) for w in windows]
+    prose, code = windows[-2], windows[-1]
+    assert "code" not in prose.dataset.categories and code.dataset.categories["code"] == 160, seen
+    assert prose.outcome == "green", seen
+    assert code.outcome == "red", seen
     assert any("'code'" in reason for reason in code.reasons)
     assert any("worse" in reason for reason in code.reasons)
     assert EvalRun.objects.get(pk=code.run_id).kind == "traffic"
