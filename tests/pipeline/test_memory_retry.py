@@ -4,6 +4,7 @@ the scoring queue of a bigger memory size class, where only such workers listen.
 import pytest
 
 from evals.models import EvalRun
+from evals.scoring.loading import MODEL_CACHE
 from evals.services.pipeline import artifact_submit, eval_run_process
 from registry.models import Artifact
 from tests.conftest import wait_for
@@ -14,6 +15,7 @@ def failed_for_memory(transactional_db, demo_family, demo_imports, monkeypatch):
     registration = artifact_submit(family=demo_family, commit_sha="8" * 40, path=str(demo_imports["base"]))
     run = EvalRun.objects.get(artifact=registration.artifact)
     EvalRun.objects.filter(pk=run.pk).update(status=EvalRun.Status.QUEUED)
+    MODEL_CACHE.clear()  # a worker that has not loaded these weights yet (earlier tests may have)
     monkeypatch.setenv("DRIFTBOARD_WORKER_MEMORY_GIB", "0.0001")  # this worker: about 100 KiB
     eval_run_process(run_id=run.pk, worker="small-worker:1")
     monkeypatch.delenv("DRIFTBOARD_WORKER_MEMORY_GIB")
