@@ -16,6 +16,7 @@ from driftboard.formatting import percent
 from evals import selectors
 from evals.models import DriftVerdict, MetricSnapshot, Threshold
 from evals.scoring.scorers import METRICS
+from evals.scoring.summary import per_sample_values as metric_per_sample_values
 from registry.models import Artifact, ModelFamily
 from registry.publishing import Report
 
@@ -214,7 +215,7 @@ def per_sample_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]
     positions, numerators, denominators = snapshot.arrays()
     spec = METRICS.get(snapshot.metric)
     with np.errstate(divide="ignore", invalid="ignore"):
-        values = spec.value(numerators, denominators) if spec else numerators / denominators
+        values = metric_per_sample_values(spec, numerators, denominators) if spec else numerators / denominators
     keep = np.isfinite(values)
     return positions[keep], np.asarray(values)[keep]
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
-from driftboard.queue_names import Queue, scoring_queue
+from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
 from evals.models import EvalRun, MetricSnapshot
 from evals.scoring.scorers import METRICS
@@ -113,9 +113,13 @@ def eval_runs_dispatch() -> int:
 
 def _dispatch_size_classes() -> int:
     """Runs retried on a scoring queue of a memory size class: only workers that big listen there."""
+    return _send_pending(EvalRun.objects.filter(queue__regex=SIZE_CLASS_QUEUE.pattern))
+
+
+def _send_pending(runs) -> int:
+    """Put the pending runs among `runs` on their queues, stopping at the first broker error."""
     sent = 0
-    waiting = EvalRun.objects.filter(queue__startswith="scoring-", status=EvalRun.Status.PENDING)
-    for run_id, queue in waiting.values_list("pk", "queue"):
+    for run_id, queue in runs.filter(status=EvalRun.Status.PENDING).values_list("pk", "queue"):
         if not _enqueue(run_id, queue):
             break
         sent += 1
@@ -143,14 +147,7 @@ def eval_run_retry(*, run: EvalRun, queue: str = Queue.SCORING) -> EvalRun:
 def _dispatch_offpeak() -> int:
     if scoring_busy() and not in_offpeak_window():
         return 0
-    sent = 0
-    for run_id in EvalRun.objects.filter(queue=Queue.OFFPEAK, status=EvalRun.Status.PENDING).values_list(
-        "pk", flat=True
-    ):
-        if not _enqueue(run_id, Queue.OFFPEAK):
-            break
-        sent += 1
-    return sent
+    return _send_pending(EvalRun.objects.filter(queue=Queue.OFFPEAK))
 
 
 def worker_name() -> str:
