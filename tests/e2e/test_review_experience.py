@@ -33,9 +33,12 @@ def hover(page, trace: str, index: int) -> str:
     return label.text_content()
 
 
-def shift_click(page, trace: str, index: int) -> None:
+def shift_click(page, trace: str, index: int, label: str) -> None:
+    """Shift-click a point once plotly's hover has reached it (a click takes the hovered point, and
+    plotly defers a hover that follows another too closely)."""
     position = page.evaluate(POINT_POSITION, [trace, index])
     page.mouse.move(position["x"], position["y"])
+    page.locator(".hoverlayer .hovertext", has_text=label).first.wait_for(state="attached", timeout=5_000)
     page.keyboard.down("Shift")
     page.mouse.click(position["x"], position["y"])
     page.keyboard.up("Shift")
@@ -72,11 +75,11 @@ def test_it_hovers_a_point_with_commit_branch_pull_request_flag_and_interval(ope
 def test_it_compares_two_shift_clicked_points(open_page, reader, live_board):
     page, errors = open_page(reader)
     open_series(page, live_board)
-    shift_click(page, "promoted", 0)
-    page.get_by_text("picked: shift-click a second point to compare").wait_for()
-    shift_click(page, "halted", 0)
-    page.wait_for_url("**/compare/**")
     first, red = live_board.history[0], live_board.candidate("red")
+    shift_click(page, "promoted", 0, f"v{first.version} · {first.commit_sha[:7]}")
+    page.get_by_text("picked: shift-click a second point to compare").wait_for()
+    shift_click(page, "halted", 0, f"v{red.version} · {red.commit_sha[:7]}")
+    page.wait_for_url("**/compare/**")
     assert f"a={first.pk}" in page.url and f"b={red.pk}" in page.url
     assert page.locator("h1").inner_text() == f"{live_board.family.slug}: v{red.version} against v{first.version}"
     page.locator("#chart-distribution-plot .main-svg").first.wait_for(state="attached")
