@@ -26,6 +26,7 @@ from evals.models import (
 from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import scorers_for
+from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.services import experiments as experiment_services
 from evals.services import pipeline
 from evals.services import runs as run_services
@@ -67,9 +68,22 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
 
 class FamilySerializer(registry_api.FamilySerializer):
     scorers = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    generation = serializers.JSONField(
+        required=False,
+        help_text="How answers are generated and checked: max_new_tokens, stop, chat_template, embedder, regex.",
+    )
 
     class Meta(registry_api.FamilySerializer.Meta):
-        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers"]
+        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers", "generation"]
+
+    def validate_generation(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise ValidationError('an object of settings, e.g. {"max_new_tokens": 32, "stop": ["\\n"]}')
+        try:
+            AnswerOptions.from_settings(value)
+        except ScoringError as exc:
+            raise ValidationError(str(exc)) from exc
+        return value
 
     def validate(self, data: dict) -> dict:
         data = super().validate(data)

@@ -92,6 +92,35 @@ class SampleResult(models.Model):
         return f"{self.scorer} {self.weights_sha256[:8]}:{self.sample_sha256[:8]}"
 
 
+class Generation(models.Model):
+    """One generated answer, reused whenever the same weights meet the same prompt with the same
+    generation settings, chat template and engine (the scoring package's `GenerationKey`).
+
+    `text` is model output: untrusted, escaped wherever it is shown.
+    """
+
+    weights_sha256 = models.CharField(max_length=64)
+    prompt_sha256 = models.CharField(max_length=64)
+    config_sha256 = models.CharField(max_length=64)
+    chat_template_sha256 = models.CharField(max_length=64)
+    engine_version = models.PositiveIntegerField()
+    text = models.TextField()
+    tokens = models.PositiveIntegerField()
+    finish = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["weights_sha256", "prompt_sha256", "config_sha256", "chat_template_sha256", "engine_version"],
+                name="unique_generation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"answer {self.weights_sha256[:8]}:{self.prompt_sha256[:8]}"
+
+
 class EvalRun(models.Model):
     """One scoring job. The row is the source of truth; the Celery message only points at it."""
 

@@ -13,12 +13,15 @@ from evals.models import (
     EvalRun,
     Experiment,
     ExperimentRun,
+    Generation,
     GoldenDataset,
     GoldenSample,
     MetricSnapshot,
     Threshold,
     TrafficWindow,
 )
+from evals.scoring.generation import messages_of
+from evals.scoring.hashing import prompt_sha256
 from evals.scoring.scorers import METRICS
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent
@@ -294,6 +297,154 @@ def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) ->
             )
         )
     return rows
+
+
+# Generated answers
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One generated answer as stored (model output: untrusted text)."""
+
+    text: str
+    tokens: int
+    finish: str
+
+
+@dataclass(frozen=True)
+class AnswerComparison:
+    """One prompt with its reference and the candidate's and baseline's answers, and the metric's
+    per-sample values on it (None where a side has none)."""
+
+    position: int
+    sample_id: str
+    category: str
+    prompt: str
+    messages: list | None
+    reference: str
+    candidate: Answer | None
+    baseline: Answer | None
+    candidate_value: float | None
+    baseline_value: float | None
+    relative_change: float | None
+
+    @property
+    def asked(self) -> str:
+        """The prompt as one text: a plain prompt, or the chat turns as `role: content` lines."""
+        if self.messages:
+            return "\n".join(f"{turn.get('role', '')}: {turn.get('content', '')}" for turn in self.messages)
+        return self.prompt
+
+    @property
+    def relative_change_text(self) -> str:
+        return percent(self.relative_change)
+
+
+def generation_metric(snapshot: MetricSnapshot | None) -> bool:
+    """Whether a snapshot's metric was computed from generated answers (its fingerprint says how)."""
+    return bool(snapshot and generation_settings_of(snapshot))
+
+
+def generation_settings_of(snapshot: MetricSnapshot) -> tuple[str, str, int] | None:
+    """(generation config sha256, chat-template sha256, engine version) the snapshot's answers came from."""
+    settings = (snapshot.fingerprint or {}).get("settings") or {}
+    if not isinstance(settings, dict) or not settings.get("generation"):
+        return None
+    return str(settings["generation"]), str(settings.get("chat_template", "")), int(settings.get("engine", 0))
+
+
+def _answers_of(snapshot: MetricSnapshot | None, prompt_hashes: dict[int, str]) -> dict[int, Answer]:
+    """The snapshot's weights' stored answers to the given prompts, by dataset position (one query)."""
+    settings = generation_settings_of(snapshot) if snapshot else None
+    if settings is None or not prompt_hashes:
+        return {}
+    config, template, engine = settings
+    rows = Generation.objects.filter(
+        weights_sha256=snapshot.fingerprint.get("weights_sha256") or snapshot.artifact.sha256,
+        config_sha256=config,
+        chat_template_sha256=template,
+        engine_version=engine,
+        prompt_sha256__in=set(prompt_hashes.values()),
+    ).values_list("prompt_sha256", "text", "tokens", "finish")
+    by_hash = {digest: Answer(text, tokens, finish) for digest, text, tokens, finish in rows}
+    return {position: by_hash[digest] for position, digest in prompt_hashes.items() if digest in by_hash}
+
+
+def answer_order(candidate: MetricSnapshot, baseline: MetricSnapshot | None, order: str) -> list[int]:
+    """Dataset positions of the candidate's samples: `regressed` puts the most regressed first (by
+    relative change, as `samples_regressed_most` ranks them; unpaired samples last), `position`
+    keeps dataset order."""
+    positions = candidate.arrays()[0]
+    if order != "regressed" or baseline is None:
+        return sorted(int(p) for p in positions)
+    pairs = samples_paired(candidate, baseline)
+    changes = pairs.relative_changes
+    ranked = [
+        int(pairs.positions[i]) for i in np.argsort(np.where(np.isfinite(changes), changes, np.inf), kind="stable")
+    ]
+    paired = set(ranked)
+    return ranked + sorted(int(p) for p in positions if int(p) not in paired)
+
+
+def answers_compared(
+    candidate: MetricSnapshot, baseline: MetricSnapshot | None, positions: list[int]
+) -> list[AnswerComparison]:
+    """The prompts at `positions` (in that order) side by side: reference, baseline and candidate
+    answers and the metric's values (three queries whatever the number of positions)."""
+    samples = {
+        sample.position: sample
+        for sample in GoldenSample.objects.filter(dataset_id=candidate.dataset_id, position__in=positions)
+    }
+    hashes = {}
+    for position, sample in samples.items():
+        if sample.prompt or sample.messages:
+            hashes[position] = prompt_sha256(messages_of({"prompt": sample.prompt, "messages": sample.messages}))
+    candidate_answers, baseline_answers = _answers_of(candidate, hashes), _answers_of(baseline, hashes)
+    values = _per_position(candidate)
+    base_values = _per_position(baseline) if baseline else {}
+    spec = METRICS.get(candidate.metric)
+    rows = []
+    for position in positions:
+        sample = samples.get(position)
+        if sample is None:
+            continue
+        mine, theirs = values.get(position), base_values.get(position)
+        change = None
+        if mine is not None and theirs not in (None, 0.0) and spec is not None:
+            sign = 1.0 if spec.direction == "higher" else -1.0
+            change = sign * (mine - theirs) / abs(theirs)
+        rows.append(
+            AnswerComparison(
+                position=position,
+                sample_id=sample.sample_id,
+                category=sample.category,
+                prompt=sample.prompt,
+                messages=sample.messages or None,
+                reference=sample.reference,
+                candidate=candidate_answers.get(position),
+                baseline=baseline_answers.get(position),
+                candidate_value=mine,
+                baseline_value=theirs,
+                relative_change=change,
+            )
+        )
+    return rows
+
+
+def answers_regressed_most(candidate: MetricSnapshot, baseline: MetricSnapshot, limit: int) -> list[AnswerComparison]:
+    """The `limit` prompts whose answers got most worse on the snapshot's metric, side by side."""
+    worst = samples_regressed_most(samples_paired(candidate, baseline), candidate.dataset_id, limit)
+    return answers_compared(candidate, baseline, [row.position for row in worst])
+
+
+def _per_position(snapshot: MetricSnapshot) -> dict[int, float]:
+    positions, numerators, denominators = snapshot.arrays()
+    spec = METRICS.get(snapshot.metric)
+    if spec is None:
+        return {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.asarray(spec.value(numerators, denominators), dtype=np.float64)
+    return {int(p): float(v) for p, v in zip(positions, values, strict=True) if np.isfinite(v)}
 
 
 # Traffic windows

@@ -46,6 +46,14 @@ class ModelFamily(models.Model):
     scorers = models.JSONField(
         default=list, blank=True, help_text="Names of the scorers run; empty means the defaults of the kind."
     )
+    generation = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "How answers to prompts are generated and checked: max_new_tokens, stop, chat_template, "
+            "embedder (a folder), regex. Empty means the defaults."
+        ),
+    )
     sampling_min_samples = models.PositiveIntegerField(default=100)
     sampling_chunk_size = models.PositiveIntegerField(default=50)
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owned_families")

@@ -158,11 +158,13 @@ def score_samples(
     store: ResultStore,
     config: ScoringConfig = ScoringConfig(),
     *,
+    scorers: Sequence[Scorer] | None = None,
     progress: ProgressCallback | None = None,
 ) -> ScoredSamples:
-    """Run the model's scorers (config.scorers, else the kind's defaults) over `samples`."""
+    """Run the model's scorers over `samples`: those given (configured instances, e.g. with a
+    family's generation settings), else config.scorers by name, else the kind's defaults."""
     started = time.perf_counter()
-    scorers = scorers_for(lm.kind, config.scorers)
+    scorers = list(scorers) if scorers is not None else scorers_for(lm.kind, config.scorers)
     results: dict[str, ScorerValues] = {}
     cost = _Cost()
     done = 0
@@ -190,9 +192,13 @@ def fingerprint(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, dataset_
     """Everything a score depends on, to store beside it and to explain a change.
 
     What loading converted or noticed comes first (`LoadedModel.notes`: an adapter's and its base's
-    sha256, a bf16 checkpoint converted to fp32, tokenizer ids past the embedding).
+    sha256, a bf16 checkpoint converted to fp32, tokenizer ids past the embedding). A scorer with
+    settings of its own (generation settings, chat template, embedder, judge) adds them under
+    `settings`, so that a change of them makes a comparison incomparable.
     """
+    own = getattr(scorer, "config_facts", None)
     return {
+        **({"settings": own(lm)} if own is not None else {}),
         **lm.notes,
         "dataset_sha256": dataset_sha256,
         "weights_sha256": lm.weights_sha256,

@@ -63,6 +63,25 @@ _DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 262144}
 DEFAULT_CHUNK_PROMPTS = 256
 
 
+GENERATION_SETTING_KEYS = ("max_new_tokens", "stop", "chat_template", "do_sample", "seed", "temperature", "top_p")
+_SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
+    "max_new_tokens": int,
+    "chat_template": bool,
+    "do_sample": bool,
+    "seed": int,
+    "temperature": (int, float),
+    "top_p": (int, float),
+}
+_SETTING_WORDS = {
+    "max_new_tokens": "a whole number",
+    "chat_template": "true or false",
+    "do_sample": "true or false",
+    "seed": "a whole number",
+    "temperature": "a number",
+    "top_p": "a number",
+}
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How answers are generated; part of every generation's cache key and of the fingerprint."""
@@ -85,6 +104,24 @@ class GenerationSettings:
             raise ScoringError(f"temperature must be positive, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ScoringError(f"top_p must be in (0, 1], not {self.top_p}")
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, object]) -> "GenerationSettings":
+        """Settings from JSON (a family's), refusing unknown keys and values of the wrong type."""
+        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS))
+        if unknown:
+            raise ScoringError(f"unknown generation setting(s) {unknown}; known: {', '.join(GENERATION_SETTING_KEYS)}")
+        values = dict(settings)
+        for name, kinds in _SETTING_TYPES.items():
+            value = values.get(name)
+            # JSON true is a Python int too: a flag must be a bool and a number must not be one.
+            if name in values and (isinstance(value, bool) != (kinds is bool) or not isinstance(value, kinds)):
+                raise ScoringError(f"generation setting `{name}` must be {_SETTING_WORDS[name]}, not {values[name]!r}")
+        if "stop" in values:
+            if not isinstance(values["stop"], list | tuple):
+                raise ScoringError("generation setting `stop` must be a list of strings")
+            values["stop"] = tuple(values["stop"])
+        return cls(**values)
 
     def as_dict(self) -> dict:
         """The settings that change an answer: sampling parameters only when sampling."""

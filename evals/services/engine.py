@@ -10,11 +10,15 @@ from django.db.models import Q
 
 from driftboard.db import database_retry
 from evals.models import EvalRun, GoldenDataset
+from evals.models import Generation as GenerationRow
 from evals.models import SampleResult as SampleResultRow
 from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, fingerprint, score_samples
 from evals.scoring.errors import ScoringError
+from evals.scoring.generation import Generation as GenerationAnswer
+from evals.scoring.generation import GenerationKey
 from evals.scoring.loading import MODEL_CACHE, LoadedModel
-from evals.scoring.scorers import scorers_for
+from evals.scoring.scorers import Scorer, scorers_for
+from evals.scoring.scorers.generated_answers import AnswerOptions
 from registry.models import Artifact, ModelFamily
 from registry.services import artifact_weights_path
 
@@ -85,6 +89,58 @@ class DatabaseResultStore:
         )
 
 
+class DatabaseGenerationStore:
+    """The generation cache, kept in the Generation table: answers survive the worker that made them."""
+
+    def get_many(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, GenerationAnswer]:
+        if not keys:
+            return {}
+        wanted = set(keys)
+        query = Q()
+        for weights, config, template, engine in {
+            (k.weights_sha256, k.config_sha256, k.chat_template_sha256, k.engine_version) for k in keys
+        }:
+            query |= Q(
+                weights_sha256=weights, config_sha256=config, chat_template_sha256=template, engine_version=engine
+            )
+        rows = GenerationRow.objects.filter(query, prompt_sha256__in={k.prompt_sha256 for k in keys})
+        found = {}
+        for *fields, text, tokens, finish in rows.values_list(*GenerationKey._fields, "text", "tokens", "finish"):
+            key = GenerationKey(*fields)
+            if key in wanted:
+                found[key] = GenerationAnswer(text=text, tokens=tokens, finish=finish)
+        return found
+
+    def put_many(self, generations) -> None:
+        database_retry(lambda: self._insert(generations), what="caching generated answers")
+
+    def _insert(self, generations) -> None:
+        GenerationRow.objects.bulk_create(
+            [
+                GenerationRow(**key._asdict(), text=g.text, tokens=g.tokens, finish=g.finish)
+                for key, g in generations.items()
+            ],
+            batch_size=500,
+            ignore_conflicts=True,
+        )
+
+
+def family_scorers(family: ModelFamily) -> list[Scorer]:
+    """The family's scorers, configured with its generation settings and the database generation store."""
+    scorers = scorers_for(family.kind, family.scorers)
+    if not any(hasattr(scorer, "configured") for scorer in scorers):
+        return scorers
+    try:
+        options = AnswerOptions.from_settings(family.generation)
+    except ScoringError as exc:
+        raise PermanentScoringError(f"The family's generation settings are invalid: {exc}") from exc
+    configure = {"generation": options.generation, "embedder": options.embedder, "regex": options.regex}
+    return [
+        scorer.configured(**configure, store=DatabaseGenerationStore()) if hasattr(scorer, "configured") else scorer
+        for scorer in scorers
+    ]
+
+
 def load_model(artifact: Artifact) -> LoadedModel:
     family = artifact.family
     try:
@@ -115,9 +171,12 @@ def scoring_config(family: ModelFamily) -> ScoringConfig:
 
 def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[int], None]) -> RunResult:
     lm = load_model(run.artifact)
-    config = scoring_config(run.artifact.family)
+    family = run.artifact.family
+    config = scoring_config(family)
+    scorers = family_scorers(family)
     try:
-        scored = score_samples(lm, samples, DatabaseResultStore(), config, progress=progress)
+        scored = score_samples(lm, samples, DatabaseResultStore(), config, scorers=scorers, progress=progress)
+        fingerprints = run_fingerprints(lm, scorers, config, run.dataset)
     except ScoringError as exc:
         raise PermanentScoringError(f"{run.dataset}: {exc}") from exc
     positions = np.array([s["position"] for s in samples], dtype=np.int32)
@@ -128,7 +187,7 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
     tokens = int(scored.tokens_scored)
     return RunResult(
         arrays=arrays,
-        fingerprints=run_fingerprints(lm, config, run.dataset),
+        fingerprints=fingerprints,
         categories={s["position"]: s["category"] for s in samples},
         samples_scored=len(samples),
         tokens=tokens,
@@ -139,10 +198,12 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
     )
 
 
-def run_fingerprints(lm: LoadedModel, config: ScoringConfig, dataset: GoldenDataset) -> dict[str, dict]:
+def run_fingerprints(
+    lm: LoadedModel, scorers: Sequence[Scorer], config: ScoringConfig, dataset: GoldenDataset
+) -> dict[str, dict]:
     """The fingerprint of each metric the run yields (the scorer's, shared by its metrics)."""
     fingerprints = {}
-    for scorer in scorers_for(lm.kind, config.scorers):
+    for scorer in scorers:
         fp = fingerprint(lm, scorer, config, dataset.sha256)
         fingerprints.update({spec.name: fp for spec in scorer.metrics})
     return fingerprints

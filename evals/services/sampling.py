@@ -137,7 +137,9 @@ def _score_sequential(run: EvalRun, progress: Callable[..., None]) -> engine.Run
         "min_samples": family.sampling_min_samples,
     }
     lm = engine.load_model(run.artifact)
-    fingerprints = engine.run_fingerprints(lm, engine.scoring_config(family), run.dataset)
+    fingerprints = engine.run_fingerprints(
+        lm, engine.family_scorers(family), engine.scoring_config(family), run.dataset
+    )
     found = _baseline_arrays(run, fingerprints, samples)
     if isinstance(found, str):
         result = engine.score_samples_of_run(run, samples, progress)

@@ -27,6 +27,7 @@ from evals.scoring.batching import ProgressCallback
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import (
     ENGINE_VERSION,
+    GENERATION_SETTING_KEYS,
     Generation,
     GenerationKey,
     GenerationSettings,
@@ -77,6 +78,24 @@ class AnswerOptions:
     embedder: str | None = None
     regex: str | None = None
     store: GenerationStore = field(default=LOCAL_STORE, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, object] | None, **extra: object) -> "AnswerOptions":
+        """Options from a family's `generation` settings (`{"max_new_tokens": 32, "stop": ["\\n"],
+        "chat_template": true, "embedder": "/models/minilm", "regex": "^yes"}`); a clear
+        `ScoringError` for an unknown key or a bad value."""
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS) - {"embedder", "regex"})
+        if unknown:
+            known = ", ".join([*GENERATION_SETTING_KEYS, "embedder", "regex"])
+            raise ScoringError(f"unknown generation setting(s) {unknown}; known: {known}")
+        embedder, regex = settings.pop("embedder", None), settings.pop("regex", None)
+        for name, value in (("embedder", embedder), ("regex", regex)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ScoringError(f"generation setting `{name}` must be a non-empty string")
+        if regex is not None:
+            answers.compile_regex(regex)
+        return cls(generation=GenerationSettings.from_dict(settings), embedder=embedder, regex=regex, **extra)
 
     def embedder_path(self) -> str:
         path = self.embedder or os.environ.get(EMBEDDER_ENV)
