@@ -53,6 +53,8 @@ QUANTILES = (("p5", 0.05), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95"
 TOP_REGRESSED = 5
 SNIPPET_CHARS = 80
 REASON_CHARS = 300
+TOP_ANSWERS = 3
+ANSWER_CHARS = 300
 COMMENT_CHARS_MAX = 60_000  # GitHub refuses comment bodies over 65 536 characters
 # Markdown punctuation as HTML entities, so dataset text cannot format, link (nor autolink, hence : and .)
 # or break a table cell.
@@ -85,9 +87,10 @@ def code_span(text: str) -> str:
 
 
 def comment_render(*, artifact: Artifact, marker: str, page_url: str) -> str:
-    """The pull-request comment for one artifact: flag, metric table, distributions, regressed samples."""
+    """The pull-request comment for one artifact: flag, metric table, distributions, regressed samples
+    and answers."""
     pairs = metric_pairs(artifact)
-    parts = [
+    tables = [
         marker,
         _comment_heading(artifact, pairs),
         _traffic_note(artifact),
@@ -95,9 +98,11 @@ def comment_render(*, artifact: Artifact, marker: str, page_url: str) -> str:
         _sampling_notes(pairs),
         _distribution_table(artifact, pairs),
         *(_regressed_table(pair) for pair in pairs),
-        f"[Open {markdown_escape(artifact.family.slug)} v{artifact.version} in Driftboard]({page_url})",
     ]
-    body = "\n\n".join(part for part in parts if part)
+    parts = [part for part in tables if part]
+    link = f"[Open {markdown_escape(artifact.family.slug)} v{artifact.version} in Driftboard]({page_url})"
+    room = COMMENT_CHARS_MAX - len("\n\n".join([*parts, link]))
+    body = "\n\n".join([*parts, *_answer_blocks(artifact, pairs, room), link])
     return body if len(body) <= COMMENT_CHARS_MAX else body[:COMMENT_CHARS_MAX] + "\n\n… (shortened)"
 
 
@@ -266,6 +271,64 @@ def _regressed_table(pair: MetricPair) -> str:
             f"| {row.baseline:.4f} | {percent(row.relative_change)} | {markdown_escape(row.text)} |"
         )
     return "\n".join(rows)
+
+
+# Every generation metric of a dataset is computed from the same answers, so one block per dataset
+# shows them all. answer_similarity ranks them best: it is graded, where the 0/1 checks tie on every
+# miss and cannot tell which answers got most worse.
+RANKING_ANSWER_METRIC = "answer_similarity"
+
+
+def _answer_pairs(pairs: list[MetricPair]) -> list[MetricPair]:
+    """Per dataset, the generation metric with a baseline that ranks its answers."""
+    chosen: dict[int, MetricPair] = {}
+    for pair in pairs:
+        v = pair.verdict
+        if pair.baseline is None or v.metric not in METRICS or not selectors.generation_metric(pair.candidate):
+            continue
+        if v.dataset_id not in chosen or v.metric == RANKING_ANSWER_METRIC:
+            chosen[v.dataset_id] = pair
+    return list(chosen.values())
+
+
+def _answer_blocks(artifact: Artifact, pairs: list[MetricPair], room: int) -> list[str]:
+    """The answers blocks that fit in `room` characters: a block is left out whole, never cut (an
+    unclosed <details> would fold the rest of the comment into it)."""
+    blocks = []
+    for pair in _answer_pairs(pairs):
+        block = _answers_block(artifact, pair)
+        if block and len(block) + 2 <= room:
+            blocks.append(block)
+            room -= len(block) + 2
+    return blocks
+
+
+def _answers_block(artifact: Artifact, pair: MetricPair) -> str:
+    v = pair.verdict
+    rows = selectors.answers_regressed_most(pair.candidate, pair.baseline, TOP_ANSWERS)
+    if not rows:
+        return ""
+    label = v.metric.replace("_", " ")
+    title = f"The {len(rows)} answers that regressed most" if len(rows) > 1 else "The answer that regressed most"
+    lines = [f"<details><summary>{title} · {markdown_escape(v.dataset.name)} · {label}</summary>", ""]
+    for row in rows:
+        lines += [
+            f"**{markdown_escape(row.sample_id, 40)}** · {row.relative_change_text} · {label} "
+            f"{_number(row.baseline_value)} → {_number(row.candidate_value)}",
+            f"- Prompt: {markdown_escape(row.asked, ANSWER_CHARS)}",
+            f"- Reference: {markdown_escape(row.reference, ANSWER_CHARS) or '—'}",
+            f"- Baseline v{v.baseline.version}: {_answer_text(row.baseline)}",
+            f"- Candidate v{artifact.version}: {_answer_text(row.candidate)}",
+            "",
+        ]
+    return "\n".join([*lines, "</details>"])
+
+
+def _answer_text(answer: selectors.Answer | None) -> str:
+    if answer is None:
+        return "*no stored answer*"
+    text = markdown_escape(answer.text, ANSWER_CHARS) or "*empty*"
+    return f"{text} ({answer.tokens} tokens, {markdown_escape(answer.finish, 16)})"
 
 
 def artifact_report(artifact: Artifact, marker: str, page_url: str) -> Report:
