@@ -76,4 +76,7 @@ def metric_compare(*, a: MetricSnapshot, b: MetricSnapshot) -> MetricComparison:
     if not comparable:
         return MetricComparison(a, b, None, f"scored differently ({', '.join(differing)}): no number is given")
     thresholds = selectors.thresholds_in_force(family=b.artifact.family, metric=b.metric, dataset_name=b.dataset.name)
-    return MetricComparison(a, b, compare_snapshots(b, a, thresholds))
+    try:
+        return MetricComparison(a, b, compare_snapshots(b, a, thresholds))
+    except drift.UndefinedRelativeDelta as exc:
+        return MetricComparison(a, b, None, str(exc))

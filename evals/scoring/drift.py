@@ -28,6 +28,12 @@ Severity = Literal["warn", "block"]
 Outcome = Literal["green", "amber", "red"]
 
 MIN_BAND_HISTORY = 3
+
+
+class UndefinedRelativeDelta(ValueError):
+    """The baseline's value is 0 (no exact match at all, say): a relative change has no meaning."""
+
+
 FINGERPRINT_KEYS = ("dataset_sha256", "tokenizer_hash", "scorer_version", "max_length")
 # Bootstrap count matrices are built in blocks of this many cells: bounded memory, cache-sized.
 _BOOTSTRAP_BLOCK_CELLS = 100_000
@@ -112,7 +118,9 @@ def compare(
     candidate = float(spec.value(columns[0].sum(), columns[1].sum()))
     baseline = float(spec.value(columns[2].sum(), columns[3].sum()))
     if baseline == 0:
-        raise ValueError(f"baseline {spec.label} is zero: the relative delta is undefined")
+        raise UndefinedRelativeDelta(
+            f"The baseline's {spec.label} is 0: a relative change is undefined, so it is not compared."
+        )
     delta = float(spec.relative_delta(candidate, baseline))
     boot_candidate, boot_delta = _bootstrap(spec, columns, n_boot, seed)
     ci_low, ci_high = _percentile_interval(boot_delta, confidence)

@@ -83,7 +83,15 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
     thresholds = thresholds_in_force(
         family=candidate.artifact.family, metric=candidate.metric, dataset_name=candidate.dataset.name
     )
-    comparison = compare_snapshots(candidate, baseline, thresholds)
+    try:
+        comparison = compare_snapshots(candidate, baseline, thresholds)
+    except drift.UndefinedRelativeDelta as exc:
+        return {
+            **fields,
+            "baseline_value": baseline.value,
+            "outcome": DriftVerdict.Outcome.INCOMPARABLE,
+            "reasons": [str(exc)],
+        }
     if not candidate.complete:
         # Stopped early: the interval and estimate come from the anytime-valid confidence sequence.
         comparison = anytime_comparison(candidate, comparison)

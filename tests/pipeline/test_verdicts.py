@@ -119,3 +119,23 @@ def test_a_manual_baseline_policy_waits_for_a_reviewer(db):
 
     artifact.refresh_from_db()
     assert (artifact.stage, artifact.status) == ("staging", "held")
+
+
+def test_a_check_the_baseline_never_passed_is_incomparable_and_leaves_the_gated_verdict_alone(setup):
+    family, dataset, baseline, _ = setup
+    zeros, ones = float_bytes(np.zeros(N)), float_bytes(np.ones(N))
+    SnapshotFactory(
+        artifact=baseline, dataset=dataset, n=N, metric="exact_match", numerators=zeros, denominators=ones, value=0.0
+    )
+    artifact = candidate_with(setup, factor=0.97)
+    matches = float_bytes((np.arange(N) % 10 == 0).astype(float))
+    SnapshotFactory(
+        artifact=artifact, dataset=dataset, n=N, metric="exact_match", numerators=matches, denominators=ones, value=0.1
+    )
+
+    assert artifact_evaluate(artifact=artifact) == "green"
+
+    verdict = artifact.verdicts.get(metric="exact_match")
+    assert verdict.outcome == "incomparable" and verdict.delta is None
+    assert verdict.baseline_value == 0.0
+    assert "relative change is undefined" in verdict.reasons[0]

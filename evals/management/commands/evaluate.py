@@ -214,7 +214,7 @@ class Command(BaseCommand):
                 result = drift.compare(
                     METRICS[name], cand_num, cand_den, base_num, base_den, categories=list(categories[indices])
                 )
-            except ValueError as exc:  # a baseline of zero (no exact match at all) has no relative change
+            except drift.UndefinedRelativeDelta as exc:  # a baseline of zero (no exact match at all)
                 spec = METRICS[name]
                 comparison[name] = {
                     "candidate": metric_value(spec, cand_num, cand_den),
