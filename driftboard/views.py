@@ -1,8 +1,10 @@
 """Dashboard pages (server-rendered; charts get their data through json_script)."""
 
 import copy
+import re
 from collections import Counter
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from urllib.parse import urlencode
 
 from django import forms
@@ -378,6 +380,7 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "focus": focus,
         "focus_tabs": [row for row in rows if row.focus_url],
         **_focus_context(focus.verdict if focus else None),
+        "answers": _answers_regressed_most(artifact, focus.verdict) if focus else None,
         "runs": runs,
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
         "events": list(artifact.events.all()),
@@ -408,6 +411,119 @@ def _focus_context(verdict: DriftVerdict | None) -> dict:
         "distribution_charts": distribution_charts,
         "regressions": evals_selectors.samples_regressed_most(pairs, verdict.dataset_id, selectors.TOP_REGRESSIONS),
     }
+
+
+FOLD_CHARS = 300  # a longer prompt, reference or answer is folded to its start
+DIFF_MAX_WORDS = 4000  # longer answers are shown without the word diff, whose cost grows with both lengths
+WORDS = re.compile(r"^\s+|\S+\s*")  # each word with the whitespace after it; leading blanks on their own
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of text: `same` on both sides, `del` only in the baseline's answer, `ins` only in the candidate's."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ShownText:
+    """A text as the review page shows it (escaped by the template), with the start it folds to when long."""
+
+    segments: tuple[Segment, ...]
+    preview: tuple[Segment, ...]
+    length: int
+
+    @classmethod
+    def of(cls, segments: list[Segment]) -> "ShownText":
+        length = sum(len(segment.text) for segment in segments)
+        return cls(tuple(segments), _clipped(segments, FOLD_CHARS) if length > FOLD_CHARS else (), length)
+
+    @property
+    def changes_folded(self) -> bool:
+        """Whether the fold hides marked words: the reviewer should open it."""
+        return bool(self.preview) and _marked_chars(self.segments) > _marked_chars(self.preview)
+
+    @classmethod
+    def plain(cls, text: str) -> "ShownText":
+        return cls.of([Segment("same", text)] if text else [])
+
+
+def _clipped(segments: list[Segment], limit: int) -> tuple[Segment, ...]:
+    clipped, left = [], limit
+    for segment in segments:
+        if left <= 0:
+            break
+        clipped.append(Segment(segment.kind, segment.text[:left]))
+        left -= len(segment.text)
+    return tuple(clipped)
+
+
+def _marked_chars(segments: tuple[Segment, ...]) -> int:
+    return sum(len(segment.text) for segment in segments if segment.kind != "same")
+
+
+def _append(segments: list[Segment], kind: str, text: str) -> None:
+    """Add text to a side; the whitespace after a change stays unmarked, and neighbours of one kind merge."""
+    core = text if kind == "same" else text.rstrip()
+    for piece_kind, piece in ((kind, core), ("same", text[len(core) :])):
+        if not piece:
+            continue
+        if segments and segments[-1].kind == piece_kind:
+            segments[-1] = Segment(piece_kind, segments[-1].text + piece)
+        else:
+            segments.append(Segment(piece_kind, piece))
+
+
+def word_diff(baseline: str, candidate: str) -> tuple[list[Segment], list[Segment]]:
+    """Both answers cut into segments, the words that differ marked (compared word by word, whitespace aside)."""
+    old, new = WORDS.findall(baseline), WORDS.findall(candidate)
+    left: list[Segment] = []
+    right: list[Segment] = []
+    if max(len(old), len(new)) > DIFF_MAX_WORDS:
+        _append(left, "same", baseline)
+        _append(right, "same", candidate)
+        return left, right
+    matcher = SequenceMatcher(None, [w.strip() for w in old], [w.strip() for w in new], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        same = op == "equal"
+        _append(left, "same" if same else "del", "".join(old[i1:i2]))
+        _append(right, "same" if same else "ins", "".join(new[j1:j2]))
+    return left, right
+
+
+@dataclass(frozen=True)
+class AnswerPair:
+    """One regressed prompt as the review page shows it; a side without a stored answer is None."""
+
+    compared: evals_selectors.AnswerComparison
+    asked: ShownText
+    reference: ShownText
+    baseline: ShownText | None
+    candidate: ShownText | None
+
+    @classmethod
+    def of(cls, compared: evals_selectors.AnswerComparison) -> "AnswerPair":
+        baseline, candidate = compared.baseline, compared.candidate
+        if baseline and candidate:
+            old, new = word_diff(baseline.text, candidate.text)
+            shown_old, shown_new = ShownText.of(old), ShownText.of(new)
+        else:
+            shown_old = ShownText.plain(baseline.text) if baseline else None
+            shown_new = ShownText.plain(candidate.text) if candidate else None
+        return cls(compared, ShownText.plain(compared.asked), ShownText.plain(compared.reference), shown_old, shown_new)
+
+
+def _answers_regressed_most(artifact: Artifact, verdict: DriftVerdict) -> list[AnswerPair] | None:
+    """The focused verdict's most regressed answers side by side; None unless its metric comes from answers."""
+    snapshot = next(
+        (s for s in artifact.snapshots.all() if s.dataset_id == verdict.dataset_id and s.metric == verdict.metric),
+        None,
+    )
+    if not evals_selectors.generation_metric(snapshot):
+        return None
+    rows = evals_selectors.verdict_answers_regressed_most(verdict, selectors.TOP_REGRESSIONS)
+    return None if rows is None else [AnswerPair.of(row) for row in rows]
 
 
 @login_required

@@ -1,5 +1,5 @@
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, parsers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -51,6 +51,75 @@ class EvaluatedArtifactSerializer(registry_api.ArtifactDetailSerializer):
         return [verdict_summary(v) for v in artifact.verdicts.all()]
 
 
+class GenerationParams(serializers.Serializer):
+    dataset = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=100,
+        help_text="A golden dataset's name; by default the first the artifact has generated answers on.",
+    )
+    metric = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=50,
+        help_text="A metric computed from the answers; by default answer_similarity, else the dataset's first.",
+    )
+    order = serializers.ChoiceField(
+        choices=selectors.ANSWER_ORDERS,
+        default="regressed",
+        help_text="`regressed`: the most regressed against the verdict's baseline first (dataset order when "
+        "there is no baseline); `position`: dataset order.",
+    )
+
+
+class GeneratedAnswerSerializer(serializers.Serializer):
+    text = serializers.CharField(help_text="Model output: untrusted text.")
+    tokens = serializers.IntegerField()
+    finish = serializers.CharField(help_text="Why the answer ended: `eos`, `stop` or `length`.")
+
+
+class GenerationSerializer(serializers.Serializer):
+    id = serializers.CharField(source="sample_id")
+    position = serializers.IntegerField()
+    category = serializers.CharField()
+    prompt = serializers.CharField()
+    messages = serializers.ListField(child=serializers.DictField(child=serializers.CharField()), allow_null=True)
+    reference = serializers.CharField()
+    candidate = GeneratedAnswerSerializer(allow_null=True, help_text="This artifact's answer; null if none is stored.")
+    baseline = GeneratedAnswerSerializer(allow_null=True, help_text="The baseline's answer; null if none is stored.")
+    candidate_value = serializers.FloatField(allow_null=True)
+    baseline_value = serializers.FloatField(allow_null=True)
+    relative_change = serializers.FloatField(allow_null=True, help_text="Negative means worse (0.1 = 10 % better).")
+
+
+GENERATION_PAGE = inline_serializer(
+    "GenerationPage",
+    {
+        "metric": serializers.CharField(),
+        "dataset": serializers.CharField(),
+        "dataset_version": serializers.IntegerField(),
+        "baseline": serializers.IntegerField(allow_null=True, help_text="The artifact id of the verdict's baseline."),
+        "order": serializers.ChoiceField(choices=selectors.ANSWER_ORDERS, help_text="The order applied."),
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": GenerationSerializer(many=True),
+    },
+)
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", int, description="A page number within the paginated result set."),
+    OpenApiParameter("page_size", int, description="Prompts per page (at most 200)."),
+]
+
+
+class GenerationPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
 class ArtifactViewSet(registry_api.ArtifactViewSet):
     """The registry's artifacts, with their scores; a submission queues its scoring."""
 
@@ -64,6 +133,44 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
 
     def detail_queryset(self):
         return selectors.artifact_detail_queryset()
+
+    @extend_schema(
+        parameters=[GenerationParams, *PAGE_PARAMETERS], responses={200: GENERATION_PAGE, 400: dict, 404: dict}
+    )
+    @action(detail=True, methods=["get"])
+    def generations(self, request, pk=None) -> Response:
+        """The artifact's generated answers on one dataset and metric, beside its verdict's baseline's, with
+        each prompt's reference and per-sample values; paged, the most regressed first by default."""
+        artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
+        self.check_object_permissions(request, artifact)
+        params = GenerationParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        try:
+            source = selectors.artifact_answer_source(
+                artifact, dataset=params.validated_data["dataset"], metric=params.validated_data["metric"]
+            )
+        except selectors.AnswerChoiceError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from exc
+        if source is None:
+            raise NotFound(f"{artifact} has no generated answers: none of its metrics was computed from them.")
+        order = params.validated_data["order"] if source.baseline else "position"
+        paginator = GenerationPagination()
+        positions = paginator.paginate_queryset(
+            selectors.answer_order(source.candidate, source.baseline, order), request, view=self
+        )
+        rows = selectors.answers_compared(source.candidate, source.baseline, positions)
+        page = paginator.get_paginated_response(GenerationSerializer(rows, many=True).data).data
+        candidate = source.candidate
+        return Response(
+            {
+                "metric": candidate.metric,
+                "dataset": candidate.dataset.name,
+                "dataset_version": candidate.dataset.version,
+                "baseline": source.baseline.artifact_id if source.baseline else None,
+                "order": order,
+                **page,
+            }
+        )
 
 
 class FamilySerializer(registry_api.FamilySerializer):

@@ -290,7 +290,7 @@ def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) ->
                 position=position,
                 sample_id=sample.sample_id if sample else str(position),
                 category=sample.category if sample else "",
-                text=sample.text if sample else "",
+                text=(sample.text or asked_text(sample.prompt, sample.messages)) if sample else "",
                 candidate=float(pairs.candidate[i]),
                 baseline=float(pairs.baseline[i]),
                 relative_change=float(changes[i]),
@@ -330,14 +330,18 @@ class AnswerComparison:
 
     @property
     def asked(self) -> str:
-        """The prompt as one text: a plain prompt, or the chat turns as `role: content` lines."""
-        if self.messages:
-            return "\n".join(f"{turn.get('role', '')}: {turn.get('content', '')}" for turn in self.messages)
-        return self.prompt
+        return asked_text(self.prompt, self.messages)
 
     @property
     def relative_change_text(self) -> str:
         return percent(self.relative_change)
+
+
+def asked_text(prompt: str, messages: list | None) -> str:
+    """What a sample asks the model, as one text: the chat turns as `role: content` lines, else the prompt."""
+    if messages:
+        return "\n".join(f"{turn.get('role', '')}: {turn.get('content', '')}" for turn in messages)
+    return prompt
 
 
 def generation_metric(snapshot: MetricSnapshot | None) -> bool:
@@ -411,8 +415,7 @@ def answers_compared(
         mine, theirs = values.get(position), base_values.get(position)
         change = None
         if mine is not None and theirs not in (None, 0.0) and spec is not None:
-            sign = 1.0 if spec.direction == "higher" else -1.0
-            change = sign * (mine - theirs) / abs(theirs)
+            change = float(spec.relative_delta(mine, theirs))
         rows.append(
             AnswerComparison(
                 position=position,
@@ -435,6 +438,101 @@ def answers_regressed_most(candidate: MetricSnapshot, baseline: MetricSnapshot, 
     """The `limit` prompts whose answers got most worse on the snapshot's metric, side by side."""
     worst = samples_regressed_most(samples_paired(candidate, baseline), candidate.dataset_id, limit)
     return answers_compared(candidate, baseline, [row.position for row in worst])
+
+
+def verdict_answers_regressed_most(verdict: DriftVerdict, limit: int) -> list[AnswerComparison] | None:
+    """The answers behind a verdict on a generation metric that got most worse, side by side; None when
+    the verdict's metric does not come from generated answers or has no baseline snapshot to pair with."""
+    if verdict.baseline_id is None:
+        return None
+    snapshots = {
+        snapshot.artifact_id: snapshot
+        for snapshot in MetricSnapshot.objects.select_related("artifact").filter(
+            artifact_id__in=[verdict.artifact_id, verdict.baseline_id],
+            dataset_id=verdict.dataset_id,
+            metric=verdict.metric,
+        )
+    }
+    candidate, baseline = snapshots.get(verdict.artifact_id), snapshots.get(verdict.baseline_id)
+    if not generation_metric(candidate) or baseline is None or verdict.metric not in METRICS:
+        return None
+    return answers_regressed_most(candidate, baseline, limit)
+
+
+ANSWER_ORDERS = ("regressed", "position")
+PREFERRED_ANSWER_METRIC = "answer_similarity"
+
+
+class AnswerChoiceError(ValueError):
+    """A dataset or metric the artifact has no generated answers for; `field` names which."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AnswerSource:
+    """The snapshot whose answers are listed, and the one of its verdict's baseline (None without one)."""
+
+    candidate: MetricSnapshot
+    baseline: MetricSnapshot | None
+
+
+def artifact_generation_snapshots(artifact: Artifact) -> list[MetricSnapshot]:
+    """The artifact's snapshots of metrics computed from generated answers (arrays left out), by
+    dataset name, newest dataset version first, then metric."""
+    snapshots = (
+        MetricSnapshot.objects.filter(artifact=artifact)
+        .select_related("dataset")
+        .defer("positions", "numerators", "denominators")
+        .order_by("dataset__name", "-dataset__version", "metric")
+    )
+    return [snapshot for snapshot in snapshots if generation_metric(snapshot)]
+
+
+def artifact_answer_source(artifact: Artifact, *, dataset: str = "", metric: str = "") -> AnswerSource | None:
+    """Which answers of the artifact to list: on `dataset` (a name; default the first with answers, at
+    its newest version scored) and `metric` (default answer_similarity, else the dataset's first
+    generation metric), against its verdict's baseline. None when the artifact has no generated answers;
+    AnswerChoiceError for a dataset or metric it has none on."""
+    snapshots = artifact_generation_snapshots(artifact)
+    if not snapshots:
+        return None
+    names = list(dict.fromkeys(snapshot.dataset.name for snapshot in snapshots))
+    name = dataset or names[0]
+    if name not in names:
+        raise AnswerChoiceError(
+            "dataset", f"No generated answers on {name!r}; datasets with answers: {', '.join(names)}."
+        )
+    newest = next(snapshot.dataset_id for snapshot in snapshots if snapshot.dataset.name == name)
+    by_metric = {snapshot.metric: snapshot for snapshot in snapshots if snapshot.dataset_id == newest}
+    chosen = metric or (PREFERRED_ANSWER_METRIC if PREFERRED_ANSWER_METRIC in by_metric else next(iter(by_metric)))
+    if chosen not in by_metric:
+        raise AnswerChoiceError(
+            "metric", f"No generation metric {chosen!r} on {name}; metrics with answers: {', '.join(by_metric)}."
+        )
+    return _answer_source(by_metric[chosen])
+
+
+def _answer_source(snapshot: MetricSnapshot) -> AnswerSource:
+    """The snapshot with its arrays, and its verdict's baseline's snapshot of the same metric (two queries)."""
+    baseline_id = (
+        DriftVerdict.objects.filter(
+            artifact_id=snapshot.artifact_id, dataset_id=snapshot.dataset_id, metric=snapshot.metric
+        )
+        .values_list("baseline_id", flat=True)
+        .first()
+    )
+    loaded = {
+        row.artifact_id: row
+        for row in MetricSnapshot.objects.select_related("artifact", "dataset").filter(
+            artifact_id__in=[snapshot.artifact_id, *([baseline_id] if baseline_id else [])],
+            dataset_id=snapshot.dataset_id,
+            metric=snapshot.metric,
+        )
+    }
+    return AnswerSource(loaded[snapshot.artifact_id], loaded.get(baseline_id) if baseline_id else None)
 
 
 def _per_position(snapshot: MetricSnapshot) -> dict[int, float]:
