@@ -275,12 +275,24 @@ def _score_one(
 def _result_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, sample: Mapping[str, object]) -> ResultKey:
     return ResultKey(
         weights_sha256=lm.weights_sha256,
-        sample_sha256=sample_sha256(
-            sample.get("text"), sample.get("reference"), prompt=sample.get("prompt"), messages=sample.get("messages")
-        ),
+        sample_sha256=scorer_sample_sha256(scorer, sample),
         scorer=scorer.name,
         scorer_version=scorer.version,
         config_key=_config_key(lm, scorer, config),
+    )
+
+
+def scorer_sample_sha256(scorer: Scorer, sample: Mapping[str, object]) -> str:
+    """The hash of what `scorer` reads of `sample` (its `reads`, else its `fields`): a likelihood
+    result does not change when a prompt is added beside the text, so it stays cached, and the
+    same text scored as golden sample and as traffic shares one result. A field the scorer does not
+    read, or an empty one, counts as empty (so results cached before prompts existed stay valid)."""
+    read = set(getattr(scorer, "reads", ()) or (name for field in scorer.fields for name in field.split("|")))
+    return sample_sha256(
+        str(sample.get("text") or "") if "text" in read else "",
+        str(sample.get("reference") or "") if "reference" in read else "",
+        prompt=sample.get("prompt") if "prompt" in read else None,
+        messages=sample.get("messages") if "messages" in read else None,
     )
 
 

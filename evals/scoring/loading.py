@@ -67,6 +67,78 @@ class LoadedModel:
     notes: Mapping[str, str | int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a loaded model's results and answers are keyed by, without its weights: a judge worker
+    keys its judgements and finds the answers a scoring worker generated from these alone.
+
+    It stands in for a `LoadedModel` wherever only keys are computed (`model` is None: anything that
+    would run the model refuses).
+    """
+
+    kind: str
+    device: torch.device
+    dtype: torch.dtype
+    max_length: int
+    tokenizer_hash: str
+    weights_sha256: str
+    chat_template_sha256: str
+    notes: Mapping[str, str | int] = field(default_factory=dict)
+    model: None = None
+    token_budget: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "device": self.device.type,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "max_length": self.max_length,
+            "tokenizer_hash": self.tokenizer_hash,
+            "weights_sha256": self.weights_sha256,
+            "chat_template_sha256": self.chat_template_sha256,
+            "notes": dict(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, facts: Mapping) -> "ModelFacts":
+        dtype = getattr(torch, str(facts["dtype"]), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ScoringError(f"unknown dtype {facts['dtype']!r} in the model facts")
+        return cls(
+            kind=str(facts["kind"]),
+            device=torch.device(str(facts["device"])),
+            dtype=dtype,
+            max_length=int(facts["max_length"]),
+            tokenizer_hash=str(facts["tokenizer_hash"]),
+            weights_sha256=str(facts["weights_sha256"]),
+            chat_template_sha256=str(facts["chat_template_sha256"]),
+            notes=dict(facts.get("notes") or {}),
+        )
+
+
+def model_facts(lm: "LoadedModel | ModelFacts") -> ModelFacts:
+    if isinstance(lm, ModelFacts):
+        return lm
+    return ModelFacts(
+        kind=lm.kind,
+        device=lm.device,
+        dtype=lm.dtype,
+        max_length=lm.max_length,
+        tokenizer_hash=lm.tokenizer_hash,
+        weights_sha256=lm.weights_sha256,
+        chat_template_sha256=tokenizer_chat_template_sha256(lm.tokenizer),
+        notes=dict(lm.notes),
+    )
+
+
+def tokenizer_chat_template_sha256(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of the tokenizer's chat template (of the empty string when it has none)."""
+    template = tokenizer.chat_template or ""
+    if not isinstance(template, str):
+        template = json.dumps(template, sort_keys=True)
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` means $DRIFTBOARD_DEVICE when set, else CUDA when present, else CPU."""
     if device == "auto":

@@ -41,6 +41,8 @@ class RunResult:
     cached_samples: int
     device: str
     sampling: dict = field(default_factory=dict)
+    # Scored every sample of the dataset (each metric then covers all the samples it applies to).
+    complete: bool = False
 
     def categories_for(self, positions: Sequence[int]) -> list[str]:
         return [self.categories[int(p)] for p in positions]
@@ -190,6 +192,7 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
         fingerprints=fingerprints,
         categories={s["position"]: s["category"] for s in samples},
         samples_scored=len(samples),
+        complete=len(samples) >= run.dataset.sample_count,
         tokens=tokens,
         tokens_per_second=tokens / scored.seconds if scored.seconds > 0 and tokens else None,
         forward_passes=scored.forward_passes,

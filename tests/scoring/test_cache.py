@@ -75,3 +75,14 @@ def test_it_fingerprints_what_a_score_depends_on(tiny_lm):
     assert facts["scorer_version"] == "causal-nll@1"
     assert facts["tokenizer_hash"] == tiny_lm.tokenizer_hash
     assert {"torch", "transformers", "dtype", "weights_sha256", "dataset_sha256"} <= facts.keys()
+
+
+def test_a_likelihood_result_outlives_a_prompt_or_reference_added_beside_the_text(tiny_lm, samples):
+    store = InMemoryResultStore()
+    first = score_samples(tiny_lm, samples[:10], store)
+    grown = [{**sample, "prompt": "Go on:", "reference": "and so on"} for sample in samples[:10]]
+    again = score_samples(tiny_lm, grown, store)
+    assert again.samples_reused == 10 and again.forward_passes == 0
+    np.testing.assert_array_equal(nll(again), nll(first))
+    edited = [{**sample, "text": sample["text"] + " more"} for sample in samples[:10]]
+    assert score_samples(tiny_lm, edited, store).samples_reused == 0

@@ -83,7 +83,13 @@ def test_it_starts_from_chance_and_drops_the_training_loss(demo_build: DemoBuild
 def test_it_holds_golden_samples_out_of_training(demo_build: DemoBuild) -> None:
     rows = read_golden(demo_build.golden)
     assert 200 <= len(rows) <= 600
-    assert all(set(row) == {"id", "text", "category"} for row in rows)
+    assert all(
+        set(row) in ({"id", "text", "category"}, {"id", "text", "category", "prompt", "reference"}) for row in rows
+    )
+    prompted = [row for row in rows if "prompt" in row]
+    assert len(rows) // 3 <= len(prompted) <= len(rows) // 2
+    for row in prompted:  # the prompt is how the passage starts, the reference how it goes on
+        assert " ".join(row["text"].split()).startswith(f"{row['prompt']} {row['reference']}")
     assert len({row["id"] for row in rows}) == len(rows)
     assert {row["category"] for row in rows} == set(demo.TRAINING_SOURCES)
     assert all(50 <= len(row["text"]) <= 600 for row in rows)

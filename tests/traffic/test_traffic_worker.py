@@ -17,7 +17,9 @@ T0 = 1_760_000_000 - 1_760_000_000 % 86400
 
 
 def golden_rows(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The golden passages as traffic would log them: the text alone (no prompt to answer)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{key: row[key] for key in ("id", "text", "category")} for row in rows]
 
 
 def upload(client, family, rows, name="log.jsonl"):

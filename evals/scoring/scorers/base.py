@@ -37,6 +37,8 @@ class Scorer(Protocol):
     # `skips_incomplete` (a likelihood scorer on a prompt-only sample), else refused before any model work.
     fields: ClassVar[tuple[str, ...]]
     skips_incomplete: ClassVar[bool]
+    # Optional `reads`: every sample field the values depend on, when more than `fields` (a field
+    # read if present); the cache hashes exactly these.
     metrics: ClassVar[tuple[MetricSpec, ...]]
 
     def score(

@@ -125,7 +125,7 @@ class _AnswerScorer:
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
         return {
             "generation": generation_config_sha256(lm, self.options.generation),
-            "chat_template": chat_template_sha256(lm.tokenizer),
+            "chat_template": chat_template_sha256(lm),
             "engine": ENGINE_VERSION,
         }
 

@@ -51,6 +51,8 @@ class JudgeScore(_AnswerScorer):
     name = "judge-score"
     version = 1
     fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
+    # The reference, when a sample has one, is shown to the judge: it changes the judgement.
+    reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "reference")
     metrics = (JUDGE_SCORE,)
 
     def __init__(self, options: JudgeOptions | None = None) -> None:
