@@ -9,6 +9,7 @@ class Queue(TextChoices):
     SCORING = "scoring", "Scoring (GPU workers, one run at a time)"
     PUBLISH = "publish", "Publish (pull-request statuses and comments, alerts, sweeps)"
     OFFPEAK = "offpeak", "Off-peak (completion of sampled runs)"
+    JUDGE = "judge", "Judge (LLM-judge calls on stored answers: network-bound, no GPU)"
 
 
 # What a default worker listens on. Workers by memory size listen on `scoring-<N>g` queues as well

@@ -27,6 +27,7 @@ from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
+from evals.scoring.scorers.judge_score import judge_options
 from evals.services import experiments as experiment_services
 from evals.services import pipeline
 from evals.services import runs as run_services
@@ -180,8 +181,23 @@ class FamilySerializer(registry_api.FamilySerializer):
         help_text="How answers are generated and checked: max_new_tokens, stop, chat_template, embedder, regex.",
     )
 
+    judge = serializers.JSONField(
+        required=False,
+        help_text="The family's judge: url, model, repeats, rubric, concurrency, rate_per_second, timeout, local. "
+        "The API key comes from DRIFTBOARD_JUDGE_API_KEY on the workers, never from here.",
+    )
+
     class Meta(registry_api.FamilySerializer.Meta):
-        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers", "generation"]
+        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers", "generation", "judge"]
+
+    def validate_judge(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise ValidationError('an object of settings, e.g. {"url": "http://judge:8000/v1", "model": "qwen"}')
+        try:
+            judge_options(value, resolve=False)
+        except ScoringError as exc:
+            raise ValidationError(str(exc)) from exc
+        return value
 
     def validate_generation(self, value: object) -> dict:
         if not isinstance(value, dict):

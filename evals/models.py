@@ -121,6 +121,32 @@ class Generation(models.Model):
         return f"answer {self.weights_sha256[:8]}:{self.prompt_sha256[:8]}"
 
 
+class Judgement(models.Model):
+    """One judge reply, reused whenever the same judge meets the same request (template, prompt,
+    answers, order, repeat) again. `reply` is judge output: untrusted, escaped wherever it is shown.
+    Failed calls are not stored: the next run asks again."""
+
+    judge = models.CharField(max_length=500)
+    template_version = models.PositiveIntegerField()
+    request_sha256 = models.CharField(max_length=64)
+    order = models.PositiveSmallIntegerField()
+    repeat = models.PositiveSmallIntegerField()
+    reply = models.TextField(blank=True)
+    value = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["judge", "template_version", "request_sha256", "order", "repeat"], name="unique_judgement"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"judgement {self.request_sha256[:8]} by {self.judge}"
+
+
 class EvalRun(models.Model):
     """One scoring job. The row is the source of truth; the Celery message only points at it."""
 
@@ -137,6 +163,7 @@ class EvalRun(models.Model):
         SEQUENTIAL = "sequential", "Sequential sampling"
         COMPLETION = "completion", "Completion of a sampled run"
         TRAFFIC = "traffic", "Production model on a traffic window"
+        JUDGE = "judge", "Judging of the answers"
 
     WAITING = (Status.PENDING, Status.DEFERRED, Status.QUEUED)
 
@@ -159,6 +186,12 @@ class EvalRun(models.Model):
     forward_passes = models.PositiveIntegerField(default=0)
     cached_samples = models.PositiveIntegerField(default=0)
     sampling = models.JSONField(default=dict, blank=True)
+    judging = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A judge run: the facts of the model whose stored answers it judges (`model`) and, once "
+        "done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).",
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

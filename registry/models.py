@@ -54,6 +54,14 @@ class ModelFamily(models.Model):
             "embedder (a folder), regex. Empty means the defaults."
         ),
     )
+    judge = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "The family's own judge for judge scorers: url, model, repeats, rubric, concurrency, "
+            "rate_per_second, timeout, or local (a model folder). Empty means $DRIFTBOARD_JUDGE_URL / _MODEL."
+        ),
+    )
     sampling_min_samples = models.PositiveIntegerField(default=100)
     sampling_chunk_size = models.PositiveIntegerField(default=50)
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owned_families")

@@ -26,6 +26,7 @@ from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers import Scorer, scorers_for
 
 __all__ = [
+    "applicable",
     "InMemoryResultStore",
     "ResultKey",
     "ResultStore",
@@ -169,7 +170,7 @@ def score_samples(
     cost = _Cost()
     done = 0
     for scorer in scorers:
-        indices = _applicable(scorer, samples)
+        indices = applicable(scorer, samples)
         chosen = [samples[i] for i in indices]
         results[scorer.name] = _score_one(
             lm, scorer, chosen, indices, store, config, cost, offset_progress(progress, done)
@@ -221,7 +222,7 @@ class _Cost:
     tokens_scored: int = 0
 
 
-def _applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.ndarray:
+def applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.ndarray:
     """Indices of the samples that carry every field the scorer reads (`a|b`: either of them)."""
     keep = []
     for index, sample in enumerate(samples):

@@ -1,6 +1,7 @@
 """The bridge between a run row and the scoring engine: load weights, reuse cached per-sample
 results from the database, and hand back arrays ready to archive as snapshots."""
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -11,14 +12,17 @@ from django.db.models import Q
 from driftboard.db import database_retry
 from evals.models import EvalRun, GoldenDataset
 from evals.models import Generation as GenerationRow
+from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
-from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, fingerprint, score_samples
+from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, applicable, fingerprint, score_samples
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import Generation as GenerationAnswer
-from evals.scoring.generation import GenerationKey
-from evals.scoring.loading import MODEL_CACHE, LoadedModel
-from evals.scoring.scorers import Scorer, scorers_for
+from evals.scoring.generation import GenerationKey, generation_keys, messages_of
+from evals.scoring.judges import Judgement, JudgementKey, JudgeStats
+from evals.scoring.loading import MODEL_CACHE, LoadedModel, ModelFacts, model_facts
+from evals.scoring.scorers import Scorer, on_judge_queue, scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
+from evals.scoring.scorers.judge_score import judge_options
 from registry.models import Artifact, ModelFamily
 from registry.services import artifact_weights_path
 
@@ -41,6 +45,8 @@ class RunResult:
     cached_samples: int
     device: str
     sampling: dict = field(default_factory=dict)
+    # A family with judges: the model facts their run keys the stored answers by (see EvalRun.judging).
+    judging: dict = field(default_factory=dict)
     # Scored every sample of the dataset (each metric then covers all the samples it applies to).
     complete: bool = False
 
@@ -127,20 +133,60 @@ class DatabaseGenerationStore:
         )
 
 
+class DatabaseJudgementStore:
+    """The judgement cache, kept in the Judgement table (replies of every worker, shown on the review page)."""
+
+    def get_many(self, keys: Sequence[JudgementKey]) -> dict[JudgementKey, Judgement]:
+        if not keys:
+            return {}
+        wanted = set(keys)
+        query = Q()
+        for judge, template in {(k.judge, k.template_version) for k in keys}:
+            query |= Q(judge=judge, template_version=template)
+        rows = JudgementRow.objects.filter(query, request_sha256__in={k.request_sha256 for k in keys})
+        found = {}
+        for *fields, reply, value, error in rows.values_list(*JudgementKey._fields, "reply", "value", "error"):
+            key = JudgementKey(*fields)
+            if key in wanted:
+                found[key] = Judgement(reply=reply, value=value, error=error or None)
+        return found
+
+    def put_many(self, judgements) -> None:
+        database_retry(lambda: self._insert(judgements), what="caching judgements")
+
+    def _insert(self, judgements) -> None:
+        JudgementRow.objects.bulk_create(
+            [
+                JudgementRow(**key._asdict(), reply=j.reply, value=j.value, error=j.error or "")
+                for key, j in judgements.items()
+            ],
+            batch_size=500,
+            ignore_conflicts=True,
+        )
+
+
 def family_scorers(family: ModelFamily) -> list[Scorer]:
-    """The family's scorers, configured with its generation settings and the database generation store."""
+    """The family's scorers, configured with its generation and judge settings and the database stores."""
     scorers = scorers_for(family.kind, family.scorers)
     if not any(hasattr(scorer, "configured") for scorer in scorers):
         return scorers
     try:
         options = AnswerOptions.from_settings(family.generation)
+        judge = judge_options(family.judge) if any(on_judge_queue(s) for s in scorers) else {}
     except ScoringError as exc:
-        raise PermanentScoringError(f"The family's generation settings are invalid: {exc}") from exc
+        raise PermanentScoringError(f"The family's generation or judge settings are invalid: {exc}") from exc
     configure = {"generation": options.generation, "embedder": options.embedder, "regex": options.regex}
+    stores = {"store": DatabaseGenerationStore()}
     return [
-        scorer.configured(**configure, store=DatabaseGenerationStore()) if hasattr(scorer, "configured") else scorer
+        _configured(scorer, configure | stores, judge | {"judgements": DatabaseJudgementStore()})
+        if hasattr(scorer, "configured")
+        else scorer
         for scorer in scorers
     ]
+
+
+def _configured(scorer: Scorer, answers: dict, judging: dict) -> Scorer:
+    return scorer.configured(**answers, **(judging if on_judge_queue(scorer) else {}))
 
 
 def load_model(artifact: Artifact) -> LoadedModel:
@@ -171,16 +217,61 @@ def scoring_config(family: ModelFamily) -> ScoringConfig:
     )
 
 
+def scoring_scorers(family: ModelFamily) -> list[Scorer]:
+    """The family's scorers that run on a scoring worker (all but the judges)."""
+    return [scorer for scorer in family_scorers(family) if not on_judge_queue(scorer)]
+
+
+def judge_scorers(family: ModelFamily) -> list[Scorer]:
+    """The family's scorers that ask a judge about stored answers (they run on the judge queue)."""
+    return [scorer for scorer in family_scorers(family) if on_judge_queue(scorer)]
+
+
 def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[int], None]) -> RunResult:
+    """Score on this worker; for a family with judges, also generate (and store) the answers they
+    will judge, and record the model facts the judge run keys them by."""
     lm = load_model(run.artifact)
     family = run.artifact.family
     config = scoring_config(family)
-    scorers = family_scorers(family)
+    scorers, judges = scoring_scorers(family), judge_scorers(family)
     try:
         scored = score_samples(lm, samples, DatabaseResultStore(), config, scorers=scorers, progress=progress)
         fingerprints = run_fingerprints(lm, scorers, config, run.dataset)
+        generated = _answers_for_judges(lm, judges, samples, config)
     except ScoringError as exc:
         raise PermanentScoringError(f"{run.dataset}: {exc}") from exc
+    return _run_result(
+        run,
+        samples,
+        scored,
+        fingerprints,
+        device=lm.device.type,
+        extra_passes=generated,
+        judging={"model": model_facts(lm).to_dict()} if judges else {},
+    )
+
+
+def _answers_for_judges(lm: LoadedModel, judges: Sequence[Scorer], samples: list[dict], config: ScoringConfig) -> int:
+    """Generate the answers the judges will need (the answer scorers may have stored them already)."""
+    passes = 0
+    for scorer in judges:
+        chosen = [samples[i] for i in applicable(scorer, samples)]
+        if chosen:
+            passes += scorer.answers(lm, chosen, config.token_budget, None).forward_passes
+    return passes
+
+
+def _run_result(
+    run: EvalRun,
+    samples: list[dict],
+    scored,
+    fingerprints: dict[str, dict],
+    *,
+    device: str,
+    extra_passes: int = 0,
+    judging: dict | None = None,
+    complete: bool | None = None,
+) -> RunResult:
     positions = np.array([s["position"] for s in samples], dtype=np.int32)
     arrays = {}
     for metric in scored.metrics:
@@ -192,13 +283,66 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
         fingerprints=fingerprints,
         categories={s["position"]: s["category"] for s in samples},
         samples_scored=len(samples),
-        complete=len(samples) >= run.dataset.sample_count,
+        complete=len(samples) >= run.dataset.sample_count if complete is None else complete,
         tokens=tokens,
         tokens_per_second=tokens / scored.seconds if scored.seconds > 0 and tokens else None,
-        forward_passes=scored.forward_passes,
+        forward_passes=scored.forward_passes + extra_passes,
         cached_samples=scored.samples_reused,
-        device=lm.device.type,
+        device=device,
+        judging=judging or {},
     )
+
+
+def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResult:
+    """Judge the answers the scoring run stored, on the judge queue: no weights are loaded, the
+    model facts recorded by the scoring run key the answers and the results."""
+    family = run.artifact.family
+    try:
+        facts = ModelFacts.from_dict(run.judging["model"])
+    except (KeyError, TypeError, ValueError, ScoringError) as exc:
+        raise PermanentScoringError(f"Run {run.pk} has no model facts to find the answers by: {exc}") from exc
+    config = scoring_config(family)
+    scorers = judge_scorers(family)
+    samples = dataset_samples(run.dataset)
+    try:
+        unanswered = _unanswered(facts, scorers, samples)
+        answered = [sample for index, sample in enumerate(samples) if index not in unanswered]
+        scored = score_samples(facts, answered, DatabaseResultStore(), config, scorers=scorers, progress=progress)
+        fingerprints = run_fingerprints(facts, scorers, config, run.dataset)
+    except ScoringError as exc:
+        raise PermanentScoringError(f"{run.dataset}: {exc}") from exc
+    stats = _stats_total([scorer.options.judge.stats for scorer in scorers if scorer.options.judge is not None])
+    judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}}
+    complete = not unanswered and len(samples) >= run.dataset.sample_count
+    return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
+
+
+def _unanswered(facts: ModelFacts, scorers: Sequence[Scorer], samples: list[dict]) -> set[int]:
+    """Indices of the samples a judge applies to whose answer was never stored (a sampled run
+    answered only part of the golden set): they are left out, not generated here."""
+    missing: set[int] = set()
+    for scorer in scorers:
+        indices = applicable(scorer, samples)
+        keys = generation_keys(facts, [messages_of(samples[i]) for i in indices], scorer.options.generation)
+        found = scorer.options.store.get_many(keys)
+        missing |= {int(index) for index, key in zip(indices, keys, strict=True) if key not in found}
+    return missing
+
+
+def _judge_errors(scored) -> int:
+    """Samples whose judgement failed (excluded from the metric: `judged` is 0 for them)."""
+    return sum(
+        int((result.values["judged"] == 0).sum()) for result in scored.results.values() if "judged" in result.values
+    )
+
+
+def _stats_total(stats: Sequence[JudgeStats]) -> dict:
+    total = JudgeStats()
+    for one in stats:
+        for name in ("calls", "failures", "retries", "seconds", "prompt_tokens", "completion_tokens"):
+            setattr(total, name, getattr(total, name) + getattr(one, name))
+        total.slowest = max(total.slowest, one.slowest)
+    return dataclasses.asdict(total)
 
 
 def run_fingerprints(

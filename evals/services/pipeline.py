@@ -50,6 +50,8 @@ def eval_run_process(*, run_id: int, worker: str) -> None:
 def _scorer_of(run: EvalRun):
     if run.kind == EvalRun.Kind.FULL:
         return engine.score_full_run
+    if run.kind == EvalRun.Kind.JUDGE:
+        return engine.score_judge_run
     if run.kind == EvalRun.Kind.TRAFFIC:
         return traffic.score_traffic_run
     return sampling.score_sampled_run

@@ -108,12 +108,17 @@ def eval_runs_dispatch() -> int:
         sent += 1
     if capacity - sent <= 0:
         waiting.filter(status=EvalRun.Status.PENDING).update(status=EvalRun.Status.DEFERRED)
-    return sent + _dispatch_size_classes() + _dispatch_offpeak()
+    return sent + _dispatch_size_classes() + _dispatch_offpeak() + _dispatch_judging()
 
 
 def _dispatch_size_classes() -> int:
     """Runs retried on a scoring queue of a memory size class: only workers that big listen there."""
     return _send_pending(EvalRun.objects.filter(queue__regex=SIZE_CLASS_QUEUE.pattern))
+
+
+def _dispatch_judging() -> int:
+    """Judge runs wait on the network, not on a GPU: sent at once, without the scoring backpressure."""
+    return _send_pending(EvalRun.objects.filter(queue=Queue.JUDGE))
 
 
 def _send_pending(runs) -> int:
@@ -282,8 +287,26 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
             cached_samples=result.cached_samples,
             device=result.device,
             sampling=result.sampling,
+            judging=result.judging,
             lease_expires_at=None,
         )
+        if run.kind in (EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL) and result.judging.get("model"):
+            _judge_run_create(run=run, judging=result.judging)
+
+
+def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
+    """The answers are stored: their judging goes to the judge queue (in the scoring run's own
+    transaction, so the artifact is never judged ready in between)."""
+    judge_run = EvalRun.objects.create(
+        artifact=run.artifact,
+        dataset=run.dataset,
+        kind=EvalRun.Kind.JUDGE,
+        queue=Queue.JUDGE,
+        samples_total=run.dataset.sample_count,
+        judging={"model": judging["model"], "scoring_run": run.pk},
+    )
+    transaction.on_commit(eval_runs_dispatch)
+    return judge_run
 
 
 def eval_run_fail(*, run: EvalRun, message: str) -> None:

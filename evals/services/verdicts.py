@@ -198,7 +198,9 @@ def artifact_flag(verdicts: list[DriftVerdict]) -> str:
 def artifact_ready(artifact: Artifact) -> bool:
     """Every run of the artifact has finished, and none of them failed."""
     runs = list(
-        artifact.runs.filter(kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL]).values_list("status", flat=True)
+        artifact.runs.filter(kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL, EvalRun.Kind.JUDGE]).values_list(
+            "status", flat=True
+        )
     )
     return bool(runs) and all(s == EvalRun.Status.SUCCEEDED for s in runs)
 

@@ -97,7 +97,7 @@ def test_the_family_s_answer_scorers_carry_its_settings_and_the_database_store(d
 def test_invalid_stored_settings_fail_the_run_for_good(db):
     family = FamilyFactory(scorers=["answer-checks"], generation={"max_new_tokens": 0})
 
-    with pytest.raises(PermanentScoringError, match="generation settings are invalid: max_new_tokens"):
+    with pytest.raises(PermanentScoringError, match="generation or judge settings are invalid: max_new_tokens"):
         family_scorers(family)
 
 

@@ -3,7 +3,15 @@
 from evals.scoring.errors import ScoringError
 from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers import causal_nll, cosine_similarity, generated_answers, judge_score  # noqa: E402, F401  (registration)
-from evals.scoring.scorers.base import DEFAULT_SCORERS, METRICS, SCORERS, Scorer, ScorerOutput, register
+from evals.scoring.scorers.base import (
+    DEFAULT_SCORERS,
+    METRICS,
+    SCORERS,
+    Scorer,
+    ScorerOutput,
+    on_judge_queue,
+    register,
+)
 
 __all__ = [
     "DEFAULT_SCORERS",
@@ -12,6 +20,7 @@ __all__ = [
     "Scorer",
     "ScorerOutput",
     "metric_scorer",
+    "on_judge_queue",
     "register",
     "scorers_for",
 ]

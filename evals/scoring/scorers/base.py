@@ -52,6 +52,12 @@ class Scorer(Protocol):
     ) -> ScorerOutput: ...
 
 
+def on_judge_queue(scorer: Scorer) -> bool:
+    """Whether the scorer asks a judge about stored answers (`judge_queue = True`): it then runs on
+    the judge queue, after the scoring run generated the answers, never on a scoring worker."""
+    return bool(getattr(scorer, "judge_queue", False))
+
+
 SCORERS: dict[str, Scorer] = {}
 METRICS: dict[str, MetricSpec] = {}
 # The scorers a family runs when it names none, by model kind (today's behaviour).

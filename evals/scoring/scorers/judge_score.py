@@ -11,11 +11,12 @@ An endpoint that stays down raises `JudgeUnavailable` (a ConnectionError: the ru
 than caching the samples as errors.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from evals.scoring.batching import ProgressCallback
+from evals.scoring.errors import ScoringError
 from evals.scoring.judges import (
     EndpointSettings,
     InMemoryJudgementStore,
@@ -23,12 +24,13 @@ from evals.scoring.judges import (
     JudgementStore,
     JudgeSettings,
     JudgeUnavailable,
+    LocalJudge,
     OpenAIJudge,
     items_from_samples,
     judge_items,
 )
 from evals.scoring.judges.reports import JUDGE_SCORE
-from evals.scoring.loading import LoadedModel
+from evals.scoring.loading import CAUSAL_LM, MODEL_CACHE, LoadedModel
 from evals.scoring.scorers.base import Sample, ScorerOutput, register
 from evals.scoring.scorers.generated_answers import AnswerOptions, _AnswerScorer
 
@@ -46,6 +48,40 @@ class JudgeOptions(AnswerOptions):
         return self.judge or OpenAIJudge(EndpointSettings.from_env())
 
 
+# A family's `judge` settings: its own endpoint (else $DRIFTBOARD_JUDGE_URL / _MODEL), how often to
+# ask, its rubric, and the client's limits. The API key only ever comes from $DRIFTBOARD_JUDGE_API_KEY.
+JUDGE_SETTING_KEYS = ("url", "model", "repeats", "rubric", "concurrency", "rate_per_second", "timeout", "local")
+_JUDGE_NUMBERS = {"repeats": int, "concurrency": int, "rate_per_second": (int, float), "timeout": (int, float)}
+
+
+def judge_options(settings: Mapping[str, object] | None, *, resolve: bool = True) -> dict[str, object]:
+    """`judge` and `judging` options for the judge scorers from a family's `judge` settings
+    (`{"url": "http://judge:8000/v1", "model": "qwen", "repeats": 3, "rubric": "…"}`; `local`: a
+    causal-LM folder judged G-Eval style instead of an endpoint). A `ScoringError` names a bad key
+    or value. With `resolve=False` only the settings are checked (an API call), no judge is built."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(JUDGE_SETTING_KEYS))
+    if unknown:
+        raise ScoringError(f"unknown judge setting(s) {unknown}; known: {', '.join(JUDGE_SETTING_KEYS)}")
+    for name, kinds in _JUDGE_NUMBERS.items():
+        value = settings.get(name)
+        if name in settings and (isinstance(value, bool) or not isinstance(value, kinds) or value <= 0):
+            raise ScoringError(f"judge setting `{name}` must be a positive number, not {value!r}")
+    for name in ("url", "model", "rubric", "local"):
+        if name in settings and (not isinstance(settings[name], str) or not settings[name].strip()):
+            raise ScoringError(f"judge setting `{name}` must be a non-empty string")
+    if "url" in settings and not str(settings["url"]).startswith(("http://", "https://")):
+        raise ScoringError(f"judge setting `url` must start with http:// or https://, not {settings['url']!r}")
+    judging = JudgeSettings(mode="pointwise", repeats=int(settings.get("repeats", 1)), rubric=settings.get("rubric"))
+    if not resolve:
+        return {"judging": judging}
+    if settings.get("local"):
+        return {"judge": LocalJudge(MODEL_CACHE.get(str(settings["local"]), kind=CAUSAL_LM)), "judging": judging}
+    limits = {name: settings[name] for name in ("concurrency", "rate_per_second", "timeout") if name in settings}
+    endpoint = EndpointSettings.from_env(url=settings.get("url"), model=settings.get("model"), **limits)
+    return {"judge": OpenAIJudge(endpoint), "judging": judging}
+
+
 @register()
 class JudgeScore(_AnswerScorer):
     name = "judge-score"
@@ -53,6 +89,8 @@ class JudgeScore(_AnswerScorer):
     fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
     # The reference, when a sample has one, is shown to the judge: it changes the judgement.
     reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "reference")
+    # Judge calls wait on the network: they run on the judge queue, on the answers stored by the scoring run.
+    judge_queue: ClassVar[bool] = True
     metrics = (JUDGE_SCORE,)
 
     def __init__(self, options: JudgeOptions | None = None) -> None:
