@@ -303,6 +303,7 @@ def _combined(parts: list[engine.RunResult], seconds: float) -> engine.RunResult
         forward_passes=sum(part.forward_passes for part in parts),
         cached_samples=sum(part.cached_samples for part in parts),
         device=parts[-1].device,
+        judging=parts[-1].judging,
     )
 
 
