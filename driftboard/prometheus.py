@@ -1,4 +1,4 @@
-"""`/metrics` for Prometheus: queues, runs, throughput and verdicts read at scrape time, plus HTTP latency.
+"""`/metrics` for Prometheus: queues, runs, throughput, judging and verdicts read at scrape time, plus HTTP latency.
 
 The database and broker figures are computed on each scrape (a few aggregate queries), so every
 web process reports the same values. HTTP latency is observed by RequestLatencyMiddleware; under
@@ -24,13 +24,14 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, Histogram, multiprocess
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from driftboard.queues import QUEUES, queue_depths
 from evals.models import DriftVerdict, EvalRun
+from evals.selectors import judge_totals
 
 WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, float("inf"))
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -122,6 +123,41 @@ def throughput_metric(since: datetime) -> GaugeMetricFamily:
     return family
 
 
+def judge_metrics(since: datetime) -> list[CounterMetricFamily | GaugeMetricFamily]:
+    """What the finished judge runs cost (counters over all of them) and their judge calls' latency
+    (gauges over the runs finished within the window)."""
+    ever, recent = judge_totals(), judge_totals(since)
+    counters = [
+        ("driftboard_judge_calls", "Calls the judge runs made to their judges.", ever.calls),
+        ("driftboard_judge_failures", "Judge calls that failed past their retries.", ever.failures),
+        ("driftboard_judge_retries", "Judge calls retried after a transient error.", ever.retries),
+        (
+            "driftboard_judge_errors",
+            "Samples no valid judge reply judged (left out of their metric).",
+            ever.judge_errors,
+        ),
+        ("driftboard_judge_call_seconds", "Seconds spent waiting on judge calls.", ever.seconds),
+    ]
+    families: list[CounterMetricFamily | GaugeMetricFamily] = [
+        CounterMetricFamily(name, documentation, value=value) for name, documentation, value in counters
+    ]
+    tokens = CounterMetricFamily("driftboard_judge_tokens", "Tokens the judges reported, by kind.", labels=["kind"])
+    tokens.add_metric(["prompt"], ever.prompt_tokens)
+    tokens.add_metric(["completion"], ever.completion_tokens)
+    latency = GaugeMetricFamily(
+        "driftboard_judge_latency_seconds",
+        "Mean judge call latency of the judge runs finished in the last DRIFTBOARD_METRICS_WINDOW_SECONDS.",
+    )
+    slowest = GaugeMetricFamily(
+        "driftboard_judge_slowest_call_seconds",
+        "Slowest judge call of the judge runs finished in the last DRIFTBOARD_METRICS_WINDOW_SECONDS.",
+    )
+    if recent.mean_latency is not None:
+        latency.add_metric([], recent.mean_latency)
+        slowest.add_metric([], recent.slowest or 0.0)
+    return [*families, tokens, latency, slowest]
+
+
 def verdicts_metric() -> GaugeMetricFamily:
     counts = dict(DriftVerdict.objects.order_by().values_list("outcome").annotate(n=Count("id")))
     family = GaugeMetricFamily("driftboard_verdicts", "Drift verdicts recorded, by outcome.", labels=["outcome"])
@@ -138,6 +174,7 @@ class DriftboardCollector(Collector):
         yield wait_histogram_metric(since)
         yield oldest_waiting_metric(timezone.now())
         yield throughput_metric(since)
+        yield from judge_metrics(since)
         yield verdicts_metric()
 
 

@@ -1,6 +1,7 @@
 """Dashboard pages (server-rendered; charts get their data through json_script)."""
 
 import copy
+import datetime
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from driftboard import charts
@@ -493,14 +495,29 @@ def word_diff(baseline: str, candidate: str) -> tuple[list[Segment], list[Segmen
 
 
 @dataclass(frozen=True)
+class ShownJudgement:
+    """One judge reply about an answer as the review page shows it (escaped by the template, folded when long)."""
+
+    judged: evals_selectors.JudgeReply
+    reply: ShownText
+
+    @classmethod
+    def all_of(cls, replies: tuple[evals_selectors.JudgeReply, ...] | None) -> tuple["ShownJudgement", ...] | None:
+        return None if replies is None else tuple(cls(reply, ShownText.plain(reply.reply)) for reply in replies)
+
+
+@dataclass(frozen=True)
 class AnswerPair:
-    """One regressed prompt as the review page shows it; a side without a stored answer is None."""
+    """One regressed prompt as the review page shows it; a side without a stored answer is None, and so
+    are a side's judge replies when the metric is not a judge's."""
 
     compared: evals_selectors.AnswerComparison
     asked: ShownText
     reference: ShownText
     baseline: ShownText | None
     candidate: ShownText | None
+    baseline_judged: tuple[ShownJudgement, ...] | None = None
+    candidate_judged: tuple[ShownJudgement, ...] | None = None
 
     @classmethod
     def of(cls, compared: evals_selectors.AnswerComparison) -> "AnswerPair":
@@ -511,7 +528,15 @@ class AnswerPair:
         else:
             shown_old = ShownText.plain(baseline.text) if baseline else None
             shown_new = ShownText.plain(candidate.text) if candidate else None
-        return cls(compared, ShownText.plain(compared.asked), ShownText.plain(compared.reference), shown_old, shown_new)
+        return cls(
+            compared,
+            ShownText.plain(compared.asked),
+            ShownText.plain(compared.reference),
+            shown_old,
+            shown_new,
+            baseline_judged=ShownJudgement.all_of(compared.baseline_judged),
+            candidate_judged=ShownJudgement.all_of(compared.candidate_judged),
+        )
 
 
 def _answers_regressed_most(artifact: Artifact, verdict: DriftVerdict) -> list[AnswerPair] | None:
@@ -642,6 +667,10 @@ def queues(request: HttpRequest) -> HttpResponse:
         "deferred": selectors.runs_in_status(EvalRun.Status.DEFERRED),
         "failed": selectors.failed_runs(limit=20),
         "stats": stats,
+        "judge": {
+            "day": evals_selectors.judge_totals(since=timezone.now() - datetime.timedelta(hours=24)),
+            "ever": evals_selectors.judge_totals(),
+        },
         "storage_totals": {"rows": sum(rows for _, rows, _ in storage), "bytes": sum(b or 0 for _, _, b in storage)},
         "charts": [
             _chart("chart-throughput", charts.hourly_throughput_figure(stats.hourly_finished)),

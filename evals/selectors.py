@@ -4,8 +4,23 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Case, Count, F, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    FloatField,
+    Max,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 
 from driftboard.formatting import percent
 from evals.models import (
@@ -16,12 +31,16 @@ from evals.models import (
     Generation,
     GoldenDataset,
     GoldenSample,
+    Judgement,
     MetricSnapshot,
     Threshold,
     TrafficWindow,
 )
+from evals.scoring.errors import ScoringError
 from evals.scoring.generation import messages_of
 from evals.scoring.hashing import prompt_sha256
+from evals.scoring.judges.judging import JudgementKey, JudgeSettings, items_from_samples, judgement_keys
+from evals.scoring.judges.templates import TEMPLATE_VERSION
 from evals.scoring.scorers import METRICS
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent
@@ -73,6 +92,58 @@ def verdict_shown_outcome(verdict) -> str:
 
 def run_list() -> QuerySet[EvalRun]:
     return EvalRun.objects.select_related("artifact__family", "dataset")
+
+
+# What judging cost
+
+JUDGE_COUNTS = ("calls", "failures", "retries", "judge_errors", "prompt_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class JudgeTotals:
+    """The judge runs' `judging["stats"]` summed: judge calls, calls that failed past their retries,
+    retries, judge errors (samples no valid reply judged), tokens, call seconds and the slowest call."""
+
+    runs: int
+    calls: int
+    failures: int
+    retries: int
+    judge_errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    slowest: float | None
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self.seconds / self.calls if self.calls else None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _judge_stat(name: str) -> Cast:
+    return Cast(KT(f"judging__stats__{name}"), FloatField())
+
+
+def judge_totals(since: datetime.datetime | None = None) -> JudgeTotals:
+    """What the judge runs finished since `since` (else ever) cost, summed in the database (one query)."""
+    runs = EvalRun.objects.filter(kind=EvalRun.Kind.JUDGE, judging__has_key="stats")
+    if since is not None:
+        runs = runs.filter(finished_at__gte=since)
+    totals = runs.order_by().aggregate(
+        runs=Count("id"),
+        seconds=Sum(_judge_stat("seconds")),
+        slowest=Max(_judge_stat("slowest")),
+        **{name: Sum(_judge_stat(name)) for name in JUDGE_COUNTS},
+    )
+    return JudgeTotals(
+        runs=totals["runs"],
+        seconds=float(totals["seconds"] or 0.0),
+        slowest=totals["slowest"],
+        **{name: round(totals[name] or 0) for name in JUDGE_COUNTS},
+    )
 
 
 def threshold_list() -> QuerySet[Threshold]:
@@ -312,6 +383,16 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class JudgeReply:
+    """One stored judge reply about an answer (judge output: untrusted text) and what it meant."""
+
+    repeat: int
+    reply: str
+    value: float | None
+    error: str
+
+
+@dataclass(frozen=True)
 class AnswerComparison:
     """One prompt with its reference and the candidate's and baseline's answers, and the metric's
     per-sample values on it (None where a side has none)."""
@@ -327,6 +408,10 @@ class AnswerComparison:
     candidate_value: float | None
     baseline_value: float | None
     relative_change: float | None
+    # A judge metric: each side's stored judge replies about its answer, in repeat order (None where the
+    # side was not judged with findable settings; the baseline's only when the same judge judged it).
+    candidate_judged: tuple[JudgeReply, ...] | None = None
+    baseline_judged: tuple[JudgeReply, ...] | None = None
 
     @property
     def asked(self) -> str:
@@ -355,6 +440,58 @@ def generation_settings_of(snapshot: MetricSnapshot) -> tuple[str, str, int] | N
     if not isinstance(settings, dict) or not settings.get("generation"):
         return None
     return str(settings["generation"]), str(settings.get("chat_template", "")), int(settings.get("engine", 0))
+
+
+JudgeFacts = tuple[str, JudgeSettings]
+
+
+def judge_facts_of(snapshot: MetricSnapshot | None) -> JudgeFacts | None:
+    """(judge identity, settings) a pointwise judge metric's snapshot was judged with, from its fingerprint;
+    None for any other metric, or for another template version (its requests cannot be rebuilt)."""
+    settings = ((snapshot.fingerprint or {}).get("settings") if snapshot else None) or {}
+    if not isinstance(settings, dict) or not settings.get("judge") or settings.get("template") != TEMPLATE_VERSION:
+        return None
+    try:
+        judging = JudgeSettings(
+            mode=settings.get("mode", "pointwise"),
+            repeats=int(settings.get("repeats") or 1),
+            rubric=settings.get("rubric") or None,
+        )
+    except (ScoringError, TypeError, ValueError):
+        return None
+    return (str(settings["judge"]), judging) if judging.mode == "pointwise" else None
+
+
+def _judge_replies(
+    sides: list[tuple[JudgeFacts | None, dict[int, Answer]]], samples: dict[int, GoldenSample]
+) -> list[dict[int, tuple[JudgeReply, ...]] | None]:
+    """For each side (its judge facts, its answers by position): every answer's stored judge replies, found
+    again by their judgement keys (one query for all sides); None for a side without judge facts."""
+    wanted: list[tuple[int, int, JudgementKey]] = []
+    for index, (facts, answers) in enumerate(sides):
+        if facts is None:
+            continue
+        identity, settings = facts
+        for position, answer in answers.items():
+            sample = samples[position]
+            asked = {"prompt": sample.prompt, "messages": sample.messages, "reference": sample.reference}
+            item = items_from_samples([asked], [answer.text])[0]
+            wanted.extend((index, position, key) for key in judgement_keys(identity, item, settings))
+    found = {}
+    if wanted:
+        rows = Judgement.objects.filter(
+            judge__in={key.judge for _, _, key in wanted},
+            template_version=TEMPLATE_VERSION,
+            request_sha256__in={key.request_sha256 for _, _, key in wanted},
+        ).values_list(*JudgementKey._fields, "reply", "value", "error")
+        found = {JudgementKey(*fields): (reply, value, error) for *fields, reply, value, error in rows}
+    replies: list[dict[int, list[JudgeReply]] | None] = [
+        None if facts is None else {position: [] for position in answers} for facts, answers in sides
+    ]
+    for index, position, key in wanted:
+        if key in found:
+            replies[index][position].append(JudgeReply(key.repeat, *found[key]))
+    return [None if side is None else {p: tuple(r) for p, r in side.items()} for side in replies]
 
 
 def _answers_of(snapshot: MetricSnapshot | None, prompt_hashes: dict[int, str]) -> dict[int, Answer]:
@@ -394,7 +531,8 @@ def answers_compared(
     candidate: MetricSnapshot, baseline: MetricSnapshot | None, positions: list[int]
 ) -> list[AnswerComparison]:
     """The prompts at `positions` (in that order) side by side: reference, baseline and candidate
-    answers and the metric's values (three queries whatever the number of positions)."""
+    answers and the metric's values, and on a judge metric the judge's replies about them (three
+    queries whatever the number of positions, four on a judge metric)."""
     samples = {
         sample.position: sample
         for sample in GoldenSample.objects.filter(dataset_id=candidate.dataset_id, position__in=positions)
@@ -404,6 +542,11 @@ def answers_compared(
         if sample.prompt or sample.messages:
             hashes[position] = prompt_sha256(messages_of({"prompt": sample.prompt, "messages": sample.messages}))
     candidate_answers, baseline_answers = _answers_of(candidate, hashes), _answers_of(baseline, hashes)
+    judge, baseline_judge = judge_facts_of(candidate), judge_facts_of(baseline)
+    same_judge = judge is not None and baseline_judge is not None and baseline_judge[0] == judge[0]
+    candidate_judged, baseline_judged = _judge_replies(
+        [(judge, candidate_answers), (baseline_judge if same_judge else None, baseline_answers)], samples
+    )
     values = _per_position(candidate)
     base_values = _per_position(baseline) if baseline else {}
     spec = METRICS.get(candidate.metric)
@@ -429,9 +572,15 @@ def answers_compared(
                 candidate_value=mine,
                 baseline_value=theirs,
                 relative_change=change,
+                candidate_judged=_replies_at(candidate_judged, position),
+                baseline_judged=_replies_at(baseline_judged, position),
             )
         )
     return rows
+
+
+def _replies_at(replies: dict[int, tuple[JudgeReply, ...]] | None, position: int) -> tuple[JudgeReply, ...] | None:
+    return None if replies is None else replies.get(position, ())
 
 
 def answers_regressed_most(candidate: MetricSnapshot, baseline: MetricSnapshot, limit: int) -> list[AnswerComparison]:

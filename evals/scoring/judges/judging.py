@@ -178,14 +178,13 @@ def judge_items(
     judge: Judge, items: Sequence[JudgedItem], store: JudgementStore, settings: JudgeSettings
 ) -> JudgedSamples:
     """Judge every item `settings.repeats` times (in both orders when pairwise), reusing `store`."""
-    orders = (CANDIDATE_FIRST, BASELINE_FIRST) if settings.mode == "pairwise" else (CANDIDATE_FIRST,)
     planned = [
         (index, order, repeat, _request(item, order, settings))
         for index, item in enumerate(items)
         for repeat in range(settings.repeats)
-        for order in orders
+        for order in _orders(settings.mode)
     ]
-    keys = [_key(judge, request, order, repeat) for _, order, repeat, request in planned]
+    keys = [_key(judge.identity, request, order, repeat) for _, order, repeat, request in planned]
     known = store.get_many(list(dict.fromkeys(keys)))
     missing = {key: request for key, (_, _, _, request) in zip(keys, planned, strict=True) if key not in known}
     fresh, calls = _ask(judge, missing, settings.mode)
@@ -205,10 +204,24 @@ def _request(item: JudgedItem, order: int, settings: JudgeSettings) -> JudgeRequ
     return pairwise_request(question=question, answer_a=first, answer_b=second, rubric=rubric, reference=item.reference)
 
 
-def _key(judge: Judge, request: JudgeRequest, order: int, repeat: int) -> JudgementKey:
+def judgement_keys(judge_identity: str, item: JudgedItem, settings: JudgeSettings) -> list[JudgementKey]:
+    """The cache keys `judge_items` asks and stores for one item, in (repeat, order) order: how a
+    stored reply is found again from the sample, its answer and the judge facts of a fingerprint."""
+    return [
+        _key(judge_identity, _request(item, order, settings), order, repeat)
+        for repeat in range(settings.repeats)
+        for order in _orders(settings.mode)
+    ]
+
+
+def _orders(mode: Mode) -> tuple[int, ...]:
+    return (CANDIDATE_FIRST, BASELINE_FIRST) if mode == "pairwise" else (CANDIDATE_FIRST,)
+
+
+def _key(judge_identity: str, request: JudgeRequest, order: int, repeat: int) -> JudgementKey:
     canonical = json.dumps(request.messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return JudgementKey(judge.identity, TEMPLATE_VERSION, digest, order, repeat)
+    return JudgementKey(judge_identity, TEMPLATE_VERSION, digest, order, repeat)
 
 
 def _ask(
