@@ -112,12 +112,19 @@ def metric_pairs(artifact: Artifact) -> list[MetricPair]:
     pairs = []
     for verdict in verdicts:
         baseline = None
-        if verdict.baseline_id:
+        # A one-sample metric (a judge's preference) already compares with the baseline: the
+        # baseline's own snapshot of it is against another baseline, nothing to show beside it.
+        if verdict.baseline_id and not _one_sample(verdict.metric):
             baseline = MetricSnapshot.objects.filter(
                 artifact_id=verdict.baseline_id, dataset_id=verdict.dataset_id, metric=verdict.metric
             ).first()
         pairs.append(MetricPair(verdict, snapshots.get((verdict.dataset_id, verdict.metric)), baseline))
     return pairs
+
+
+def _one_sample(metric: str) -> bool:
+    spec = METRICS.get(metric)
+    return spec is not None and spec.one_sample
 
 
 def _comment_heading(artifact: Artifact, pairs: list[MetricPair]) -> str:
@@ -243,6 +250,9 @@ def _distribution_table(artifact: Artifact, pairs: list[MetricPair]) -> str:
     for pair in pairs:
         v = pair.verdict
         what = f"{markdown_escape(v.dataset.name)} · {v.metric.replace('_', ' ')}"
+        if v.baseline and _one_sample(v.metric):
+            rows.append(_quantile_row(f"{what} · v{artifact.version} against v{v.baseline.version}", pair.candidate))
+            continue
         rows.append(_quantile_row(f"{what} · candidate v{artifact.version}", pair.candidate))
         if v.baseline:
             rows.append(_quantile_row(f"{what} · baseline v{v.baseline.version}", pair.baseline))

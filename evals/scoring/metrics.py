@@ -6,7 +6,9 @@ is the numerator (times a scale) and which the denominator (1 per sample when ab
 
 - bits per byte: num = NLL nats / ln 2, den = UTF-8 bytes, lower is better;
 - perplexity: num = NLL nats, den = tokens, transform exp, lower is better;
-- similarity: num = cosine, den = 1, higher is better.
+- similarity: num = cosine, den = 1, higher is better;
+- judge preference: num = the judge's preference of the candidate's answer over the baseline's
+  (+1 / 0 / −1), den = judged (0 for a judge error), higher is better, one-sample.
 
 The table of all metrics is built from the registered scorers: `evals.scoring.scorers.METRICS`.
 """
@@ -31,6 +33,9 @@ class MetricSpec:
     unit_range bounds num/den of a single sample (NLL is never negative, a cosine lies in
     [-1, 1]); the sequential monitor derives its honest per-sample bounds from it.
     tokenizer_free: the metric stays comparable when the tokenizer changes (bits per byte).
+    one_sample: each per-sample value already compares the candidate with its baseline (a judge's
+    preference, +1 / 0 / −1): the verdict takes the candidate's own values, around 0, instead of
+    pairing them with a baseline snapshot of the metric.
     """
 
     name: str
@@ -41,6 +46,7 @@ class MetricSpec:
     denominator: str | None = None
     numerator_scale: float = 1.0
     tokenizer_free: bool = False
+    one_sample: bool = False
     description: str = ""
 
     @property

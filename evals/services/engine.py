@@ -10,17 +10,27 @@ from django.conf import settings
 from django.db.models import Q
 
 from driftboard.db import database_retry
+from evals import selectors
 from evals.models import EvalRun, GoldenDataset
 from evals.models import Generation as GenerationRow
 from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
-from evals.scoring.cache import ResultKey, SampleResult, ScoringConfig, applicable, fingerprint, score_samples
+from evals.scoring.batching import offset_progress
+from evals.scoring.cache import (
+    ResultKey,
+    SampleResult,
+    ScoredSamples,
+    ScoringConfig,
+    applicable,
+    fingerprint,
+    score_samples,
+)
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import Generation as GenerationAnswer
 from evals.scoring.generation import GenerationKey, generation_keys, messages_of
 from evals.scoring.judges import Judgement, JudgementKey, JudgeStats
 from evals.scoring.loading import MODEL_CACHE, LoadedModel, ModelFacts, model_facts
-from evals.scoring.scorers import Scorer, on_judge_queue, scorers_for
+from evals.scoring.scorers import Scorer, needs_baseline, on_judge_queue, scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.scoring.scorers.judge_score import judge_options
 from registry.models import Artifact, ModelFamily
@@ -302,19 +312,116 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
     except (KeyError, TypeError, ValueError, ScoringError) as exc:
         raise PermanentScoringError(f"Run {run.pk} has no model facts to find the answers by: {exc}") from exc
     config = scoring_config(family)
-    scorers = judge_scorers(family)
     samples = dataset_samples(run.dataset)
+    judges, baseline = judge_scorers(family), judge_baseline(run)
     try:
-        unanswered = _unanswered(facts, scorers, samples)
+        unanswered = _unanswered(facts, judges, samples)
         answered = [sample for index, sample in enumerate(samples) if index not in unanswered]
-        scored = score_samples(facts, answered, DatabaseResultStore(), config, scorers=scorers, progress=progress)
+        groups, compared = _judged_groups(judges, baseline, answered)
+        scorers = [scorer for _, group in groups for scorer in group]
+        scored = _score_groups(facts, answered, groups, config, progress)
         fingerprints = run_fingerprints(facts, scorers, config, run.dataset)
     except ScoringError as exc:
         raise PermanentScoringError(f"{run.dataset}: {exc}") from exc
-    stats = _stats_total([scorer.options.judge.stats for scorer in scorers if scorer.options.judge is not None])
-    judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}}
+    # Scorers configured together share one judge: its stats count once.
+    asked = {id(scorer.options.judge): scorer.options.judge for scorer in scorers if scorer.options.judge is not None}
+    stats = _stats_total([judge.stats for judge in asked.values()])
+    judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}, **compared}
     complete = not unanswered and len(samples) >= run.dataset.sample_count
     return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
+
+
+# Pairwise judges (judge-preference) compare the candidate's stored answers with those of the
+# production baseline, found by the model facts the baseline's own runs recorded.
+
+
+@dataclass(frozen=True)
+class JudgeBaseline:
+    artifact: Artifact
+    facts: ModelFacts
+
+
+def judge_baseline(run: EvalRun) -> JudgeBaseline | str:
+    """The baseline whose answers a judge run compares the candidate's with, or why there is none."""
+    baseline = selectors.baseline_for(run.artifact)
+    if baseline is None:
+        return "No production baseline yet: no answers to compare with."
+    recorded = (
+        EvalRun.objects.filter(
+            artifact=baseline,
+            dataset=run.dataset,
+            status=EvalRun.Status.SUCCEEDED,
+            kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL, EvalRun.Kind.JUDGE],
+            judging__has_key="model",
+        )
+        .order_by("-finished_at", "-id")
+        .values_list("judging", flat=True)
+        .first()
+    )
+    if recorded is None:
+        return f"The baseline v{baseline.version} has no stored answers on {run.dataset}."
+    try:
+        return JudgeBaseline(baseline, ModelFacts.from_dict(recorded["model"]))
+    except (KeyError, TypeError, ValueError, ScoringError) as exc:
+        return f"The model facts of the baseline v{baseline.version} are unreadable: {exc}"
+
+
+def _judged_groups(
+    scorers: Sequence[Scorer], baseline: JudgeBaseline | str, answered: list[dict]
+) -> tuple[list[tuple[np.ndarray, list[Scorer]]], dict]:
+    """The judge scorers with the samples each judges (indices into `answered`), and what the
+    pairwise ones were compared with (`baseline`, for the run's `judging`). A pairwise scorer is
+    configured with the baseline's facts and judges the samples the baseline has an answer to; with
+    no baseline, or no such answer, it is left out: its metric is not computed."""
+    groups = [(np.arange(len(answered)), [scorer for scorer in scorers if not needs_baseline(scorer)])]
+    pairwise = [scorer for scorer in scorers if needs_baseline(scorer)]
+    if not pairwise:
+        return groups, {}
+    if isinstance(baseline, str):
+        return groups, {"baseline": {"skipped": baseline}}
+    compared = {"artifact": baseline.artifact.pk, "version": baseline.artifact.version}
+    for scorer in pairwise:
+        configured = scorer.configured(baseline=baseline.facts)
+        missing = _unanswered(baseline.facts, [configured], answered)
+        judged = np.array([index for index in range(len(answered)) if index not in missing], dtype=np.int64)
+        if len(applicable(configured, [answered[i] for i in judged])):
+            groups.append((judged, [configured]))
+            compared["answers"] = len(judged)
+        else:
+            compared["skipped"] = f"The baseline v{baseline.artifact.version} has no stored answer to these prompts."
+    return groups, {"baseline": compared}
+
+
+def _score_groups(
+    facts: ModelFacts,
+    samples: list[dict],
+    groups: Sequence[tuple[np.ndarray, list[Scorer]]],
+    config: ScoringConfig,
+    progress: Callable[[int], None],
+) -> ScoredSamples:
+    """Each group of scorers on its own samples (indices into `samples`), as one result over `samples`."""
+    parts, done = [], 0
+    for indices, group in groups:
+        if group and len(indices):
+            chosen = [samples[i] for i in indices]
+            part = score_samples(
+                facts, chosen, DatabaseResultStore(), config, scorers=group, progress=offset_progress(progress, done)
+            )
+            done += sum(len(values.indices) for values in part.results.values())
+            parts.append((indices, part))
+    return ScoredSamples(
+        results={
+            name: dataclasses.replace(values, indices=indices[values.indices])
+            for indices, part in parts
+            for name, values in part.results.items()
+        },
+        samples_computed=sum(part.samples_computed for _, part in parts),
+        samples_reused=sum(part.samples_reused for _, part in parts),
+        forward_passes=sum(part.forward_passes for _, part in parts),
+        tokens_scored=sum(part.tokens_scored for _, part in parts),
+        seconds=sum(part.seconds for _, part in parts),
+        specs={name: spec for _, part in parts for name, spec in part.specs.items()},
+    )
 
 
 def _unanswered(facts: ModelFacts, scorers: Sequence[Scorer], samples: list[dict]) -> set[int]:

@@ -2,14 +2,17 @@ from django.db import transaction
 
 from evals.models import DriftVerdict, Threshold
 from evals.scoring.drift import Band, Comparison, ThresholdSpec, classify
-from evals.scoring.scorers import METRICS
+from evals.scoring.judges.preference import DEFAULT_PREFERENCE_LIMIT
+from evals.scoring.scorers import METRICS, SCORERS
 from registry.models import ModelFamily
 
 DEFAULT_METRIC = {ModelFamily.Kind.CAUSAL_LM: "bits_per_byte", ModelFamily.Kind.EMBEDDING: "similarity"}
 
 
 def thresholds_create_defaults(*, family: ModelFamily) -> list[Threshold]:
-    """A new family starts gated on its main metric: 2 % relative degradation blocks."""
+    """A new family starts gated on its main metric: 2 % relative degradation blocks; and on each
+    one-sample metric its scorers yield (a judge's preference over the baseline): a mean below −0.2
+    blocks."""
     threshold = Threshold(
         family=family,
         metric=DEFAULT_METRIC[family.kind],
@@ -20,7 +23,29 @@ def thresholds_create_defaults(*, family: ModelFamily) -> list[Threshold]:
         rationale="Default gate for a new family: a degradation of more than 2 % on the main metric, "
         "beyond statistical doubt, blocks promotion. Revisit once the family has a history.",
     )
-    return [threshold_save(threshold=threshold, user=None, reason="Default for a new family")]
+    defaults = [threshold, *(_one_sample_default(family, metric) for metric in _one_sample_metrics(family))]
+    return [threshold_save(threshold=t, user=None, reason="Default for a new family") for t in defaults]
+
+
+def _one_sample_metrics(family: ModelFamily) -> list[str]:
+    named = [SCORERS[name] for name in family.scorers or () if name in SCORERS]
+    return [spec.name for scorer in named for spec in scorer.metrics if spec.one_sample]
+
+
+def _one_sample_default(family: ModelFamily, metric: str) -> Threshold:
+    """A one-sample metric is already a difference from the baseline (0 is no change): a relative limit
+    L is crossed when its mean falls below −L."""
+    return Threshold(
+        family=family,
+        metric=metric,
+        rule=Threshold.Rule.RELATIVE,
+        limit=DEFAULT_PREFERENCE_LIMIT,
+        severity=Threshold.Severity.BLOCK,
+        owner="driftboard",
+        rationale=f"Default gate on the judge: when it prefers the baseline's answers by more than "
+        f"{DEFAULT_PREFERENCE_LIMIT:g} on average (+1 candidate better, −1 baseline better, both orders asked), "
+        "beyond statistical doubt, promotion is blocked. A smaller limit needs more prompts to be decided.",
+    )
 
 
 @transaction.atomic

@@ -11,6 +11,7 @@ from django.db import transaction
 from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.scoring import drift
+from evals.scoring.judges.preference import preference_comparison
 from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers import METRICS
 from evals.selectors import thresholds_in_force
@@ -60,6 +61,9 @@ def _incomparable_reason(metric: str, differing: list[str]) -> str:
 
 
 def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
+    spec = METRICS.get(candidate.metric)
+    if spec is not None and spec.one_sample:
+        return one_sample_verdict(candidate, baseline_artifact)
     baseline = MetricSnapshot.objects.filter(
         artifact=baseline_artifact, dataset=candidate.dataset, metric=candidate.metric
     ).first()
@@ -124,6 +128,97 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
         "samples_total": candidate.dataset.sample_count,
         "stopped_early": not candidate.complete,
     }
+
+
+def one_sample_verdict(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
+    """A metric whose per-sample values already compare the candidate with its baseline (a judge's
+    preference): no baseline snapshot is paired. The candidate's values, judge errors left out, are
+    bootstrapped around 0 and the thresholds in force are limits on their mean: relative L is crossed
+    below −L, absolute is a floor; red once the whole interval lies beyond a block limit. A band has
+    no history to stand on (each value is against a different baseline), so none applies."""
+    spec = METRICS[candidate.metric]
+    fields = {"baseline": baseline_artifact, "candidate_value": candidate.value, "baseline_value": None}
+    judged_against = _judged_against(candidate)
+    if judged_against != baseline_artifact.pk:
+        return {
+            **fields,
+            "outcome": DriftVerdict.Outcome.INCOMPARABLE,
+            "reasons": [_other_baseline_reason(spec, judged_against, baseline_artifact)],
+        }
+    positions, values = _judged_values(candidate)
+    errors = int(np.isnan(values).sum())
+    if errors == len(values):
+        reason = f"No sample of {candidate.dataset} was judged ({errors} judge errors): {spec.label} is not given."
+        return {**fields, "outcome": DriftVerdict.Outcome.INCOMPARABLE, "reasons": [reason]}
+    comparison, preference = preference_comparison(
+        spec,
+        values,
+        categories=_categories_at(candidate, positions),
+        n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
+        seed=candidate.artifact_id,
+    )
+    thresholds = thresholds_in_force(
+        family=candidate.artifact.family, metric=candidate.metric, dataset_name=candidate.dataset.name
+    )
+    limits = [t for t in thresholds if t.rule != Threshold.Rule.BAND]
+    verdict = drift.classify(comparison, [threshold_spec(t) for t in limits])
+    applied = next((t for t in limits if verdict.threshold and t.pk == verdict.threshold.id), None) or next(
+        iter(limits), None
+    )
+    judged_text = (
+        f"{preference.samples} samples judged against v{baseline_artifact.version}, both orders asked; "
+        f"{errors} judge error{'s' if errors != 1 else ''} left out"
+    )
+    band_text = (
+        [f"no band for {spec.label}: each value is against its own baseline"] if len(limits) < len(thresholds) else []
+    )
+    return {
+        **fields,
+        "candidate_value": comparison.candidate,
+        "delta": comparison.delta,
+        "ci_low": comparison.ci_low,
+        "ci_high": comparison.ci_high,
+        "p_value": comparison.p_value,
+        "per_category": json_safe(comparison.per_category),
+        "outcome": verdict.outcome,
+        "reasons": [*verdict.reasons, judged_text, *band_text],
+        "comparison": json_safe(_stored_comparison(comparison)),
+        "threshold": applied,
+        "threshold_history_id": threshold_version(applied) if applied else None,
+        "samples_used": preference.samples,
+        "samples_total": candidate.dataset.sample_count,
+        "stopped_early": not candidate.complete,
+    }
+
+
+def _judged_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and per-sample values, NaN where the denominator is 0 (a judge error)."""
+    positions, numerators, denominators = snapshot.arrays()
+    judged = denominators > 0
+    return positions, np.where(judged, numerators, np.nan) / np.where(judged, denominators, 1.0)
+
+
+def _judged_against(snapshot: MetricSnapshot) -> int | None:
+    """The baseline artifact the judge run compared the candidate's answers with."""
+    judging = snapshot.run.judging if snapshot.run_id else {}
+    return (judging.get("baseline") or {}).get("artifact")
+
+
+def _other_baseline_reason(spec: MetricSpec, judged_against: int | None, baseline: Artifact) -> str:
+    if judged_against is None:
+        return f"It is not known which baseline {spec.label} was judged against: it is not compared with v{baseline.version}."
+    other = Artifact.objects.filter(pk=judged_against).values_list("version", flat=True).first()
+    return (
+        f"{spec.label.capitalize()} was judged against v{other}, not against the baseline v{baseline.version}: "
+        "it is not compared."
+    )
+
+
+def _categories_at(snapshot: MetricSnapshot, positions: np.ndarray) -> list[str]:
+    by_position = dict(
+        snapshot.dataset.samples.filter(position__in=positions.tolist()).values_list("position", "category")
+    )
+    return [by_position.get(int(p), "") for p in positions]
 
 
 def anytime_comparison(snapshot: MetricSnapshot, comparison: drift.Comparison) -> drift.Comparison:

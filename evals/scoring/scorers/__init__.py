@@ -2,7 +2,13 @@
 
 from evals.scoring.errors import ScoringError
 from evals.scoring.metrics import MetricSpec
-from evals.scoring.scorers import causal_nll, cosine_similarity, generated_answers, judge_score  # noqa: E402, F401  (registration)
+from evals.scoring.scorers import (  # noqa: F401  (registration)
+    causal_nll,
+    cosine_similarity,
+    generated_answers,
+    judge_preference,
+    judge_score,
+)
 from evals.scoring.scorers.base import (
     DEFAULT_SCORERS,
     METRICS,
@@ -12,6 +18,7 @@ from evals.scoring.scorers.base import (
     on_judge_queue,
     register,
 )
+from evals.scoring.scorers.judge_preference import needs_baseline
 
 __all__ = [
     "DEFAULT_SCORERS",
@@ -20,6 +27,7 @@ __all__ = [
     "Scorer",
     "ScorerOutput",
     "metric_scorer",
+    "needs_baseline",
     "on_judge_queue",
     "register",
     "scorers_for",
