@@ -327,9 +327,15 @@ def samples_paired(candidate: MetricSnapshot, baseline: MetricSnapshot) -> Paire
     return PairedSamples(candidate.metric, spec.direction, positions[keep], cand[keep], base[keep])
 
 
+def _one_sample(metric: str) -> bool:
+    spec = METRICS.get(metric)
+    return bool(spec and spec.one_sample)
+
+
 def verdict_samples_paired(verdict: DriftVerdict) -> PairedSamples | None:
-    """The paired per-sample values behind one verdict (one query for both snapshots)."""
-    if verdict.baseline_id is None:
+    """The paired per-sample values behind one verdict (one query for both snapshots); None for a
+    one-sample metric (a pairwise judge's preference is already the candidate against its baseline)."""
+    if verdict.baseline_id is None or _one_sample(verdict.metric):
         return None
     snapshots = {
         snapshot.artifact_id: snapshot
@@ -592,7 +598,7 @@ def answers_regressed_most(candidate: MetricSnapshot, baseline: MetricSnapshot, 
 def verdict_answers_regressed_most(verdict: DriftVerdict, limit: int) -> list[AnswerComparison] | None:
     """The answers behind a verdict on a generation metric that got most worse, side by side; None when
     the verdict's metric does not come from generated answers or has no baseline snapshot to pair with."""
-    if verdict.baseline_id is None:
+    if verdict.baseline_id is None or _one_sample(verdict.metric):
         return None
     snapshots = {
         snapshot.artifact_id: snapshot

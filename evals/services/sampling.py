@@ -138,7 +138,7 @@ def _score_sequential(run: EvalRun, progress: Callable[..., None]) -> engine.Run
     }
     lm = engine.load_model(run.artifact)
     fingerprints = engine.run_fingerprints(
-        lm, engine.family_scorers(family), engine.scoring_config(family), run.dataset
+        lm, engine.scoring_scorers(family), engine.scoring_config(family), run.dataset
     )
     found = _baseline_arrays(run, fingerprints, samples)
     if isinstance(found, str):

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from driftboard.queue_names import Queue
+from evals import selectors
 from evals.comments import comment_render
 from evals.models import DriftVerdict, EvalRun, GoldenSample, MetricSnapshot, Threshold
 from evals.scoring.generation import Generation, GenerationSettings, generate, generation_keys, messages_of
@@ -475,3 +476,15 @@ def test_a_drifted_model_is_red_on_the_judges_preference_for_the_bases_answers(
         "version": first.version,
         "answers": len(lines),
     }
+
+
+def test_the_review_page_pairs_no_baseline_snapshot_with_a_preference(stored, client, django_user_model):
+    family, dataset, baseline = stored
+    preference_snapshot(baseline, dataset, [0.0] * 10, baseline)  # the baseline's own, against its own baseline
+    artifact, verdict = evaluated(stored, [-1.0] * 40 + [1.0] * 20)
+    assert selectors.verdict_samples_paired(verdict) is None
+    assert selectors.verdict_answers_regressed_most(verdict, 3) is None
+    client.force_login(django_user_model.objects.create_user("reader"))
+    response = client.get(f"{artifact.get_absolute_url()}?metric=judge_preference&dataset={dataset.pk}")
+    assert response.status_code == 200
+    assert response.context["regressions"] == [] and response.context["distribution_charts"] == []
