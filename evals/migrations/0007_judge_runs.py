@@ -4,43 +4,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('evals', '0006_generations'),
+        ("evals", "0006_generations"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='evalrun',
-            name='judging',
-            field=models.JSONField(blank=True, default=dict, help_text='A judge run: the facts of the model whose stored answers it judges (`model`) and, once done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).'),
+            model_name="evalrun",
+            name="judging",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="A judge run: the facts of the model whose stored answers it judges (`model`) and, once done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).",
+            ),
         ),
         migrations.AlterField(
-            model_name='evalrun',
-            name='kind',
-            field=models.CharField(choices=[('full', 'Full golden set'), ('sequential', 'Sequential sampling'), ('completion', 'Completion of a sampled run'), ('traffic', 'Production model on a traffic window'), ('judge', 'Judging of the answers')], default='full', max_length=20),
+            model_name="evalrun",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("full", "Full golden set"),
+                    ("sequential", "Sequential sampling"),
+                    ("completion", "Completion of a sampled run"),
+                    ("traffic", "Production model on a traffic window"),
+                    ("judge", "Judging of the answers"),
+                ],
+                default="full",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='evalrun',
-            name='queue',
-            field=models.CharField(choices=[('scoring', 'Scoring (GPU workers, one run at a time)'), ('publish', 'Publish (pull-request statuses and comments, alerts, sweeps)'), ('offpeak', 'Off-peak (completion of sampled runs)'), ('judge', 'Judge (LLM-judge calls on stored answers: network-bound, no GPU)')], default='scoring', max_length=20),
+            model_name="evalrun",
+            name="queue",
+            field=models.CharField(
+                choices=[
+                    ("scoring", "Scoring (GPU workers, one run at a time)"),
+                    ("publish", "Publish (pull-request statuses and comments, alerts, sweeps)"),
+                    ("offpeak", "Off-peak (completion of sampled runs)"),
+                    ("judge", "Judge (LLM-judge calls on stored answers: network-bound, no GPU)"),
+                ],
+                default="scoring",
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='Judgement',
+            name="Judgement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('judge', models.CharField(max_length=500)),
-                ('template_version', models.PositiveIntegerField()),
-                ('request_sha256', models.CharField(max_length=64)),
-                ('order', models.PositiveSmallIntegerField()),
-                ('repeat', models.PositiveSmallIntegerField()),
-                ('reply', models.TextField(blank=True)),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("judge", models.CharField(max_length=500)),
+                ("template_version", models.PositiveIntegerField()),
+                ("request_sha256", models.CharField(max_length=64)),
+                ("order", models.PositiveSmallIntegerField()),
+                ("repeat", models.PositiveSmallIntegerField()),
+                ("reply", models.TextField(blank=True)),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('judge', 'template_version', 'request_sha256', 'order', 'repeat'), name='unique_judgement')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("judge", "template_version", "request_sha256", "order", "repeat"),
+                        name="unique_judgement",
+                    )
+                ],
             },
         ),
     ]

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0004_family_generation'),
+        ("registry", "0004_family_generation"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelfamily',
-            name='judge',
-            field=models.JSONField(blank=True, default=dict, help_text="The family's own judge for judge scorers: url, model, repeats, rubric, concurrency, rate_per_second, timeout, or local (a model folder). Empty means $DRIFTBOARD_JUDGE_URL / _MODEL."),
+            model_name="modelfamily",
+            name="judge",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="The family's own judge for judge scorers: url, model, repeats, rubric, concurrency, rate_per_second, timeout, or local (a model folder). Empty means $DRIFTBOARD_JUDGE_URL / _MODEL.",
+            ),
         ),
     ]
