@@ -148,10 +148,18 @@ class WorkerProcess:
             self.process.wait()
 
     def stop(self) -> None:
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self) -> None:
+        """SIGTERM: a warm shutdown (`wait_stopped` waits for it, then kills)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, 15)
+
+    def wait_stopped(self, timeout: float = 5) -> None:
+        if self.process and self.process.poll() is None:
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
@@ -183,8 +191,12 @@ def celery_worker_factory(transactional_db, settings, session_artifact_root, imp
         return worker
 
     yield start
+    # All shut down at once; the test is over, so a worker still finishing its warm shutdown after 2 s
+    # (a beat tick, a broker poll) is killed rather than waited for.
     for worker in workers:
-        worker.stop()
+        worker.terminate()
+    for worker in workers:
+        worker.wait_stopped(timeout=2)
 
 
 def worker_env(settings) -> dict[str, str]:
