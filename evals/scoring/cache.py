@@ -171,6 +171,8 @@ def score_samples(
     done = 0
     for scorer in scorers:
         indices = applicable(scorer, samples)
+        if not len(indices):  # e.g. answer scorers on traffic, which has no prompts: no metric, no error
+            continue
         chosen = [samples[i] for i in indices]
         results[scorer.name] = _score_one(
             lm, scorer, chosen, indices, store, config, cost, offset_progress(progress, done)
@@ -185,7 +187,7 @@ def score_samples(
         forward_passes=cost.forward_passes,
         tokens_scored=cost.tokens_scored,
         seconds=time.perf_counter() - started,
-        specs={spec.name: spec for scorer in scorers for spec in scorer.metrics},
+        specs={spec.name: spec for result in results.values() for spec in result.scorer.metrics},
     )
 
 

@@ -86,3 +86,12 @@ def test_a_likelihood_result_outlives_a_prompt_or_reference_added_beside_the_tex
     np.testing.assert_array_equal(nll(again), nll(first))
     edited = [{**sample, "text": sample["text"] + " more"} for sample in samples[:10]]
     assert score_samples(tiny_lm, edited, store).samples_reused == 0
+
+
+def test_a_scorer_that_applies_to_no_sample_yields_no_metric(tiny_lm, samples):
+    texts = [{"text": sample["text"]} for sample in samples[:5]]
+    scored = score_samples(
+        tiny_lm, texts, InMemoryResultStore(), ScoringConfig(scorers=("causal-nll", "answer-checks"))
+    )
+    assert set(scored.metrics) == {spec.name for spec in CAUSAL_NLL.metrics}
+    assert len(nll(scored)) == 5
