@@ -9,6 +9,7 @@ the drifted model, which answers otherwise, falls well below: red on `judge_scor
 import io
 import json
 import re
+import time
 
 import pytest
 
@@ -86,6 +87,9 @@ def test_judge_runs_go_to_the_judge_queue_and_gate_the_artifact(
     scored = base.runs.get(kind="full")
     wait_for(lambda: EvalRun.objects.get(pk=scored.pk).status == "succeeded", timeout=30, message="the scoring run")
     judge_run = base.runs.get(kind="judge")
+    wait_for(lambda: EvalRun.objects.get(pk=judge_run.pk).status == "queued", timeout=30, message="the judge run sent")
+    time.sleep(1)  # a scoring worker listening would have claimed it by now
+    judge_run.refresh_from_db()
     assert (judge_run.queue, judge_run.status) == ("judge", "queued")  # no scoring worker takes it
     assert judge_server.calls == 0
 
