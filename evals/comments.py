@@ -16,7 +16,6 @@ from driftboard.formatting import percent
 from evals import selectors
 from evals.models import DriftVerdict, MetricSnapshot, Threshold
 from evals.scoring.scorers import METRICS
-from evals.scoring.summary import per_sample_values as metric_per_sample_values
 from registry.models import Artifact, ModelFamily
 from registry.publishing import Report
 
@@ -222,20 +221,10 @@ def _sampling_notes(pairs: list[MetricPair]) -> str:
     return "\n".join(notes.values())
 
 
-def per_sample_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
-    """(dataset positions, per-sample values) with samples whose denominator is zero left out."""
-    positions, numerators, denominators = snapshot.arrays()
-    spec = METRICS.get(snapshot.metric)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = metric_per_sample_values(spec, numerators, denominators) if spec else numerators / denominators
-    keep = np.isfinite(values)
-    return positions[keep], np.asarray(values)[keep]
-
-
 def _quantile_row(label: str, snapshot: MetricSnapshot | None) -> str:
     if snapshot is None:
         return f"| {label} | 0 |" + " — |" * len(QUANTILES)
-    _, values = per_sample_values(snapshot)
+    _, values = selectors.snapshot_per_sample_values(snapshot)
     if not len(values):
         return f"| {label} | 0 |" + " — |" * len(QUANTILES)
     cells = " | ".join(f"{q:.4f}" for q in np.quantile(values, [fraction for _, fraction in QUANTILES]))

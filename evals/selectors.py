@@ -42,6 +42,7 @@ from evals.scoring.hashing import prompt_sha256
 from evals.scoring.judges.judging import JudgementKey, JudgeSettings, items_from_samples, judgement_keys
 from evals.scoring.judges.templates import TEMPLATE_VERSION
 from evals.scoring.scorers import METRICS
+from evals.scoring.summary import per_sample_values
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent
 
@@ -690,14 +691,21 @@ def _answer_source(snapshot: MetricSnapshot) -> AnswerSource:
     return AnswerSource(loaded[snapshot.artifact_id], loaded.get(baseline_id) if baseline_id else None)
 
 
-def _per_position(snapshot: MetricSnapshot) -> dict[int, float]:
+def snapshot_per_sample_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset positions, per-sample values) with samples whose denominator is zero left out."""
     positions, numerators, denominators = snapshot.arrays()
     spec = METRICS.get(snapshot.metric)
-    if spec is None:
-        return {}
     with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.asarray(spec.value(numerators, denominators), dtype=np.float64)
-    return {int(p): float(v) for p, v in zip(positions, values, strict=True) if np.isfinite(v)}
+        values = per_sample_values(spec, numerators, denominators) if spec else numerators / denominators
+    keep = np.isfinite(values)
+    return positions[keep], np.asarray(values)[keep]
+
+
+def _per_position(snapshot: MetricSnapshot) -> dict[int, float]:
+    if snapshot.metric not in METRICS:
+        return {}
+    positions, values = snapshot_per_sample_values(snapshot)
+    return {int(p): float(v) for p, v in zip(positions, values, strict=True)}
 
 
 # Traffic windows
