@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def evaluate(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`manage.py evaluate` in a subprocess, with no embedder or judge from this machine's environment."""
     environment = {**os.environ, "DRIFTBOARD_EMBEDDED": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
-    environment.pop("DRIFTBOARD_EMBEDDER", None)
+    for name in ("DRIFTBOARD_EMBEDDER", "DRIFTBOARD_JUDGE_URL", "DRIFTBOARD_JUDGE_MODEL"):
+        environment.pop(name, None)
     return subprocess.run(
         [sys.executable, "manage.py", "evaluate", *args],
         cwd=ROOT,

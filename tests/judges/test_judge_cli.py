@@ -3,31 +3,14 @@ metrics.judge_score, comparison.judge_preference and judge_calls (0 on a re-run)
 baseline, the API key comes from the environment only and never shows, and the local judge works."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.generation.test_cli_generate import evaluate
 from tests.judges.conftest import ok
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-cli-secret-5f0e1d2c3b4a"
-
-
-def evaluate(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "DRIFTBOARD_EMBEDDED": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
-    for name in ("DRIFTBOARD_EMBEDDER", "DRIFTBOARD_JUDGE_URL", "DRIFTBOARD_JUDGE_MODEL"):
-        environment.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "manage.py", "evaluate", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture
