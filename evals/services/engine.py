@@ -175,22 +175,25 @@ class DatabaseJudgementStore:
         )
 
 
-def family_scorers(family: ModelFamily) -> list[Scorer]:
-    """The family's scorers, configured with its generation and judge settings and the database stores."""
+def family_scorers(family: ModelFamily, *, judges: bool = True) -> list[Scorer]:
+    """The family's scorers, configured with its generation and judge settings and the database stores.
+
+    With `judges=False` (a scoring worker, where judge scorers only generate the answers they will
+    judge) the family's judge is not built: no endpoint settings needed there, no local judge loaded.
+    """
     scorers = scorers_for(family.kind, family.scorers)
     if not any(hasattr(scorer, "configured") for scorer in scorers):
         return scorers
     try:
         options = AnswerOptions.from_settings(family.generation)
-        judge = judge_options(family.judge) if any(on_judge_queue(s) for s in scorers) else {}
+        judging = judges and any(on_judge_queue(s) for s in scorers)
+        judge = judge_options(family.judge) | {"judgements": DatabaseJudgementStore()} if judging else {}
     except ScoringError as exc:
         raise PermanentScoringError(f"The family's generation or judge settings are invalid: {exc}") from exc
     configure = {"generation": options.generation, "embedder": options.embedder, "regex": options.regex}
     stores = {"store": DatabaseGenerationStore()}
     return [
-        _configured(scorer, configure | stores, judge | {"judgements": DatabaseJudgementStore()})
-        if hasattr(scorer, "configured")
-        else scorer
+        _configured(scorer, configure | stores, judge) if hasattr(scorer, "configured") else scorer
         for scorer in scorers
     ]
 
@@ -229,7 +232,7 @@ def scoring_config(family: ModelFamily) -> ScoringConfig:
 
 def scoring_scorers(family: ModelFamily) -> list[Scorer]:
     """The family's scorers that run on a scoring worker (all but the judges)."""
-    return [scorer for scorer in family_scorers(family) if not on_judge_queue(scorer)]
+    return [scorer for scorer in family_scorers(family, judges=False) if not on_judge_queue(scorer)]
 
 
 def judge_scorers(family: ModelFamily) -> list[Scorer]:
@@ -243,7 +246,9 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
     lm = load_model(run.artifact)
     family = run.artifact.family
     config = scoring_config(family)
-    scorers, judges = scoring_scorers(family), judge_scorers(family)
+    configured = family_scorers(family, judges=False)  # judge scorers here only generate their answers
+    scorers = [scorer for scorer in configured if not on_judge_queue(scorer)]
+    judges = [scorer for scorer in configured if on_judge_queue(scorer)]
     try:
         scored = score_samples(lm, samples, DatabaseResultStore(), config, scorers=scorers, progress=progress)
         fingerprints = run_fingerprints(lm, scorers, config, run.dataset)
