@@ -10,6 +10,7 @@ class Queue(TextChoices):
     PUBLISH = "publish", "Publish (pull-request statuses and comments, alerts, sweeps)"
     OFFPEAK = "offpeak", "Off-peak (completion of sampled runs)"
     JUDGE = "judge", "Judge (LLM-judge calls on stored answers: network-bound, no GPU)"
+    TRAFFIC = "traffic", "Traffic (production model on uploaded traffic windows)"
 
 
 # What a default worker listens on. Workers by memory size listen on `scoring-<N>g` queues as well
