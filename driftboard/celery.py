@@ -5,10 +5,13 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from driftboard import embedded_broker
 from driftboard.queue_names import QUEUES
 from driftboard.queue_names import Queue as QueueName
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "driftboard.settings")
+# `filesystem://` (the server-less default) is the embedded broker, never kombu's unsafe original.
+embedded_broker.register()
 
 app = Celery("driftboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")

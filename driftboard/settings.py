@@ -234,7 +234,9 @@ DRIFTBOARD_GITLAB_BOT_USERNAME = env_str("DRIFTBOARD_GITLAB_BOT_USERNAME")
 _default_broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
+    # driftboard/embedded_broker.py: whole messages only, each claimed by one reader (a rename within
+    # this folder), undecodable ones moved to broken/.
+    for sub in ("queue", "processed", "control", "broken"):
         (_default_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_default_broker_dir / "queue"),
@@ -242,6 +244,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_default_broker_dir / "processed"),
         "store_processed": False,
         "control_folder": str(_default_broker_dir / "control"),
+        "broken_folder": str(_default_broker_dir / "broken"),
         "polling_interval": 0.05,
     }
 else:
