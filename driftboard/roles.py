@@ -2,7 +2,9 @@
 
 - reader: any signed-in user; reads everything and submits artifacts, datasets and experiment runs
   (CI tokens are readers).
-- reviewer: also promotes or halts an artifact, with a written reason.
+- reviewer: also promotes or halts an artifact, with a written reason, and uploads traffic logs
+  (a window can raise a red alert on the production model, and its runs take worker time; a CI
+  job that uploads traffic does so with a reviewer's token).
 - admin: also edits thresholds and model families and manages tokens. Staff and superusers are
   admins whatever their groups.
 
@@ -64,6 +66,17 @@ class IsReviewer(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return can_review(request.user)
+
+
+class IsReviewerOrReadOnly(permissions.BasePermission):
+    """Any signed-in user reads; only reviewers and admins upload (traffic logs)."""
+
+    message = "Only reviewers and admins may upload traffic: a window can raise a red alert on the production model."
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or can_review(request.user)
 
 
 class IsAdminOrReadOnly(permissions.BasePermission):

@@ -196,6 +196,10 @@ DRIFTBOARD_MAX_SAMPLE_CHARS = env_int("DRIFTBOARD_MAX_SAMPLE_CHARS", 100_000)
 # how many samples of a window the production model scores (a stratified random sample beyond that).
 DRIFTBOARD_MAX_TRAFFIC_ROWS = env_int("DRIFTBOARD_MAX_TRAFFIC_ROWS", 500_000)
 DRIFTBOARD_TRAFFIC_SAMPLE_SIZE = env_int("DRIFTBOARD_TRAFFIC_SAMPLE_SIZE", 2000)
+# Traffic never crowds out candidates: at most this many windows per upload (400 beyond), and this many
+# traffic runs of a family waiting or scoring at once (429 beyond); they wait on their own `traffic` queue.
+DRIFTBOARD_TRAFFIC_MAX_WINDOWS_PER_UPLOAD = env_int("DRIFTBOARD_TRAFFIC_MAX_WINDOWS_PER_UPLOAD", 50)
+DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS = env_int("DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS", 100)
 # Request bodies read into memory (JSON, form fields); files stream to disk under the limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024**2)
 DRIFTBOARD_MAX_QUEUED_RUNS = env_int("DRIFTBOARD_MAX_QUEUED_RUNS", 50)

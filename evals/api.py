@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
 from driftboard.queue_names import Queue
-from driftboard.roles import IsAdminOrReadOnly, IsReviewer
+from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly
 from evals import compare, selectors, services
 from evals.models import (
     DriftVerdict,
@@ -774,6 +774,7 @@ class TrafficWindowViewSet(BaseViewSet):
     lookup_value_regex = r"\d+"
     parser_classes = [parsers.MultiPartParser]
     serializer_class = TrafficUploadSerializer
+    permission_classes = [IsReviewerOrReadOnly]
 
     def family(self) -> ModelFamily:
         return get_object_or_404(ModelFamily, slug=self.kwargs["family_slug"])
@@ -802,7 +803,7 @@ class TrafficWindowViewSet(BaseViewSet):
     @extend_schema(
         operation_id="traffic_windows_upload",
         request=TrafficUploadSerializer,
-        responses={201: dict, 400: dict, 404: dict},
+        responses={201: dict, 400: dict, 403: dict, 404: dict, 429: dict},
     )
     def create(self, request, family_slug: str) -> Response:
         family = self.family()
@@ -819,6 +820,8 @@ class TrafficWindowViewSet(BaseViewSet):
             )
         except GoldenFileError as exc:
             return Response({"detail": str(exc), "row": exc.row}, status=status.HTTP_400_BAD_REQUEST)
+        except traffic_services.TrafficBacklogFull as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         return Response(
             {"family": family.slug, "windows": [traffic_window_summary(w) for w in windows]},
             status=status.HTTP_201_CREATED,

@@ -74,19 +74,21 @@ def read_golden_file(
     """
     text_columns = ("text", *PROMPT_COLUMNS) if prompts else ("text",)
     records = read_records(source, filename, text_columns=text_columns, max_rows=max_rows)
-    return validated_samples(records, max_rows=max_rows, max_chars=max_chars, prompts=prompts)
+    return validated_samples(records, max_chars=max_chars, prompts=prompts)
 
 
 def read_records(
     source: bytes | str | Path,
     filename: str | None = None,
     *,
+    max_rows: int | None,
     text_columns: tuple[str, ...] = ("text",),
-    max_rows: int | None = None,
 ) -> Iterator[Mapping]:
     """The raw rows of a file, before validation; the file must have one of `text_columns`.
 
-    A Parquet file says how many rows it holds: past `max_rows` it is refused before any is read.
+    Every upload path reads through here, and `max_rows` has no default (None only for trusted local
+    files), so no path can forget the row limit: a Parquet file is refused from the row count in its
+    metadata before any row is read, a JSONL or CSV file at its first row past the limit.
     """
     if isinstance(source, (str, Path)):
         filename = filename or Path(source).name
@@ -96,14 +98,27 @@ def read_records(
     file_format = _detect_format(source, filename)
     if file_format == PARQUET:
         return _read_parquet(source, text_columns, max_rows=max_rows)
-    return _READERS[file_format](source, text_columns)
+    return _within_rows(_READERS[file_format](source, text_columns), max_rows)
+
+
+def _within_rows(records: Iterator[Mapping], max_rows: int | None) -> Iterator[Mapping]:
+    for row, record in enumerate(records, start=1):
+        if max_rows is not None and row > max_rows:
+            raise _too_many_rows(max_rows)
+        yield record
+
+
+def _too_many_rows(max_rows: int, held: int | None = None) -> GoldenFileError:
+    holds = f" (the file holds {held})" if held is not None else ""
+    return GoldenFileError(f"too many samples: a dataset may hold at most {max_rows}{holds}", row=max_rows + 1)
 
 
 def validated_samples(
-    records: Iterator[Mapping], *, max_rows: int | None = None, max_chars: int | None = None, prompts: bool = False
+    records: Iterator[Mapping], *, max_chars: int | None = None, prompts: bool = False
 ) -> list[Sample]:
-    """Rows checked and normalised into samples; errors name the 1-based row."""
-    samples = _validated(records, max_rows=max_rows, max_chars=max_chars, prompts=prompts)
+    """Rows (from `read_records`, which holds them to the row limit) checked and normalised into
+    samples; errors name the 1-based row."""
+    samples = _validated(records, max_chars=max_chars, prompts=prompts)
     if not samples:
         raise GoldenFileError("the file has no samples")
     return samples
@@ -158,10 +173,7 @@ def _read_parquet(content: bytes, text_columns: tuple[str, ...], max_rows: int |
     except (pa.ArrowException, OSError) as error:
         raise GoldenFileError(f"not a readable Parquet file: {error}") from error
     if max_rows is not None and parquet.metadata.num_rows > max_rows:
-        raise GoldenFileError(
-            f"too many samples: a dataset may hold at most {max_rows} (the file holds {parquet.metadata.num_rows})",
-            row=max_rows + 1,
-        )
+        raise _too_many_rows(max_rows, parquet.metadata.num_rows)
     _require_text_column(parquet.schema_arrow.names, text_columns)
     try:
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
@@ -207,15 +219,11 @@ def _require_text_column(columns, text_columns: tuple[str, ...]) -> None:
         raise GoldenFileError(f"no {wanted} column (found: {', '.join(map(str, columns)) or 'none'})")
 
 
-def _validated(
-    records: Iterator[Mapping], *, max_rows: int | None, max_chars: int | None, prompts: bool
-) -> list[Sample]:
+def _validated(records: Iterator[Mapping], *, max_chars: int | None, prompts: bool) -> list[Sample]:
     samples: list[Sample] = []
     first_row_of_id: dict[str, int] = {}
     for index, record in enumerate(records):
         row = index + 1
-        if max_rows is not None and row > max_rows:
-            raise GoldenFileError(f"too many samples: a dataset may hold at most {max_rows}", row=row)
         sample = _sample(record, index, row, prompts)
         _require_length_within(sample, max_chars, row)
         if sample["id"] in first_row_of_id:

@@ -95,7 +95,11 @@ def in_offpeak_window(now=None) -> bool:
 
 
 def eval_runs_dispatch() -> int:
-    """Put waiting runs on the broker up to DRIFTBOARD_MAX_QUEUED_RUNS; defer the rest."""
+    """Put waiting runs on the broker up to DRIFTBOARD_MAX_QUEUED_RUNS; defer the rest.
+
+    The budget is the candidates' (the `scoring` queue): traffic and judge runs wait on queues of their
+    own, held to their own caps, so no upload of theirs defers a candidate.
+    """
     queued = EvalRun.objects.filter(queue=Queue.SCORING, status=EvalRun.Status.QUEUED).count()
     capacity = max(0, settings.DRIFTBOARD_MAX_QUEUED_RUNS - queued)
     waiting = EvalRun.objects.filter(
@@ -108,7 +112,7 @@ def eval_runs_dispatch() -> int:
         sent += 1
     if capacity - sent <= 0:
         waiting.filter(status=EvalRun.Status.PENDING).update(status=EvalRun.Status.DEFERRED)
-    return sent + _dispatch_size_classes() + _dispatch_offpeak() + _dispatch_judging()
+    return sent + _dispatch_size_classes() + _dispatch_offpeak() + _dispatch_judging() + _dispatch_traffic()
 
 
 def _dispatch_size_classes() -> int:
@@ -119,6 +123,12 @@ def _dispatch_size_classes() -> int:
 def _dispatch_judging() -> int:
     """Judge runs wait on the network, not on a GPU: sent at once, without the scoring backpressure."""
     return _send_pending(EvalRun.objects.filter(queue=Queue.JUDGE))
+
+
+def _dispatch_traffic() -> int:
+    """Traffic runs are sent at once to the `traffic` queue: their number is capped per family at upload
+    (DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS), and a worker takes turns between its queues."""
+    return _send_pending(EvalRun.objects.filter(queue=Queue.TRAFFIC))
 
 
 def _send_pending(runs) -> int:

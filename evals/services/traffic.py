@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from driftboard.queue_names import Queue
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold, TrafficWindow
 from evals.scoring import golden_io
 from evals.scoring import traffic as stats
@@ -46,6 +47,10 @@ SEED_BITS = 32
 SURPRISING_SHOWN = 20
 
 
+class TrafficBacklogFull(Exception):
+    """The family already has DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS traffic runs waiting or scoring."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrafficRows:
     samples: list[golden_io.Sample]
@@ -55,16 +60,16 @@ class TrafficRows:
 # Reading logs
 
 
-def traffic_rows_read(content: bytes, filename: str, *, max_rows: int | None = None) -> TrafficRows:
+def traffic_rows_read(content: bytes, filename: str) -> TrafficRows:
     """Validated samples (`text`, else `prompt`) and their timestamps; errors name the row."""
-    records = list(golden_io.read_records(content, filename, text_columns=TEXT_COLUMNS))
+    records = list(
+        golden_io.read_records(
+            content, filename, text_columns=TEXT_COLUMNS, max_rows=settings.DRIFTBOARD_MAX_TRAFFIC_ROWS
+        )
+    )
     timestamps = [_timestamp(record.get("timestamp"), row) for row, record in enumerate(records, start=1)]
     texts = [{**record, "text": _text_of(record)} for record in records]
-    samples = golden_io.validated_samples(
-        iter(texts),
-        max_rows=max_rows or settings.DRIFTBOARD_MAX_TRAFFIC_ROWS,
-        max_chars=settings.DRIFTBOARD_MAX_SAMPLE_CHARS,
-    )
+    samples = golden_io.validated_samples(iter(texts), max_chars=settings.DRIFTBOARD_MAX_SAMPLE_CHARS)
     return TrafficRows(samples=samples, timestamps=timestamps)
 
 
@@ -122,6 +127,12 @@ def _utc(epoch_seconds: int) -> datetime.datetime:
 
 
 def _require_window_sizes(windows: list[tuple[datetime.datetime, datetime.datetime, list[int]]]) -> None:
+    most = settings.DRIFTBOARD_TRAFFIC_MAX_WINDOWS_PER_UPLOAD
+    if len(windows) > most:
+        raise GoldenFileError(
+            f"the log splits into {len(windows)} windows, more than the {most} an upload may hold "
+            "(DRIFTBOARD_TRAFFIC_MAX_WINDOWS_PER_UPLOAD): use a longer --window or upload the log in parts"
+        )
     limit = settings.DRIFTBOARD_MAX_DATASET_ROWS
     for start, _, indices in windows:
         if len(indices) > limit:
@@ -140,7 +151,8 @@ def traffic_import(
 ) -> list[TrafficWindow]:
     """Validate a traffic log, split it by timestamp into windows, store each and queue its scoring.
 
-    Raises GoldenFileError (with the row) and stores nothing on bad input. A window identical to
+    Raises GoldenFileError (with the row) and stores nothing on bad input, TrafficBacklogFull when
+    the family's traffic runs would pass DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS. A window identical to
     the family's latest one is that window, not a copy.
     """
     content = source.read() if hasattr(source, "read") else source
@@ -148,6 +160,7 @@ def traffic_import(
     windows = _split(rows, window)
     _require_window_sizes(windows)
     with transaction.atomic():
+        _require_backlog_room(family, len(windows))
         created = [
             _window_store(family, rows, start, end, indices, filename, window, user) for start, end, indices in windows
         ]
@@ -155,6 +168,22 @@ def traffic_import(
             if traffic_window.run_id is None:
                 traffic_window_score(window=traffic_window)
     return created
+
+
+def _require_backlog_room(family: ModelFamily, new_windows: int) -> None:
+    """Within the upload's transaction, the family's row locked so that two uploads count one after the other."""
+    ModelFamily.objects.select_for_update().get(pk=family.pk)
+    waiting = EvalRun.objects.filter(
+        artifact__family=family,
+        kind=EvalRun.Kind.TRAFFIC,
+        status__in=[EvalRun.Status.PENDING, EvalRun.Status.DEFERRED, EvalRun.Status.QUEUED, EvalRun.Status.RUNNING],
+    ).count()
+    most = settings.DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS
+    if waiting + new_windows > most:
+        raise TrafficBacklogFull(
+            f"{family.slug} has {waiting} traffic runs waiting or scoring and this log adds up to {new_windows}: "
+            f"at most {most} may wait at once (DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS). Retry once they are scored."
+        )
 
 
 def _window_store(family, rows, start, end, indices, filename, window, user) -> TrafficWindow:
@@ -189,11 +218,16 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
         )
         return None
     dataset = window.dataset
+    if dataset.sample_count < stats.MIN_WINDOW:
+        # Scoring it would buy no verdict: the comparison needs MIN_WINDOW samples.
+        _window_too_small(window, dataset.sample_count)
+        return None
     sampling = _window_sampling(dataset)
     run = EvalRun.objects.create(
         artifact=artifact,
         dataset=dataset,
         kind=EvalRun.Kind.TRAFFIC,
+        queue=Queue.TRAFFIC,
         samples_total=len(sampling["positions"]) if sampling else dataset.sample_count,
         sampling=sampling,
     )
@@ -201,6 +235,12 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
     window.run, window.artifact = run, artifact
     transaction.on_commit(eval_runs_dispatch)
     return run
+
+
+def _window_too_small(window: TrafficWindow, samples: int) -> None:
+    window.outcome = TrafficWindow.Outcome.INCOMPARABLE
+    window.reasons = [f"Only {samples} samples: a window needs {stats.MIN_WINDOW} to be compared."]
+    TrafficWindow.objects.filter(pk=window.pk).update(outcome=window.outcome, reasons=window.reasons)
 
 
 def _window_sampling(dataset: GoldenDataset) -> dict:
@@ -236,15 +276,18 @@ def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
         return _window_incomparable(
             window, run, metric, "The production model has no reference scores to compare with."
         )
-    comparison = stats.compare_traffic(
-        _per_sample(reference),
-        _per_sample(current),
-        reference_categories=_categories(reference),
-        window_categories=_categories(current),
-        direction=METRICS[metric].direction,
-        n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
-        seed=window.pk,
-    )
+    try:
+        comparison = stats.compare_traffic(
+            _per_sample(reference),
+            _per_sample(current),
+            reference_categories=_categories(reference),
+            window_categories=_categories(current),
+            direction=METRICS[metric].direction,
+            n_boot=settings.DRIFTBOARD_BOOTSTRAP_RESAMPLES,
+            seed=window.pk,
+        )
+    except ValueError as exc:  # too few scored samples on one side, or values that are not finite
+        return _window_incomparable(window, run, metric, f"Not comparable: {exc}.")
     comparison = _with_embedding_shift(comparison, window, run.artifact, reference, current)
     verdict = stats.classify_traffic(comparison, traffic_specs(window.family))
     with transaction.atomic():

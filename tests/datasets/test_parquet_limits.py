@@ -1,5 +1,6 @@
 """Parquet row bombs: the row count in a Parquet file's metadata is checked before any row is
-materialised, and files within the limit are read a batch at a time with the same result."""
+materialised, on every upload path (golden sets and traffic logs), and files within the limit are
+read a batch at a time with the same result."""
 
 import io
 import tracemalloc
@@ -8,8 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from driftboard.roles import REVIEWER
 from evals.models import GoldenDataset
 from evals.scoring.golden_io import GoldenFileError, read_golden_file
+from tests.factories import FamilyFactory
+from tests.hardening.conftest import api_client_as
 
 MIB = 1024 * 1024
 
@@ -53,4 +57,20 @@ def test_the_api_answers_400_naming_the_row_past_the_limit(api_client, settings)
     response = api_client.post("/api/v1/datasets/", {"name": "bomb", "file": upload}, format="multipart")
     assert response.status_code == 400
     assert response.json()["row"] == 101
+    assert not GoldenDataset.objects.exists()
+
+
+def test_a_traffic_upload_is_refused_from_the_parquet_metadata_too(db, settings):
+    settings.DRIFTBOARD_MAX_TRAFFIC_ROWS = 100
+    family = FamilyFactory(slug="support")
+    upload = io.BytesIO(parquet_bytes(200_000))
+    upload.name = "bomb.parquet"
+
+    response = api_client_as(REVIEWER).post(
+        f"/api/v1/families/{family.slug}/traffic/", {"file": upload}, format="multipart"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["row"] == 101
+    assert "at most 100 (the file holds 200000)" in response.json()["detail"]
     assert not GoldenDataset.objects.exists()

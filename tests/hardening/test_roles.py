@@ -1,7 +1,8 @@
 """Every API endpoint and page against every role: anonymous, reader, reviewer, admin and staff.
 
-Readers read and submit (artifacts, datasets, experiment runs); reviewers also promote and halt;
-admins (members of the admin group, or staff) also edit families and thresholds.
+Readers read and submit (artifacts, datasets, experiment runs); reviewers also promote and halt,
+and upload traffic logs; admins (members of the admin group, or staff) also edit families and
+thresholds.
 """
 
 import io
@@ -80,6 +81,12 @@ def dataset_upload() -> io.BytesIO:
     return upload
 
 
+def traffic_upload() -> io.BytesIO:
+    upload = io.BytesIO(b'{"text": "How do I reset my password?"}\n{"text": "Where is my invoice?"}\n')
+    upload.name = "traffic.jsonl"
+    return upload
+
+
 @dataclass(frozen=True)
 class Call:
     name: str
@@ -140,6 +147,15 @@ API_CALLS = [
         lambda w: "/api/v1/datasets/",
         SUBMITTERS,
         lambda w: {"name": "fresh-golden", "file": dataset_upload()},
+        multipart=True,
+    ),
+    Call("traffic windows list", "get", lambda w: f"/api/v1/families/{w.family.slug}/traffic/", ANYONE_SIGNED_IN),
+    Call(
+        "traffic upload",
+        "post",
+        lambda w: f"/api/v1/families/{w.family.slug}/traffic/",
+        (401, 403, 201, 201, 201),
+        lambda w: {"file": traffic_upload()},
         multipart=True,
     ),
     Call("runs list", "get", lambda w: "/api/v1/runs/", ANYONE_SIGNED_IN),

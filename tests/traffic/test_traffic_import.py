@@ -40,8 +40,8 @@ def family(db):
     return FamilyFactory(slug="support", datasets=["support-golden"])
 
 
-def test_it_splits_a_log_into_daily_windows_kept_apart_from_golden_sets(api_client, family):
-    response = post(api_client, family, log_rows())
+def test_it_splits_a_log_into_daily_windows_kept_apart_from_golden_sets(reviewer_client, family):
+    response = post(reviewer_client, family, log_rows())
 
     assert response.status_code == 201, response.json()
     windows = response.json()["windows"]
@@ -59,31 +59,31 @@ def test_it_splits_a_log_into_daily_windows_kept_apart_from_golden_sets(api_clie
     assert EvalRun.objects.count() == 0  # no production artifact to watch yet
     assert "No production artifact" in stored[0].reasons[0]
 
-    listed = api_client.get(f"/api/v1/families/{family.slug}/traffic/").json()
+    listed = reviewer_client.get(f"/api/v1/families/{family.slug}/traffic/").json()
     assert [w["outcome"] for w in listed["windows"]] == ["pending"] * 3
 
 
 def test_it_queues_the_production_model_on_each_new_window_and_samples_big_ones(
-    api_client, family, settings, django_capture_on_commit_callbacks
+    reviewer_client, family, settings, django_capture_on_commit_callbacks
 ):
-    settings.DRIFTBOARD_TRAFFIC_SAMPLE_SIZE = 5
+    settings.DRIFTBOARD_TRAFFIC_SAMPLE_SIZE = 25
     production = ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
-    rows = log_rows(days=1, per_day=4) + log_rows(days=2, per_day=12)[12:]
+    rows = log_rows(days=1, per_day=20) + log_rows(days=2, per_day=30)[30:]
 
     with django_capture_on_commit_callbacks():
-        response = post(api_client, family, rows)
+        response = post(reviewer_client, family, rows)
 
     assert response.status_code == 201
     runs = list(EvalRun.objects.order_by("id"))
-    assert [(r.artifact_id, r.kind) for r in runs] == [(production.pk, EvalRun.Kind.TRAFFIC)] * 2
-    assert runs[0].sampling == {} and runs[0].samples_total == 4
-    assert runs[1].samples_total == 5 and len(runs[1].sampling["positions"]) == 5
+    assert [(r.artifact_id, r.kind, r.queue) for r in runs] == [(production.pk, "traffic", "traffic")] * 2
+    assert runs[0].sampling == {} and runs[0].samples_total == 20
+    assert runs[1].samples_total == 25 and len(runs[1].sampling["positions"]) == 25
     assert "seed" in runs[1].sampling
 
 
-def test_it_returns_the_same_window_for_the_same_log(api_client, family):
-    post(api_client, family, log_rows(days=1))
-    again = post(api_client, family, log_rows(days=1))
+def test_it_returns_the_same_window_for_the_same_log(reviewer_client, family):
+    post(reviewer_client, family, log_rows(days=1))
+    again = post(reviewer_client, family, log_rows(days=1))
     assert again.status_code == 201
     assert again.json()["windows"][0]["window"] == 1
     assert TrafficWindow.objects.count() == 1
@@ -105,8 +105,8 @@ def test_it_returns_the_same_window_for_the_same_log(api_client, family):
         ([{"text": "a", "timestamp": True}], "1d", 1, "timestamp"),
     ],
 )
-def test_it_refuses_bad_logs_with_the_row_and_stores_nothing(api_client, family, rows, window, row, words):
-    response = post(api_client, family, rows, window)
+def test_it_refuses_bad_logs_with_the_row_and_stores_nothing(reviewer_client, family, rows, window, row, words):
+    response = post(reviewer_client, family, rows, window)
 
     assert response.status_code == 400
     assert words in response.json()["detail"]
@@ -114,26 +114,26 @@ def test_it_refuses_bad_logs_with_the_row_and_stores_nothing(api_client, family,
     assert not GoldenDataset.objects.exists() and not TrafficWindow.objects.exists()
 
 
-def test_it_refuses_logs_and_windows_over_the_limits(api_client, family, settings):
+def test_it_refuses_logs_and_windows_over_the_limits(reviewer_client, family, settings):
     settings.DRIFTBOARD_MAX_TRAFFIC_ROWS = 10
-    too_many = post(api_client, family, log_rows(days=3))
+    too_many = post(reviewer_client, family, log_rows(days=3))
     assert too_many.status_code == 400 and too_many.json()["row"] == 11
 
     settings.DRIFTBOARD_MAX_TRAFFIC_ROWS = 100
     settings.DRIFTBOARD_MAX_DATASET_ROWS = 3
-    too_big = post(api_client, family, log_rows(days=2))
+    too_big = post(reviewer_client, family, log_rows(days=2))
     assert too_big.status_code == 400
     assert "shorter --window" in too_big.json()["detail"] and too_big.json()["row"] == 4
 
     settings.DRIFTBOARD_MAX_SAMPLE_CHARS = 5
-    too_long = post(api_client, family, [{"text": "far too long", "timestamp": T0}])
+    too_long = post(reviewer_client, family, [{"text": "far too long", "timestamp": T0}])
     assert too_long.status_code == 400 and too_long.json()["row"] == 1
     assert not TrafficWindow.objects.exists()
 
 
-def test_it_needs_a_known_family_and_a_file(api_client, family):
-    assert post(api_client, FamilyFactory.build(slug="nope"), log_rows()).status_code == 404
-    response = api_client.post(f"/api/v1/families/{family.slug}/traffic/", {}, format="multipart")
+def test_it_needs_a_known_family_and_a_file(reviewer_client, family):
+    assert post(reviewer_client, FamilyFactory.build(slug="nope"), log_rows()).status_code == 404
+    response = reviewer_client.post(f"/api/v1/families/{family.slug}/traffic/", {}, format="multipart")
     assert response.status_code == 400
 
 
@@ -163,15 +163,17 @@ def test_the_command_names_the_bad_row(family, tmp_path):
         call_command("import_traffic", "nobody", str(path))
 
 
-def test_an_embedding_familys_window_is_scored_only_with_references(api_client, db, django_capture_on_commit_callbacks):
+def test_an_embedding_familys_window_is_scored_only_with_references(
+    reviewer_client, db, django_capture_on_commit_callbacks
+):
     family = FamilyFactory(slug="embedder", kind="embedding")
     ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
-    assert post(api_client, family, log_rows(days=1)).status_code == 201
+    assert post(reviewer_client, family, log_rows(days=1)).status_code == 201
     window = TrafficWindow.objects.get()
     assert window.outcome == "incomparable" and "needs a `reference`" in window.reasons[0]
     assert not EvalRun.objects.exists()
 
-    pairs = [{**row, "reference": f"answer to {row['prompt']}"} for row in log_rows(days=1)]
+    pairs = [{**row, "reference": f"answer to {row['prompt']}"} for row in log_rows(days=1, per_day=20)]
     with django_capture_on_commit_callbacks():
-        assert post(api_client, family, pairs).status_code == 201
+        assert post(reviewer_client, family, pairs).status_code == 201
     assert EvalRun.objects.get().dataset.samples.filter(reference="").count() == 0

@@ -41,7 +41,7 @@ def scored(number: int) -> TrafficWindow:
 
 
 def test_it_watches_the_production_model_on_prose_and_code_windows(
-    celery_worker_factory, api_client, demo_family, demo_imports, demo_build
+    celery_worker_factory, api_client, reviewer_client, demo_family, demo_imports, demo_build
 ):
     celery_worker_factory()
     response = api_client.post(
@@ -55,8 +55,8 @@ def test_it_watches_the_production_model_on_prose_and_code_windows(
     golden_subset = [
         {**row, "id": f"g{i}", "timestamp": T0 + i} for i, row in enumerate(golden_rows(demo_build.golden)[::2])
     ]
-    upload(api_client, demo_family, golden_subset)
-    upload(api_client, demo_family, demo_traffic_rows(timezone.now()))
+    upload(reviewer_client, demo_family, golden_subset)
+    upload(reviewer_client, demo_family, demo_traffic_rows(timezone.now()))
 
     like_golden = scored(1)
     assert like_golden.outcome == "green", like_golden.reasons
