@@ -13,6 +13,21 @@ from evals.scoring.traffic import TRAFFIC_METRICS
 from registry.models import Artifact, ModelFamily
 
 
+class EvaluationProfile(models.Model):
+    """A family's evaluation settings owned by evals: the option values of the scorers it runs."""
+
+    family = models.OneToOneField(ModelFamily, on_delete=models.CASCADE, related_name="evaluation")
+    scorer_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Option values per scorer, e.g. {"flagged-words": {"words": ["damn"]}}; validated by the '
+        "scorers' declarations.",
+    )
+
+    def __str__(self) -> str:
+        return f"evaluation of {self.family}"
+
+
 class GoldenDataset(models.Model):
     """A frozen, versioned set of samples. A new upload under the same name is a new version.
 

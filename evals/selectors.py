@@ -26,6 +26,7 @@ from driftboard.formatting import percent
 from evals.models import (
     DriftVerdict,
     EvalRun,
+    EvaluationProfile,
     Experiment,
     ExperimentRun,
     Generation,
@@ -52,6 +53,10 @@ EXCERPT_CHARS = 240
 
 def dataset_latest(name: str) -> GoldenDataset | None:
     return GoldenDataset.objects.filter(name=name, purpose=GoldenDataset.Purpose.GOLDEN).order_by("-version").first()
+
+
+def dataset_version(name: str, version: int) -> GoldenDataset | None:
+    return GoldenDataset.objects.filter(name=name, version=version, purpose=GoldenDataset.Purpose.GOLDEN).first()
 
 
 def dataset_list() -> QuerySet[GoldenDataset]:
@@ -235,6 +240,12 @@ def experiment_first_valued_sequence(experiment: Experiment) -> int | None:
         experiment.runs.filter(objective_value__isnull=False).order_by("sequence").values_list("sequence", flat=True)
     )
     return first.first()
+
+
+def family_scorer_options(family: ModelFamily) -> dict[str, dict]:
+    """The option values the family gives its scorers (`{scorer: {option: value}}`; empty: defaults)."""
+    found = EvaluationProfile.objects.filter(family=family).values_list("scorer_options", flat=True).first()
+    return found or {}
 
 
 def baseline_for(artifact: Artifact) -> Artifact | None:

@@ -199,9 +199,9 @@ def fingerprint(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, dataset_
     settings of its own (generation settings, chat template, embedder, judge) adds them under
     `settings`, so that a change of them makes a comparison incomparable.
     """
-    own = getattr(scorer, "config_facts", None)
+    own = scorer.config_facts(lm)
     return {
-        **({"settings": own(lm)} if own is not None else {}),
+        **({"settings": own} if own else {}),
         **lm.notes,
         "dataset_sha256": dataset_sha256,
         "weights_sha256": lm.weights_sha256,
@@ -286,11 +286,11 @@ def _result_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, sample: 
 
 
 def scorer_sample_sha256(scorer: Scorer, sample: Mapping[str, object]) -> str:
-    """The hash of what `scorer` reads of `sample` (its `reads`, else its `fields`): a likelihood
+    """The hash of what `scorer` reads of `sample` (`Scorer.read_fields`): a likelihood
     result does not change when a prompt is added beside the text, so it stays cached, and the
     same text scored as golden sample and as traffic shares one result. A field the scorer does not
     read, or an empty one, counts as empty (so results cached before prompts existed stay valid)."""
-    read = set(getattr(scorer, "reads", ()) or (name for field in scorer.fields for name in field.split("|")))
+    read = scorer.read_fields()
     return sample_sha256(
         str(sample.get("text") or "") if "text" in read else "",
         str(sample.get("reference") or "") if "reference" in read else "",
@@ -301,8 +301,8 @@ def scorer_sample_sha256(scorer: Scorer, sample: Mapping[str, object]) -> str:
 
 def _config_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig) -> str:
     """The run's settings, plus the scorer's own (generation settings, embedder…) when it has any."""
-    own = getattr(scorer, "config_key", None)
-    return config.cache_key(lm) if own is None else f"{config.cache_key(lm)};{own(lm)}"
+    own = scorer.config_key(lm)
+    return f"{config.cache_key(lm)};{own}" if own else config.cache_key(lm)
 
 
 def _samples_by_missing_key(

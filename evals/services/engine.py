@@ -176,26 +176,28 @@ class DatabaseJudgementStore:
 
 
 def family_scorers(family: ModelFamily, *, judges: bool = True) -> list[Scorer]:
-    """The family's scorers, configured with its generation and judge settings and the database stores.
+    """The family's scorers with their option values, configured with its generation and judge
+    settings and the database stores (every scorer that needs answers gets the same settings).
 
     With `judges=False` (a scoring worker, where judge scorers only generate the answers they will
     judge) the family's judge is not built: no endpoint settings needed there, no local judge loaded.
     """
-    scorers = scorers_for(family.kind, family.scorers)
-    if not any(hasattr(scorer, "configured") for scorer in scorers):
-        return scorers
     try:
+        scorers = scorers_for(family.kind, family.scorers, selectors.family_scorer_options(family))
+        if not any(scorer.needs.answers for scorer in scorers):
+            return scorers
         options = AnswerOptions.from_settings(family.generation)
         judging = judges and any(on_judge_queue(s) for s in scorers)
         judge = judge_options(family.judge) | {"judgements": DatabaseJudgementStore()} if judging else {}
     except ScoringError as exc:
-        raise PermanentScoringError(f"The family's generation or judge settings are invalid: {exc}") from exc
-    configure = {"generation": options.generation, "embedder": options.embedder, "regex": options.regex}
-    stores = {"store": DatabaseGenerationStore()}
-    return [
-        _configured(scorer, configure | stores, judge) if hasattr(scorer, "configured") else scorer
-        for scorer in scorers
-    ]
+        raise PermanentScoringError(f"The family's scorer, generation or judge settings are invalid: {exc}") from exc
+    answers = {
+        "generation": options.generation,
+        "embedder": options.embedder,
+        "regex": options.regex,
+        "store": DatabaseGenerationStore(),
+    }
+    return [_configured(scorer, answers, judge) if scorer.needs.answers else scorer for scorer in scorers]
 
 
 def _configured(scorer: Scorer, answers: dict, judging: dict) -> Scorer:
@@ -329,7 +331,9 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
     except ScoringError as exc:
         raise PermanentScoringError(f"{run.dataset}: {exc}") from exc
     # Scorers configured together share one judge: its stats count once.
-    asked = {id(scorer.options.judge): scorer.options.judge for scorer in scorers if scorer.options.judge is not None}
+    asked = {
+        id(scorer.settings.judge): scorer.settings.judge for scorer in scorers if scorer.settings.judge is not None
+    }
     stats = _stats_total([judge.stats for judge in asked.values()])
     judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}, **compared}
     complete = not unanswered and len(samples) >= run.dataset.sample_count
@@ -435,8 +439,8 @@ def _unanswered(facts: ModelFacts, scorers: Sequence[Scorer], samples: list[dict
     missing: set[int] = set()
     for scorer in scorers:
         indices = applicable(scorer, samples)
-        keys = generation_keys(facts, [messages_of(samples[i]) for i in indices], scorer.options.generation)
-        found = scorer.options.store.get_many(keys)
+        keys = generation_keys(facts, [messages_of(samples[i]) for i in indices], scorer.settings.generation)
+        found = scorer.settings.store.get_many(keys)
         missing |= {int(index) for index, key in zip(indices, keys, strict=True) if key not in found}
     return missing
 

@@ -12,7 +12,7 @@ from functools import partial
 from django.db import transaction
 
 from evals.models import EvalRun
-from evals.services import engine, runs, sampling, traffic, verdicts
+from evals.services import engine, profiles, runs, sampling, traffic, verdicts
 from evals.services.thresholds import thresholds_create_defaults
 from registry import publishing as forge_publishing
 from registry import services as registry_services
@@ -21,11 +21,17 @@ from registry.models import Artifact, ModelFamily
 logger = logging.getLogger(__name__)
 
 
-def family_create(**fields) -> ModelFamily:
-    """A new family with the default thresholds of its kind."""
+def family_create(*, evaluation: dict | None = None, **fields) -> ModelFamily:
+    """A new family with the default thresholds of its kind and its scorer options (`evaluation`)."""
     return registry_services.family_create(
-        **fields, on_created=lambda family: thresholds_create_defaults(family=family)
+        **fields, on_created=lambda family: _family_created(family, evaluation or {})
     )
+
+
+def _family_created(family: ModelFamily, evaluation: dict) -> None:
+    thresholds_create_defaults(family=family)
+    if evaluation.get("scorer_options"):
+        profiles.evaluation_profile_update(family=family, scorer_options=evaluation["scorer_options"])
 
 
 def artifact_submit(**fields) -> registry_services.Registration:

@@ -1,6 +1,8 @@
 """A family's `generation` settings: checked by the API, handed to its answer scorers, and the database
 store those scorers share across workers."""
 
+from pathlib import Path
+
 import pytest
 
 from evals.models import Generation as GenerationRow
@@ -12,6 +14,13 @@ from tests.factories import FamilyFactory
 
 VALID = {"max_new_tokens": 16, "stop": ["\n"], "chat_template": True, "regex": "^yes", "embedder": "/some/folder"}
 ANSWER_SCORERS = ["answer-checks", "answer-similarity", "answer-regex"]
+
+
+@pytest.fixture(autouse=True)
+def _embedder_folders_allowed(settings):
+    settings.DRIFTBOARD_MODEL_ROOTS = [Path("/some")]
+
+
 # (settings, what the message must name)
 INVALID = [
     ({"max_tokens": 16}, "max_tokens"),
@@ -88,10 +97,10 @@ def test_the_family_s_answer_scorers_carry_its_settings_and_the_database_store(d
     assert scorers[0] is SCORERS["causal-nll"]
     for scorer in scorers[1:]:
         assert scorer is not SCORERS[scorer.name]  # a configured copy: the registered one stays unconfigured
-        assert scorer.options.generation == GenerationSettings(max_new_tokens=16, stop=("\n",), chat_template=True)
-        assert (scorer.options.embedder, scorer.options.regex) == ("/some/folder", "^yes")
-        assert isinstance(scorer.options.store, DatabaseGenerationStore)
-    assert SCORERS["answer-checks"].options.generation == GenerationSettings()
+        assert scorer.settings.generation == GenerationSettings(max_new_tokens=16, stop=("\n",), chat_template=True)
+        assert (scorer.settings.embedder, scorer.settings.regex) == ("/some/folder", "^yes")
+        assert isinstance(scorer.settings.store, DatabaseGenerationStore)
+    assert SCORERS["answer-checks"].settings.generation == GenerationSettings()
 
 
 def test_invalid_stored_settings_fail_the_run_for_good(db):

@@ -11,15 +11,15 @@ from evals.scoring.cache import InMemoryResultStore, ScoringConfig, score_sample
 from evals.scoring.errors import ScoringError
 from evals.scoring.loading import CAUSAL_LM
 from evals.scoring.metrics import MetricSpec
-from evals.scoring.scorers import DEFAULT_SCORERS, METRICS, SCORERS, ScorerOutput, register, scorers_for
+from evals.scoring.scorers import DEFAULT_SCORERS, METRICS, SCORERS, Scorer, ScorerOutput, register, scorers_for
 
 
 @pytest.fixture
 def text_length_scorer():
-    """A scorer written the way the README says: one class with `@register`."""
+    """A scorer written the way the README says: one `Scorer` class with `@register`."""
 
     @register()
-    class TextLength:
+    class TextLength(Scorer):
         name = "text-length"
         version = 1
         model_kinds = frozenset({CAUSAL_LM})
@@ -87,7 +87,7 @@ def test_a_scorer_cannot_take_another_s_name_or_metric(text_length_scorer):
     with pytest.raises(ValueError, match="registered twice"):
         register()(type(text_length_scorer))
 
-    class Clashing:
+    class Clashing(Scorer):
         name, version, model_kinds, fields, skips_incomplete = "clash", 1, frozenset({CAUSAL_LM}), ("text",), True
         metrics = (dataclasses.replace(METRICS["bits_per_byte"]),)
 

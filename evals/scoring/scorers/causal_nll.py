@@ -6,11 +6,11 @@ from evals.scoring.batching import ProgressCallback
 from evals.scoring.causal import score_causal
 from evals.scoring.loading import CAUSAL_LM, LoadedModel
 from evals.scoring.metrics import LN2, MetricSpec
-from evals.scoring.scorers.base import Sample, ScorerOutput, register
+from evals.scoring.scorers.base import Sample, Scorer, ScorerOutput, register
 
 
 @register(default_for=[CAUSAL_LM])
-class CausalNll:
+class CausalNll(Scorer):
     name = "causal-nll"
     version = 1
     model_kinds = frozenset({CAUSAL_LM})

@@ -6,11 +6,11 @@ from evals.scoring.batching import ProgressCallback
 from evals.scoring.embedding import score_similarity
 from evals.scoring.loading import EMBEDDING, LoadedModel
 from evals.scoring.metrics import MetricSpec
-from evals.scoring.scorers.base import Sample, ScorerOutput, register
+from evals.scoring.scorers.base import Sample, Scorer, ScorerOutput, register
 
 
 @register(default_for=[EMBEDDING])
-class CosineSimilarity:
+class CosineSimilarity(Scorer):
     name = "cosine-similarity"
     version = 1
     model_kinds = frozenset({EMBEDDING})

@@ -14,11 +14,10 @@ folder in $DRIFTBOARD_EMBEDDER and a bounded in-process store.
 - `answer-regex`: `regex_match`, 1 when the family's regular expression finds a match.
 """
 
-import hashlib
-import json
+import inspect
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Self
 
@@ -39,7 +38,7 @@ from evals.scoring.generation import (
 )
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, LoadedModel
 from evals.scoring.metrics import MetricSpec
-from evals.scoring.scorers.base import Sample, ScorerOutput, register
+from evals.scoring.scorers.base import Needs, Option, Sample, Scorer, ScorerOutput, register, register_scorer
 
 EMBEDDER_ENV = "DRIFTBOARD_EMBEDDER"
 # Answers kept by the default in-process store: enough for a run's scorers to share one generation.
@@ -104,42 +103,115 @@ class AnswerOptions:
         return path
 
 
-class _AnswerScorer:
+class AnswerScorer(Scorer):
+    """A scorer of the model's answers (`needs.answers`): `answers()` gives them, generated once per
+    (weights, prompt, settings) and shared through the store by every answer scorer of a run.
+    `settings` are the family's generation settings (and, for judges, its judge)."""
+
     model_kinds: ClassVar[frozenset[str]] = frozenset({CAUSAL_LM})
     fields: ClassVar[tuple[str, ...]] = ("prompt|messages", "reference")
-    skips_incomplete: ClassVar[bool] = True
+    needs: ClassVar[Needs] = Needs(answers=True)
+    settings_type: ClassVar[type[AnswerOptions]] = AnswerOptions
 
-    def __init__(self, options: AnswerOptions | None = None) -> None:
-        self.options = options or AnswerOptions()
+    def __init__(self, settings: AnswerOptions | None = None, option_values: Mapping[str, object] | None = None):
+        super().__init__(option_values)
+        self.settings = settings or self.settings_type()
 
-    def configured(self, **options: object) -> Self:
-        """A copy with some options replaced (`generation`, `embedder`, `regex`, `store`)."""
-        return type(self)(replace(self.options, **options))
-
-    def config_key(self, lm: LoadedModel) -> str:
-        """A short hash of what else the values depend on: how the answers were generated (and
-        embedded, or matched). Short enough to join the engine's own config key."""
-        facts = json.dumps(self.config_facts(lm), sort_keys=True, ensure_ascii=False)
-        return "answers=" + hashlib.sha256(facts.encode("utf-8")).hexdigest()[:16]
+    def configured(self, **settings: object) -> Self:
+        """A copy with some settings replaced (`generation`, `embedder`, `regex`, `store`, judge settings)."""
+        return type(self)(replace(self.settings, **settings), self.option_values)
 
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
+        """How the answers were generated (and embedded, matched or judged), plus the option values."""
         return {
-            "generation": generation_config_sha256(lm, self.options.generation),
+            "generation": generation_config_sha256(lm, self.settings.generation),
             "chat_template": chat_template_sha256(lm),
             "engine": ENGINE_VERSION,
-        }
+        } | super().config_facts(lm)
 
     def answers(
         self, lm: LoadedModel, samples: Sequence[Sample], token_budget: int | None, progress: ProgressCallback | None
     ):
         prompts = [messages_of(sample) for sample in samples]
         return generate_cached(
-            lm, prompts, self.options.store, self.options.generation, token_budget=token_budget, progress=progress
+            lm, prompts, self.settings.store, self.settings.generation, token_budget=token_budget, progress=progress
         )
 
 
+class AnswerFunctionScorer(AnswerScorer):
+    """An answer scorer made of a function over one sample and its answer (see `answer_scorer`)."""
+
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
+    function: ClassVar[Callable[..., Mapping[str, float]]]
+
+    def score(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        generated = self.answers(lm, samples, token_budget, progress)
+        values = [self.values_of(sample, text) for sample, text in zip(samples, generated.texts, strict=True)]
+        return ScorerOutput(values, generated.forward_passes, int(generated.tokens.sum()))
+
+    def values_of(self, sample: Sample, answer: str) -> dict[str, float]:
+        values = type(self).function(sample, answer, **self.option_values)
+        needed = {name for spec in self.metrics for name in (spec.numerator, spec.denominator) if name}
+        if not isinstance(values, Mapping) or not needed <= set(values):
+            raise ScoringError(f"the {self.name} scorer must return the values {sorted(needed)}, not {values!r}")
+        try:
+            return {name: float(values[name]) for name in needed}
+        except (TypeError, ValueError) as exc:
+            raise ScoringError(f"the {self.name} scorer returned a value that is not a number: {exc}") from exc
+
+
+def answer_scorer(
+    *,
+    name: str,
+    version: int,
+    metrics: Sequence[MetricSpec],
+    options: Mapping[str, type] | None = None,
+    fields: tuple[str, ...] = ("prompt|messages",),
+    reads: tuple[str, ...] = (),
+) -> Callable[[Callable], Callable]:
+    """Register `function(sample, answer, *, option=default, …) -> {value name: number}` as an answer
+    scorer: the engine generates the answers, calls it once per sample and aggregates the values by
+    `metrics`. `options` declares each option's type; its default is the function's keyword default.
+    `fields`: what a sample needs (a prompt by default; add `"reference"` to compare with one)."""
+
+    def decorate(function: Callable) -> Callable:
+        defaults = {
+            parameter.name: parameter.default
+            for parameter in inspect.signature(function).parameters.values()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        missing = sorted(set(options or {}) - {k for k, v in defaults.items() if v is not inspect.Parameter.empty})
+        if missing:
+            raise TypeError(
+                f"answer scorer {name!r}: options {missing} need a keyword-only default in {function.__name__}"
+            )
+        attributes = {
+            "name": name,
+            "version": version,
+            "fields": fields,
+            "reads": reads,
+            "options": {key: Option(kind, defaults[key]) for key, kind in (options or {}).items()},
+            "metrics": tuple(metrics),
+            "function": staticmethod(function),
+            "__doc__": function.__doc__,
+        }
+        scorer_class = type(f"AnswerScorer[{name}]", (AnswerFunctionScorer,), attributes)
+        function.scorer = register_scorer(scorer_class())
+        return function
+
+    return decorate
+
+
 @register()
-class AnswerChecks(_AnswerScorer):
+class AnswerChecks(AnswerScorer):
     name = "answer-checks"
     version = 1
     metrics = (
@@ -186,7 +258,7 @@ class AnswerChecks(_AnswerScorer):
 
 
 @register()
-class AnswerSimilarity(_AnswerScorer):
+class AnswerSimilarity(AnswerScorer):
     name = "answer-similarity"
     version = 1
     metrics = (
@@ -203,7 +275,7 @@ class AnswerSimilarity(_AnswerScorer):
         return super().config_facts(lm) | {"embedder": self.embedder(lm).weights_sha256}
 
     def embedder(self, lm: LoadedModel) -> LoadedModel:
-        return MODEL_CACHE.get(self.options.embedder_path(), kind=EMBEDDING, device=str(lm.device))
+        return MODEL_CACHE.get(self.settings.embedder_path(), kind=EMBEDDING, device=str(lm.device))
 
     def score(
         self,
@@ -223,7 +295,7 @@ class AnswerSimilarity(_AnswerScorer):
 
 
 @register()
-class AnswerRegex(_AnswerScorer):
+class AnswerRegex(AnswerScorer):
     name = "answer-regex"
     version = 1
     fields = ("prompt|messages",)
@@ -238,7 +310,7 @@ class AnswerRegex(_AnswerScorer):
     )
 
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
-        return super().config_facts(lm) | {"regex": self.options.regex}
+        return super().config_facts(lm) | {"regex": self.settings.regex}
 
     def score(
         self,
@@ -249,9 +321,9 @@ class AnswerRegex(_AnswerScorer):
         token_budget: int | None,
         progress: ProgressCallback | None,
     ) -> ScorerOutput:
-        if not self.options.regex:
+        if not self.settings.regex:
             raise ScoringError("the answer-regex scorer needs a family `regex`")
-        pattern = answers.compile_regex(self.options.regex)
+        pattern = answers.compile_regex(self.settings.regex)
         generated = self.answers(lm, samples, token_budget, progress)
         values = [{"regex_match": float(value)} for value in answers.regex_match(generated.texts, pattern)]
         return ScorerOutput(values, generated.forward_passes, int(generated.tokens.sum()))

@@ -29,8 +29,8 @@ from evals.scoring.generation import (
 from evals.scoring.judges import JudgeSettings, JudgeUnavailable, items_from_samples, judge_items
 from evals.scoring.loading import LoadedModel, ModelFacts
 from evals.scoring.metrics import MetricSpec
-from evals.scoring.scorers.base import Sample, Scorer, ScorerOutput, register
-from evals.scoring.scorers.generated_answers import _AnswerScorer
+from evals.scoring.scorers.base import Needs, Sample, ScorerOutput, register
+from evals.scoring.scorers.generated_answers import AnswerScorer
 from evals.scoring.scorers.judge_score import JudgeOptions
 
 JUDGE_PREFERENCE = MetricSpec(
@@ -51,53 +51,45 @@ class PreferenceOptions(JudgeOptions):
     baseline: LoadedModel | ModelFacts | None = None
 
 
-def needs_baseline(scorer: Scorer) -> bool:
-    """Whether the scorer compares the candidate's answers with a baseline's (`configured(baseline=…)`)."""
-    return bool(getattr(scorer, "compares_with_baseline", False))
-
-
 @register()
-class JudgePreference(_AnswerScorer):
+class JudgePreference(AnswerScorer):
     name = "judge-preference"
     version = 1
     fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
     # The reference, when a sample has one, is shown to the judge: it changes the judgement.
     reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "reference")
-    judge_queue: ClassVar[bool] = True
-    compares_with_baseline: ClassVar[bool] = True
+    needs: ClassVar[Needs] = Needs(answers=True, judge=True, baseline=True)
+    settings_type: ClassVar[type[PreferenceOptions]] = PreferenceOptions
     metrics = (JUDGE_PREFERENCE,)
 
-    def __init__(self, options: PreferenceOptions | None = None) -> None:
-        super().__init__(options or PreferenceOptions())
-
     def judging(self) -> JudgeSettings:
-        return replace(self.options.judging, mode="pairwise")
+        return replace(self.settings.judging, mode="pairwise")
 
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
         return (
             super().config_facts(lm)
-            | self.judging().facts(self.options.resolved_judge())
+            | self.judging().facts(self.settings.resolved_judge())
             | {"baseline": self.baseline_facts()}
         )
 
     def baseline_facts(self) -> dict[str, str] | None:
         """What the baseline's answers are keyed by (None until configured with a baseline)."""
-        baseline = self.options.baseline
+        baseline = self.settings.baseline
         if baseline is None:
             return None
         return {
             "weights_sha256": baseline.weights_sha256,
-            "generation": generation_config_sha256(baseline, self.options.generation),
+            "generation": generation_config_sha256(baseline, self.settings.generation),
             "chat_template": chat_template_sha256(baseline),
             "engine": ENGINE_VERSION,
         }
 
     def baseline_answers(self, samples: Sequence[Sample], token_budget: int | None):
-        if self.options.baseline is None:
+        if self.settings.baseline is None:
             raise ScoringError("the judge-preference scorer needs the baseline's model facts (`baseline`)")
         prompts = [messages_of(sample) for sample in samples]
         return generate_cached(
-            self.options.baseline, prompts, self.options.store, self.options.generation, token_budget=token_budget
+            self.settings.baseline, prompts, self.settings.store, self.settings.generation, token_budget=token_budget
         )
 
     def score(
@@ -112,9 +104,9 @@ class JudgePreference(_AnswerScorer):
         baseline = self.baseline_answers(samples, token_budget)
         generated = self.answers(lm, samples, token_budget, progress)
         result = judge_items(
-            self.options.resolved_judge(),
+            self.settings.resolved_judge(),
             items_from_samples(samples, generated.texts, baseline.texts),
-            self.options.judgements,
+            self.settings.judgements,
             self.judging(),
         )
         if result.call_failures:

@@ -29,10 +29,12 @@ from evals.scoring.judges import (
     items_from_samples,
     judge_items,
 )
+from evals.scoring.judges.judging import MAX_REPEATS
+from evals.scoring.judges.remote import MAX_CONCURRENCY, MAX_RATE_PER_SECOND, MAX_TIMEOUT
 from evals.scoring.judges.reports import JUDGE_SCORE
 from evals.scoring.loading import CAUSAL_LM, MODEL_CACHE, LoadedModel
-from evals.scoring.scorers.base import Sample, ScorerOutput, register
-from evals.scoring.scorers.generated_answers import AnswerOptions, _AnswerScorer
+from evals.scoring.scorers.base import Needs, Sample, ScorerOutput, register
+from evals.scoring.scorers.generated_answers import AnswerOptions, AnswerScorer
 
 # Judgements kept by the default in-process store of a worker (a long-lived process stays bounded).
 LOCAL_JUDGEMENTS = InMemoryJudgementStore(capacity=100_000)
@@ -52,6 +54,12 @@ class JudgeOptions(AnswerOptions):
 # ask, its rubric, and the client's limits. The API key only ever comes from $DRIFTBOARD_JUDGE_API_KEY.
 JUDGE_SETTING_KEYS = ("url", "model", "repeats", "rubric", "concurrency", "rate_per_second", "timeout", "local")
 _JUDGE_NUMBERS = {"repeats": int, "concurrency": int, "rate_per_second": (int, float), "timeout": (int, float)}
+_JUDGE_MAXIMA = {
+    "repeats": MAX_REPEATS,
+    "concurrency": MAX_CONCURRENCY,
+    "rate_per_second": MAX_RATE_PER_SECOND,
+    "timeout": MAX_TIMEOUT,
+}
 
 
 def judge_options(settings: Mapping[str, object] | None, *, resolve: bool = True) -> dict[str, object]:
@@ -67,6 +75,8 @@ def judge_options(settings: Mapping[str, object] | None, *, resolve: bool = True
         value = settings.get(name)
         if name in settings and (isinstance(value, bool) or not isinstance(value, kinds) or value <= 0):
             raise ScoringError(f"judge setting `{name}` must be a positive number, not {value!r}")
+        if name in settings and value > _JUDGE_MAXIMA[name]:
+            raise ScoringError(f"judge setting `{name}` must be at most {_JUDGE_MAXIMA[name]:g}, not {value!r}")
     for name in ("url", "model", "rubric", "local"):
         if name in settings and (not isinstance(settings[name], str) or not settings[name].strip()):
             raise ScoringError(f"judge setting `{name}` must be a non-empty string")
@@ -83,21 +93,19 @@ def judge_options(settings: Mapping[str, object] | None, *, resolve: bool = True
 
 
 @register()
-class JudgeScore(_AnswerScorer):
+class JudgeScore(AnswerScorer):
     name = "judge-score"
     version = 1
     fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
     # The reference, when a sample has one, is shown to the judge: it changes the judgement.
     reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "reference")
     # Judge calls wait on the network: they run on the judge queue, on the answers stored by the scoring run.
-    judge_queue: ClassVar[bool] = True
+    needs: ClassVar[Needs] = Needs(answers=True, judge=True)
+    settings_type: ClassVar[type[JudgeOptions]] = JudgeOptions
     metrics = (JUDGE_SCORE,)
 
-    def __init__(self, options: JudgeOptions | None = None) -> None:
-        super().__init__(options or JudgeOptions())
-
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
-        return super().config_facts(lm) | self.options.judging.facts(self.options.resolved_judge())
+        return super().config_facts(lm) | self.settings.judging.facts(self.settings.resolved_judge())
 
     def score(
         self,
@@ -110,12 +118,12 @@ class JudgeScore(_AnswerScorer):
     ) -> ScorerOutput:
         generated = self.answers(lm, samples, token_budget, progress)
         judging = JudgeSettings(
-            mode="pointwise", repeats=self.options.judging.repeats, rubric=self.options.judging.rubric
+            mode="pointwise", repeats=self.settings.judging.repeats, rubric=self.settings.judging.rubric
         )
         result = judge_items(
-            self.options.resolved_judge(),
+            self.settings.resolved_judge(),
             items_from_samples(samples, generated.texts),
-            self.options.judgements,
+            self.settings.judgements,
             judging,
         )
         if result.call_failures:
