@@ -1,4 +1,5 @@
-"""`manage.py serve`: the web server and a Celery worker together; one Ctrl-C stops both."""
+"""`manage.py serve`: the web server and a Celery worker together; a worker that dies is restarted, one
+Ctrl-C stops both."""
 
 import os
 import secrets
@@ -6,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from django.conf import settings
@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
 from driftboard.queue_names import QUEUES
+from driftboard.supervisor import Child, Supervisor
 
 
 def stop_on_sigterm(signum, frame) -> None:
@@ -22,7 +23,7 @@ def stop_on_sigterm(signum, frame) -> None:
 
 
 class Command(BaseCommand):
-    help = "Run the web server and a Celery worker (all queues, with the sweeper) until Ctrl-C."
+    help = "Run the web server and a Celery worker (all queues, with the sweeper, restarted if it dies) until Ctrl-C."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
@@ -32,17 +33,18 @@ class Command(BaseCommand):
     def handle(self, *args, addr: str, demo: bool, concurrency: int, **options) -> None:
         signal.signal(signal.SIGTERM, stop_on_sigterm)
         self.ensure_admin(addr)
-        processes = [self.start_worker(concurrency), self.start_web(addr)]
+        supervisor = Supervisor(
+            [
+                Child("worker", lambda: self.start_worker(concurrency)),
+                Child("web server", lambda: self.start_web(addr), restart=False),
+            ],
+            log=lambda line: self.stderr.write(self.style.WARNING(line)),
+        )
         self.stdout.write(self.style.SUCCESS(f"\nDriftboard is running at http://{addr}/  (Ctrl-C stops it)\n"))
         if demo:
             threading.Thread(target=self.load_demo, args=(addr,), daemon=True).start()
-        try:
-            while all(p.poll() is None for p in processes):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop(processes)
+        if code := supervisor.run():
+            sys.exit(code)
 
     def ensure_admin(self, addr: str) -> None:
         users = get_user_model().objects
@@ -102,13 +104,3 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("[demo] Autoresearch loop finished."))
         except Exception as exc:  # the servers keep running; say what went wrong
             self.stderr.write(f"[demo] Could not load the demo: {exc}")
-
-    def stop(self, processes: list[subprocess.Popen]) -> None:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
