@@ -165,6 +165,8 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # Artifacts and datasets
 DRIFTBOARD_ARTIFACT_ROOT = env_path("DRIFTBOARD_ARTIFACT_ROOT", VAR_DIR / "artifacts")
 DRIFTBOARD_IMPORT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("DRIFTBOARD_IMPORT_ROOTS")]
+# Folders a family's local judge and embedder may lie under (empty: DRIFTBOARD_IMPORT_ROOTS).
+DRIFTBOARD_MODEL_ROOTS = [Path(p).expanduser().resolve() for p in env_list("DRIFTBOARD_MODEL_ROOTS")]
 # Shared artifact storage (S3-compatible), for workers that do not mount DRIFTBOARD_ARTIFACT_ROOT: the
 # web process uploads each stored object; a worker downloads what it lacks into its own artifact root
 # and verifies its sha256. Credentials come from the usual AWS variables or the instance's role.
@@ -202,6 +204,8 @@ DRIFTBOARD_TRAFFIC_MAX_WINDOWS_PER_UPLOAD = env_int("DRIFTBOARD_TRAFFIC_MAX_WIND
 DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS = env_int("DRIFTBOARD_TRAFFIC_MAX_PENDING_RUNS", 100)
 # Request bodies read into memory (JSON, form fields); files stream to disk under the limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024**2)
+# JSON bodies nested deeper than this are a 400 (driftboard/parsers.py), before anything walks them.
+DRIFTBOARD_MAX_JSON_DEPTH = env_int("DRIFTBOARD_MAX_JSON_DEPTH", 32)
 DRIFTBOARD_MAX_QUEUED_RUNS = env_int("DRIFTBOARD_MAX_QUEUED_RUNS", 50)
 DRIFTBOARD_RUN_LEASE_SECONDS = env_int("DRIFTBOARD_RUN_LEASE_SECONDS", 120)
 DRIFTBOARD_RUN_MAX_ATTEMPTS = env_int("DRIFTBOARD_RUN_MAX_ATTEMPTS", 3)
@@ -209,6 +213,11 @@ DRIFTBOARD_RUN_MAX_ATTEMPTS = env_int("DRIFTBOARD_RUN_MAX_ATTEMPTS", 3)
 DRIFTBOARD_DB_OUTAGE_SECONDS = env_int("DRIFTBOARD_DB_OUTAGE_SECONDS", 300)
 DRIFTBOARD_OFFPEAK_WINDOW = env_str("DRIFTBOARD_OFFPEAK_WINDOW")  # e.g. "22:00-06:00" (UTC)
 DRIFTBOARD_ALERT_WEBHOOK_URL = env_str("DRIFTBOARD_ALERT_WEBHOOK_URL")
+# Judge endpoints (driftboard/outbound.py): `host[:port]` patterns allowed (empty: any host with public
+# addresses only; loopback, private and link-local addresses need their host listed), and the most
+# bytes read of one reply.
+DRIFTBOARD_JUDGE_HOSTS = env_list("DRIFTBOARD_JUDGE_HOSTS")
+DRIFTBOARD_JUDGE_MAX_REPLY_BYTES = env_int("DRIFTBOARD_JUDGE_MAX_REPLY_BYTES", 1024**2)
 DRIFTBOARD_BAND_WINDOW = env_int("DRIFTBOARD_BAND_WINDOW", 10)
 DRIFTBOARD_BAND_K = env_float("DRIFTBOARD_BAND_K", 3.0)
 DRIFTBOARD_BOOTSTRAP_RESAMPLES = env_int("DRIFTBOARD_BOOTSTRAP_RESAMPLES", 2000)
@@ -267,7 +276,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON unless a view declares more: only the upload endpoints parse multipart bodies.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["driftboard.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "driftboard.openapi.AutoSchema",

@@ -12,6 +12,7 @@ from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
 from driftboard.queue_names import Queue
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly
+from evals.family_checks import family_settings_problem
 from evals import compare, selectors, services
 from evals.models import (
     DriftVerdict,
@@ -211,6 +212,8 @@ class FamilySerializer(registry_api.FamilySerializer):
     def validate(self, data: dict) -> dict:
         data = super().validate(data)
         names = data.get("scorers", self.instance.scorers if self.instance else [])
+        if problem := family_settings_problem("judge", value):
+            raise ValidationError(problem)
         kind = data.get("kind", self.instance.kind if self.instance else "")
         if names:
             try:
@@ -220,6 +223,8 @@ class FamilySerializer(registry_api.FamilySerializer):
         return data
 
 
+        if problem := family_settings_problem("generation", value):
+            raise ValidationError(problem)
 class FamilyViewSet(registry_api.FamilyViewSet):
     """Families; a new one gets the default thresholds of its kind, and `scorers` is checked by name."""
 

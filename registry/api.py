@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from driftboard.api import BaseViewSet
 from driftboard.limits import PayloadTooLarge
+from driftboard.parsers import JSONParser
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer
 from registry import selectors, services
 from registry.models import Artifact, ModelFamily, TelemetryTag
@@ -180,7 +181,7 @@ ARTIFACT_FILTER_PARAMS = [
 
 
 class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
-    parser_classes = [parsers.JSONParser, parsers.MultiPartParser]  # JSON for a server-side path, multipart for a file
+    parser_classes = [JSONParser, parsers.MultiPartParser]  # JSON for a server-side path, multipart for a file
 
     def initialize_request(self, request, *args, **kwargs):
         # Uploads stream straight into content-addressed storage, hashed on the way in.

@@ -20,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from driftboard.parsers import json_depth, too_deep_message
 from registry.forges import forge_of_url
 from registry.models import PullRequestLink, WebhookDelivery
 from registry.publishing import PullRequestInfo, pull_request_push, pull_request_record
@@ -90,6 +91,8 @@ def _payload(body: bytes, content_type: str) -> dict:
         payload = json.loads(body)
     except (ValueError, KeyError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise Rejected(400, f"The body is not valid JSON: {exc}") from None
+    if json_depth(payload) > settings.DRIFTBOARD_MAX_JSON_DEPTH:
+        raise Rejected(400, too_deep_message())
     if not isinstance(payload, dict):
         raise Rejected(400, "The body must be a JSON object.")
     return payload

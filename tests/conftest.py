@@ -27,6 +27,9 @@ from tests.publishing.forge import run_tasks_eagerly, running_forge
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests' judges are local servers on loopback, which judges reach only when it is listed.
+TEST_JUDGE_HOSTS = "127.0.0.1"
+os.environ.setdefault("DRIFTBOARD_JUDGE_HOSTS", TEST_JUDGE_HOSTS)
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +53,7 @@ def _isolated_storage(settings, session_artifact_root, import_root):
     settings.DRIFTBOARD_ARTIFACT_ROOT = session_artifact_root
     settings.DRIFTBOARD_IMPORT_ROOTS = [import_root.resolve()]
     settings.DRIFTBOARD_ALERT_WEBHOOK_URL = ""
+    settings.DRIFTBOARD_JUDGE_HOSTS = [TEST_JUDGE_HOSTS]
 
 
 @pytest.fixture
@@ -210,6 +214,7 @@ def worker_env(settings) -> dict[str, str]:
         "DRIFTBOARD_RUN_LEASE_SECONDS": "4",
         "DRIFTBOARD_TESTING": "1",
         "DRIFTBOARD_ALERT_WEBHOOK_URL": settings.DRIFTBOARD_ALERT_WEBHOOK_URL,
+        "DRIFTBOARD_JUDGE_HOSTS": ",".join(settings.DRIFTBOARD_JUDGE_HOSTS),
         "DRIFTBOARD_GITHUB_API_URL": settings.DRIFTBOARD_GITHUB_API_URL,
         "DRIFTBOARD_GITHUB_TOKEN": settings.DRIFTBOARD_GITHUB_TOKEN,
         "DRIFTBOARD_GITLAB_URL": settings.DRIFTBOARD_GITLAB_URL,

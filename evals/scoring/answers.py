@@ -8,7 +8,11 @@ words, and collapses whitespace. So "The Answer: 42." and "answer 42" are an exa
 - `exact_match`: 1 when the normalised answer equals the normalised reference;
 - `contains_reference`: 1 when the normalised reference occurs in the normalised answer as whole
   words ("42" is in "it is 42", not in "420");
-- `regex_match`: 1 when a family's regular expression finds a match in the raw answer;
+- `regex_match`: 1 when a family's regular expression finds a match in the raw answer. Patterns run
+  on the `regex` package, which cuts short the backtracking of nested quantifiers (`^(a+)+$`) and
+  stops a search past `REGEX_TIMEOUT_SECONDS`: a pattern that takes longer on an answer is a
+  `ScoringError` naming the sample (the run fails with it) rather than a value, so a slow pattern
+  never passes silently as "no match";
 - `answer_similarity`: cosine of the embeddings of answer and reference by an embedding model.
 """
 
@@ -18,6 +22,7 @@ import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
+import regex
 
 from evals.scoring.batching import ProgressCallback
 from evals.scoring.embedding import score_similarity
@@ -28,6 +33,8 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ASCII_PUNCTUATION = frozenset(string.punctuation)
 # Longest answer a family regex is run on: a pathological pattern then stays bounded in time.
 REGEX_MAX_CHARS = 100_000
+# Longest a family regex may search one answer.
+REGEX_TIMEOUT_SECONDS = 0.5
 
 
 def normalize_answer(text: str) -> str:
@@ -58,16 +65,25 @@ def contains_reference(answers: Sequence[str], references: Sequence[str | None])
     return np.array(found, dtype=np.float64)
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
+def compile_regex(pattern: str) -> regex.Pattern[str]:
     try:
-        return re.compile(pattern)
-    except re.error as error:
+        return regex.compile(pattern)
+    except regex.error as error:
         raise ScoringError(f"invalid regex {pattern!r}: {error}") from error
 
 
-def regex_match(answers: Sequence[str], pattern: str | re.Pattern[str]) -> np.ndarray:
+def regex_match(answers: Sequence[str], pattern: str | regex.Pattern[str]) -> np.ndarray:
     compiled = compile_regex(pattern) if isinstance(pattern, str) else pattern
-    return np.array([compiled.search(answer[:REGEX_MAX_CHARS]) is not None for answer in answers], dtype=np.float64)
+    found = []
+    for position, answer in enumerate(answers):
+        try:
+            found.append(compiled.search(answer[:REGEX_MAX_CHARS], timeout=REGEX_TIMEOUT_SECONDS) is not None)
+        except TimeoutError:
+            raise ScoringError(
+                f"the family regex took longer than {REGEX_TIMEOUT_SECONDS:g} s on the answer at position {position}: "
+                "simplify the pattern (nested quantifiers backtrack)"
+            ) from None
+    return np.array(found, dtype=np.float64)
 
 
 def answer_similarity(

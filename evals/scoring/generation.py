@@ -63,6 +63,11 @@ _DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 262144}
 DEFAULT_CHUNK_PROMPTS = 256
 
 
+# Upper bounds of a family's generation settings: what one answer may cost, and the stop strings
+# checked after every generated token.
+MAX_NEW_TOKENS_LIMIT = 8192
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 200
 GENERATION_SETTING_KEYS = ("max_new_tokens", "stop", "chat_template", "do_sample", "seed", "temperature", "top_p")
 _SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
     "max_new_tokens": int,
@@ -96,10 +101,12 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))
-        if self.max_new_tokens < 1:
-            raise ScoringError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ScoringError(f"max_new_tokens must be from 1 to {MAX_NEW_TOKENS_LIMIT}, not {self.max_new_tokens}")
         if any(not isinstance(stop, str) or not stop for stop in self.stop):
             raise ScoringError("stop strings must be non-empty strings")
+        if len(self.stop) > MAX_STOP_STRINGS or any(len(stop) > MAX_STOP_CHARS for stop in self.stop):
+            raise ScoringError(f"stop: at most {MAX_STOP_STRINGS} strings of at most {MAX_STOP_CHARS} characters each")
         if self.temperature <= 0:
             raise ScoringError(f"temperature must be positive, not {self.temperature}")
         if not 0 < self.top_p <= 1:

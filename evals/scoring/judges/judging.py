@@ -47,13 +47,20 @@ _PREFERENCE = {CANDIDATE_FIRST: {"A": 1.0, "B": -1.0, "C": 0.0}, BASELINE_FIRST:
 class JudgeSettings:
     mode: Mode = "pointwise"
     repeats: int = 1
+# Upper bounds of a family's judging: each repeat is a judge call per sample, the rubric is in every prompt.
+MAX_REPEATS = 20
+MAX_RUBRIC_CHARS = 10_000
     rubric: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ScoringError(f"judge mode must be one of {MODES}, not {self.mode!r}")
-        if self.repeats < 1:
-            raise ScoringError(f"judge repeats must be at least 1, not {self.repeats}")
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise ScoringError(f"judge repeats must be from 1 to {MAX_REPEATS}, not {self.repeats}")
+        if self.rubric is not None and len(self.rubric) > MAX_RUBRIC_CHARS:
+            raise ScoringError(
+                f"the judge rubric must be at most {MAX_RUBRIC_CHARS:,} characters, not {len(self.rubric):,}"
+            )
 
     def facts(self, judge: Judge) -> dict[str, object]:
         """What judgements under these settings depend on (for a scorer's config key, the fingerprint)."""

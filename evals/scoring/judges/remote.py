@@ -3,22 +3,32 @@
 `POST {url}/chat/completions` with `model`, `messages`, `temperature` 0 and `max_tokens`; the reply
 is `choices[0].message.content`, the tokens used `usage`. Calls run `concurrency` at a time on
 threads, start no faster than `rate_per_second`, and are retried on 429, 5xx, timeouts, refused
-connections and malformed bodies, waiting what `Retry-After` says (else an exponential backoff),
-`max_retries` times at most. The API key is sent as `Authorization: Bearer …` and nowhere else:
-it is never part of the identity, a log line or an error message.
+connections, broken HTTP and malformed bodies, waiting what `Retry-After` says (else an exponential
+backoff), `max_retries` times at most. The API key is sent as `Authorization: Bearer …` and nowhere
+else: it is never part of the identity, a log line or an error message.
+
+Where a call may go is an `Outbound` policy's decision (driftboard/outbound.py, handed in by the
+Django app or by the caller): it resolves and checks the host at call time and connects to the
+address it checked. A redirect is never followed (the key would travel with it): it is an error
+naming the `Location`. `timeout` bounds the whole call (connect, request and every read), replies
+are read up to the policy's `max_reply_bytes`, and an error says what came back (status, content
+type, size), never the body: an endpoint's words do not reach readers raw.
 """
 
 import email.utils
+import http.client
 import json
 import logging
 import os
+import re
+import socket
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from evals.scoring.errors import ScoringError
 from evals.scoring.judges.protocol import CallFailure, Completion, JudgeRequest, JudgeStats
@@ -32,8 +42,34 @@ DEFAULT_MAX_RETRIES = 4
 DEFAULT_MAX_TOKENS = 512
 # No server's Retry-After keeps a run waiting longer than this per retry.
 MAX_RETRY_WAIT = 60.0
+# Upper bounds of a family's judge settings: one family cannot tie up a worker or flood an endpoint.
+MAX_CONCURRENCY = 64
+MAX_TIMEOUT = 600.0
+MAX_RATE_PER_SECOND = 1000.0
+MAX_TOKENS_LIMIT = 8192
 _RETRIED_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-_SHOWN_BODY_CHARS = 200
+_SHOWN_LOCATION_CHARS = 200
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+_READ_CHUNK = 64 * 1024
+
+
+class Outbound(Protocol):
+    """Where judge calls may connect (driftboard.outbound.OutboundPolicy)."""
+
+    max_reply_bytes: int
+
+    def connect(self, url: str, *, timeout: float) -> http.client.HTTPConnection:
+        """A connection to the URL's origin on an address checked now; PermissionError when refused."""
+        ...
+
+
+_default_outbound: Callable[[], Outbound] | None = None
+
+
+def outbound_set(factory: Callable[[], Outbound]) -> None:
+    """The policy of judges built without one (the Django app's, read from its settings per call)."""
+    global _default_outbound
+    _default_outbound = factory
 
 
 class _Retryable(Exception):
@@ -63,8 +99,16 @@ class EndpointSettings:
             raise ScoringError(f"the judge URL must start with http:// or https://, not {self.url!r}")
         if not self.model:
             raise ScoringError("the judge needs a model name")
-        if self.concurrency < 1:
-            raise ScoringError(f"judge concurrency must be at least 1, not {self.concurrency}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ScoringError(f"judge concurrency must be from 1 to {MAX_CONCURRENCY}, not {self.concurrency}")
+        if not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+            raise ScoringError(f"judge max_tokens must be from 1 to {MAX_TOKENS_LIMIT}, not {self.max_tokens}")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ScoringError(f"judge timeout must be above 0 and at most {MAX_TIMEOUT:g} s, not {self.timeout}")
+        if self.rate_per_second is not None and not 0 < self.rate_per_second <= MAX_RATE_PER_SECOND:
+            raise ScoringError(
+                f"judge rate_per_second must be above 0 and at most {MAX_RATE_PER_SECOND:g}, not {self.rate_per_second}"
+            )
 
     @classmethod
     def from_env(cls, url: str | None = None, model: str | None = None, **options) -> "EndpointSettings":
@@ -93,10 +137,13 @@ class RateLimiter:
 
 
 class OpenAIJudge:
-    def __init__(self, settings: EndpointSettings, *, api_key: str | None = None) -> None:
+    def __init__(
+        self, settings: EndpointSettings, *, api_key: str | None = None, outbound: Outbound | None = None
+    ) -> None:
         self.settings = settings
         self.identity = f"openai:{settings.url}|{settings.model}"
         self._api_key = api_key if api_key is not None else os.environ.get(KEY_ENV, "")
+        self._outbound = outbound
         self._limiter = RateLimiter(settings.rate_per_second)
         self._lock = threading.Lock()
         self.stats = JudgeStats()
@@ -147,25 +194,49 @@ class OpenAIJudge:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        http_request = urllib.request.Request(
-            f"{self.settings.url}/chat/completions", data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(http_request, timeout=self.settings.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            raise self._status_error(error) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise _Retryable(f"judge endpoint unreachable: {reason}") from None
-        return _parse_completion(raw)
+        status, response_headers, raw = self._exchange(json.dumps(body).encode(), headers)
+        if 300 <= status < 400:
+            location = ascii(response_headers.get("Location", ""))[:_SHOWN_LOCATION_CHARS]
+            raise _Permanent(
+                f"judge endpoint redirected (HTTP {status}) to {location}; redirects are not followed "
+                "(the API key stays with the configured origin): configure the URL it points to"
+            )
+        if not 200 <= status < 300:
+            message = f"judge endpoint answered HTTP {status} ({_described(response_headers, raw)})"
+            if status in _RETRIED_STATUSES:
+                raise _Retryable(message, _retry_after(response_headers.get("Retry-After")))
+            raise _Permanent(message)
+        return _parse_completion(raw, response_headers)
 
-    def _status_error(self, error: urllib.error.HTTPError) -> Exception:
-        shown = _shown_body(error.read())
-        message = f"judge endpoint answered HTTP {error.code}: {shown}"
-        if error.code in _RETRIED_STATUSES:
-            return _Retryable(message, _retry_after(error.headers.get("Retry-After")))
-        return _Permanent(message)
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """POST to the endpoint within `timeout` in all; the status, headers and capped body."""
+        outbound = self._outbound or (_default_outbound() if _default_outbound else None)
+        if outbound is None:
+            raise _Permanent("judge endpoint refused: this judge client has no outbound policy")
+        url = f"{self.settings.url}/chat/completions"
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        deadline = time.monotonic() + self.settings.timeout
+        try:
+            connection = outbound.connect(url, timeout=self.settings.timeout)
+        except PermissionError as error:
+            raise _Permanent(f"judge endpoint refused: {error}") from None
+        except (OSError, http.client.HTTPException) as error:
+            raise _Retryable(f"judge endpoint unreachable: {_failure(error)}") from None
+        # Socket timeouts bound each read; this bounds them all (a reply trickled byte by byte too).
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, args=(connection,))
+        watchdog.start()
+        try:
+            connection.request("POST", target, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.headers, _read_capped(response, outbound.max_reply_bytes)
+        except (OSError, http.client.HTTPException) as error:
+            if time.monotonic() >= deadline:
+                raise _Retryable(f"judge endpoint did not answer within {self.settings.timeout:g} s") from None
+            raise _Retryable(f"judge endpoint unreachable: {_failure(error)}") from None
+        finally:
+            watchdog.cancel()
+            connection.close()
 
     def _record(self, started: float, *, failed: bool = False, completion: Completion | None = None) -> None:
         elapsed = time.perf_counter() - started
@@ -182,12 +253,12 @@ class OpenAIJudge:
         return text.replace(self._api_key, "[redacted]") if self._api_key else text
 
 
-def _parse_completion(raw: bytes) -> Completion:
+def _parse_completion(raw: bytes, headers: http.client.HTTPMessage) -> Completion:
     try:
         body = json.loads(raw)
         content = body["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise _Retryable(f"judge endpoint sent a malformed body: {_shown_body(raw)}") from None
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        raise _Retryable(f"judge endpoint sent a malformed body ({_described(headers, raw)})") from None
     if not isinstance(content, str):
         raise _Retryable("judge endpoint sent a reply whose content is not text")
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
@@ -202,9 +273,42 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def _shown_body(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace").strip()
-    return repr(text[:_SHOWN_BODY_CHARS] + ("…" if len(text) > _SHOWN_BODY_CHARS else ""))
+def _read_capped(response: http.client.HTTPResponse, limit: int) -> bytes:
+    declared = response.getheader("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _Retryable(_too_large(limit))
+    chunks, size = [], 0
+    while chunk := response.read1(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise _Retryable(_too_large(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"judge endpoint sent a reply larger than the {limit:,} bytes allowed (DRIFTBOARD_JUDGE_MAX_REPLY_BYTES)"
+
+
+def _described(headers: http.client.HTTPMessage, raw: bytes) -> str:
+    """What came back, in the server's words only where they are a media type: type and size."""
+    media = _MEDIA_TYPE.match(headers.get_content_type() if headers.get("Content-Type") else "")
+    return f"{media.group(0) if media else 'no content type'}, {len(raw):,} bytes"
+
+
+def _failure(error: BaseException) -> str:
+    """A transport failure by its kind (an HTTP parser's message can quote the server's bytes)."""
+    if isinstance(error, http.client.HTTPException):
+        return f"broken HTTP reply ({type(error).__name__})"
+    return getattr(error, "strerror", None) or type(error).__name__
+
+
+def _cut(connection: http.client.HTTPConnection) -> None:
+    if connection.sock is not None:
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _retry_after(value: str | None) -> float | None:
