@@ -10,7 +10,6 @@ from rest_framework.response import Response
 
 from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
-from driftboard.queue_names import Queue
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly
 from evals.family_checks import family_settings_problem
 from evals import compare, selectors, services
@@ -362,8 +361,9 @@ class RunSerializer(serializers.ModelSerializer):
 class RunRetrySerializer(serializers.Serializer):
     queue = serializers.CharField(
         max_length=20,
-        default=Queue.SCORING,
-        help_text="`scoring`, or the queue of a memory size class the error named (`scoring-80g`).",
+        required=False,
+        help_text="`scoring` (the default), or the queue of a memory size class the error named (`scoring-80g`); "
+        "a judge run goes back to `judge`, and only there.",
     )
 
 
@@ -380,7 +380,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
         params = RunRetrySerializer(data=request.data)
         params.is_valid(raise_exception=True)
         try:
-            run = run_services.eval_run_retry(run=self.get_object(), queue=params.validated_data["queue"])
+            run = run_services.eval_run_retry(run=self.get_object(), queue=params.validated_data.get("queue"))
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from driftboard.api import BaseViewSet
+from driftboard.api import BaseViewSet, holds_nul
 from driftboard.limits import PayloadTooLarge
 from driftboard.parsers import JSONParser
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer
@@ -27,6 +27,7 @@ class FamilySerializer(serializers.ModelSerializer):
             "base_path",
             "base_branch",
             "datasets",
+            "dataset_pins",
             "promotion_policy",
             "baseline_policy",
             "amber_check",
@@ -36,7 +37,7 @@ class FamilySerializer(serializers.ModelSerializer):
             "sampling_chunk_size",
             "created_at",
         ]
-        read_only_fields = ["created_at"]
+        read_only_fields = ["created_at", "dataset_pins"]
 
     def validate_base_path(self, value: str) -> str:
         if value:
@@ -45,6 +46,14 @@ class FamilySerializer(serializers.ModelSerializer):
             except services.RegistrationError as exc:
                 raise ValidationError(str(exc)) from exc
         return value
+
+    def validate(self, data: dict) -> dict:
+        """Settings objects (generation, judge, scorer options) may not carry NUL: PostgreSQL refuses them."""
+        names = {field.source_attrs[0]: name for name, field in self.fields.items() if field.source_attrs}
+        for source, value in data.items():
+            if holds_nul(value):
+                raise ValidationError({names.get(source, source): "may not contain NUL characters (\\u0000)."})
+        return data
 
 
 class FamilyViewSet(

@@ -23,10 +23,10 @@ from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
 from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
-from evals.models import EvalRun, MetricSnapshot
+from evals.models import EvalRun, GoldenDataset, MetricSnapshot
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
-from evals.selectors import dataset_latest
+from evals.selectors import dataset_latest, dataset_version
 from evals.services import engine
 from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
@@ -50,7 +50,7 @@ def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
     kind = EvalRun.Kind.SEQUENTIAL if family.sampling == ModelFamily.Sampling.SEQUENTIAL else EvalRun.Kind.FULL
     runs = []
     for name in family.datasets:
-        dataset = dataset_latest(name)
+        dataset = _pinned_dataset(family, name)
         if dataset is None:
             logger.warning("Family %s names an unknown golden dataset %r", family.slug, name)
             continue
@@ -60,6 +60,21 @@ def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
         registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.QUEUED)
         transaction.on_commit(eval_runs_dispatch)
     return runs
+
+
+def _pinned_dataset(family: ModelFamily, name: str) -> GoldenDataset | None:
+    """The version the family pins; the first run pins the latest, so a later upload changes no verdict
+    until someone moves the pin."""
+    pinned = family.dataset_pins.get(name)
+    if pinned is not None:
+        return dataset_version(name, pinned)
+    latest = dataset_latest(name)
+    if latest is None:
+        return None
+    version = registry_services.family_dataset_pin(
+        family=family, dataset=name, version=latest.version, reason="First run of the family.", only_if_unpinned=True
+    )
+    return latest if version == latest.version else dataset_version(name, version)
 
 
 def _send(run_id: int, queue: str) -> bool:
