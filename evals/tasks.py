@@ -37,7 +37,7 @@ def score_run(self, run_id: int) -> None:
         eval_run_fail_by_id(run_id=run_id, message="Scoring exceeded its time limit.")
     except TRANSIENT_ERRORS as exc:
         try:
-            eval_run_release(run_id=run_id, worker=worker, message=f"Transient error, retrying: {exc}")
+            eval_run_release(run_id=run_id, worker=worker, message=str(exc))
         except TRANSIENT_ERRORS:
             pass  # the retry claims the run as this worker's own, or the sweeper re-queues it
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc

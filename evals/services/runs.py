@@ -24,6 +24,7 @@ from driftboard.errors import without_server_paths
 from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot
+from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
 from evals.selectors import dataset_latest, dataset_version
@@ -38,6 +39,8 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 
 # Errors a retry can cure: the database or the broker was briefly away.
 TRANSIENT_ERRORS = (DatabaseError, InterfaceError, ConnectionError)
+# Before the error of an attempt that is retried; the run's final error, if it gives up, keeps the rest.
+RETRYING = "Transient error, retrying: "
 
 
 class LeaseLost(Exception):
@@ -156,13 +159,26 @@ def _send_pending(runs) -> int:
     return sent
 
 
-def eval_run_retry(*, run: EvalRun, queue: str = Queue.SCORING) -> EvalRun:
-    """Put a failed run back on a scoring queue (a bigger worker's, after `needs ~X GiB`), as if new."""
-    if not scoring_queue(queue):
+def eval_run_retry(*, run: EvalRun, queue: str | None = None) -> EvalRun:
+    """Put a failed run back on a scoring queue (a bigger worker's, after `needs ~X GiB`), as if new.
+
+    A judge run goes back to the judge queue, and only there: a scoring worker builds no judge.
+    """
+    judge = run.kind == EvalRun.Kind.JUDGE
+    queue = queue or (Queue.JUDGE if judge else Queue.SCORING)
+    if judge and queue != Queue.JUDGE:
+        raise ValueError(f"Run {run.pk} is a judge run: it is retried on the `judge` queue only, not {queue!r}.")
+    if not judge and not scoring_queue(queue):
         raise ValueError(f"{queue!r} is not a scoring queue (`scoring` or `scoring-<N>g`).")
     with transaction.atomic():
         retried = EvalRun.objects.filter(pk=run.pk, status=EvalRun.Status.FAILED).update(
-            status=EvalRun.Status.PENDING, queue=queue, attempts=0, finished_at=None, started_at=None, worker=""
+            status=EvalRun.Status.PENDING,
+            queue=queue,
+            attempts=0,
+            finished_at=None,
+            started_at=None,
+            worker="",
+            error="",
         )
         if not retried:
             raise ValueError(f"Run {run.pk} has not failed: only a failed run is retried.")
@@ -185,7 +201,10 @@ def worker_name() -> str:
 
 
 def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
-    """Take the run for this worker, or return None if someone else has it or it is finished."""
+    """Take the run for this worker, or return None if someone else has it or it is finished.
+
+    The error of an earlier attempt stays until the run succeeds: it is what a run that gives up says.
+    """
     now = timezone.now()
     # A run this very process holds is one of its own earlier attempts that died (one task at a time).
     claimable = (
@@ -199,13 +218,12 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
         worker=worker,
         started_at=now,
         lease_expires_at=now + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS),
-        error="",
     )
     if not taken:
         return None
     run = EvalRun.objects.select_related("artifact__family", "dataset").get(pk=run_id)
     if run.attempts > settings.DRIFTBOARD_RUN_MAX_ATTEMPTS:
-        eval_run_fail(run=run, message=f"Gave up after {run.attempts - 1} attempts; the worker kept disappearing.")
+        eval_run_fail(run=run, message=_gave_up(run))
         return None
     registry_services.artifact_status_set(
         artifact=run.artifact,
@@ -215,6 +233,12 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
     return run
 
 
+def _gave_up(run: EvalRun) -> str:
+    attempts = f"Gave up after {run.attempts - 1} attempts"
+    last_error = run.error.removeprefix(RETRYING)
+    return f"{attempts}; the last error: {last_error}" if last_error else f"{attempts}; the worker kept disappearing."
+
+
 class ProgressWriter:
     """Writes samples done and renews the lease, at most once a second. While the database is
     unreachable the write is skipped and scoring goes on; the next one renews the lease."""
@@ -222,8 +246,14 @@ class ProgressWriter:
     def __init__(self, run: EvalRun):
         self.run = run
         self.last = 0.0
+        self.samples_done = 0
+
+    def renew(self) -> None:
+        """The heartbeat of a run waiting on something else than its samples (a judge's replies)."""
+        self(self.samples_done)
 
     def __call__(self, samples_done: int, force: bool = False) -> None:
+        self.samples_done = samples_done
         now = time.monotonic()
         if not force and now - self.last < PROGRESS_INTERVAL_SECONDS:
             return
@@ -245,11 +275,13 @@ def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) 
     """Score a claimed run with `score(run=…, progress=…)` and archive the snapshots.
 
     True once the scores are saved. A permanent error fails the run and a lost lease leaves it to
-    its new owner (False); transient errors propagate for a retry.
+    its new owner (False); transient errors propagate for a retry. While a judge is awaited, the
+    lease is renewed all the same: a slow judge never lets a second worker take the run.
     """
     progress = ProgressWriter(run)
     try:
-        result = score(run=run, progress=progress)
+        with judge_heartbeat(progress.renew):
+            result = score(run=run, progress=progress)
     except engine.PermanentScoringError as exc:
         eval_run_fail(run=run, message=str(exc))
         return False
@@ -263,13 +295,20 @@ def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) 
         eval_run_fail(run=run, message=f"Scoring failed: {type(exc).__name__}: {exc}")
         return False
     # The scores are in memory: wait out a database restart rather than score again.
-    database_retry(lambda: snapshots_save(run=run, result=result), what=f"saving the scores of run {run.pk}")
+    try:
+        database_retry(lambda: snapshots_save(run=run, result=result), what=f"saving the scores of run {run.pk}")
+    except LeaseLost:
+        logger.warning("Run %s: lease lost before its scores were saved; the worker that took it over saves", run.pk)
+        return False
     database_retry(eval_runs_dispatch, what="dispatching waiting runs")
     return True
 
 
 def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
+    """Archive the scores and mark the run succeeded, only while this worker still holds it
+    (LeaseLost otherwise, nothing written): a run finishes once."""
     with transaction.atomic():
+        _run_succeeded(run=run, result=result)
         for metric, (positions, numerators, denominators) in result.arrays.items():
             fingerprint = result.fingerprints[metric]
             summary = summarise(
@@ -302,21 +341,28 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
                     "fingerprint": fingerprint,
                 },
             )
-        EvalRun.objects.filter(pk=run.pk).update(
-            status=EvalRun.Status.SUCCEEDED,
-            finished_at=timezone.now(),
-            samples_done=result.samples_scored,
-            tokens=result.tokens,
-            tokens_per_second=result.tokens_per_second,
-            forward_passes=result.forward_passes,
-            cached_samples=result.cached_samples,
-            device=result.device,
-            sampling=result.sampling,
-            judging=result.judging,
-            lease_expires_at=None,
-        )
         if run.kind in (EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL) and result.judging.get("model"):
             _judge_run_create(run=run, judging=result.judging)
+
+
+def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
+    mine = EvalRun.objects.filter(pk=run.pk, worker=run.worker, status=EvalRun.Status.RUNNING)
+    succeeded = mine.update(
+        status=EvalRun.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        samples_done=result.samples_scored,
+        tokens=result.tokens,
+        tokens_per_second=result.tokens_per_second,
+        forward_passes=result.forward_passes,
+        cached_samples=result.cached_samples,
+        device=result.device,
+        sampling=result.sampling,
+        judging=result.judging,
+        lease_expires_at=None,
+        error="",
+    )
+    if not succeeded:
+        raise LeaseLost(f"Run {run.pk} was taken over by another worker.")
 
 
 def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
@@ -352,8 +398,8 @@ def eval_run_fail_by_id(*, run_id: int, message: str) -> None:
 
 
 def eval_run_release(*, run_id: int, worker: str, message: str) -> None:
-    """Hand a run back after a transient error so the retry (or another worker) can claim it."""
-    message = without_server_paths(message)
+    """Hand a run back after a transient error (`message`) so the retry (or another worker) can claim it."""
+    message = without_server_paths(RETRYING + message)
     EvalRun.objects.filter(pk=run_id, worker=worker, status=EvalRun.Status.RUNNING).update(
         status=EvalRun.Status.QUEUED, error=message[:5000], lease_expires_at=None
     )

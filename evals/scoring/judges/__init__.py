@@ -11,6 +11,7 @@ from evals.scoring.judges.judging import (
     JudgementStore,
     JudgeSettings,
     items_from_samples,
+    judge_heartbeat,
     judge_items,
 )
 from evals.scoring.judges.local import LocalJudge
@@ -46,6 +47,7 @@ __all__ = [
     "OpenAIJudge",
     "Preference",
     "items_from_samples",
+    "judge_heartbeat",
     "judge_items",
     "preference_interval",
     "preference_outcome",

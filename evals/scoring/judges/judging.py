@@ -13,12 +13,19 @@ An unparseable reply is asked again once; a second unparseable reply, or a call 
 its retries, is that judgement's error. A sample with no valid repeat is a judge error: excluded
 from the metric (its value is NaN), counted and explained. Parsed replies and unparseable ones are
 cached by `JudgementKey`; failed calls are not, so the next run asks again.
+
+A caller that must show it is alive while the judge answers (a worker renewing its run's lease)
+wraps the judging in `judge_heartbeat(callback)`: the callback is called every `HEARTBEAT_SECONDS`
+while calls are awaited, and an exception it raises abandons the judging.
 """
 
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -245,8 +252,43 @@ def _ask(
 def _interpret_all(
     judge: Judge, requests: list[JudgeRequest], mode: Mode, keys: list[JudgementKey]
 ) -> dict[JudgementKey, Judgement]:
-    results = judge.complete_many(requests) if requests else []
+    results = _complete_many(judge, requests) if requests else []
     return {key: _interpret(result, mode, key.order) for key, result in zip(keys, results, strict=True)}
+
+
+# How often the caller's heartbeat is called while judge calls are awaited.
+HEARTBEAT_SECONDS = 0.5
+_heartbeat: ContextVar[Callable[[], None] | None] = ContextVar("judge_heartbeat", default=None)
+
+
+@contextmanager
+def judge_heartbeat(callback: Callable[[], None]) -> Iterator[None]:
+    """Call `callback` every `HEARTBEAT_SECONDS` while judging inside the block waits on the judge.
+
+    A context, not an argument, so that every judge scorer (a plug-in's too) keeps its caller alive
+    without knowing of it. An exception from `callback` abandons the judging: the calls in flight
+    finish on their own thread and their replies are neither used nor cached.
+    """
+    token = _heartbeat.set(callback)
+    try:
+        yield
+    finally:
+        _heartbeat.reset(token)
+
+
+def _complete_many(judge: Judge, requests: list[JudgeRequest]) -> list[Completion | CallFailure]:
+    heartbeat = _heartbeat.get()
+    if heartbeat is None:
+        return judge.complete_many(requests)
+    # The judge is awaited on a thread of its own, so that this one stays free to beat.
+    waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-wait")
+    try:
+        calls = waiter.submit(judge.complete_many, requests)
+        while not wait([calls], timeout=HEARTBEAT_SECONDS).done:
+            heartbeat()
+        return calls.result()
+    finally:
+        waiter.shutdown(wait=False)
 
 
 _CALL_FAILED = "judge call failed: "
