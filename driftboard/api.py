@@ -3,6 +3,8 @@
 Who may write what is decided by the role permissions in driftboard/roles.py. Numbers that come in
 are finite: `FiniteFloatField` (and `ModelSerializer`, which uses it for every model FloatField)
 refuses "Infinity", "NaN" and values past the float range (1e400) with a 400 naming the field.
+`holds_nul` finds the NUL characters that PostgreSQL refuses inside JSON values, which DRF's
+CharField already refuses in plain strings.
 """
 
 import math
@@ -23,6 +25,17 @@ class FiniteFloatField(serializers.FloatField):
         if not math.isfinite(value):
             self.fail("not_finite")
         return value
+
+
+def holds_nul(value: object) -> bool:
+    """True if a NUL character hides anywhere in a JSON value (keys included): jsonb cannot store it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
 class ModelSerializer(serializers.ModelSerializer):

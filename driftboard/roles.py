@@ -7,10 +7,13 @@
   job that uploads traffic does so with a reviewer's token).
 - admin: also edits thresholds and model families and manages tokens. Staff and superusers are
   admins whatever their groups.
+- owner (of a family, not a group): also versions the golden sets the family gates on and moves
+  the versions it pins.
 
 The groups are created by a data migration (registry/migrations/0002_role_groups.py).
 """
 
+from collections.abc import Iterable
 from functools import partial
 
 from rest_framework import permissions
@@ -38,6 +41,16 @@ def can_review(user) -> bool:
     if not (user and user.is_authenticated and user.is_active):
         return False
     return can_administer(user) or REVIEWER in _group_names(user)
+
+
+def can_change_families(user, families: Iterable) -> bool:
+    """Admins change any family's golden sets and pins; anyone else only families they all own.
+
+    `families` are model families with `owners` (prefetched where there are many).
+    """
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    return can_administer(user) or all(user in family.owners.all() for family in families)
 
 
 def role_of(user) -> str | None:

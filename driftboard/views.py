@@ -30,6 +30,8 @@ from evals.models import DriftVerdict, EvalRun, Threshold
 from evals.scoring.golden_io import GoldenFileError
 from evals.services import threshold_backtest
 from evals.services import traffic as traffic_services
+from evals.services.datasets import DatasetChangeRefused
+from registry import selectors as registry_selectors
 from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
 
@@ -258,11 +260,19 @@ def traffic_build_golden(request: HttpRequest, slug: str) -> HttpResponse:
         dataset = traffic_services.golden_build(
             name=name, filename=upload.name, source=upload, recipe=form.recipe(), family=family, user=request.user
         )
-    except (GoldenFileError, ValueError) as exc:
+    except (GoldenFileError, ValueError, DatasetChangeRefused) as exc:
         messages.error(request, f"The golden subset was not built: {exc}")
     else:
-        messages.success(request, f"{dataset} built: {dataset.sample_count} samples, seed {dataset.recipe['seed']}.")
+        built = f"{dataset} built: {dataset.sample_count} samples, seed {dataset.recipe['seed']}."
+        messages.success(request, built + _pins_kept(dataset.name))
     return redirect("family-traffic", slug=slug)
+
+
+def _pins_kept(name: str) -> str:
+    pins = ", ".join(
+        f"{f.slug} (v{f.dataset_pins.get(name, '?')})" for f in registry_selectors.families_gating_on(name)
+    )
+    return f" Families keep scoring their pinned version until it is moved: {pins}." if pins else ""
 
 
 @login_required
@@ -275,10 +285,11 @@ def traffic_promote(request: HttpRequest, slug: str, number: int) -> HttpRespons
     window = get_object_or_404(evals_selectors.traffic_windows(family), number=number)
     try:
         dataset = traffic_services.traffic_window_promote(window=window, user=request.user)
-    except GoldenFileError as exc:
+    except (GoldenFileError, DatasetChangeRefused) as exc:
         messages.error(request, f"Window {number} cannot be promoted: {exc}")
     else:
-        messages.success(request, f"Window {number} promoted: {dataset} ({dataset.sample_count} samples).")
+        promoted = f"Window {number} promoted: {dataset} ({dataset.sample_count} samples)."
+        messages.success(request, promoted + _pins_kept(dataset.name))
     return redirect(window)
 
 

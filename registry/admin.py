@@ -1,6 +1,25 @@
 from django.contrib import admin
 
-from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag, WebhookDelivery
+from registry.models import (
+    Alert,
+    Artifact,
+    DatasetPinChange,
+    ModelFamily,
+    PromotionEvent,
+    PullRequestLink,
+    TelemetryTag,
+    WebhookDelivery,
+)
+
+
+class DatasetPinChangeInline(admin.TabularInline):
+    model = DatasetPinChange
+    extra = 0
+    readonly_fields = ["dataset", "from_version", "to_version", "reason", "actor", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelFamily)
@@ -9,6 +28,8 @@ class ModelFamilyAdmin(admin.ModelAdmin):
     list_filter = ["kind", "promotion_policy", "sampling"]
     search_fields = ["slug", "description"]
     filter_horizontal = ["owners"]
+    readonly_fields = ["dataset_pins"]  # moved through the API's pin action, which records who and why
+    inlines = [DatasetPinChangeInline]
 
 
 class TelemetryTagInline(admin.TabularInline):

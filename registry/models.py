@@ -34,6 +34,11 @@ class ModelFamily(models.Model):
     )
     base_branch = models.CharField(max_length=200, default="main")
     datasets = models.JSONField(default=list, blank=True, help_text="Names of golden datasets scored.")
+    dataset_pins = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Golden dataset name → the version its runs score: set at the first run, then moved only on purpose.",
+    )
     promotion_policy = models.CharField(max_length=20, choices=PromotionPolicy.choices, default=PromotionPolicy.AUTO)
     baseline_policy = models.CharField(
         max_length=20, choices=BaselinePolicy.choices, default=BaselinePolicy.FIRST_SCORED
@@ -76,6 +81,24 @@ class ModelFamily(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("family-detail", args=[self.slug])
+
+
+class DatasetPinChange(models.Model):
+    """Who moved a family's pinned golden version, from what to what, and why."""
+
+    family = models.ForeignKey(ModelFamily, on_delete=models.CASCADE, related_name="pin_changes")
+    dataset = models.CharField(max_length=100)
+    from_version = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the first pin.")
+    to_version = models.PositiveIntegerField()
+    reason = models.TextField(blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.family.slug} {self.dataset} v{self.from_version} → v{self.to_version}"
 
 
 class PullRequestLink(models.Model):

@@ -39,6 +39,12 @@ def family_list() -> QuerySet[ModelFamily]:
     return ModelFamily.objects.all()
 
 
+def families_gating_on(dataset: str) -> list[ModelFamily]:
+    """The families that name the golden dataset, with their owners (a JSON list: filtered here, not in SQL,
+    since SQLite has no JSON `contains`)."""
+    return [family for family in ModelFamily.objects.prefetch_related("owners") if dataset in family.datasets]
+
+
 def production_artifact(family: ModelFamily) -> Artifact | None:
     """The family's baseline: its newest production artifact on the base branch."""
     return production_artifacts(families=[family]).get(family.pk)

@@ -15,7 +15,15 @@ from django.utils import timezone
 from driftboard.queues import enqueue
 from registry import adapters, forges, object_store, storage, weights_check
 from registry.http import post_json
-from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
+from registry.models import (
+    Alert,
+    Artifact,
+    DatasetPinChange,
+    ModelFamily,
+    PromotionEvent,
+    PullRequestLink,
+    TelemetryTag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +63,29 @@ def family_create(
         if on_created is not None:
             on_created(family)
     return family
+
+
+@transaction.atomic
+def family_dataset_pin(
+    *, family: ModelFamily, dataset: str, version: int, reason: str, actor=None, only_if_unpinned: bool = False
+) -> int:
+    """Pin the version of a golden dataset that the family's runs score, and record who moved it and why.
+
+    With `only_if_unpinned` (a family's first run) an existing pin wins, so two first runs agree.
+    Returns the version now pinned.
+    """
+    locked = ModelFamily.objects.select_for_update().get(pk=family.pk)
+    current = locked.dataset_pins.get(dataset)
+    if current == version or (only_if_unpinned and current is not None):
+        family.dataset_pins = locked.dataset_pins
+        return current
+    locked.dataset_pins = {**locked.dataset_pins, dataset: version}
+    locked.save(update_fields=["dataset_pins"])
+    DatasetPinChange.objects.create(
+        family=locked, dataset=dataset, from_version=current, to_version=version, reason=reason, actor=actor
+    )
+    family.dataset_pins = locked.dataset_pins
+    return version
 
 
 def family_base_folder(family: ModelFamily) -> Path | None:

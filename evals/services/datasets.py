@@ -6,10 +6,36 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from driftboard.roles import can_change_families
 from evals.models import GoldenDataset, GoldenSample
 from evals.scoring import golden_io
+from registry.models import ModelFamily
+from registry.selectors import families_gating_on
 
 SAMPLE_BATCH = 1000
+
+
+class DatasetChangeRefused(PermissionError):
+    """A golden set that families gate on gets a new version only from an admin or an owner of them all."""
+
+    def __init__(self, name: str, families: list[ModelFamily]):
+        self.families = families
+        slugs = ", ".join(f.slug for f in families)
+        super().__init__(
+            f"Only staff or an owner of every family that gates on {name!r} may add a version to it "
+            f"(families: {slugs})."
+        )
+
+
+def dataset_change_check(*, name: str, user) -> list[ModelFamily]:
+    """The families gating on `name`, or DatasetChangeRefused when `user` may not version it.
+
+    `user` None is a server-side command run by an operator, who may.
+    """
+    families = families_gating_on(name)
+    if user is not None and families and not can_change_families(user, families):
+        raise DatasetChangeRefused(name, families)
+    return families
 
 
 def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, user=None) -> GoldenDataset:
@@ -38,11 +64,16 @@ def dataset_freeze(
     purpose: str = GoldenDataset.Purpose.GOLDEN,
     recipe: dict | None = None,
 ) -> GoldenDataset:
-    """Store validated samples as the next version of `name`, or return the latest if it is identical."""
+    """Store validated samples as the next version of `name`, or return the latest if it is identical.
+
+    Raises DatasetChangeRefused, storing nothing, when families gate on `name` and `user` may not
+    version it; the families keep their pinned versions either way.
+    """
     sha256 = golden_io.dataset_sha256(samples)
     latest = GoldenDataset.objects.filter(name=name).order_by("-version").first()
     if latest is not None and latest.sha256 == sha256:
         return latest
+    dataset_change_check(name=name, user=user)
     with transaction.atomic():
         version = (
             GoldenDataset.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
