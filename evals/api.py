@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
-from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly
+from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly, can_change_families
 from evals.family_checks import family_settings_problem
 from evals import compare, selectors, services
 from evals.models import (
@@ -32,8 +32,11 @@ from evals.services import experiments as experiment_services
 from evals.services import pipeline
 from evals.services import runs as run_services
 from evals.services import traffic as traffic_services
+from evals.services.datasets import DatasetChangeRefused
 from evals.services.verdicts import json_safe
 from registry import api as registry_api
+from registry import selectors as registry_selectors
+from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
 
 
@@ -224,6 +227,12 @@ class FamilySerializer(registry_api.FamilySerializer):
 
         if problem := family_settings_problem("generation", value):
             raise ValidationError(problem)
+class DatasetPinSerializer(serializers.Serializer):
+    dataset = serializers.SlugField(max_length=100, help_text="A golden dataset the family gates on.")
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True)
+
+
 class FamilyViewSet(registry_api.FamilyViewSet):
     """Families; a new one gets the default thresholds of its kind, and `scorers` is checked by name."""
 
@@ -231,6 +240,28 @@ class FamilyViewSet(registry_api.FamilyViewSet):
 
     def create_family(self, **fields):
         return pipeline.family_create(**fields)
+
+    @extend_schema(request=DatasetPinSerializer, responses={200: FamilySerializer, 400: dict, 403: dict})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def pin(self, request, slug=None) -> Response:
+        """Move the golden version the family's runs score: staff or the family's owners only."""
+        family = self.get_object()
+        if not can_change_families(request.user, [family]):
+            return Response(
+                {"detail": f"Only staff or an owner of {family.slug} may move its pinned golden versions."},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        params = DatasetPinSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        name, version = params.validated_data["dataset"], params.validated_data["version"]
+        if name not in family.datasets:
+            raise ValidationError({"dataset": f"{family.slug} does not gate on {name!r}."})
+        if selectors.dataset_version(name, version) is None:
+            raise ValidationError({"version": f"{name} has no golden version {version}."})
+        registry_services.family_dataset_pin(
+            family=family, dataset=name, version=version, reason=params.validated_data["reason"], actor=request.user
+        )
+        return Response(self.get_serializer(family).data)
 
 
 def snapshot_summary(snapshot: MetricSnapshot) -> dict:
@@ -253,6 +284,7 @@ def verdict_summary(verdict: DriftVerdict) -> dict:
     return {
         "metric": verdict.metric,
         "dataset": verdict.dataset.name,
+        "dataset_version": verdict.dataset.version,
         "baseline": verdict.baseline_id,
         "candidate_value": verdict.candidate_value,
         "baseline_value": verdict.baseline_value,
@@ -319,7 +351,22 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewS
             )
         except GoldenFileError as exc:
             return Response({"detail": str(exc), "row": exc.row}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        except DatasetChangeRefused as exc:
+            return Response(
+                {"detail": str(exc), "families": [f.slug for f in exc.families]}, status=status.HTTP_403_FORBIDDEN
+            )
+        return Response(
+            {**DatasetSerializer(dataset).data, "families": dataset_families(dataset.name)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def dataset_families(name: str) -> list[dict]:
+    """The families a new version affects; each keeps scoring the version it pins until that is moved."""
+    return [
+        {"family": f.slug, "pinned_version": f.dataset_pins.get(name)}
+        for f in registry_selectors.families_gating_on(name)
+    ]
 
 
 class RunSerializer(serializers.ModelSerializer):
