@@ -13,6 +13,17 @@ seconds or until every run is done. The bench process plays beat: it runs the sw
 seconds (the run lease is 30 s here: long enough for a model to load on a busy CPU). A
 DATABASE_URL given is emptied first.
 
+`--scenario embedded-broker` puts the server-less broker under the same kind of stress instead: four
+producers, a beat-like periodic sender and two consumers, each a process, beside one busy loop per
+core, on Driftboard's `filesystem://` transport and on kombu's own for comparison; every
+`--slow-every`-th message is written in two halves 20 ms apart (a producer preempted mid-message; 0:
+never). Reported: messages sent, received, lost, duplicated, consumers dead, files set aside.
+
+`--scenario judge` kills judge workers mid-call instead: `--artifacts` judge runs over `--prompts`
+stored answers each (no model is loaded), a local judge whose every call takes `--call-seconds`,
+two judge-queue workers, the busy one SIGKILLed every `--kill-every` seconds. Reported: runs
+succeeded once (attempts), snapshots and judgements per run, and the judge calls the kills cost.
+
 Reported: runs that finished (exactly once: one succeeded row each, one metric snapshot per
 artifact × dataset × metric, one verdict per artifact × metric), and the samples each kill cost.
 A kill's cost is the killed run's progress at the moment of the kill (`samples_done`) minus the
@@ -26,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import json
 import os
 import random
 import shutil
@@ -33,9 +46,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,6 +73,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="kept between runs (the demo models are reused)")
     parser.add_argument("--chunk", type=int, default=None, help="DRIFTBOARD_RESULT_CHUNK_SAMPLES for the workers")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenario", default="workers", help="workers (default) | embedded-broker | judge")
+    parser.add_argument("--prompts", type=int, default=20, help="judge: stored answers per judge run")
+    parser.add_argument("--call-seconds", type=float, default=0.5, help="judge: how long each judge call takes")
+    parser.add_argument("--messages", type=int, default=2500, help="embedded-broker: messages per producer")
+    parser.add_argument("--slow-every", type=int, default=10, help="embedded-broker: every Nth write preempted")
     return parser.parse_args()
 
 
@@ -99,17 +121,25 @@ from django.core.management import call_command  # noqa: E402
 from django.db.models import Count  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from evals.models import DriftVerdict, EvalRun, MetricSnapshot, SampleResult  # noqa: E402
+from driftboard.queue_names import Queue  # noqa: E402
+from evals.models import DriftVerdict, EvalRun, Judgement, MetricSnapshot, SampleResult  # noqa: E402
 from evals.scoring.demo_models import build_demo_models  # noqa: E402
-from evals.services import eval_runs_sweep, pipeline  # noqa: E402
+from evals.services import eval_runs_dispatch, eval_runs_sweep, pipeline  # noqa: E402
 from evals.services.datasets import dataset_import  # noqa: E402
+from registry.models import Artifact  # noqa: E402
 from tests.conftest import purge_broker  # noqa: E402
+from tests.factories import ArtifactFactory  # noqa: E402
+from tests.hardening.broker_stress import EMBEDDED, STOCK, stress  # noqa: E402
+from tests.judges.conftest import chat_reply  # noqa: E402
+from tests.judges.test_judge_preference_verdicts import facts_of, scored, store_answers  # noqa: E402
 
 
 @dataclass
 class Worker:
     log_path: Path
     process: subprocess.Popen | None = None
+    # What every worker of a scenario listens on.
+    queues: ClassVar[str] = "scoring,offpeak,publish"
 
     def start(self) -> Worker:
         command = [
@@ -120,7 +150,7 @@ class Worker:
             "driftboard",
             "worker",
             "-Q",
-            "scoring,offpeak,publish",
+            self.queues,
             "-c",
             "1",
             "--without-gossip",
@@ -313,11 +343,116 @@ def table(args: argparse.Namespace, report: Report, samples_per_run: int) -> str
     return "\n".join(["| Chaos run | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
 
 
-def main() -> int:
+def workers_scenario() -> None:
     samples_per_run = prepare(ARGS, WORKDIR)
     report = chaos(ARGS, WORKDIR)
     print(table(ARGS, report, samples_per_run))
     print(f"\nwork folder: {WORKDIR} (worker logs under logs/)")
+
+
+def embedded_broker_scenario() -> None:
+    """Driftboard's embedded broker and kombu's file-system transport, each through the same stress."""
+    rows = []
+    for label, transport in (("Driftboard filesystem://", EMBEDDED), ("kombu filesystem", STOCK)):
+        folder = WORKDIR / "broker" / transport.partition(":")[0].rpartition(".")[2]
+        result = stress(folder, transport=transport, per_producer=ARGS.messages, slow_every=ARGS.slow_every)
+        rows.append(
+            f"| {label} | {result.sent} | {len(result.received)} | {result.lost} | {result.duplicated} "
+            f"| {result.consumer_deaths} / 2 | {result.broken_files} | {result.seconds:.0f} |"
+        )
+    header = "| Transport | sent | received | lost | duplicated | consumers dead | set aside | seconds |"
+    print("\n".join([header, "|---|---|---|---|---|---|---|---|", *rows]))
+    print(f"\nwork folder: {WORKDIR / 'broker'} (process logs under */logs/)")
+
+
+class SlowJudge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible judge whose every call takes `seconds`; it counts the calls per prompt."""
+
+    seconds = 0.5
+    calls: Counter = Counter()
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.calls[hashlib.sha256(body).hexdigest()] += 1
+        time.sleep(self.seconds)
+        raw = json.dumps(chat_reply("Fine. Rating: [[7]]")).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
+
+
+def prepare_judge_runs(args: argparse.Namespace, judge_url: str) -> None:
+    """Judge runs waiting on the judge queue, on answers stored as their scoring runs store them."""
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+    purge_broker()
+    rows = [{"id": f"p{i}", "prompt": f"What comes after {i}?"} for i in range(args.prompts)]
+    source = io.BytesIO("\n".join(json.dumps(row) for row in rows).encode())
+    dataset = dataset_import(name="prompts", filename="prompts.jsonl", source=source)
+    family = pipeline.family_create(
+        slug="chaos-judge",
+        kind="causal-lm",
+        datasets=["prompts"],
+        scorers=["judge-score"],
+        generation={"max_new_tokens": 8},
+        judge={"url": judge_url, "model": "chaos-judge", "concurrency": 2},
+    )
+    for index in range(args.artifacts):
+        artifact = ArtifactFactory(family=family, status=Artifact.Status.SCORING)
+        scoring = scored(artifact, dataset)
+        # Answers of their own: the same answer would be judged once, from the cache, for every run.
+        store_answers(artifact, dataset, {i: f"{i + 1} comes next, says #{index}" for i in range(args.prompts)})
+        EvalRun.objects.create(
+            artifact=artifact,
+            dataset=dataset,
+            kind=EvalRun.Kind.JUDGE,
+            queue=Queue.JUDGE,
+            samples_total=args.prompts,
+            judging={"model": facts_of(artifact), "scoring_run": scoring.pk},
+        )
+
+
+def judge_scenario() -> None:
+    SlowJudge.seconds = ARGS.call_seconds
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prepare_judge_runs(ARGS, f"http://127.0.0.1:{server.server_port}/v1")
+    Worker.queues = Queue.JUDGE.value
+    eval_runs_dispatch()
+    report = chaos(ARGS, WORKDIR)
+    server.shutdown()
+    runs = EvalRun.objects.filter(kind=EvalRun.Kind.JUDGE)
+    attempts = Counter(runs.filter(status=EvalRun.Status.SUCCEEDED).values_list("attempts", flat=True))
+    snapshots = MetricSnapshot.objects.values("artifact", "dataset", "metric").annotate(n=Count("id"))
+    judgements = Judgement.objects.count()
+    calls = sum(SlowJudge.calls.values())
+    rows = [
+        ("judge runs × prompts", f"{ARGS.artifacts} × {ARGS.prompts}"),
+        ("judge workers (broker)", f"2 ({ARGS.broker.partition(':')[0]})"),
+        ("seconds per judge call", f"{ARGS.call_seconds:g}"),
+        ("seconds (kills for)", f"{report.seconds:.0f} ({ARGS.duration:.0f})"),
+        ("kills (mid-run)", f"{len(report.kills)} ({sum(1 for kill in report.kills if kill.runs)})"),
+        ("runs succeeded / total", f"{attempts.total()} / {runs.count()}"),
+        ("runs failed / unfinished", f"{runs.filter(status=EvalRun.Status.FAILED).count()} / {unfinished()}"),
+        ("succeeded runs by attempts", ", ".join(f"{n}: {count}" for n, count in sorted(attempts.items())) or "—"),
+        ("duplicate snapshots", str(snapshots.filter(n__gt=1).count())),
+        ("judgements stored / expected", f"{judgements} / {ARGS.artifacts * ARGS.prompts}"),
+        ("judge calls / judgements (asked again after a kill)", f"{calls} / {judgements} ({calls - judgements})"),
+    ]
+    print("\n".join(["| Judge chaos run | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]))
+    print(f"\nwork folder: {WORKDIR} (worker logs under logs/)")
+
+
+SCENARIOS = {"workers": workers_scenario, "embedded-broker": embedded_broker_scenario, "judge": judge_scenario}
+
+
+def main() -> int:
+    SCENARIOS[ARGS.scenario]()
     return 0
 
 
