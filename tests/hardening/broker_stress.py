@@ -70,7 +70,9 @@ class HalfWrittenFile:
 
 
 def preempt_writes(transport: str, every: int, pause: float) -> None:
-    """Every `every`-th file the transport's module opens for writing is written in two halves."""
+    """Every `every`-th file the transport's module opens for writing is written in two halves (0: none)."""
+    if every <= 0:
+        return
     module = sys.modules[symbol_by_name(transport).__module__]
     opened = 0
 
