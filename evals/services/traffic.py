@@ -380,12 +380,24 @@ def traffic_specs(family: ModelFamily) -> list[stats.TrafficSpec]:
 
 
 def _flag_production(window: TrafficWindow, artifact: Artifact) -> None:
-    """The latest window's outcome as the production artifact's `traffic_drift` tag; an alert on red."""
-    reason = window.reasons[0] if window.reasons else ""
-    registry_services.tags_set(
-        artifact=artifact,
-        tags={"traffic_drift": window.outcome, "traffic_drift.window": window.number, "traffic_drift.reason": reason},
-    )
+    """The latest window's outcome as the production artifact's `traffic_drift` tag; an alert on red.
+
+    Windows are compared in whatever order the workers finish them, so an earlier window compared last
+    leaves the tag of a later one alone (its red alert is still raised).
+    """
+    later = TrafficWindow.objects.filter(
+        family_id=window.family_id, starts_at__gt=window.starts_at, scored_at__isnull=False
+    ).exclude(pk=window.pk)
+    if not later.exists():
+        reason = window.reasons[0] if window.reasons else ""
+        registry_services.tags_set(
+            artifact=artifact,
+            tags={
+                "traffic_drift": window.outcome,
+                "traffic_drift.window": window.number,
+                "traffic_drift.reason": reason,
+            },
+        )
     if window.outcome != TrafficWindow.Outcome.RED:
         return
     registry_services.alert_raise(

@@ -1,6 +1,7 @@
 """Traffic uploads cannot flood scoring: their runs wait on the `traffic` queue outside the candidates'
 backpressure budget, an upload holds a bounded number of windows, a family a bounded number of
-waiting traffic runs, only reviewers upload, and a window too small to compare says so at once."""
+waiting traffic runs, only reviewers upload, a window too small to compare says so at once, and
+windows finished out of order leave the latest window's tag."""
 
 import io
 import json
@@ -15,7 +16,7 @@ from evals.services.traffic import traffic_import, traffic_window_compare
 from registry.models import Artifact
 from tests.conftest import purge_broker
 from tests.factories import ArtifactFactory, DatasetFactory, FamilyFactory
-from tests.traffic.board import scored
+from tests.traffic.board import build_traffic_board, scored
 
 DAY = 86400
 T0 = 1_760_000_000 - 1_760_000_000 % DAY
@@ -123,3 +124,13 @@ def test_it_marks_a_window_incomparable_when_its_reference_has_a_single_score(fa
 
     assert window.outcome == "incomparable"
     assert window.reasons == ["Not comparable: the reference needs at least two samples."]
+
+
+def test_an_earlier_window_compared_last_leaves_the_later_windows_tag(db, tmp_path):
+    board = build_traffic_board(tmp_path)
+    assert board.production.tags.get(key="traffic_drift").value == "red"
+
+    traffic_window_compare(run=board.steady.run)  # the traffic queue finishes windows in any order
+
+    tags = dict(board.production.tags.values_list("key", "value"))
+    assert (tags["traffic_drift"], tags["traffic_drift.window"]) == ("red", str(board.moved.number))
