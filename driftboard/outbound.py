@@ -2,7 +2,7 @@
 
 - `url_problem`: a URL with user-info, spaces or control characters (CR/LF), a non-numeric port or a
   scheme other than http/https is refused when it is set, with the reason.
-- `OutboundPolicy.connect`: at call time the host is resolved and every address is checked. With no
+- `OutboundPolicy.connect` (and `request`, one exchange over it): at call time the host is resolved and every address is checked. With no
   allowed host patterns (DRIFTBOARD_JUDGE_HOSTS empty) any host is reached whose addresses are all
   public; loopback, link-local (cloud metadata), private, shared and reserved addresses only for a
   host listed explicitly. With patterns, only hosts matching one (`host[:port]`, `*` as a wildcard).
@@ -118,6 +118,23 @@ class OutboundPolicy:
                 return connection
         raise error
 
+    def request(
+        self, method: str, url: str, *, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One exchange, redirects not followed: the status, headers and body (at most
+        `max_reply_bytes`; OSError beyond). Raises OutboundRefused, OSError or HTTPException."""
+        parts = urlsplit(url)
+        connection = self.connect(url, timeout=timeout)
+        try:
+            connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
+            response = connection.getresponse()
+            raw = response.read(self.max_reply_bytes + 1)
+        finally:
+            connection.close()
+        if len(raw) > self.max_reply_bytes:
+            raise OSError(f"the reply is larger than the {self.max_reply_bytes:,} bytes read")
+        return response.status, dict(response.headers), raw
+
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     address: str
@@ -132,6 +149,15 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         sock = socket.create_connection((self.address, self.port), self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def webhook_policy(url: str, *, setting: str) -> OutboundPolicy:
+    """The policy of a webhook URL an operator set in `setting`: its own host is listed (an operator's
+    receiver may be internal), every other host is refused, so a redirect or a rebinding goes nowhere."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return OutboundPolicy(allowed_hosts=(f"{host}:{parts.port or '*'}",), setting=setting)
 
 
 def judge_policy() -> OutboundPolicy:

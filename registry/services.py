@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from driftboard.outbound import webhook_policy
 from driftboard.queues import enqueue
 from registry import adapters, forges, object_store, storage, weights_check
 from registry.http import post_json
@@ -385,7 +386,8 @@ def alert_deliver(*, alert: Alert) -> None:
         "created_at": alert.created_at.isoformat(),
         **alert.payload,
     }
-    post_json(settings.DRIFTBOARD_ALERT_WEBHOOK_URL, body, headers={})
+    url = settings.DRIFTBOARD_ALERT_WEBHOOK_URL
+    post_json(url, body, headers={}, outbound=webhook_policy(url, setting="DRIFTBOARD_ALERT_WEBHOOK_URL"))
     alert.delivered_at = timezone.now()
     alert.delivery_error = ""
     alert.save(update_fields=["delivered_at", "delivery_error"])
