@@ -32,6 +32,7 @@ from scipy import optimize, stats
 # Run as a script from anywhere: make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from driftboard.outbound import OutboundPolicy  # noqa: E402
 from evals.scoring.judges import (  # noqa: E402
     EndpointSettings,
     InMemoryJudgementStore,
@@ -50,6 +51,8 @@ from evals.scoring.judges.remote import DEFAULT_CONCURRENCY  # noqa: E402
 
 N_SAMPLES = 500
 N_BOOT = 1000
+# The bench's judge is a local server: loopback is listed for it.
+LOCAL = OutboundPolicy(allowed_hosts=("127.0.0.1",))
 REQUEST = JudgeRequest(messages=[{"role": "user", "content": "Rate."}], verdicts=("1",), verdict_prefix="Rating: [[")
 
 
@@ -78,7 +81,7 @@ def serve(latency: float) -> tuple[ThreadingHTTPServer, str]:
 
 
 def calls_per_second(url: str, concurrency: int, calls: int) -> float:
-    judge = OpenAIJudge(EndpointSettings(url=url, model="bench", concurrency=concurrency))
+    judge = OpenAIJudge(EndpointSettings(url=url, model="bench", concurrency=concurrency), outbound=LOCAL)
     started = time.perf_counter()
     judge.complete_many([REQUEST] * calls)
     return calls / (time.perf_counter() - started)
@@ -91,7 +94,7 @@ def print_throughput(latency: float) -> None:
         concurrent = calls_per_second(url, DEFAULT_CONCURRENCY, 8 * DEFAULT_CONCURRENCY)
         store = InMemoryJudgementStore()
         items = [JudgedItem(question=f"q{i}", answer=f"a{i}", baseline_answer=f"b{i}") for i in range(50)]
-        judge = OpenAIJudge(EndpointSettings(url=url, model="bench"))
+        judge = OpenAIJudge(EndpointSettings(url=url, model="bench"), outbound=LOCAL)
         first = judge_items(judge, items, store, JudgeSettings(mode="pairwise"))
         again = judge_items(judge, items, store, JudgeSettings(mode="pairwise"))
     finally:
