@@ -11,9 +11,8 @@ import urllib.request
 import psutil
 import pytest
 
+from driftboard.supervisor import Child, Supervisor
 from tests.conftest import ROOT, free_port, wait_for, worker_env
-
-pytestmark = pytest.mark.worker
 
 
 def web_answers(port: int) -> bool:
@@ -69,6 +68,7 @@ def serve(transactional_db, settings, tmp_path):
     log.close()
 
 
+@pytest.mark.worker
 def test_it_restarts_a_killed_worker_and_keeps_the_web_server_up(serve):
     process, port, log = serve
     first = wait_for(lambda: worker_pid(process), timeout=60, message="the worker to start")
@@ -82,6 +82,7 @@ def test_it_restarts_a_killed_worker_and_keeps_the_web_server_up(serve):
     assert process.poll() is None
 
 
+@pytest.mark.worker
 def test_it_stops_every_process_group_at_once_on_ctrl_c(serve):
     process, port, _log = serve
     wait_for(lambda: worker_pid(process), timeout=60, message="the worker to start")
@@ -92,3 +93,36 @@ def test_it_stops_every_process_group_at_once_on_ctrl_c(serve):
 
     assert process.wait(timeout=30) == 0
     assert [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
+
+
+def exiting(code: int):
+    return lambda: subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"], start_new_session=True)
+
+
+def test_it_backs_off_1_2_4_seconds_up_to_the_cap_and_starts_over_after_a_healthy_run():
+    lines: list[str] = []
+    child = Child("worker", exiting(3))
+    supervisor = Supervisor([child], log=lines.append, max_backoff_seconds=4, healthy_after_seconds=60)
+    child.launch()
+    for healthy in (False, False, False, False, True):
+        child.process.wait()
+        if healthy:
+            child.started_at -= 60
+        assert supervisor.tick() is None
+        child.restart_at = 0  # due now: the next tick starts it again
+        assert supervisor.tick() is None
+    child.process.wait()
+
+    assert [line.rpartition(" ")[2] for line in lines] == ["1s", "2s", "4s", "4s", "1s"]
+    assert lines[0] == "worker exited with code 3; restarting in 1s"
+
+
+def test_it_stops_everything_when_the_web_server_exits():
+    lines: list[str] = []
+    worker = Child("worker", lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                                      start_new_session=True))  # fmt: skip
+    web = Child("web server", exiting(1), restart=False)
+
+    assert Supervisor([worker, web], log=lines.append).run(poll_seconds=0.05) == 1
+    assert lines == ["web server exited with code 1; stopping everything"]
+    assert worker.process.returncode == -signal.SIGTERM
