@@ -47,6 +47,9 @@ Mode = Literal["pointwise", "pairwise"]
 MODES: tuple[Mode, ...] = ("pointwise", "pairwise")
 # Order 0 shows the candidate as assistant A, order 1 as assistant B.
 CANDIDATE_FIRST, BASELINE_FIRST = 0, 1
+# Upper bounds of a family's judging: each repeat is a judge call per sample, the rubric is in every prompt.
+MAX_REPEATS = 20
+MAX_RUBRIC_CHARS = 10_000
 _PREFERENCE = {CANDIDATE_FIRST: {"A": 1.0, "B": -1.0, "C": 0.0}, BASELINE_FIRST: {"A": -1.0, "B": 1.0, "C": 0.0}}
 
 
@@ -54,9 +57,6 @@ _PREFERENCE = {CANDIDATE_FIRST: {"A": 1.0, "B": -1.0, "C": 0.0}, BASELINE_FIRST:
 class JudgeSettings:
     mode: Mode = "pointwise"
     repeats: int = 1
-# Upper bounds of a family's judging: each repeat is a judge call per sample, the rubric is in every prompt.
-MAX_REPEATS = 20
-MAX_RUBRIC_CHARS = 10_000
     rubric: str | None = None
 
     def __post_init__(self) -> None:
