@@ -61,13 +61,13 @@ def test_it_sets_an_undecodable_message_aside_and_delivers_the_next(tmp_path, ca
 def test_it_rewrites_exchange_tables_whole_keeping_every_binding(tmp_path):
     (tmp_path / "queue").mkdir()
     with connection(EMBEDDED, str(tmp_path)) as conn:
-        conn.default_channel.exchange_declare("stress", type="direct")
+        conn.default_channel.exchange_declare("bindings", type="direct")
         for name in ("scoring", "publish", "offpeak"):
             conn.default_channel.queue_declare(name)
-            conn.default_channel.queue_bind(name, exchange="stress", routing_key=name)
+            conn.default_channel.queue_bind(name, exchange="bindings", routing_key=name)
         conn.default_channel.queue_delete("offpeak")
 
-    table = json.loads((tmp_path / "control" / "stress.exchange").read_text())
+    table = json.loads((tmp_path / "control" / "bindings.exchange").read_text())
     assert sorted(row[2] for row in table) == ["publish", "scoring"]
     assert [path.name for path in (tmp_path / "control").iterdir() if path.name.endswith(".tmp")] == []
 
