@@ -296,7 +296,7 @@ def demo_tables(folder: Path) -> None:
 
 def _delta(candidate: Scored, base: Scored) -> float:
     value = SPEC.value(candidate.num.sum(), candidate.den.sum())
-    return float(SPEC.relative_delta(value, SPEC.value(base.num.sum(), base.den.sum())))
+    return float(SPEC.change(value, SPEC.value(base.num.sum(), base.den.sum())))
 
 
 def _print_demo_row(

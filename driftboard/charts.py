@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 from driftboard.dashboard_selectors import Series, SeriesPoint
+from evals import selectors as evals_selectors
+from evals.scoring.scorers import METRICS
 from evals.selectors import PairedSamples
 
 HISTOGRAM_BINS = 40
@@ -99,7 +101,7 @@ def _bar(name: str, counts: list[int], edges: np.ndarray, colour: str) -> dict:
 def distribution_figure(pairs: PairedSamples, names: tuple[str, str] = ("baseline", "candidate")) -> dict:
     """Candidate vs baseline per-sample values, binned on shared edges and overlaid; names: (baseline, candidate)."""
     edges = histogram_edges(pairs.candidate, pairs.baseline)
-    label = escape_text(pairs.metric.replace("_", " "))
+    label = escape_text(evals_selectors.metric_label(pairs.metric))
     baseline_name, candidate_name = (escape_text(name) for name in names)
     return {
         "data": [
@@ -114,7 +116,7 @@ def paired_delta_figure(pairs: PairedSamples) -> dict:
     """Histogram of per-sample changes (negative means worse), with the zero line marked."""
     deltas = pairs.deltas
     edges = histogram_edges(deltas)
-    label = escape_text(pairs.metric.replace("_", " "))
+    label = escape_text(evals_selectors.metric_label(pairs.metric))
     figure = {
         "data": [_bar("paired Δ", binned(deltas, edges), edges, COLOURS["candidate"])],
         "layout": _layout(
@@ -281,7 +283,7 @@ def _threshold_traces(series: Series, labels: list[str]) -> list[dict]:
                 "x": x,
                 "y": [value for value, _ in kept],
                 "connectgaps": False,
-                "customdata": [_limit_text(step.rule, limit) for _, limit in kept],
+                "customdata": [evals_selectors.limit_text(series.metric, step.rule, limit) for _, limit in kept],
                 "hovertemplate": "limit in force: %{customdata} → %{y:.4g}<extra></extra>",
                 "line": {"color": COLOURS[severity], "dash": "dash", "width": 1.5, "shape": "hv"},
             }
@@ -295,21 +297,20 @@ def _limit_word(series: Series, rule: str) -> str:
     return "ceiling" if series.direction == "lower" else "floor"
 
 
-def _limit_text(rule: str, limit: float | None) -> str:
-    if limit is None:
-        return "none"
-    return f"{100 * limit:g} %" if rule == "relative" else f"{limit:g}"
-
-
 def _threshold_values(series: Series, step) -> list[float | None] | None:
-    """Relative: baseline·(1 ± limit) against the baseline each artifact was judged by; absolute: the value."""
+    """Relative: baseline·(1 ± limit) against the baseline each artifact was judged by (baseline ± limit
+    for a metric with absolute deltas); absolute: the value."""
     if step.rule == "absolute":
         return [_round(limit) for limit in step.limits]
     if step.rule != "relative":
         return None  # a band rule is the shaded band
     sign = 1 if series.direction == "lower" else -1
+    spec = METRICS.get(series.metric)
+    absolute = spec is not None and spec.absolute
     return [
-        _round(p.baseline_value * (1 + sign * limit)) if p.baseline_value is not None and limit is not None else None
+        _round(p.baseline_value + sign * limit if absolute else p.baseline_value * (1 + sign * limit))
+        if p.baseline_value is not None and limit is not None
+        else None
         for p, limit in zip(series.points, step.limits, strict=True)
     ]
 
@@ -342,7 +343,7 @@ def _tick_labels(labels: list[str]) -> list[str]:
 def series_figure(series: Series) -> dict:
     """Value per artifact, one category per artifact in commit order, with CI error bars, the k·σ band,
     the threshold in force as a step line, and markers for decisions and tokenizer changes."""
-    label = series.metric.replace("_", " ")
+    label = evals_selectors.metric_label(series.metric)
     labels = _labels(series)
     traces = [*_band_traces(series, labels), *_threshold_traces(series, labels)]
     for marker_kind in MARKER_STYLES:

@@ -21,7 +21,6 @@ from django.views.decorators.http import require_POST
 
 from driftboard import charts
 from driftboard import dashboard_selectors as selectors
-from driftboard.formatting import percent
 from driftboard.queues import queue_depths
 from driftboard.roles import can_review
 from evals import compare
@@ -138,16 +137,20 @@ class ComparedRow:
 
     @property
     def metric_label(self) -> str:
-        return self.compared.metric.replace("_", " ")
+        return evals_selectors.metric_label(self.compared.metric)
 
     @property
     def delta_text(self) -> str:
-        return percent(self.compared.comparison.delta) if self.compared.comparison else "—"
+        c = self.compared.comparison
+        return evals_selectors.change_text(self.compared.metric, c.delta) if c else "—"
 
     @property
     def ci_text(self) -> str:
         c = self.compared.comparison
-        return f"{percent(c.ci_low)} to {percent(c.ci_high)}" if c else "—"
+        if c is None:
+            return "—"
+        metric = self.compared.metric
+        return f"{evals_selectors.change_text(metric, c.ci_low)} to {evals_selectors.change_text(metric, c.ci_high)}"
 
 
 @login_required
@@ -171,7 +174,7 @@ def family_compare(request: HttpRequest, slug: str) -> HttpResponse:
                 for m in result.metrics
             ],
             "focus": focus,
-            "focus_label": focus.metric.replace("_", " ") if focus else "",
+            "focus_label": evals_selectors.metric_label(focus.metric) if focus else "",
             **_compare_focus_context(result, focus),
         }
     return render(request, "dashboard/family_compare.html", context)
@@ -192,7 +195,7 @@ def _compare_focus_context(result: compare.VersionComparison, focus: compare.Met
     regressions = evals_selectors.samples_regressed_most(pairs, focus.dataset.pk, selectors.TOP_REGRESSIONS)
     return {
         "distribution_charts": distribution_charts,
-        "regressions": [(row, percent(row.relative_change)) for row in regressions],
+        "regressions": [(row, row.change_text) for row in regressions],
     }
 
 
@@ -323,7 +326,7 @@ class VerdictRow:
 
     @property
     def metric_label(self) -> str:
-        return self.verdict.metric.replace("_", " ")
+        return evals_selectors.metric_label(self.verdict.metric)
 
     @property
     def title(self) -> str:
@@ -352,13 +355,14 @@ class VerdictRow:
 
     @property
     def delta_text(self) -> str:
-        return percent(self.verdict.delta)
+        return evals_selectors.change_text(self.verdict.metric, self.verdict.delta)
 
     @property
     def ci_text(self) -> str:
         if self.verdict.ci_low is None or self.verdict.ci_high is None:
             return "—"
-        return f"{percent(self.verdict.ci_low)} to {percent(self.verdict.ci_high)}"
+        metric = self.verdict.metric
+        return f"{evals_selectors.change_text(metric, self.verdict.ci_low)} to {evals_selectors.change_text(metric, self.verdict.ci_high)}"
 
     @property
     def band_text(self) -> str:
@@ -612,17 +616,12 @@ def artifact_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 # Thresholds
 
 
-def limit_text(rule: str, limit: float) -> str:
-    if rule == Threshold.Rule.RELATIVE:
-        return f"{100 * limit:g} %"
-    if rule == Threshold.Rule.BAND:
-        return f"{limit:g}·σ"
-    return f"{limit:g}"
-
-
 @login_required
 def threshold_list(request: HttpRequest) -> HttpResponse:
-    rows = [(threshold, limit_text(threshold.rule, threshold.limit)) for threshold in evals_selectors.threshold_list()]
+    rows = [
+        (threshold, evals_selectors.limit_text(threshold.metric, threshold.rule, threshold.limit))
+        for threshold in evals_selectors.threshold_list()
+    ]
     return render(request, "dashboard/threshold_list.html", {"rows": rows})
 
 
@@ -635,7 +634,7 @@ def threshold_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form, backtest = _backtest(request, threshold)
     context = {
         "threshold": threshold,
-        "limit": limit_text(threshold.rule, threshold.limit),
+        "limit": evals_selectors.limit_text(threshold.metric, threshold.rule, threshold.limit),
         "history": selectors.threshold_history(threshold),
         "form": form,
         "backtest": backtest,
@@ -657,8 +656,13 @@ def _backtest(request: HttpRequest, threshold: Threshold) -> tuple[BacktestForm,
     result = threshold_backtest(threshold=draft)
     changed = [row for row in result["artifacts"] if row["recorded"] != row["would_be"]]
     for row in changed:
-        row["delta_text"] = percent(row["delta"])
-        row["ci_text"] = f"{percent(row['ci_low'])} to {percent(row['ci_high'])}" if row["ci_low"] is not None else "—"
+        metric = threshold.metric
+        row["delta_text"] = evals_selectors.change_text(metric, row["delta"])
+        row["ci_text"] = (
+            f"{evals_selectors.change_text(metric, row['ci_low'])} to {evals_selectors.change_text(metric, row['ci_high'])}"
+            if row["ci_low"] is not None
+            else "—"
+        )
     recorded = Counter(row["recorded"] for row in result["artifacts"])
     outcomes = [(outcome, recorded.get(outcome, 0), count) for outcome, count in result["counts"].items()]
     return form, {"outcomes": outcomes, "total": len(result["artifacts"]), "changed": changed}

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly, can_change_families
-from evals.family_checks import family_settings_problem
 from evals import compare, selectors, services
+from evals.family_checks import family_settings_problem
 from evals.models import (
     DriftVerdict,
     EvalRun,
@@ -25,11 +25,11 @@ from evals.models import (
 )
 from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
-from evals.scoring.scorers import scorers_for
+from evals.scoring.scorers import DEFAULT_SCORERS, scorer_options_check, scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.scoring.scorers.judge_score import judge_options
 from evals.services import experiments as experiment_services
-from evals.services import pipeline
+from evals.services import pipeline, profiles
 from evals.services import runs as run_services
 from evals.services import traffic as traffic_services
 from evals.services.datasets import DatasetChangeRefused
@@ -95,7 +95,14 @@ class GenerationSerializer(serializers.Serializer):
     baseline = GeneratedAnswerSerializer(allow_null=True, help_text="The baseline's answer; null if none is stored.")
     candidate_value = serializers.FloatField(allow_null=True)
     baseline_value = serializers.FloatField(allow_null=True)
-    relative_change = serializers.FloatField(allow_null=True, help_text="Negative means worse (0.1 = 10 % better).")
+    relative_change = serializers.FloatField(
+        allow_null=True, help_text="Negative means worse (0.1 = 10 % better); null for a metric with absolute deltas."
+    )
+    change = serializers.FloatField(
+        allow_null=True,
+        help_text="The metric's own change, negative means worse: relative, or in the metric's units when its "
+        "deltas are absolute (see `delta`).",
+    )
 
 
 GENERATION_PAGE = inline_serializer(
@@ -190,8 +197,20 @@ class FamilySerializer(registry_api.FamilySerializer):
         "The API key comes from DRIFTBOARD_JUDGE_API_KEY on the workers, never from here.",
     )
 
+    scorer_options = serializers.JSONField(
+        required=False,
+        source="evaluation.scorer_options",
+        help_text='Option values per scorer, e.g. {"flagged-words": {"words": ["damn", "heck"]}}; each '
+        "option is checked against the scorer's declaration.",
+    )
+
     class Meta(registry_api.FamilySerializer.Meta):
-        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers", "generation", "judge"]
+        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers", "generation", "judge", "scorer_options"]
+
+    def to_representation(self, instance) -> dict:
+        data = super().to_representation(instance)
+        data["scorer_options"] = data.get("scorer_options") or {}
+        return data
 
     def validate_judge(self, value: object) -> dict:
         if not isinstance(value, dict):
@@ -200,6 +219,8 @@ class FamilySerializer(registry_api.FamilySerializer):
             judge_options(value, resolve=False)
         except ScoringError as exc:
             raise ValidationError(str(exc)) from exc
+        if problem := family_settings_problem("judge", value):
+            raise ValidationError(problem)
         return value
 
     def validate_generation(self, value: object) -> dict:
@@ -209,24 +230,29 @@ class FamilySerializer(registry_api.FamilySerializer):
             AnswerOptions.from_settings(value)
         except ScoringError as exc:
             raise ValidationError(str(exc)) from exc
+        if problem := family_settings_problem("generation", value):
+            raise ValidationError(problem)
         return value
 
     def validate(self, data: dict) -> dict:
         data = super().validate(data)
         names = data.get("scorers", self.instance.scorers if self.instance else [])
-        if problem := family_settings_problem("judge", value):
-            raise ValidationError(problem)
         kind = data.get("kind", self.instance.kind if self.instance else "")
         if names:
             try:
                 scorers_for(kind, names)
             except ScoringError as exc:
                 raise ValidationError({"scorers": str(exc)}) from exc
+        options = data.get("evaluation", {}).get("scorer_options")
+        if options is None and "scorers" in data and self.instance is not None:
+            options = selectors.family_scorer_options(self.instance)
+        try:
+            scorer_options_check(names or DEFAULT_SCORERS.get(kind, ()), options)
+        except ScoringError as exc:
+            raise ValidationError({"scorer_options": str(exc)}) from exc
         return data
 
 
-        if problem := family_settings_problem("generation", value):
-            raise ValidationError(problem)
 class DatasetPinSerializer(serializers.Serializer):
     dataset = serializers.SlugField(max_length=100, help_text="A golden dataset the family gates on.")
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
@@ -238,8 +264,17 @@ class FamilyViewSet(registry_api.FamilyViewSet):
 
     serializer_class = FamilySerializer
 
+    def get_queryset(self):
+        return super().get_queryset().select_related("evaluation")
+
     def create_family(self, **fields):
         return pipeline.family_create(**fields)
+
+    def perform_update(self, serializer) -> None:
+        evaluation = serializer.validated_data.pop("evaluation", None)
+        super().perform_update(serializer)
+        if evaluation is not None:
+            profiles.evaluation_profile_update(family=serializer.instance, scorer_options=evaluation["scorer_options"])
 
     @extend_schema(request=DatasetPinSerializer, responses={200: FamilySerializer, 400: dict, 403: dict})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])

@@ -8,7 +8,7 @@ class EvalsConfig(AppConfig):
     def ready(self) -> None:
         # The registry posts to pull requests; what it posts is written from evaluation data.
         from driftboard import outbound
-        from evals import comments
+        from evals import checks, comments  # noqa: F401  (checks: registration)
         from evals.scoring.judges import remote
         from registry import publishing
 

@@ -12,7 +12,6 @@ import numpy as np
 from django.conf import settings
 from django.urls import reverse
 
-from driftboard.formatting import percent
 from evals import selectors
 from evals.models import DriftVerdict, MetricSnapshot, Threshold
 from evals.scoring.scorers import METRICS
@@ -42,7 +41,7 @@ def _worst_verdict_summary(artifact: Artifact) -> str:
     if not verdicts:
         return ""
     worst = min(verdicts, key=lambda v: v.delta)
-    return f": {worst.metric.replace('_', ' ')} {worst.delta * 100:+.2f} %"
+    return f": {selectors.metric_label(worst.metric)} {selectors.change_text(worst.metric, worst.delta)}"
 
 
 FLAG_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "incomparable": "⚪", "ungated": "◻️"}
@@ -172,14 +171,18 @@ def _verdict_table(pairs: list[MetricPair]) -> str:
     ]
     for pair in pairs:
         v = pair.verdict
-        interval = "—" if v.ci_low is None or v.ci_high is None else f"{percent(v.ci_low)} … {percent(v.ci_high)}"
+        interval = (
+            "—"
+            if v.ci_low is None or v.ci_high is None
+            else f"{selectors.change_text(v.metric, v.ci_low)} … {selectors.change_text(v.metric, v.ci_high)}"
+        )
         outcome = selectors.verdict_shown_outcome(v)
         threshold = threshold_text(v)
         if outcome == selectors.UNGATED:
             threshold = f"none in force — [add one]({threshold_form_url(v)})"
         rows.append(
-            f"| {markdown_escape(v.dataset.name)} | {v.metric.replace('_', ' ')} | {_number(v.candidate_value)} "
-            f"| {_number(v.baseline_value)} | {percent(v.delta)} | {interval} | {threshold} "
+            f"| {markdown_escape(v.dataset.name)} | {selectors.metric_label(v.metric)} | {_number(v.candidate_value)} "
+            f"| {_number(v.baseline_value)} | {selectors.change_text(v.metric, v.delta)} | {interval} | {threshold} "
             f"| {FLAG_ICONS.get(outcome, '')} {OUTCOME_WORDS.get(outcome, outcome)} |"
         )
     return "\n".join(rows)
@@ -201,7 +204,7 @@ def threshold_text(verdict: DriftVerdict) -> str:
     if applied is None:
         return "none"
     rule = {
-        Threshold.Rule.RELATIVE: f"{applied.limit * 100:g} % worse",
+        Threshold.Rule.RELATIVE: f"{selectors.limit_text(verdict.metric, applied.rule, applied.limit)} worse",
         Threshold.Rule.BAND: f"±{applied.limit:g} σ band over {applied.band_window} baselines",
         Threshold.Rule.ABSOLUTE: f"absolute limit {applied.limit:g}",
     }.get(applied.rule, applied.rule)
@@ -238,7 +241,7 @@ def _distribution_table(artifact: Artifact, pairs: list[MetricPair]) -> str:
     rows = [header, "|---|--:|" + "--:|" * len(QUANTILES)]
     for pair in pairs:
         v = pair.verdict
-        what = f"{markdown_escape(v.dataset.name)} · {v.metric.replace('_', ' ')}"
+        what = f"{markdown_escape(v.dataset.name)} · {selectors.metric_label(v.metric)}"
         if v.baseline and _one_sample(v.metric):
             rows.append(_quantile_row(f"{what} · v{artifact.version} against v{v.baseline.version}", pair.candidate))
             continue
@@ -258,8 +261,7 @@ def _regressed_table(pair: MetricPair) -> str:
     if not worst:
         return ""
     rows = [
-        f"**Samples that regressed most** (by relative change) · {markdown_escape(v.dataset.name)} · "
-        f"{v.metric.replace('_', ' ')}",
+        f"**Samples that regressed most** · {markdown_escape(v.dataset.name)} · {selectors.metric_label(v.metric)}",
         "",
         "| Sample | Category | Candidate | Baseline | Δ | Text |",
         "|---|---|--:|--:|--:|---|",
@@ -267,7 +269,7 @@ def _regressed_table(pair: MetricPair) -> str:
     for row in worst:
         rows.append(
             f"| {markdown_escape(row.sample_id, 40)} | {markdown_escape(row.category, 30)} | {row.candidate:.4f} "
-            f"| {row.baseline:.4f} | {percent(row.relative_change)} | {markdown_escape(row.text)} |"
+            f"| {row.baseline:.4f} | {row.change_text} | {markdown_escape(row.text)} |"
         )
     return "\n".join(rows)
 
@@ -307,12 +309,12 @@ def _answers_block(artifact: Artifact, pair: MetricPair) -> str:
     rows = selectors.answers_regressed_most(pair.candidate, pair.baseline, TOP_ANSWERS)
     if not rows:
         return ""
-    label = v.metric.replace("_", " ")
+    label = selectors.metric_label(v.metric)
     title = f"The {len(rows)} answers that regressed most" if len(rows) > 1 else "The answer that regressed most"
     lines = [f"<details><summary>{title} · {markdown_escape(v.dataset.name)} · {label}</summary>", ""]
     for row in rows:
         lines += [
-            f"**{markdown_escape(row.sample_id, 40)}** · {row.relative_change_text} · {label} "
+            f"**{markdown_escape(row.sample_id, 40)}** · {row.change_text} · {label} "
             f"{_number(row.baseline_value)} → {_number(row.candidate_value)}",
             f"- Prompt: {markdown_escape(row.asked, ANSWER_CHARS)}",
             f"- Reference: {markdown_escape(row.reference, ANSWER_CHARS) or '—'}",

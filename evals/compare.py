@@ -63,7 +63,7 @@ def versions_compare(*, a: Artifact, b: Artifact, dataset_name: str = "") -> Ver
     for key in sorted(of_a.keys() | of_b.keys(), key=lambda k: (str((of_a.get(k) or of_b[k]).dataset), k[1])):
         if key not in of_a or key not in of_b:
             snapshot = of_a.get(key) or of_b[key]
-            result.only_one.append(f"{snapshot.metric.replace('_', ' ')} on {snapshot.dataset}")
+            result.only_one.append(f"{selectors.metric_label(snapshot.metric)} on {snapshot.dataset}")
             continue
         result.metrics.append(metric_compare(a=of_a[key], b=of_b[key]))
     return result

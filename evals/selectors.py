@@ -277,6 +277,34 @@ def band_history(snapshot: MetricSnapshot, window: int) -> list[float]:
     return list(reversed(history))
 
 
+def metric_label(metric: str) -> str:
+    """How a metric is named on pages, in charts and in PR comments (its spec's label)."""
+    spec = METRICS.get(metric)
+    return spec.label if spec is not None else metric.replace("_", " ")
+
+
+def change_text(metric: str, change: float | None) -> str:
+    """A change of `metric` as shown: '+1.23 %' for a relative one, '+0.35' in the metric's units
+    for an absolute one; '—' when there is none."""
+    spec = METRICS.get(metric)
+    if spec is None or not spec.absolute or change is None or not np.isfinite(change):
+        return percent(change)
+    return spec.format_change(change, signed=True)
+
+
+def limit_text(metric: str, rule: str, limit: float | None) -> str:
+    """A threshold's limit as it reads: '2 %' (relative rule, relative deltas), '0.5' (relative rule on a
+    metric with absolute deltas: its own units), '3·σ' (band), '0.9' (absolute floor or ceiling)."""
+    if limit is None:
+        return "none"
+    if rule == Threshold.Rule.BAND:
+        return f"{limit:g}·σ"
+    spec = METRICS.get(metric)
+    if rule == Threshold.Rule.RELATIVE and not (spec is not None and spec.absolute):
+        return f"{100 * limit:g} %"
+    return f"{limit:g}"
+
+
 def snapshots_paired(candidate: MetricSnapshot, baseline: MetricSnapshot) -> tuple[np.ndarray, ...]:
     """Pair two snapshots' raw arrays sample by sample (a sampled candidate covers a subset of positions):
     (positions, candidate num, candidate den, baseline num, baseline den)."""
@@ -303,10 +331,12 @@ class PairedSamples:
         return sign * (self.candidate - self.baseline)
 
     @property
-    def relative_changes(self) -> np.ndarray:
-        """Per-sample relative change (0.1 = 10 % better), negative means worse: how regressions are ranked."""
+    def changes(self) -> np.ndarray:
+        """Per-sample change as the metric measures it (`MetricSpec.change`: relative, or absolute in
+        its units), negative means worse: how regressions are ranked. A relative change from a
+        baseline of 0 is undefined (not finite); an absolute one is not, so a regression from 0 ranks."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self.deltas / np.abs(self.baseline)
+            return np.asarray(METRICS[self.metric].change(self.candidate, self.baseline), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -317,11 +347,12 @@ class SampleRegression:
     text: str
     candidate: float
     baseline: float
-    relative_change: float
+    change: float
+    metric: str
 
     @property
-    def relative_change_text(self) -> str:
-        return percent(self.relative_change)
+    def change_text(self) -> str:
+        return change_text(self.metric, self.change)
 
     @property
     def excerpt(self) -> str:
@@ -364,8 +395,8 @@ def verdict_samples_paired(verdict: DriftVerdict) -> PairedSamples | None:
 
 
 def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) -> list[SampleRegression]:
-    """The samples that got most worse by relative change, worst first, with their golden sample (one query)."""
-    changes = pairs.relative_changes
+    """The samples that got most worse by the metric's own change, worst first, with their golden sample (one query)."""
+    changes = pairs.changes
     ranked = np.flatnonzero(np.isfinite(changes))
     worst = [int(i) for i in ranked[np.argsort(changes[ranked], kind="stable")] if changes[i] < 0][:limit]
     samples = GoldenSample.objects.filter(dataset_id=dataset_id, position__in=[int(pairs.positions[i]) for i in worst])
@@ -382,7 +413,8 @@ def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) ->
                 text=(sample.text or asked_text(sample.prompt, sample.messages)) if sample else "",
                 candidate=float(pairs.candidate[i]),
                 baseline=float(pairs.baseline[i]),
-                relative_change=float(changes[i]),
+                change=float(changes[i]),
+                metric=pairs.metric,
             )
         )
     return rows
@@ -425,7 +457,9 @@ class AnswerComparison:
     baseline: Answer | None
     candidate_value: float | None
     baseline_value: float | None
-    relative_change: float | None
+    # The metric's own change (`MetricSpec.change`), negative means worse.
+    change: float | None
+    metric: str = ""
     # A judge metric: each side's stored judge replies about its answer, in repeat order (None where the
     # side was not judged with findable settings; the baseline's only when the same judge judged it).
     candidate_judged: tuple[JudgeReply, ...] | None = None
@@ -436,8 +470,14 @@ class AnswerComparison:
         return asked_text(self.prompt, self.messages)
 
     @property
-    def relative_change_text(self) -> str:
-        return percent(self.relative_change)
+    def change_text(self) -> str:
+        return change_text(self.metric, self.change)
+
+    @property
+    def relative_change(self) -> float | None:
+        """The change when the metric measures it relative to the baseline, else None (API field)."""
+        spec = METRICS.get(self.metric)
+        return self.change if spec is not None and not spec.absolute else None
 
 
 def asked_text(prompt: str, messages: list | None) -> str:
@@ -531,13 +571,13 @@ def _answers_of(snapshot: MetricSnapshot | None, prompt_hashes: dict[int, str]) 
 
 def answer_order(candidate: MetricSnapshot, baseline: MetricSnapshot | None, order: str) -> list[int]:
     """Dataset positions of the candidate's samples: `regressed` puts the most regressed first (by
-    relative change, as `samples_regressed_most` ranks them; unpaired samples last), `position`
+    the metric's own change, as `samples_regressed_most` ranks them; unpaired samples last), `position`
     keeps dataset order."""
     positions = candidate.arrays()[0]
     if order != "regressed" or baseline is None:
         return sorted(int(p) for p in positions)
     pairs = samples_paired(candidate, baseline)
-    changes = pairs.relative_changes
+    changes = pairs.changes
     ranked = [
         int(pairs.positions[i]) for i in np.argsort(np.where(np.isfinite(changes), changes, np.inf), kind="stable")
     ]
@@ -575,8 +615,8 @@ def answers_compared(
             continue
         mine, theirs = values.get(position), base_values.get(position)
         change = None
-        if mine is not None and theirs not in (None, 0.0) and spec is not None:
-            change = float(spec.relative_delta(mine, theirs))
+        if mine is not None and theirs is not None and spec is not None and (spec.absolute or theirs != 0.0):
+            change = float(spec.change(mine, theirs))
         rows.append(
             AnswerComparison(
                 position=position,
@@ -589,7 +629,8 @@ def answers_compared(
                 baseline=baseline_answers.get(position),
                 candidate_value=mine,
                 baseline_value=theirs,
-                relative_change=change,
+                change=change,
+                metric=candidate.metric,
                 candidate_judged=_replies_at(candidate_judged, position),
                 baseline_judged=_replies_at(baseline_judged, position),
             )
@@ -808,7 +849,7 @@ def traffic_chart_data(windows: list[TrafficWindow]) -> dict:
             }
         )
     metric = next((w.metric for w in windows if w.metric), "bits_per_byte")
-    return {"metric": metric, "metric_label": metric.replace("_", " "), "windows": points}
+    return {"metric": metric, "metric_label": metric_label(metric), "windows": points}
 
 
 def artifact_detail_queryset() -> QuerySet[Artifact]:

@@ -8,6 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
 
+from evals.scoring.scorers import PLUGIN_ERRORS
 from evals.services import pipeline
 from evals.services.runs import (
     TRANSIENT_ERRORS,
@@ -55,3 +56,10 @@ def reclaim_dead_runs(**_kwargs) -> None:
         eval_runs_reclaim_dead(hostname=socket.gethostname())
     except TRANSIENT_ERRORS as exc:  # the sweeper (or the lease) recovers them later
         logger.warning("Could not reclaim dead runs at start-up: %s", exc)
+
+
+@worker_ready.connect
+def report_scorer_plugins(**_kwargs) -> None:
+    """A scorer plug-in that could not be loaded is named in the worker's log as it starts."""
+    for name, problem in sorted(PLUGIN_ERRORS.items()):
+        logger.error("The scorer plug-in %r could not be loaded: %s", name, problem)

@@ -6,7 +6,8 @@ Every metric is a ratio of per-sample sums, value = transform(Σ num_i / Σ den_
 - perplexity: num = NLL nats, den = tokens, transform exp, lower is better;
 - similarity: num = cosine, den = 1, higher is better.
 
-The relative delta is signed so that negative means worse. Candidate and baseline arrays are
+The delta is signed so that negative means worse: relative to the baseline, or in the metric's
+own units for a metric whose spec says `delta="absolute"` (counts whose baseline may be 0). Candidate and baseline arrays are
 paired: element i of each is the same golden sample, so every resampling statistic draws the same
 indices for both. Pure numpy / scipy, no Django: the verdict service stores what this returns.
 """
@@ -104,11 +105,11 @@ def compare(
 ) -> Comparison:
     """Compare paired per-sample arrays of a candidate and its baseline.
 
-    ci_low/ci_high: percentile interval of a paired bootstrap of the relative delta; every
+    ci_low/ci_high: percentile interval of a paired bootstrap of the delta (`spec.change`); every
     resample draws the same sample indices for candidate and baseline and recomputes
     Σnum/Σden (never a mean of per-sample ratios). cand_ci_low/high: the same resamples for the
     candidate value. p_value: two-sided paired t-test (n − 1 degrees of freedom) on the
-    delta-method linearisation of the relative delta, i.e. on each sample's influence value.
+    delta-method linearisation of the delta, i.e. on each sample's influence value.
     Band: mean ± band_k·σ of `history` (median ± band_k·1.4826·MAD when robust), None under
     MIN_BAND_HISTORY values. ks / wasserstein compare the per-sample ratios num/den (untransformed,
     so a few short texts cannot dominate perplexity); wasserstein is divided by the baseline's
@@ -117,11 +118,11 @@ def compare(
     columns = _paired_columns(cand_num, cand_den, base_num, base_den)
     candidate = float(spec.value(columns[0].sum(), columns[1].sum()))
     baseline = float(spec.value(columns[2].sum(), columns[3].sum()))
-    if baseline == 0:
+    if baseline == 0 and not spec.absolute:
         raise UndefinedRelativeDelta(
             f"The baseline's {spec.label} is 0: a relative change is undefined, so it is not compared."
         )
-    delta = float(spec.relative_delta(candidate, baseline))
+    delta = float(spec.change(candidate, baseline))
     boot_candidate, boot_delta = _bootstrap(spec, columns, n_boot, seed)
     ci_low, ci_high = _percentile_interval(boot_delta, confidence)
     cand_ci_low, cand_ci_high = _percentile_interval(boot_candidate, confidence)
@@ -164,12 +165,12 @@ def _paired_columns(*arrays: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def _bootstrap(spec: MetricSpec, columns: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate values and relative deltas of n_boot paired resamples."""
+    """Candidate values and deltas of n_boot paired resamples."""
     rng = np.random.default_rng(seed)
     totals = np.concatenate([counts @ columns.T for counts in _resample_counts(columns.shape[1], n_boot, rng)])
     with np.errstate(divide="ignore", invalid="ignore"):
         candidate = spec.value(totals[:, 0], totals[:, 1])
-        delta = spec.relative_delta(candidate, spec.value(totals[:, 2], totals[:, 3]))
+        delta = spec.change(candidate, spec.value(totals[:, 2], totals[:, 3]))
     return candidate, delta
 
 
@@ -198,11 +199,14 @@ def _paired_p_value(spec: MetricSpec, columns: np.ndarray, candidate: float, bas
 
 
 def _delta_influence(spec: MetricSpec, columns: np.ndarray, candidate: float, baseline: float) -> np.ndarray:
-    """Per-sample influence values of the relative delta (delta method through both ratios)."""
+    """Per-sample influence values of the delta (delta method through both ratios)."""
     cand_num, cand_den, base_num, base_den = columns
     sign = 1.0 if spec.direction == "higher" else -1.0
-    d_delta_d_candidate = sign / abs(baseline)
-    d_delta_d_baseline = -sign * candidate / (baseline * abs(baseline))
+    if spec.absolute:
+        d_delta_d_candidate, d_delta_d_baseline = sign, -sign
+    else:
+        d_delta_d_candidate = sign / abs(baseline)
+        d_delta_d_baseline = -sign * candidate / (baseline * abs(baseline))
     return d_delta_d_candidate * _value_influence(
         spec, cand_num, cand_den, candidate
     ) + d_delta_d_baseline * _value_influence(spec, base_num, base_den, baseline)
@@ -251,7 +255,7 @@ def _per_category(spec: MetricSpec, columns: np.ndarray, categories: Sequence[st
         with np.errstate(divide="ignore", invalid="ignore"):
             candidate = float(spec.value(cand_num, cand_den))
             baseline = float(spec.value(base_num, base_den))
-            delta = float(spec.relative_delta(candidate, baseline))
+            delta = float(spec.change(candidate, baseline))
         result[label] = CategoryDelta(
             candidate=candidate, baseline=baseline, delta=delta, n=int((labels == label).sum())
         )
@@ -262,7 +266,8 @@ def _per_category(spec: MetricSpec, columns: np.ndarray, categories: Sequence[st
 class ThresholdSpec:
     """One version of a threshold record.
 
-    relative: limit L allows a degradation of L (0.02 = 2 %); crossed when delta < −L.
+    relative: limit L allows a degradation of L, crossed when delta < −L: a share of the baseline
+    (0.02 = 2 %) for relative-delta metrics, the metric's own units for absolute-delta ones.
     absolute: limit is a ceiling (lower-better metrics) or floor (higher-better) on the value.
     band: limit is k, the half-width of the historical band in σ; only the worse side counts.
     """
@@ -325,7 +330,9 @@ def _relative_check(comparison: Comparison, threshold: ThresholdSpec) -> _Check:
         return _Check(threshold, "green", None)
     whole_interval_beyond = comparison.ci_high < -limit
     outcome = _crossing_outcome(threshold.severity, whole_interval_beyond)
-    reason = f"{_change_sentence(comparison)}, beyond the {100 * limit:g} % {threshold.severity} limit"
+    reason = (
+        f"{_change_sentence(comparison)}, beyond the {_limit_text(comparison.spec, limit)} {threshold.severity} limit"
+    )
     return _Check(threshold, outcome, reason + _straddle_note(threshold, whole_interval_beyond))
 
 
@@ -380,8 +387,17 @@ def _change_sentence(comparison: Comparison) -> str:
         word, delta, low, high = "worse", -delta, -high, -low
     else:
         word = "better"
+    spec = comparison.spec
+    if spec.absolute:
+        interval = f"{_confidence_label(comparison)} {low:.3g} – {high:.3g}"
+        return f"{spec.label} {word} by {delta:.3g} ({interval})"
     interval = f"{_confidence_label(comparison)} {100 * low:.1f} – {100 * high:.1f} %"
-    return f"{comparison.spec.label} {word} by {100 * delta:.1f} % ({interval})"
+    return f"{spec.label} {word} by {100 * delta:.1f} % ({interval})"
+
+
+def _limit_text(spec: MetricSpec, limit: float) -> str:
+    """A change limit as its threshold means it: '2 %' (relative) or '0.5' (in the metric's units)."""
+    return f"{limit:g}" if spec.absolute else f"{100 * limit:g} %"
 
 
 def _confidence_label(comparison: Comparison) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 Direction = Literal["lower", "higher"]
 Transform = Literal["identity", "exp"]
+Delta = Literal["relative", "absolute"]
 
 LN2 = math.log(2)
 
@@ -36,6 +37,11 @@ class MetricSpec:
     one_sample: each per-sample value already compares the candidate with its baseline (a judge's
     preference, +1 / 0 / −1): the verdict takes the candidate's own values, around 0, instead of
     pairing them with a baseline snapshot of the metric.
+    delta: how a change is measured, signed so that negative means worse. `relative` divides by the
+    baseline (bits per byte 3 % worse); `absolute` is in the metric's own units (0.4 more flagged
+    words per answer) and stays defined when the baseline is 0 — the choice for counts and rates
+    that are often 0. Relative limits of thresholds are read in the same sense.
+    display_name: the label shown everywhere (default: the name with spaces).
     """
 
     name: str
@@ -48,10 +54,27 @@ class MetricSpec:
     tokenizer_free: bool = False
     one_sample: bool = False
     description: str = ""
+    delta: Delta = "relative"
+    display_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.delta not in ("relative", "absolute"):
+            raise ValueError(f"metric {self.name!r}: delta must be 'relative' or 'absolute', not {self.delta!r}")
+        if self.direction not in ("lower", "higher"):
+            raise ValueError(f"metric {self.name!r}: direction must be 'lower' or 'higher', not {self.direction!r}")
 
     @property
     def label(self) -> str:
-        return self.name.replace("_", " ")
+        return self.display_name or self.name.replace("_", " ")
+
+    @property
+    def absolute(self) -> bool:
+        return self.delta == "absolute"
+
+    def format_change(self, change: float, *, signed: bool = False) -> str:
+        """A change as shown: '3.1 %' (relative) or '0.35' (absolute, in the metric's units)."""
+        sign = "+" if signed else ""
+        return f"{change:{sign}.3g}" if self.absolute else f"{100 * change:{sign}.1f} %"
 
     @property
     def higher_is_better(self) -> bool:
@@ -61,10 +84,12 @@ class MetricSpec:
         ratio = np.divide(num_total, den_total)
         return np.exp(ratio) if self.transform == "exp" else ratio
 
-    def relative_delta(self, candidate: np.ndarray | float, baseline: np.ndarray | float) -> np.ndarray:
-        # |baseline| keeps "negative means worse" even for a negative mean cosine.
+    def change(self, candidate: np.ndarray | float, baseline: np.ndarray | float) -> np.ndarray:
+        """The signed change of `candidate` from `baseline` (negative is worse), as `delta` says."""
         sign = 1.0 if self.direction == "higher" else -1.0
-        return sign * np.subtract(candidate, baseline) / np.abs(baseline)
+        difference = sign * np.subtract(candidate, baseline)
+        # |baseline| keeps "negative means worse" even for a negative mean cosine.
+        return difference if self.absolute else difference / np.abs(baseline)
 
     def is_worse(self, value: float, limit: float) -> bool:
         return value > limit if self.direction == "lower" else value < limit

@@ -317,7 +317,7 @@ class SequentialMonitor:
         totals = self._base_total + np.array([low_total, high_total])
         with np.errstate(over="ignore", invalid="ignore"):
             baseline = self._spec.value(self._base_total, self._den_total)
-            deltas = self._spec.relative_delta(self._spec.value(totals, self._den_total), baseline)
+            deltas = self._spec.change(self._spec.value(totals, self._den_total), baseline)
         return float(deltas.min()), float(deltas.max())
 
 

@@ -116,7 +116,7 @@ class Gate:
             unseen = category_weight - np.concatenate([[0.0], np.cumsum(w)[:-1]])
             total += float(np.mean(before + unseen * r))
         value = self.spec.value(total, self.base_den.sum())
-        return float(self.spec.relative_delta(value, baseline))
+        return float(self.spec.change(value, baseline))
 
 
 def score_sampled_run(*, run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
@@ -347,7 +347,7 @@ def _relative_limit(
         edge = threshold.limit
     else:
         edge = _band_edge(run, metric, fingerprint, threshold)
-    return None if edge is None else -float(METRICS[metric].relative_delta(edge, baseline_value))
+    return None if edge is None else -float(METRICS[metric].change(edge, baseline_value))
 
 
 def _band_edge(run: EvalRun, metric: str, fingerprint: dict, band: Threshold | None) -> float | None:

@@ -54,7 +54,7 @@ def compare_snapshots(
 def _incomparable_reason(metric: str, differing: list[str]) -> str:
     if differing == ["tokenizer_hash"]:
         return (
-            f"The tokenizer differs from the baseline's: {metric.replace('_', ' ')} counts tokens, so it is not "
+            f"The tokenizer differs from the baseline's: {METRICS[metric].label if metric in METRICS else metric} counts tokens, so it is not "
             "compared (bits per byte, which counts bytes, is)."
         )
     return "Scored differently from the baseline (" + ", ".join(differing) + "): no number is given."

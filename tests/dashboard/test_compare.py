@@ -82,7 +82,7 @@ def test_it_shows_the_table_distributions_and_regressed_samples_of_the_page(boar
     names = [t["name"] for t in response.context["distribution_charts"][0]["figure"]["data"]]
     assert names == [f"v{a.version}", f"v{b.version}"]
     regressions = response.context["regressions"]
-    assert regressions and all(row.relative_change < 0 for row, _ in regressions)
+    assert regressions and all(row.change < 0 for row, _ in regressions)
     assert 'id="regressions"' in content
 
 

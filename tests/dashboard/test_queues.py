@@ -57,4 +57,4 @@ def test_it_shows_running_deferred_and_failed_runs(board, reader_client):
     assert response.context["deferred"] == [deferred]
     assert response.context["running"] == [running]
     assert b"CUDA out of memory" in response.content
-    assert set(response.context["depths"]) == {"scoring", "publish", "offpeak", "judge"}
+    assert set(response.context["depths"]) == {"scoring", "traffic", "publish", "offpeak", "judge"}

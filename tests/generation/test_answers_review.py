@@ -35,6 +35,7 @@ ITEM_KEYS = {
     "candidate_value",
     "baseline_value",
     "relative_change",
+    "change",
 }
 
 
@@ -91,6 +92,7 @@ def test_it_lists_the_answers_the_most_regressed_first(board, api_client):
     assert worst["baseline"]["text"] == answer_board.FRANCE_BASELINE
     assert worst["candidate_value"] == pytest.approx(0.4) and worst["baseline_value"] == pytest.approx(0.9)
     assert worst["relative_change"] == pytest.approx(relative_change(answer_board.WORST))
+    assert worst["change"] == worst["relative_change"]  # answer similarity's deltas are relative
     changes = [item["relative_change"] for item in results]
     assert changes == sorted(changes)
 

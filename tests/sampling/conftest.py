@@ -32,7 +32,7 @@ class Truth:
 
     def delta(self, candidate: str, baseline: str = "base") -> float:
         value = {name: BITS_PER_BYTE.value(self.nll_bits[name].sum(), self.bytes.sum()) for name in self.nll_bits}
-        return float(BITS_PER_BYTE.relative_delta(value[candidate], value[baseline]))
+        return float(BITS_PER_BYTE.change(value[candidate], value[baseline]))
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,12 @@
 
 Runs without any server: the scoring engine, the golden file and, with --baseline, a paired
 comparison. Progress goes to stderr; stdout gets a table, or exactly one JSON object with --json.
-With --generate the model answers each sample's prompt (or chat messages) and the answers are
-checked against the references (exact match, containment, length, and similarity by --embedder).
+With --generate the model answers each sample's prompt (or chat messages) once and the answer
+scorers (--scorers, default answer-checks and, with --embedder, answer-similarity; their options by
+--scorer-options) check the answers through the same engine as the workers.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -23,7 +25,7 @@ from evals.management.commands._judging import (
     merge_judge_report,
 )
 from evals.scoring import drift
-from evals.scoring.cache import InMemoryResultStore, ScoringConfig, fingerprint, score_samples
+from evals.scoring.cache import InMemoryResultStore, ScoredSamples, ScoringConfig, fingerprint, score_samples
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import (
     ENGINE_VERSION,
@@ -35,7 +37,7 @@ from evals.scoring.generation import (
 )
 from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, load_model
-from evals.scoring.scorers import METRICS, SCORERS, scorers_for
+from evals.scoring.scorers import METRICS, SCORERS, on_judge_queue, scorers_for
 from evals.scoring.scorers.generated_answers import EMBEDDER_ENV
 from evals.scoring.summary import metric_value
 from registry.models import ModelFamily
@@ -63,15 +65,29 @@ class Command(BaseCommand):
             "--embedder", type=Path, help=f"embedding model folder for answer_similarity (${EMBEDDER_ENV})"
         )
         parser.add_argument("--show", type=int, default=0, help="with --generate: print N prompt / answer / reference")
+        parser.add_argument(
+            "--scorers",
+            nargs="+",
+            default=None,
+            help="scorers to run by name (default: the kind's; with --generate answer-checks, and "
+            "answer-similarity when an embedder is given)",
+        )
+        parser.add_argument(
+            "--scorer-options",
+            type=_scorer_options,
+            default=None,
+            help='option values per scorer as JSON, e.g. \'{"flagged-words": {"words": ["damn"]}}\'',
+        )
         add_judge_arguments(parser)
 
     def handle(self, *args, **options) -> None:
         samples = self.read_samples(options["subset"], options["limit"], prompts=options["generate"])
         base_dir, kind = self.resolve_family(options)
+        self.scorer_options = options["scorer_options"]
         if options["generate"]:
             self.handle_generation(samples, base_dir, options)
             return
-        config = ScoringConfig(max_length=options["max_length"])
+        config = ScoringConfig(max_length=options["max_length"], scorers=tuple(options["scorers"] or ()))
         candidate = self.score(options["weights"], samples, base_dir, kind, config, options["device"], "candidate")
         report = self.report(candidate, samples)
         if options["baseline"]:
@@ -86,12 +102,10 @@ class Command(BaseCommand):
         asked = [sample for sample in samples if sample.get("prompt") or sample.get("messages")]
         if not asked:
             raise CommandError(f"{options['subset']}: --generate needs samples with a prompt or messages")
-        unchecked = [sample["id"] for sample in asked if not sample.get("reference")]
-        if unchecked:
-            raise CommandError(
-                f"{len(unchecked)} samples have no reference to check the answer against: {unchecked[:5]}"
-            )
-        run = GenerationRun(asked, options)
+        try:
+            run = GenerationRun(asked, options)
+        except ScoringError as exc:
+            raise CommandError(str(exc)) from exc
         candidate = self.generate(run, options["weights"], base_dir, options["device"], "candidate")
         report = self.generation_report(run, *candidate)
         if options["baseline"]:
@@ -117,17 +131,8 @@ class Command(BaseCommand):
             raise CommandError(f"{weights}: {exc}") from exc
 
     def generation_report(self, run: "GenerationRun", lm, _config, scores: "AnswerScores") -> dict:
-        arrays = {name: scores.arrays(name) for name in scores.metrics}
-        metrics = {name: metric_value(METRICS[name], num, den) for name, (_, num, den) in arrays.items()}
-        categories = np.array([s.get("category") or "" for s in run.samples], dtype=object)
-        per_category = {}
-        for category in sorted(set(categories)):
-            mask = categories == category
-            row = {name: metric_value(METRICS[name], num[mask], den[mask]) for name, (_, num, den) in arrays.items()}
-            per_category[category or "uncategorised"] = {**row, "samples": int(mask.sum())}
         return {
-            "metrics": metrics,
-            "per_category": per_category,
+            **self.metric_tables(scores, run.samples),
             "samples": len(run.samples),
             "tokens_per_second": scores.tokens / scores.seconds if scores.seconds and scores.tokens else None,
             "forward_passes": scores.forward_passes,
@@ -163,7 +168,12 @@ class Command(BaseCommand):
             lm = load_model(weights, kind=kind, base_dir=base_dir, device=device)
             with tqdm(total=len(samples), desc=label, unit="sample", file=sys.stderr) as bar:
                 scored = score_samples(
-                    lm, samples, InMemoryResultStore(), config, progress=lambda done: bar.update(done - bar.n)
+                    lm,
+                    samples,
+                    InMemoryResultStore(),
+                    config,
+                    scorers=scorers_for(lm.kind, config.scorers, self.scorer_options),
+                    progress=lambda done: bar.update(done - bar.n),
                 )
         except (ScoringError, OSError, ValueError) as exc:
             raise CommandError(f"{weights}: {exc}") from exc
@@ -176,8 +186,8 @@ class Command(BaseCommand):
 
     def report(self, result, samples) -> dict:
         lm, config, scored = result
-        arrays = self.arrays(scored)
-        metrics = {name: metric_value(METRICS[name], num, den) for name, (_, num, den) in arrays.items()}
+        tables = self.metric_tables(scored, samples)
+        metrics = tables["metrics"]
         if "causal-nll" in scored.results:
             values = scored.values("causal-nll")
             metrics.update(
@@ -185,6 +195,20 @@ class Command(BaseCommand):
                 tokens=int(np.sum(values["tokens"])),
                 bytes=int(np.sum(values["bytes"])),
             )
+        return {
+            **tables,
+            "samples": len(samples),
+            "tokens_per_second": scored.tokens_scored / scored.seconds
+            if scored.seconds and scored.tokens_scored
+            else None,
+            "forward_passes": scored.forward_passes,
+            "fingerprint": fingerprint(lm, scorers_for(lm.kind, config.scorers)[0], config, dataset_sha256(samples)),
+        }
+
+    def metric_tables(self, scored, samples: list[dict]) -> dict:
+        """Each metric over the samples it applies to, overall and per category."""
+        arrays = self.arrays(scored)
+        metrics = {name: metric_value(METRICS[name], num, den) for name, (_, num, den) in arrays.items()}
         categories = np.array([s.get("category") or "" for s in samples], dtype=object)
         per_category = {}
         for category in sorted(set(categories)):
@@ -193,16 +217,7 @@ class Command(BaseCommand):
                 mask = categories[indices] == category
                 row[name] = metric_value(METRICS[name], num[mask], den[mask])
             per_category[category or "uncategorised"] = {**row, "samples": int((categories == category).sum())}
-        return {
-            "metrics": metrics,
-            "per_category": per_category,
-            "samples": len(samples),
-            "tokens_per_second": scored.tokens_scored / scored.seconds
-            if scored.seconds and scored.tokens_scored
-            else None,
-            "forward_passes": scored.forward_passes,
-            "fingerprint": fingerprint(lm, scorers_for(lm.kind, config.scorers)[0], config, dataset_sha256(samples)),
-        }
+        return {"metrics": metrics, "per_category": per_category}
 
     def compare(self, candidate, baseline, samples) -> dict:
         cand_arrays, base_arrays = self.arrays(candidate[2]), self.arrays(baseline[2])
@@ -265,29 +280,48 @@ class Command(BaseCommand):
 
 @dataclass(frozen=True)
 class AnswerScores:
-    """Per-sample answer values shaped like the engine's results (`metrics`, `arrays`)."""
+    """The answer scorers' results (the engine's `ScoredSamples`) with the answers themselves."""
 
-    metrics: tuple[str, ...]
-    columns: dict[str, np.ndarray]
+    scored: ScoredSamples
     answers: list[str]
     forward_passes: int
     tokens: int
     seconds: float
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.scored.metrics
+
     def arrays(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        numerators, denominators = METRICS[metric].arrays(self.columns)
-        return np.arange(len(numerators)), numerators, denominators
+        return self.scored.arrays(metric)
 
 
 class GenerationRun:
-    """--generate: answer every prompt once per weights, then run the answer scorers on the answers."""
+    """--generate: answer every prompt once per weights, then run the chosen scorers through the
+    engine, every one that needs answers sharing them (none is generated twice)."""
 
     def __init__(self, samples: list[dict], options: dict) -> None:
         self.samples = samples
         self.settings = GenerationSettings(max_new_tokens=options["max_new_tokens"], stop=tuple(options["stop"]))
         embedder = options["embedder"] or os.environ.get(EMBEDDER_ENV)
         self.embedder = str(embedder) if embedder else None
-        self.scorers = ["answer-checks", *(["answer-similarity"] if self.embedder else [])]
+        self.scorers = options["scorers"] or ["answer-checks", *(["answer-similarity"] if self.embedder else [])]
+        chosen = scorers_for(CAUSAL_LM, self.scorers, options["scorer_options"])
+        judges = [scorer.name for scorer in chosen if on_judge_queue(scorer)]
+        if judges:
+            raise ScoringError(f"judge scorers {judges} run with --judge-url / --judge-local, not --scorers")
+        self.chosen = chosen
+        self.refuse_incomplete(chosen)
+
+    def refuse_incomplete(self, scorers) -> None:
+        """A sample without a field a chosen scorer needs (a reference, say) is refused, naming it."""
+        for scorer in scorers:
+            for field in scorer.fields:
+                lacking = [s["id"] for s in self.samples if not any(s.get(name) for name in field.split("|"))]
+                if lacking:
+                    raise ScoringError(
+                        f"{len(lacking)} samples have no {field}, which the {scorer.name} scorer reads: {lacking[:5]}"
+                    )
 
     def score(self, lm, label: str) -> AnswerScores:
         store = InMemoryGenerationStore()
@@ -296,20 +330,13 @@ class GenerationRun:
             generated = generate_cached(
                 lm, prompts, store, self.settings, progress=lambda done: bar.update(done - bar.n)
             )
-        columns: dict[str, np.ndarray] = {}
-        metrics: list[str] = []
-        for name in self.scorers:
-            scorer = SCORERS[name].configured(generation=self.settings, embedder=self.embedder, store=store)
-            output = scorer.score(lm, self.samples, max_length=None, token_budget=None, progress=None)
-            columns.update(
-                {key: np.array([v[key] for v in output.values], dtype=np.float64) for key in output.values[0]}
-            )
-            metrics.extend(spec.name for spec in scorer.metrics)
+        answers = {"generation": self.settings, "embedder": self.embedder, "store": store}
+        scorers = [scorer.configured(**answers) if scorer.needs.answers else scorer for scorer in self.chosen]
+        scored = score_samples(lm, self.samples, InMemoryResultStore(), ScoringConfig(), scorers=scorers)
         return AnswerScores(
-            tuple(metrics),
-            columns,
+            scored,
             generated.texts,
-            generated.forward_passes,
+            generated.forward_passes + scored.forward_passes,
             int(generated.tokens.sum()),
             generated.seconds,
         )
@@ -333,6 +360,17 @@ class GenerationRun:
 
 
 SHOWN_CHARS = 200
+
+
+def _scorer_options(text: str) -> dict:
+    """--scorer-options: a JSON object {scorer: {option: value}} (each option checked by its scorer)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise argparse.ArgumentTypeError('an object of objects, e.g. {"flagged-words": {"words": ["damn"]}}')
+    return value
 
 
 def _asked_text(sample: dict) -> str:

@@ -71,6 +71,8 @@ class Option:
     help: str = ""
 
     def check(self, scorer: str, name: str, value: object) -> object:
+        if value is self.default:  # a declared default may be a tuple for a `list` option
+            return value
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, bool) and self.type is not bool or not isinstance(value, self.type):
