@@ -1,4 +1,5 @@
-"""The one base class every API viewset builds on: authentication, pagination, read/write rules.
+"""The API's kernel: the base viewset every API viewset builds on (authentication, pagination,
+read/write rules), the serializer base and fields the apps' serializers share, and `holds_nul`.
 
 Who may write what is decided by the role permissions in driftboard/roles.py. Numbers that come in
 are finite: `FiniteFloatField` (and `ModelSerializer`, which uses it for every model FloatField)

@@ -94,7 +94,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "driftboard.prometheus.RequestLatencyMiddleware",
+    "driftboard.dashboard.prometheus.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "driftboard.limits.RequestSizeLimitMiddleware",
     "driftboard.limits.QueryStringMiddleware",

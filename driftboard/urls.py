@@ -8,9 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
-from driftboard import views
 from driftboard.healthz import healthz
-from driftboard.prometheus import metrics_view
 from evals import api as evals_api
 from registry import webhooks
 
@@ -28,29 +26,13 @@ handler404 = "driftboard.errors.not_found"
 handler500 = "driftboard.errors.server_error"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("families/<slug:slug>/", views.family_detail, name="family-detail"),
-    path("families/<slug:slug>/compare/", views.family_compare, name="family-compare"),
-    path("families/<slug:slug>/traffic/", views.family_traffic, name="family-traffic"),
-    path("families/<slug:slug>/traffic/<int:number>/promote/", views.traffic_promote, name="traffic-promote"),
-    path("families/<slug:slug>/traffic/build-golden/", views.traffic_build_golden, name="traffic-build-golden"),
-    path("artifacts/", views.artifact_list, name="artifact-list"),
-    path("artifacts/compare/", views.artifact_compare_picked, name="artifact-compare-picked"),
-    path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),
-    path("artifacts/<int:pk>/progress.json", views.artifact_progress, name="artifact-progress"),
-    path("artifacts/<int:pk>/promote/", views.artifact_action, {"action": "promote"}, name="artifact-promote"),
-    path("artifacts/<int:pk>/halt/", views.artifact_action, {"action": "halt"}, name="artifact-halt"),
-    path("thresholds/", views.threshold_list, name="threshold-list"),
-    path("thresholds/<int:pk>/", views.threshold_detail, name="threshold-detail"),
-    path("experiments/", include("evals.urls")),
-    path("queues/", views.queues, name="queues"),
+    path("", include("driftboard.dashboard.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     # Pages that do not extend base.html (admin, API docs) make the browser ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.ico", permanent=True)),
     path("healthz", healthz, name="healthz"),
-    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(router.urls)),
     path("hooks/github/", webhooks.github_webhook, name="hook-github"),
     path("hooks/gitlab/", webhooks.gitlab_webhook, name="hook-gitlab"),

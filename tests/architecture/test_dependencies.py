@@ -70,11 +70,47 @@ def test_the_pure_scoring_package_imports_no_framework(module):
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_sit_at_the_top_of_modules(module):
-    if module.rsplit(".", 1)[-1] in LAZY_IMPORTS_ALLOWED or module.endswith(".management.commands.serve"):
+    if module.rsplit(".", 1)[-1] in LAZY_IMPORTS_ALLOWED:
         return
     hidden = [name for name, in_function in imports_of(MODULES[module]) if in_function]
     hidden = [name for name in hidden if not name.endswith(".tasks") and ".tasks." not in name]
     assert not hidden, f"{module} imports inside a function: {hidden}"
+
+
+# The project package's roof: the URL configuration, the Celery app (it autodiscovers the apps' tasks),
+# the dashboard and the settings. Everything else in `driftboard` is the kernel both apps stand on.
+ROOF = (
+    "driftboard.urls",
+    "driftboard.dashboard",
+    "driftboard.celery",
+    "driftboard.settings",
+    "driftboard.asgi",
+    "driftboard.wsgi",
+)
+KERNEL = sorted(
+    m for m in MODULES if within(m, "driftboard") and m != "driftboard" and not any(within(m, r) for r in ROOF)
+)
+
+
+def test_the_kernel_and_the_roof_are_told_apart():
+    assert {"driftboard.db", "driftboard.roles", "driftboard.limits", "driftboard.queues"} <= set(KERNEL)
+    assert "driftboard.dashboard.views" in MODULES and "driftboard.dashboard.views" not in KERNEL
+
+
+@pytest.mark.parametrize("module", KERNEL)
+def test_the_kernel_imports_neither_app_nor_the_dashboard(module):
+    offending = [
+        name
+        for name, _ in imports_of(MODULES[module])
+        if within(name, "evals") or within(name, "registry") or within(name, "driftboard.dashboard")
+    ]
+    assert not offending, f"{module} imports {offending}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, "evals") or within(m, "registry")))
+def test_no_app_imports_the_dashboard(module):
+    offending = [name for name, _ in imports_of(MODULES[module]) if within(name, "driftboard.dashboard")]
+    assert not offending, f"{module} imports {offending}"
 
 
 def test_there_is_no_import_cycle_between_project_modules():

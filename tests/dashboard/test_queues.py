@@ -4,7 +4,7 @@ import numpy as np
 from django.urls import reverse
 from django.utils import timezone
 
-from driftboard.dashboard_selectors import queue_stats, snapshot_storage_by_day
+from driftboard.dashboard.selectors import queue_stats, snapshot_storage_by_day
 from evals.models import EvalRun, MetricSnapshot
 from tests.factories import EvalRunFactory
 

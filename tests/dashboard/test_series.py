@@ -5,8 +5,8 @@ import numpy as np
 from django.conf import settings
 from django.urls import reverse
 
-from driftboard.charts import MAX_TICK_LABELS, series_figure
-from driftboard.dashboard_selectors import family_series
+from driftboard.dashboard.charts import MAX_TICK_LABELS, series_figure
+from driftboard.dashboard.selectors import family_series
 from evals.models import DriftVerdict, MetricSnapshot
 from evals.services import threshold_save
 from registry.models import Artifact, PromotionEvent
@@ -193,7 +193,7 @@ def test_it_draws_the_newest_artifacts_with_the_band_and_tokenizer_of_the_whole_
 
 
 def test_it_says_how_many_artifacts_the_window_leaves_out(board, reader_client, monkeypatch):
-    monkeypatch.setattr("driftboard.dashboard_selectors.SERIES_WINDOW", 2)
+    monkeypatch.setattr("driftboard.dashboard.selectors.SERIES_WINDOW", 2)
     url = reverse("family-detail", args=[board.family.slug])
     total = len(board.history) + len(board.candidates)
     page = reader_client.get(url)

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from driftboard.views import FOLD_CHARS, Segment, word_diff
+from driftboard.dashboard.views import FOLD_CHARS, Segment, word_diff
 from tests.factories import ArtifactFactory
 from tests.generation import answer_board
 from tests.generation.answer_board import (

@@ -8,7 +8,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftboard.celery import app
-from driftboard.prometheus import WAIT_BUCKETS
+from driftboard.dashboard.prometheus import WAIT_BUCKETS
 from evals.models import DriftVerdict, EvalRun
 from tests.factories import EvalRunFactory, VerdictFactory
 

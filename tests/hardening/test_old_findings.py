@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils.html import json_script
 
-from driftboard import charts
+from driftboard.dashboard import charts
 from evals.models import EvalRun
 from evals.services import pipeline
 from registry.models import ModelFamily

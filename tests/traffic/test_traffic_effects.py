@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from driftboard.dashboard_selectors import family_series
+from driftboard.dashboard.selectors import family_series
 from evals.comments import comment_render
 from evals.models import Threshold
 from evals.selectors import dataset_latest, thresholds_in_force, traffic_surprising

@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from driftboard.queue_names import QUEUES
 from driftboard.supervisor import Child, Supervisor
+from evals.services.demo import demo_autoresearch, demo_load
 
 
 def stop_on_sigterm(signum, frame) -> None:
@@ -86,9 +87,6 @@ class Command(BaseCommand):
         return subprocess.Popen(command, env={**os.environ, "DRIFTBOARD_EMBEDDED": "1"}, start_new_session=True)
 
     def load_demo(self, addr: str) -> None:
-        # Lazy: torch and transformers load only when the demo is asked for.
-        from evals.services.demo import demo_autoresearch, demo_load
-
         outdir = Path(settings.VAR_DIR) / "demo"
         try:
             demo_load(outdir, log=lambda line: self.stdout.write(f"[demo] {line}"))

@@ -19,8 +19,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from driftboard import charts
-from driftboard import dashboard_selectors as selectors
+from driftboard.dashboard import charts, selectors
 from driftboard.queues import queue_depths
 from driftboard.roles import can_review
 from evals import compare

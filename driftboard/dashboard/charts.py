@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from driftboard.dashboard_selectors import Series, SeriesPoint
+from driftboard.dashboard.selectors import Series, SeriesPoint
 from evals import selectors as evals_selectors
 from evals.scoring.scorers import METRICS
 from evals.selectors import PairedSamples
