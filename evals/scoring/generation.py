@@ -102,7 +102,9 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-            raise ScoringError(f"max_new_tokens must be from 1 to {MAX_NEW_TOKENS_LIMIT}, not {self.max_new_tokens}")
+            raise ScoringError(
+                f"max_new_tokens must be at least 1 and at most {MAX_NEW_TOKENS_LIMIT}, not {self.max_new_tokens}"
+            )
         if any(not isinstance(stop, str) or not stop for stop in self.stop):
             raise ScoringError("stop strings must be non-empty strings")
         if len(self.stop) > MAX_STOP_STRINGS or any(len(stop) > MAX_STOP_CHARS for stop in self.stop):
