@@ -69,6 +69,8 @@ class GoldenSample(models.Model):
     category = models.CharField(max_length=100, blank=True)
     prompt = models.TextField(blank=True, help_text="What the model answers (generation), if anything.")
     messages = models.JSONField(null=True, blank=True, help_text='Chat turns [{"role", "content"}] to answer, if any.')
+    choices = models.JSONField(null=True, blank=True, help_text="A multiple-choice question's choices, if any.")
+    answer = models.JSONField(null=True, blank=True, help_text="The gold choices' indices, with `choices`.")
     sha256 = models.CharField(max_length=64, db_index=True)
 
     class Meta:
