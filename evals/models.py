@@ -502,3 +502,83 @@ class TrafficWindow(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("family-traffic", args=[self.family.slug]) + f"?window={self.number}"
+
+
+class Label(models.Model):
+    """A reviewer's judgement of an answer: the truth judges are measured against.
+
+    The answer is named by its stored `Generation` keys (and the baseline's weights for a pairwise
+    label), so a label outlives a re-run that reproduces the same answer and never follows an answer
+    generated otherwise. Pairwise labels are stored in candidate/baseline terms whatever order the
+    reviewer saw (`shown_first`). Kept when the artifact is archived; every change is in `history`.
+    """
+
+    class Kind(models.TextChoices):
+        POINTWISE = "pointwise", "Pointwise (good / bad)"
+        PAIRWISE = "pairwise", "Pairwise (candidate / baseline / tie)"
+
+    VALUES = {Kind.POINTWISE: ("good", "bad"), Kind.PAIRWISE: ("candidate", "baseline", "tie")}
+
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="labels")
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="labels")
+    sample = models.ForeignKey(GoldenSample, on_delete=models.PROTECT, related_name="labels")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.CharField(max_length=10)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Pointwise: optional 1–10.")
+    note = models.TextField(blank=True)
+    shown_first = models.CharField(max_length=10, blank=True, help_text="Pairwise: the answer shown first.")
+    weights_sha256 = models.CharField(max_length=64)
+    prompt_sha256 = models.CharField(max_length=64)
+    config_sha256 = models.CharField(max_length=64)
+    chat_template_sha256 = models.CharField(max_length=64)
+    engine_version = models.PositiveIntegerField()
+    baseline_weights_sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["artifact", "sample__position", "reviewer_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["reviewer", "artifact", "sample", "kind"], name="unique_label_per_reviewer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value} on {self.artifact}:{self.sample.sample_id}"
+
+
+class ReviewReservation(models.Model):
+    """An item being shown to one reviewer: no other reviewer is shown it until `expires_at`. The
+    pairwise order drawn for it is kept here, so the answer the reviewer calls "first" is known."""
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="+")
+    sample = models.ForeignKey(GoldenSample, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Label.Kind.choices)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    shown_first = models.CharField(max_length=10, blank=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "sample", "kind", "reviewer"], name="unique_review_reservation")
+        ]
+
+
+class JudgeTrust(models.Model):
+    """A staff user's decision that a judge configuration may push verdicts past amber without
+    enough agreeing labels, with the reason: an event, never edited."""
+
+    family = models.ForeignKey(ModelFamily, on_delete=models.CASCADE, related_name="trusted_judges")
+    configuration = models.CharField(max_length=64, help_text="sha256 of judge, template, mode and rubric.")
+    identity = models.CharField(max_length=500)
+    mode = models.CharField(max_length=10)
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["family", "configuration"], name="unique_judge_trust")]
+
+    def __str__(self) -> str:
+        return f"{self.family.slug} trusts {self.identity} ({self.mode})"
