@@ -35,7 +35,7 @@ def score_run(self, run_id: int) -> None:
     try:
         pipeline.eval_run_process(run_id=run_id, worker=worker)
     except SoftTimeLimitExceeded:
-        eval_run_fail_by_id(run_id=run_id, message="Scoring exceeded its time limit.")
+        eval_run_fail_by_id(run_id=run_id, worker=worker, message="Scoring exceeded its time limit.")
     except TRANSIENT_ERRORS as exc:
         try:
             eval_run_release(run_id=run_id, worker=worker, message=str(exc))

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import timedelta
 
 import numpy as np
@@ -23,12 +24,25 @@ from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
 from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
-from evals.models import EvalRun, GoldenDataset, MetricSnapshot
+from evals.models import EvalRun, EvaluationProfile, GoldenDataset, MetricSnapshot
 from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
-from evals.selectors import dataset_latest, dataset_version
+from evals.selectors import dataset_latest, dataset_version, evaluation_profile
 from evals.services import engine
+from evals.services.run_states import (
+    CLAIM,
+    DEFER,
+    FAIL,
+    QUEUE,
+    RECOVER,
+    RELEASE,
+    RETRY,
+    SUCCEED,
+    UNQUEUE,
+    TransitionRefused,
+    held_by,
+)
 from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
 
@@ -50,7 +64,8 @@ class LeaseLost(Exception):
 def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
     """One run per golden dataset of the family, put on the broker once the transaction commits."""
     family = artifact.family
-    kind = EvalRun.Kind.SEQUENTIAL if family.sampling == ModelFamily.Sampling.SEQUENTIAL else EvalRun.Kind.FULL
+    sequential = evaluation_profile(family).sampling == EvaluationProfile.Sampling.SEQUENTIAL
+    kind = EvalRun.Kind.SEQUENTIAL if sequential else EvalRun.Kind.FULL
     runs = []
     for name in family.datasets:
         dataset = _pinned_dataset(family, name)
@@ -87,12 +102,15 @@ def _send(run_id: int, queue: str) -> bool:
 
 
 def _enqueue(run_id: int, queue: str) -> bool:
-    waiting = EvalRun.objects.filter(pk=run_id, status__in=[EvalRun.Status.PENDING, EvalRun.Status.DEFERRED])
-    if not waiting.update(status=EvalRun.Status.QUEUED, enqueued_at=timezone.now()):
-        return True
+    """Queue the run and send its message; False if the broker refused it (the run is pending again)."""
+    try:
+        QUEUE.move(run_id, enqueued_at=timezone.now())
+    except TransitionRefused:
+        return True  # another dispatcher queued it first
     if _send(run_id, queue):
         return True
-    EvalRun.objects.filter(pk=run_id, status=EvalRun.Status.QUEUED).update(status=EvalRun.Status.PENDING)
+    with suppress(TransitionRefused):  # a worker may have claimed it already
+        UNQUEUE.move(run_id)
     return False
 
 
@@ -129,7 +147,7 @@ def eval_runs_dispatch() -> int:
             return sent
         sent += 1
     if capacity - sent <= 0:
-        waiting.filter(status=EvalRun.Status.PENDING).update(status=EvalRun.Status.DEFERRED)
+        DEFER.apply(waiting)
     return sent + _dispatch_size_classes() + _dispatch_offpeak() + _dispatch_judging() + _dispatch_traffic()
 
 
@@ -171,17 +189,10 @@ def eval_run_retry(*, run: EvalRun, queue: str | None = None) -> EvalRun:
     if not judge and not scoring_queue(queue):
         raise ValueError(f"{queue!r} is not a scoring queue (`scoring` or `scoring-<N>g`).")
     with transaction.atomic():
-        retried = EvalRun.objects.filter(pk=run.pk, status=EvalRun.Status.FAILED).update(
-            status=EvalRun.Status.PENDING,
-            queue=queue,
-            attempts=0,
-            finished_at=None,
-            started_at=None,
-            worker="",
-            error="",
-        )
-        if not retried:
-            raise ValueError(f"Run {run.pk} has not failed: only a failed run is retried.")
+        try:
+            RETRY.move(run.pk, queue=queue, attempts=0, finished_at=None, started_at=None, worker="", error="")
+        except TransitionRefused as exc:
+            raise ValueError(f"Run {run.pk} has not failed: only a failed run is retried ({exc})") from exc
         registry_services.artifact_status_set(
             artifact=run.artifact, status=Artifact.Status.QUEUED, only_from=(Artifact.Status.FAILED,)
         )
@@ -207,18 +218,18 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
     """
     now = timezone.now()
     # A run this very process holds is one of its own earlier attempts that died (one task at a time).
-    claimable = (
-        Q(status=EvalRun.Status.QUEUED)
-        | Q(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
-        | Q(status=EvalRun.Status.RUNNING, worker=worker)
-    )
-    taken = EvalRun.objects.filter(claimable, pk=run_id).update(
-        status=EvalRun.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        worker=worker,
-        started_at=now,
-        lease_expires_at=now + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS),
-    )
+    claimable = Q(status=EvalRun.Status.QUEUED) | Q(lease_expires_at__lt=now) | Q(worker=worker)
+    try:
+        taken = CLAIM.move(
+            run_id,
+            guard=claimable,
+            attempts=F("attempts") + 1,
+            worker=worker,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS),
+        )
+    except TransitionRefused:
+        return None  # a duplicate message: the run is finished, or waits for a message of its own
     if not taken:
         return None
     run = EvalRun.objects.select_related("artifact__family", "dataset").get(pk=run_id)
@@ -259,7 +270,7 @@ class ProgressWriter:
             return
         self.last = now
         lease = timezone.now() + timedelta(seconds=settings.DRIFTBOARD_RUN_LEASE_SECONDS)
-        mine = EvalRun.objects.filter(pk=self.run.pk, worker=self.run.worker, status=EvalRun.Status.RUNNING)
+        mine = EvalRun.objects.filter(held_by(self.run.worker), pk=self.run.pk, status=EvalRun.Status.RUNNING)
         try:
             updated = mine.update(samples_done=samples_done, lease_expires_at=lease)
         except DATABASE_DOWN as exc:
@@ -346,10 +357,9 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
 
 
 def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
-    mine = EvalRun.objects.filter(pk=run.pk, worker=run.worker, status=EvalRun.Status.RUNNING)
-    succeeded = mine.update(
-        status=EvalRun.Status.SUCCEEDED,
-        finished_at=timezone.now(),
+    succeeded = SUCCEED.move(
+        run.pk,
+        guard=held_by(run.worker),
         samples_done=result.samples_scored,
         tokens=result.tokens,
         tokens_per_second=result.tokens_per_second,
@@ -358,7 +368,6 @@ def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
         device=result.device,
         sampling=result.sampling,
         judging=result.judging,
-        lease_expires_at=None,
         error="",
     )
     if not succeeded:
@@ -380,19 +389,22 @@ def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
     return judge_run
 
 
-def eval_run_fail(*, run: EvalRun, message: str) -> None:
+def eval_run_fail(*, run: EvalRun, message: str) -> bool:
+    """Fail the run and its artifact, while `run.worker` still holds it (False otherwise, nothing written)."""
     logger.error("Run %s failed: %s", run.pk, message)
     message = without_server_paths(message)  # users see the error; the log above keeps the paths
     with transaction.atomic():
-        EvalRun.objects.filter(pk=run.pk).update(
-            status=EvalRun.Status.FAILED, error=message[:5000], finished_at=timezone.now(), lease_expires_at=None
-        )
+        if not FAIL.move(run.pk, guard=held_by(run.worker), error=message[:5000]):
+            logger.warning("Run %s: taken over by another worker, its failure is not recorded", run.pk)
+            return False
         registry_services.artifact_fail(artifact=run.artifact, reason=message)
     eval_runs_dispatch()
+    return True
 
 
-def eval_run_fail_by_id(*, run_id: int, message: str) -> None:
-    run = EvalRun.objects.select_related("artifact").filter(pk=run_id, status=EvalRun.Status.RUNNING).first()
+def eval_run_fail_by_id(*, run_id: int, worker: str, message: str) -> None:
+    mine = EvalRun.objects.select_related("artifact").filter(held_by(worker), pk=run_id, status=EvalRun.Status.RUNNING)
+    run = mine.first()
     if run is not None:
         eval_run_fail(run=run, message=message)
 
@@ -400,9 +412,8 @@ def eval_run_fail_by_id(*, run_id: int, message: str) -> None:
 def eval_run_release(*, run_id: int, worker: str, message: str) -> None:
     """Hand a run back after a transient error (`message`) so the retry (or another worker) can claim it."""
     message = without_server_paths(RETRYING + message)
-    EvalRun.objects.filter(pk=run_id, worker=worker, status=EvalRun.Status.RUNNING).update(
-        status=EvalRun.Status.QUEUED, error=message[:5000], lease_expires_at=None
-    )
+    with suppress(TransitionRefused):  # the error came before this worker claimed it, or after it finished
+        RELEASE.move(run_id, guard=held_by(worker), error=message[:5000])
 
 
 def eval_runs_reclaim_dead(*, hostname: str) -> int:
@@ -412,9 +423,7 @@ def eval_runs_reclaim_dead(*, hostname: str) -> int:
     dead = [pk for pk, worker in mine.values_list("pk", "worker") if not _process_alive(worker)]
     if not dead:
         return 0
-    reclaimed = EvalRun.objects.filter(pk__in=dead, status=EvalRun.Status.RUNNING).update(
-        status=EvalRun.Status.PENDING, lease_expires_at=None
-    )
+    reclaimed = RECOVER.apply(EvalRun.objects.filter(pk__in=dead))
     logger.warning("Reclaimed %d run(s) left running by dead workers on %s", reclaimed, hostname)
     eval_runs_dispatch()
     return reclaimed
@@ -436,8 +445,7 @@ def _process_alive(worker: str) -> bool:
 def eval_runs_sweep() -> dict[str, int]:
     """Re-queue runs whose worker vanished, re-send queued runs whose message was lost, dispatch."""
     now = timezone.now()
-    expired = EvalRun.objects.filter(status=EvalRun.Status.RUNNING, lease_expires_at__lt=now)
-    recovered = expired.update(status=EvalRun.Status.PENDING, lease_expires_at=None)
+    recovered = RECOVER.apply(EvalRun.objects.filter(lease_expires_at__lt=now))
     resent = _resend_lost_messages(now)
     return {"recovered": recovered, "resent": resent, "dispatched": eval_runs_dispatch()}
 
