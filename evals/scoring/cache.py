@@ -296,6 +296,8 @@ def scorer_sample_sha256(scorer: Scorer, sample: Mapping[str, object]) -> str:
         str(sample.get("reference") or "") if "reference" in read else "",
         prompt=sample.get("prompt") if "prompt" in read else None,
         messages=sample.get("messages") if "messages" in read else None,
+        choices=sample.get("choices") if "choices" in read else None,
+        answer=sample.get("answer") if "answer" in read else None,
     )
 
 

@@ -2,6 +2,9 @@
 
 Each sample is a dict {id, text, reference, category}, plus `prompt` (a string) or `messages` (a
 list of {"role", "content"} chat turns, in a CSV or Parquet text cell as JSON) for generation.
+A multiple-choice question adds `choices` (a list of at least two non-empty strings, or its JSON in
+a text cell) and `answer` (the gold choice's index, or a list of them when several are right) to
+its prompt or messages, the context the choices continue.
 A sample needs `text`, a prompt or messages (or text and one of them); `id` defaults to the row
 index ("0", "1", …); empty `reference` / `category` become None, so the same data in any of the
 three formats reads, and hashes, the same. Errors name the offending row, counting data rows from
@@ -25,6 +28,8 @@ COLUMN_WIDTHS = {"id": 200, "category": 100}  # the widest id and category a dat
 # Optional columns of generation samples; a sample holds them only when it has them, so a dataset
 # without prompts keeps its content hash.
 PROMPT_COLUMNS = ("prompt", "messages")
+# A multiple-choice question's columns, held only by samples that have them (as prompts are).
+CHOICE_COLUMNS = ("choices", "answer")
 CHAT_ROLES = frozenset({"system", "user", "assistant", "tool"})
 PARQUET, JSONL, CSV = "parquet", "jsonl", "csv"
 _EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
@@ -32,7 +37,7 @@ _PARQUET_MAGIC = b"PAR1"
 PARQUET_BATCH_ROWS = 1024
 _BINARY_SNIFF_BYTES = 1024
 
-Sample = dict[str, str | list[dict[str, str]] | None]
+Sample = dict[str, str | list[dict[str, str]] | list[str] | list[int] | None]
 
 __all__ = [
     "GoldenFileError",
@@ -129,7 +134,11 @@ def canonical_bytes(samples: list[Sample]) -> bytes:
     lines = (
         json.dumps(
             {column: sample.get(column) for column in COLUMNS}
-            | {column: sample[column] for column in PROMPT_COLUMNS if sample.get(column) is not None},
+            | {
+                column: sample[column]
+                for column in (*PROMPT_COLUMNS, *CHOICE_COLUMNS)
+                if sample.get(column) is not None
+            },
             ensure_ascii=False,
             sort_keys=True,
             separators=(",", ":"),
@@ -144,9 +153,17 @@ def dataset_sha256(samples: list[Sample]) -> str:
 
 
 def sample_hashes(samples: list[Sample]) -> list[str]:
-    """Per-sample hash of text, reference, prompt and messages: the key under which scores are reused."""
+    """Per-sample hash of text, reference, prompt, messages, choices and answer: the key under which
+    scores are reused."""
     return [
-        sample_sha256(sample["text"], sample["reference"], prompt=sample.get("prompt"), messages=sample.get("messages"))
+        sample_sha256(
+            sample["text"],
+            sample["reference"],
+            prompt=sample.get("prompt"),
+            messages=sample.get("messages"),
+            choices=sample.get("choices"),
+            answer=sample.get("answer"),
+        )
         for sample in samples
     ]
 
@@ -253,7 +270,48 @@ def _sample(record: Mapping, index: int, row: int, prompts: bool) -> Sample:
     }
     for column, value in sample.items():
         _require_utf8(column, value, row)
-    return sample | asks
+    return sample | asks | (_multiple_choice(record, row, asked=bool(asks)) if prompts else {})
+
+
+def _multiple_choice(record: Mapping, row: int, *, asked: bool) -> Sample:
+    """The sample's `choices` and `answer` (a sorted list of gold indices), checked; empty when it has neither."""
+    choices, answer = record.get("choices"), record.get("answer")
+    if choices in (None, "") and answer in (None, ""):
+        return {}
+    if choices in (None, "") or answer in (None, ""):
+        given, missing = ("choices", "answer") if answer in (None, "") else ("answer", "choices")
+        raise GoldenFileError(f"{given} needs {missing}: a multiple-choice question has both", row=row)
+    if not asked:
+        raise GoldenFileError("choices need a prompt or messages: the context they continue", row=row)
+    choices = _json_cell("choices", choices, row)
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise GoldenFileError("choices must be a list of at least 2 strings", row=row)
+    for position, choice in enumerate(choices, start=1):
+        if not isinstance(choice, str) or not choice.strip():
+            raise GoldenFileError(f"choice {position} must be a non-empty string, got {choice!r}", row=row)
+        _require_utf8(f"choice {position}", choice, row)
+    return {"choices": choices, "answer": _gold_indices(_json_cell("answer", answer, row), len(choices), row)}
+
+
+def _json_cell(column: str, value: object, row: int) -> object:
+    """A list or number given as such (JSONL, Parquet) or as its JSON in a text cell (CSV)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError) as error:
+        raise GoldenFileError(f"{column} is not valid JSON: {error}", row=row) from error
+
+
+def _gold_indices(answer: object, n_choices: int, row: int) -> list[int]:
+    indices = answer if isinstance(answer, list) else [answer]
+    valid = bool(indices) and all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
+    if not valid or not all(0 <= i < n_choices for i in indices):
+        raise GoldenFileError(
+            f"answer must be the index of the gold choice (0 to {n_choices - 1}) or a list of them, got {answer!r}",
+            row=row,
+        )
+    return sorted(set(indices))
 
 
 def _asked(record: Mapping, row: int) -> Sample:
@@ -301,6 +359,7 @@ def _chat_messages(value: object, row: int) -> list[dict[str, str]]:
 def _require_length_within(sample: Sample, max_chars: int | None, row: int) -> None:
     lengths = {column: len(sample.get(column) or "") for column in ("text", "reference", "prompt")}
     lengths["messages"] = sum(len(turn["content"]) for turn in sample.get("messages") or ())
+    lengths["choices"] = sum(len(choice) for choice in sample.get("choices") or ())
     for column, length in lengths.items():
         if max_chars is not None and length > max_chars:
             raise GoldenFileError(f"{column} has {length} characters, more than the {max_chars} allowed", row=row)

@@ -38,16 +38,23 @@ def sample_sha256(
     *,
     prompt: str | None = None,
     messages: list[dict[str, str]] | None = None,
+    choices: list[str] | None = None,
+    answer: list[int] | None = None,
 ) -> str:
-    """Hex sha256 of what a scorer reads from one sample: text, reference, prompt or chat messages.
+    """Hex sha256 of what a scorer reads from one sample: text, reference, prompt or chat messages,
+    and a multiple-choice question's choices and gold answer.
 
     A sample without a prompt (None or empty) hashes as `[text, reference]`, as it always has, so
     results cached before prompts existed stay valid; one with a prompt or messages hashes an object
-    of all four.
+    of all four, plus `choices` and `answer` only when it has them (so its hash is the one it had
+    before multiple-choice columns existed).
     """
     if not prompt and not messages:
         return _json_sha256([text, reference])
-    return _json_sha256({"text": text, "reference": reference, "prompt": prompt, "messages": messages})
+    asked = {"text": text, "reference": reference, "prompt": prompt, "messages": messages}
+    if choices is not None or answer is not None:
+        asked |= {"choices": choices, "answer": answer}
+    return _json_sha256(asked)
 
 
 def prompt_sha256(prompt: str | list[dict[str, str]]) -> str:

@@ -100,6 +100,8 @@ def dataset_freeze(
                     category=s["category"] or "",
                     prompt=s.get("prompt") or "",
                     messages=s.get("messages"),
+                    choices=s.get("choices"),
+                    answer=s.get("answer"),
                     sha256=h,
                 )
                 for i, (s, h) in enumerate(zip(samples, golden_io.sample_hashes(samples), strict=True))

@@ -11,6 +11,7 @@ from evals.scoring.scorers import (  # noqa: F401  (registration)
     generated_answers,
     judge_preference,
     judge_score,
+    multiple_choice,
 )
 from evals.scoring.scorers.base import (
     DEFAULT_SCORERS,
