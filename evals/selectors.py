@@ -37,6 +37,7 @@ from evals.models import (
     Threshold,
     TrafficWindow,
 )
+from evals.run_kinds import JUDGING_KINDS
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import messages_of
 from evals.scoring.hashing import prompt_sha256
@@ -135,7 +136,7 @@ def _judge_stat(name: str) -> Cast:
 
 def judge_totals(since: datetime.datetime | None = None) -> JudgeTotals:
     """What the judge runs finished since `since` (else ever) cost, summed in the database (one query)."""
-    runs = EvalRun.objects.filter(kind=EvalRun.Kind.JUDGE, judging__has_key="stats")
+    runs = EvalRun.objects.filter(kind__in=JUDGING_KINDS, judging__has_key="stats")
     if since is not None:
         runs = runs.filter(finished_at__gte=since)
     totals = runs.order_by().aggregate(

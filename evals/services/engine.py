@@ -15,6 +15,7 @@ from evals.models import EvalRun, GoldenDataset
 from evals.models import Generation as GenerationRow
 from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
+from evals.run_kinds import GATING_KINDS
 from evals.scoring.batching import offset_progress
 from evals.scoring.cache import (
     ResultKey,
@@ -360,7 +361,7 @@ def judge_baseline(run: EvalRun) -> JudgeBaseline | str:
             artifact=baseline,
             dataset=run.dataset,
             status=EvalRun.Status.SUCCEEDED,
-            kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL, EvalRun.Kind.JUDGE],
+            kind__in=GATING_KINDS,
             judging__has_key="model",
         )
         .order_by("-finished_at", "-id")

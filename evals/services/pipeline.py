@@ -12,7 +12,8 @@ from functools import partial
 from django.db import transaction
 
 from evals.models import EvalRun
-from evals.services import engine, profiles, runs, sampling, traffic, verdicts
+from evals.run_kinds import RUN_KINDS
+from evals.services import profiles, runs, verdicts
 from evals.services.thresholds import thresholds_create_defaults
 from registry import publishing as forge_publishing
 from registry import services as registry_services
@@ -49,30 +50,16 @@ def eval_run_process(*, run_id: int, worker: str) -> None:
     run = runs.eval_run_claim(run_id=run_id, worker=worker)
     if run is None:
         return
-    if runs.eval_run_execute(run=run, score=_scorer_of(run)):
+    if runs.eval_run_execute(run=run, score=RUN_KINDS[run.kind].scorer()):
         run_finished(run=run)
 
 
-def _scorer_of(run: EvalRun):
-    if run.kind == EvalRun.Kind.FULL:
-        return engine.score_full_run
-    if run.kind == EvalRun.Kind.JUDGE:
-        return engine.score_judge_run
-    if run.kind == EvalRun.Kind.TRAFFIC:
-        return traffic.score_traffic_run
-    return sampling.score_sampled_run
-
-
 def run_finished(*, run: EvalRun) -> None:
-    """After a run's snapshots are saved: judge the artifact once all its runs are in; a traffic
-    run instead compares the production model on its window with the reference."""
-    if run.kind == EvalRun.Kind.TRAFFIC:
-        traffic.traffic_window_compare(run=run)
-        return
-    if run.kind == EvalRun.Kind.COMPLETION:
-        sampling.completion_recheck(run=run)
-        return
-    if verdicts.artifact_ready(run.artifact):
+    """After a run's snapshots are saved: judge the artifact once all the runs that gate it are in,
+    then what the run's kind does next (a traffic run compares its window with the reference)."""
+    kind = RUN_KINDS[run.kind]
+    if kind.gates_artifact and verdicts.artifact_ready(run.artifact):
         verdicts.artifact_evaluate(artifact=run.artifact)
-    if run.kind == EvalRun.Kind.SEQUENTIAL:
-        sampling.completion_schedule(run=run)
+    follow_up = kind.follow_up()
+    if follow_up is not None:
+        follow_up(run=run)

@@ -25,6 +25,7 @@ from driftboard.errors import without_server_paths
 from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot
+from evals.run_kinds import RUN_KINDS
 from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
@@ -181,12 +182,14 @@ def eval_run_retry(*, run: EvalRun, queue: str | None = None) -> EvalRun:
 
     A judge run goes back to the judge queue, and only there: a scoring worker builds no judge.
     """
-    judge = run.kind == EvalRun.Kind.JUDGE
-    queue = queue or (Queue.JUDGE if judge else Queue.SCORING)
-    if judge and queue != Queue.JUDGE:
-        raise ValueError(f"Run {run.pk} is a judge run: it is retried on the `judge` queue only, not {queue!r}.")
-    if not judge and not scoring_queue(queue):
+    kind = RUN_KINDS[run.kind]
+    queue = queue or kind.retry_queue
+    if not kind.retried_on(queue) and scoring_queue(kind.retry_queue):
         raise ValueError(f"{queue!r} is not a scoring queue (`scoring` or `scoring-<N>g`).")
+    if not kind.retried_on(queue):
+        raise ValueError(
+            f"Run {run.pk} is a {run.kind} run: it is retried on the `{kind.retry_queue}` queue only, not {queue!r}."
+        )
     with transaction.atomic():
         try:
             RETRY.move(run.pk, queue=queue, attempts=0, finished_at=None, started_at=None, worker="", error="")
@@ -351,7 +354,7 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
                     "fingerprint": fingerprint,
                 },
             )
-        if run.kind in (EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL) and result.judging.get("model"):
+        if RUN_KINDS[run.kind].judged and result.judging.get("model"):
             _judge_run_create(run=run, judging=result.judging)
 
 
@@ -380,7 +383,7 @@ def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
         artifact=run.artifact,
         dataset=run.dataset,
         kind=EvalRun.Kind.JUDGE,
-        queue=Queue.JUDGE,
+        queue=RUN_KINDS[EvalRun.Kind.JUDGE].queue,
         samples_total=run.dataset.sample_count,
         judging={"model": judging["model"], "scoring_run": run.pk},
     )

@@ -26,9 +26,9 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from driftboard.queue_names import Queue
 from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.run_kinds import RUN_KINDS
 from evals.scoring import drift
 from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers import METRICS
@@ -119,14 +119,8 @@ class Gate:
         return float(self.spec.change(value, baseline))
 
 
-def score_sampled_run(*, run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
-    """Score a sequential run until its verdict is clear, or a completion run's samples left."""
-    if run.kind == EvalRun.Kind.COMPLETION:
-        return _score_completion(run, progress)
-    return _score_sequential(run, progress)
-
-
-def _score_sequential(run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
+def score_sequential_run(*, run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
+    """Score a sequential run until its verdict is clear."""
     family = run.artifact.family
     samples = engine.dataset_samples(run.dataset)
     design = {
@@ -361,7 +355,7 @@ def _band_edge(run: EvalRun, metric: str, fingerprint: dict, band: Threshold | N
     return high if METRICS[metric].direction == "lower" else low
 
 
-def _score_completion(run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
+def score_completion_run(*, run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
     """Score the samples the archived snapshots lack, and hand back the merged, complete arrays."""
     samples = engine.dataset_samples(run.dataset)
     existing = {s.metric: s.arrays() for s in MetricSnapshot.objects.filter(artifact=run.artifact, dataset=run.dataset)}
@@ -393,7 +387,7 @@ def completion_schedule(*, run: EvalRun) -> EvalRun | None:
         artifact=run.artifact,
         dataset=run.dataset,
         kind=EvalRun.Kind.COMPLETION,
-        queue=Queue.OFFPEAK,
+        queue=RUN_KINDS[EvalRun.Kind.COMPLETION].queue,
         status=EvalRun.Status.PENDING,
         samples_total=sampling["samples_total"] - sampling["samples_used"],
         sampling={"completes_run": run.pk},

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from driftboard.queue_names import Queue
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold, TrafficWindow
+from evals.run_kinds import RUN_KINDS
 from evals.scoring import golden_io
 from evals.scoring import traffic as stats
 from evals.scoring.cache import score_samples
@@ -227,7 +227,7 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
         artifact=artifact,
         dataset=dataset,
         kind=EvalRun.Kind.TRAFFIC,
-        queue=Queue.TRAFFIC,
+        queue=RUN_KINDS[EvalRun.Kind.TRAFFIC].queue,
         samples_total=len(sampling["positions"]) if sampling else dataset.sample_count,
         sampling=sampling,
     )

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.run_kinds import GATING_KINDS
 from evals.scoring import drift
 from evals.scoring.judges.preference import preference_comparison
 from evals.scoring.metrics import MetricSpec
@@ -292,11 +293,7 @@ def artifact_flag(verdicts: list[DriftVerdict]) -> str:
 
 def artifact_ready(artifact: Artifact) -> bool:
     """Every run of the artifact has finished, and none of them failed."""
-    runs = list(
-        artifact.runs.filter(kind__in=[EvalRun.Kind.FULL, EvalRun.Kind.SEQUENTIAL, EvalRun.Kind.JUDGE]).values_list(
-            "status", flat=True
-        )
-    )
+    runs = list(artifact.runs.filter(kind__in=GATING_KINDS).values_list("status", flat=True))
     return bool(runs) and all(s == EvalRun.Status.SUCCEEDED for s in runs)
 
 

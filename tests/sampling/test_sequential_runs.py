@@ -62,8 +62,8 @@ def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_import
         artifact=artifact, dataset=first.dataset, kind="sequential", sampling={"seed": first.sampling["seed"] + 1}
     )
 
-    again = sampling.score_sampled_run(run=replay, progress=lambda *args, **kwargs: None)
-    other = sampling.score_sampled_run(run=other_seed, progress=lambda *args, **kwargs: None)
+    again = sampling.score_sequential_run(run=replay, progress=lambda *args, **kwargs: None)
+    other = sampling.score_sequential_run(run=other_seed, progress=lambda *args, **kwargs: None)
 
     assert again.sampling["metrics"] == first.sampling["metrics"]
     assert np.array_equal(again.arrays["bits_per_byte"][0], scored_positions(artifact))
