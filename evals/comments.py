@@ -182,10 +182,17 @@ def _verdict_table(pairs: list[MetricPair]) -> str:
             threshold = f"none in force — [add one]({threshold_form_url(v)})"
         rows.append(
             f"| {markdown_escape(v.dataset.name)} | {selectors.metric_label(v.metric)} | {_number(v.candidate_value)} "
-            f"| {_number(v.baseline_value)} | {selectors.change_text(v.metric, v.delta)} | {interval} | {threshold} "
+            f"| {_number(v.baseline_value)} | {_change_and_flips(v)} | {interval} | {threshold} "
             f"| {FLAG_ICONS.get(outcome, '')} {OUTCOME_WORDS.get(outcome, outcome)} |"
         )
     return "\n".join(rows)
+
+
+def _change_and_flips(verdict: DriftVerdict) -> str:
+    """'-0.021 (12 right→wrong, 4 wrong→right)' for a 0/1 metric, the change alone for others."""
+    flips = selectors.flips_text(verdict.comparison)
+    change = selectors.change_text(verdict.metric, verdict.delta)
+    return f"{change} ({flips})" if flips else change
 
 
 def threshold_form_url(verdict: DriftVerdict) -> str:

@@ -63,6 +63,26 @@ class Band:
 
 
 @dataclass(frozen=True)
+class Flips:
+    """Questions answered differently by a candidate and its baseline (a `binary` metric), and
+    McNemar's exact two-sided p-value: under no change, a flip is equally likely either way."""
+
+    right_to_wrong: int
+    wrong_to_right: int
+    p_value: float
+
+
+def mcnemar(candidate: np.ndarray, baseline: np.ndarray) -> Flips:
+    """The flips between paired 0/1 arrays and McNemar's exact test on them (a binomial test of the
+    right→wrong count among all flips, p = ½)."""
+    lost = int(np.sum((baseline == 1) & (candidate == 0)))
+    gained = int(np.sum((baseline == 0) & (candidate == 1)))
+    flips = lost + gained
+    p_value = 1.0 if flips == 0 else min(1.0, 2.0 * float(stats.binom.cdf(min(lost, gained), flips, 0.5)))
+    return Flips(right_to_wrong=lost, wrong_to_right=gained, p_value=p_value)
+
+
+@dataclass(frozen=True)
 class Comparison:
     spec: MetricSpec
     n: int
@@ -82,6 +102,7 @@ class Comparison:
     ks: float | None
     wasserstein: float | None
     per_category: dict[str, CategoryDelta]
+    flips: Flips | None = None
 
     @property
     def metric(self) -> str:
@@ -109,7 +130,8 @@ def compare(
     resample draws the same sample indices for candidate and baseline and recomputes
     Σnum/Σden (never a mean of per-sample ratios). cand_ci_low/high: the same resamples for the
     candidate value. p_value: two-sided paired t-test (n − 1 degrees of freedom) on the
-    delta-method linearisation of the delta, i.e. on each sample's influence value.
+    delta-method linearisation of the delta, i.e. on each sample's influence value; for a `binary`
+    metric (0/1 per question) McNemar's exact test instead, with the flipped questions in `flips`.
     Band: mean ± band_k·σ of `history` (median ± band_k·1.4826·MAD when robust), None under
     MIN_BAND_HISTORY values. ks / wasserstein compare the per-sample ratios num/den (untransformed,
     so a few short texts cannot dominate perplexity); wasserstein is divided by the baseline's
@@ -129,6 +151,7 @@ def compare(
     band = historical_band(history, robust=robust)
     band_low, band_high = band.edges(band_k) if band else (None, None)
     ks, wasserstein = _distribution_shift(columns)
+    flips = mcnemar(columns[0], columns[2]) if spec.binary else None
     return Comparison(
         spec=spec,
         n=len(columns[0]),
@@ -140,7 +163,7 @@ def compare(
         ci_high=ci_high,
         cand_ci_low=cand_ci_low,
         cand_ci_high=cand_ci_high,
-        p_value=_paired_p_value(spec, columns, candidate, baseline, delta),
+        p_value=flips.p_value if flips else _paired_p_value(spec, columns, candidate, baseline, delta),
         band=band,
         band_low=band_low,
         band_high=band_high,
@@ -148,6 +171,7 @@ def compare(
         ks=ks,
         wasserstein=wasserstein,
         per_category=_per_category(spec, columns, categories),
+        flips=flips,
     )
 
 

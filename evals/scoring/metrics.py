@@ -42,6 +42,9 @@ class MetricSpec:
     words per answer) and stays defined when the baseline is 0 — the choice for counts and rates
     that are often 0. Relative limits of thresholds are read in the same sense.
     display_name: the label shown everywhere (default: the name with spaces).
+    binary: each sample's value is 0 or 1 (wrong or right) with a denominator of 1: candidate and
+    baseline answer the same questions, so the verdict adds McNemar's exact test on the questions
+    that flipped.
     """
 
     name: str
@@ -56,6 +59,7 @@ class MetricSpec:
     description: str = ""
     delta: Delta = "relative"
     display_name: str = ""
+    binary: bool = False
 
     def __post_init__(self) -> None:
         if self.delta not in ("relative", "absolute"):

@@ -49,6 +49,7 @@ class MultipleChoice(Scorer):
             unit_range=(0.0, 1.0),
             numerator="accuracy",
             delta="absolute",
+            binary=True,
             description="Share of questions whose most likely choice is gold (the harness's acc).",
         ),
         MetricSpec(
@@ -57,6 +58,7 @@ class MultipleChoice(Scorer):
             unit_range=(0.0, 1.0),
             numerator="accuracy_norm",
             delta="absolute",
+            binary=True,
             display_name="accuracy (length-normalised)",
             description="As accuracy, each choice's log-likelihood divided by its length (the harness's acc_norm).",
         ),
