@@ -293,6 +293,15 @@ def change_text(metric: str, change: float | None) -> str:
     return spec.format_change(change, signed=True)
 
 
+def flips_text(comparison: dict | None) -> str:
+    """The questions a 0/1 metric flipped, from a verdict's stored comparison: '12 right→wrong,
+    4 wrong→right'; empty for other metrics."""
+    flips = (comparison or {}).get("flips")
+    if not flips:
+        return ""
+    return f"{flips['right_to_wrong']} right→wrong, {flips['wrong_to_right']} wrong→right"
+
+
 def limit_text(metric: str, rule: str, limit: float | None) -> str:
     """A threshold's limit as it reads: '2 %' (relative rule, relative deltas), '0.5' (relative rule on a
     metric with absolute deltas: its own units), '3·σ' (band), '0.9' (absolute floor or ceiling)."""
