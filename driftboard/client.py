@@ -2,6 +2,7 @@
 
     python -m driftboard.client submit --server URL --token TOKEN --family SLUG --weights PATH \\
         --commit SHA [--branch B] [--pr-url URL] [--wait] [--timeout S] [--fail-on red|amber]
+        [--github-output FILE] [--dotenv FILE]
 
 Standard library only: it runs on any runner with Python 3.10 or later. The weights are streamed,
 never read into memory; a folder is sent as a tar archive. The artifact's page URL goes to stdout,
@@ -10,6 +11,10 @@ the token out of the runner's process list.
 
 Exit codes: 0 ok, 1 the drift flag reached --fail-on (or scoring failed), 2 usage or HTTP error,
 3 timed out waiting.
+
+--github-output appends `artifact-url=` and `flag=` to a GitHub Actions output file, --dotenv writes
+DRIFTBOARD_ARTIFACT_URL= and DRIFTBOARD_FLAG= for a GitLab dotenv report (integrations/); the flag is
+`pending` while the verdict is not in.
 """
 
 import argparse
@@ -214,6 +219,15 @@ def verdict_exit_code(artifact: dict, fail_on: str | None) -> int:
     return EXIT_FLAGGED if FLAG_SEVERITY.get(flag, -1) >= FLAG_SEVERITY[fail_on] else EXIT_OK
 
 
+def write_outputs(args: argparse.Namespace, url: str, flag: str) -> None:
+    """The artifact's page and its flag, for the CI steps that come after (see the module docstring)."""
+    if args.github_output:
+        with open(args.github_output, "a", encoding="utf-8") as out:
+            out.write(f"artifact-url={url}\nflag={flag}\n")
+    if args.dotenv:
+        Path(args.dotenv).write_text(f"DRIFTBOARD_ARTIFACT_URL={url}\nDRIFTBOARD_FLAG={flag}\n", encoding="utf-8")
+
+
 def submit(args: argparse.Namespace) -> int:
     server = Server(args.server.rstrip("/"), args.token)
     fields = {"family": args.family, "commit": args.commit, "branch": args.branch, "pr_url": args.pr_url}
@@ -222,9 +236,10 @@ def submit(args: argparse.Namespace) -> int:
     print(artifact["url"], flush=True)
     if status == 200:
         print(f"already registered as v{artifact['version']} ({artifact['status']})", file=sys.stderr)
+    final = wait_for_verdict(server, artifact["id"], args.timeout, args.poll_interval) if args.wait else None
+    write_outputs(args, artifact["url"], (final.get("drift_flag") or "none") if final else "pending")
     if not args.wait:
         return EXIT_OK
-    final = wait_for_verdict(server, artifact["id"], args.timeout, args.poll_interval)
     if final is None:
         print(f"timed out after {args.timeout:g} s; the artifact is still being scored", file=sys.stderr)
         return EXIT_TIMEOUT
@@ -247,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
     sub.add_argument("--poll-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     sub.add_argument("--fail-on", choices=("red", "amber"), help="exit 1 when the flag is this bad (needs --wait)")
+    sub.add_argument("--github-output", help="a GitHub Actions output file ($GITHUB_OUTPUT)")
+    sub.add_argument("--dotenv", help="a GitLab dotenv report to write")
     return root
 
 

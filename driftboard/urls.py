@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
+from driftboard.client_script import client_script
 from driftboard.healthz import healthz
 from evals import api as evals_api
 from registry import webhooks
@@ -33,6 +34,7 @@ urlpatterns = [
     # Pages that do not extend base.html (admin, API docs) make the browser ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.ico", permanent=True)),
     path("healthz", healthz, name="healthz"),
+    path("client.py", client_script, name="client-script"),
     path("api/v1/", include(router.urls)),
     path("hooks/github/", webhooks.github_webhook, name="hook-github"),
     path("hooks/gitlab/", webhooks.gitlab_webhook, name="hook-gitlab"),
