@@ -12,6 +12,7 @@ from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly, can_change_families
 from evals import compare, selectors, services
+from evals.exports import EXPORT_FORMATS, samples_export_response
 from evals.family_checks import family_settings_problem
 from evals.models import (
     DriftVerdict,
@@ -73,9 +74,20 @@ class GenerationParams(serializers.Serializer):
     order = serializers.ChoiceField(
         choices=selectors.ANSWER_ORDERS,
         default="regressed",
-        help_text="`regressed`: the most regressed against the verdict's baseline first (dataset order when "
-        "there is no baseline); `position`: dataset order.",
+        help_text="`regressed`: the most regressed against the verdict's baseline first, by the metric's own "
+        "change (relative, or in its units when its deltas are absolute); `absolute`: by the change in the "
+        "metric's units (dataset order for both when there is no baseline); `position`: dataset order.",
     )
+
+
+class SampleExportParams(serializers.Serializer):
+    def get_fields(self) -> dict:
+        # `as`, not `format`: DRF reads `format` to pick a renderer.
+        return {
+            "as": serializers.ChoiceField(
+                choices=EXPORT_FORMATS, default="jsonl", help_text="`jsonl` (one JSON object a line) or `csv`."
+            )
+        }
 
 
 class GeneratedAnswerSerializer(serializers.Serializer):
@@ -144,6 +156,21 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
 
     def detail_queryset(self):
         return selectors.artifact_detail_queryset()
+
+    @extend_schema(
+        parameters=[SampleExportParams],
+        responses={(200, "application/x-ndjson"): str, (200, "text/csv"): str, 400: dict, 404: dict},
+    )
+    @action(detail=True, methods=["get"])
+    def samples(self, request, pk=None):
+        """Every sample the artifact was scored on, streamed as JSONL (default) or CSV (`?as=csv`): sample id,
+        category, text or prompt, reference, both answers, and per metric the baseline's and the candidate's
+        values and the metric's own change. The same rows as the review page's download."""
+        artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
+        self.check_object_permissions(request, artifact)
+        params = SampleExportParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return samples_export_response(artifact, params.validated_data["as"])
 
     @extend_schema(
         parameters=[GenerationParams, *PAGE_PARAMETERS], responses={200: GENERATION_PAGE, 400: dict, 404: dict}

@@ -108,7 +108,8 @@ def metric_pairs(artifact: Artifact) -> list[MetricPair]:
     verdicts = artifact.verdicts.select_related("dataset", "baseline", "threshold").order_by("dataset__name", "metric")
     snapshots = {(s.dataset_id, s.metric): s for s in artifact.snapshots.all()}
     pairs = []
-    for verdict in verdicts:
+    # Worst first, as the review page lists them: the heading's reasons open on what decided the outcome.
+    for verdict in selectors.verdicts_worst_first(verdicts):
         baseline = None
         # A one-sample metric (a judge's preference) already compares with the baseline: the
         # baseline's own snapshot of it is against another baseline, nothing to show beside it.

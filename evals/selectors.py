@@ -1,6 +1,7 @@
 """Reads shared by the pages, the API, the charts and the PR comment."""
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,29 @@ def verdict_shown_outcome(verdict) -> str:
     if verdict.outcome == DriftVerdict.Outcome.GREEN and not verdict_gated(verdict):
         return UNGATED
     return verdict.outcome
+
+
+# The verdict table, the focused metric, halt reasons and PR comments read red first, then amber.
+SHOWN_OUTCOME_RANK = {"red": 0, "amber": 1, "incomparable": 2, "green": 3, UNGATED: 4}
+
+
+def verdicts_worst_first(verdicts: Iterable[DriftVerdict]) -> list[DriftVerdict]:
+    """Verdicts red first, then amber, incomparable, green and ungated; within one outcome the
+    largest drop first (by the metric's own change), then by dataset and metric."""
+    return sorted(
+        verdicts,
+        key=lambda v: (
+            SHOWN_OUTCOME_RANK.get(verdict_shown_outcome(v), len(SHOWN_OUTCOME_RANK)),
+            v.delta if v.delta is not None else np.inf,
+            v.dataset_id,
+            v.metric,
+        ),
+    )
+
+
+def verdict_gated_comparable(verdict) -> bool:
+    """A verdict a reviewer should open first: a limit judged it and it has a change to chart."""
+    return verdict.delta is not None and verdict_shown_outcome(verdict) != UNGATED
 
 
 def run_list() -> QuerySet[EvalRun]:
@@ -359,10 +383,16 @@ class SampleRegression:
     baseline: float
     change: float
     metric: str
+    # The change in the metric's units, negative means worse.
+    difference: float
 
     @property
     def change_text(self) -> str:
         return change_text(self.metric, self.change)
+
+    @property
+    def difference_text(self) -> str:
+        return f"{self.difference:+.4g}"
 
     @property
     def excerpt(self) -> str:
@@ -404,14 +434,27 @@ def verdict_samples_paired(verdict: DriftVerdict) -> PairedSamples | None:
     return samples_paired(candidate, baseline)
 
 
-def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) -> list[SampleRegression]:
-    """The samples that got most worse by the metric's own change, worst first, with their golden sample (one query)."""
-    changes = pairs.changes
-    ranked = np.flatnonzero(np.isfinite(changes))
-    worst = [int(i) for i in ranked[np.argsort(changes[ranked], kind="stable")] if changes[i] < 0][:limit]
+def _ranked(pairs: PairedSamples, order: str) -> np.ndarray:
+    """Indices into `pairs` in `order`: `regressed` by the metric's own change (the spec's relative or
+    absolute), `absolute` by the change in the metric's units, `position` in dataset order; a sample
+    whose change is not finite (relative to a baseline of 0) goes last."""
+    if order == "position":
+        return np.argsort(pairs.positions, kind="stable")
+    key = pairs.deltas if order == "absolute" else pairs.changes
+    return np.argsort(np.where(np.isfinite(key), key, np.inf), kind="stable")
+
+
+def samples_regressed_most(
+    pairs: PairedSamples, dataset_id: int, limit: int, order: str = "regressed"
+) -> list[SampleRegression]:
+    """The `limit` samples that got worse (in the metric's units), in `order` (see `_ranked`): by
+    default the metric's own change, worst first; with their golden sample (one query)."""
+    worse = pairs.deltas < 0
+    worst = [int(i) for i in _ranked(pairs, order) if worse[i]][:limit]
     samples = GoldenSample.objects.filter(dataset_id=dataset_id, position__in=[int(pairs.positions[i]) for i in worst])
     by_position = {sample.position: sample for sample in samples}
     rows = []
+    changes = pairs.changes
     for i in worst:
         position = int(pairs.positions[i])
         sample = by_position.get(position)
@@ -425,6 +468,7 @@ def samples_regressed_most(pairs: PairedSamples, dataset_id: int, limit: int) ->
                 baseline=float(pairs.baseline[i]),
                 change=float(changes[i]),
                 metric=pairs.metric,
+                difference=float(pairs.deltas[i]),
             )
         )
     return rows
@@ -580,17 +624,14 @@ def _answers_of(snapshot: MetricSnapshot | None, prompt_hashes: dict[int, str]) 
 
 
 def answer_order(candidate: MetricSnapshot, baseline: MetricSnapshot | None, order: str) -> list[int]:
-    """Dataset positions of the candidate's samples: `regressed` puts the most regressed first (by
-    the metric's own change, as `samples_regressed_most` ranks them; unpaired samples last), `position`
-    keeps dataset order."""
+    """Dataset positions of the candidate's samples: `regressed` puts the most regressed first by the
+    metric's own change, `absolute` by the change in the metric's units (as `samples_regressed_most`
+    ranks them; unpaired samples last), `position` keeps dataset order."""
     positions = candidate.arrays()[0]
-    if order != "regressed" or baseline is None:
+    if order == "position" or baseline is None:
         return sorted(int(p) for p in positions)
     pairs = samples_paired(candidate, baseline)
-    changes = pairs.changes
-    ranked = [
-        int(pairs.positions[i]) for i in np.argsort(np.where(np.isfinite(changes), changes, np.inf), kind="stable")
-    ]
+    ranked = [int(pairs.positions[i]) for i in _ranked(pairs, order)]
     paired = set(ranked)
     return ranked + sorted(int(p) for p in positions if int(p) not in paired)
 
@@ -652,13 +693,17 @@ def _replies_at(replies: dict[int, tuple[JudgeReply, ...]] | None, position: int
     return None if replies is None else replies.get(position, ())
 
 
-def answers_regressed_most(candidate: MetricSnapshot, baseline: MetricSnapshot, limit: int) -> list[AnswerComparison]:
-    """The `limit` prompts whose answers got most worse on the snapshot's metric, side by side."""
-    worst = samples_regressed_most(samples_paired(candidate, baseline), candidate.dataset_id, limit)
+def answers_regressed_most(
+    candidate: MetricSnapshot, baseline: MetricSnapshot, limit: int, order: str = "regressed"
+) -> list[AnswerComparison]:
+    """The `limit` prompts whose answers got worse on the snapshot's metric, side by side, in `order`."""
+    worst = samples_regressed_most(samples_paired(candidate, baseline), candidate.dataset_id, limit, order)
     return answers_compared(candidate, baseline, [row.position for row in worst])
 
 
-def verdict_answers_regressed_most(verdict: DriftVerdict, limit: int) -> list[AnswerComparison] | None:
+def verdict_answers_regressed_most(
+    verdict: DriftVerdict, limit: int, order: str = "regressed"
+) -> list[AnswerComparison] | None:
     """The answers behind a verdict on a generation metric that got most worse, side by side; None when
     the verdict's metric does not come from generated answers or has no baseline snapshot to pair with."""
     if verdict.baseline_id is None or _one_sample(verdict.metric):
@@ -674,10 +719,10 @@ def verdict_answers_regressed_most(verdict: DriftVerdict, limit: int) -> list[An
     candidate, baseline = snapshots.get(verdict.artifact_id), snapshots.get(verdict.baseline_id)
     if not generation_metric(candidate) or baseline is None or verdict.metric not in METRICS:
         return None
-    return answers_regressed_most(candidate, baseline, limit)
+    return answers_regressed_most(candidate, baseline, limit, order)
 
 
-ANSWER_ORDERS = ("regressed", "position")
+ANSWER_ORDERS = ("regressed", "absolute", "position")
 PREFERRED_ANSWER_METRIC = "answer_similarity"
 
 

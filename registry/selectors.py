@@ -26,6 +26,14 @@ def artifact_detail_queryset() -> QuerySet[Artifact]:
     )
 
 
+def artifact_same_weights_before(artifact: Artifact) -> Artifact | None:
+    """The family's newest earlier version with the very same bytes (sha256), if any."""
+    earlier = Artifact.objects.filter(
+        family_id=artifact.family_id, sha256=artifact.sha256, version__lt=artifact.version
+    )
+    return earlier.order_by("-version").first()
+
+
 def family_webhook_repositories(family: ModelFamily) -> set[tuple[str, str]]:
     """(provider, repository) of the pull requests that webhooks linked to the family's artifacts.
 

@@ -16,6 +16,18 @@ urlpatterns = [
     path("artifacts/compare/", views.artifact_compare_picked, name="artifact-compare-picked"),
     path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),
     path("artifacts/<int:pk>/progress.json", views.artifact_progress, name="artifact-progress"),
+    path(
+        "artifacts/<int:pk>/samples.csv",
+        views.artifact_samples_export,
+        {"export_format": "csv"},
+        name="artifact-samples-csv",
+    ),
+    path(
+        "artifacts/<int:pk>/samples.jsonl",
+        views.artifact_samples_export,
+        {"export_format": "jsonl"},
+        name="artifact-samples-jsonl",
+    ),
     path("artifacts/<int:pk>/promote/", views.artifact_action, {"action": "promote"}, name="artifact-promote"),
     path("artifacts/<int:pk>/halt/", views.artifact_action, {"action": "halt"}, name="artifact-halt"),
     path("thresholds/", views.threshold_list, name="threshold-list"),

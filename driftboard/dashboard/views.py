@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -24,14 +24,16 @@ from driftboard.queues import queue_depths
 from driftboard.roles import can_review
 from evals import compare
 from evals import selectors as evals_selectors
+from evals.exports import samples_export_response
 from evals.models import DriftVerdict, EvalRun, Threshold
 from evals.scoring.golden_io import GoldenFileError
+from evals.scoring.scorers import METRICS
 from evals.services import threshold_backtest
 from evals.services import traffic as traffic_services
 from evals.services.datasets import DatasetChangeRefused
 from registry import selectors as registry_selectors
 from registry import services as registry_services
-from registry.models import Artifact, ModelFamily
+from registry.models import Artifact, ModelFamily, PromotionEvent
 
 ARTIFACTS_PER_PAGE = 25
 LIST_FILTERS = ("family", "flag", "stage", "branch", "commit")
@@ -369,6 +371,28 @@ class VerdictRow:
         return "no band yet" if position is None else f"z = {position:+.2f}"
 
     @property
+    def limit_text(self) -> str:
+        """The applied threshold's limit in the sense of Δ: 'limit −2 %', 'band 3·σ', 'floor 0.9'."""
+        threshold = self.verdict.threshold
+        if threshold is None:
+            return ""
+        limit = evals_selectors.limit_text(self.verdict.metric, threshold.rule, threshold.limit)
+        if threshold.rule == Threshold.Rule.RELATIVE:
+            return f"limit −{limit}"
+        if threshold.rule == Threshold.Rule.BAND:
+            return f"band {limit}"
+        spec = METRICS.get(self.verdict.metric)
+        return f"{'floor' if spec is not None and spec.higher_is_better else 'ceiling'} {limit}"
+
+    @property
+    def decision_text(self) -> str:
+        """'answer similarity −44.40 % (CI −57.00 % … −29.00 %, limit −10 %)': one deciding metric in a line."""
+        verdict = self.verdict
+        details = [f"CI {self.ci_text.replace(' to ', ' … ')}"] if verdict.ci_low is not None else []
+        details += [self.limit_text] if self.limit_text else []
+        return f"{self.metric_label} {self.delta_text}" + (f" ({', '.join(details)})" if details else "")
+
+    @property
     def sampling_text(self) -> str:
         """'decided on 23 % of the golden set (n = 230 of 1,000)' when sequential sampling stopped early."""
         verdict = self.verdict
@@ -387,31 +411,107 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         artifact = selectors.artifact_review(pk)
     except Artifact.DoesNotExist as exc:
         raise Http404("No such artifact.") from exc
-    rows = [VerdictRow(verdict) for verdict in artifact.verdicts.all()]
-    focus = _focus_row(rows, request.GET.get("metric", ""), _int_or_none(request.GET.get("dataset")))
+    rows = [VerdictRow(verdict) for verdict in evals_selectors.verdicts_worst_first(artifact.verdicts.all())]
+    metric, dataset_id = request.GET.get("metric", ""), _int_or_none(request.GET.get("dataset"))
+    focus = _focus_row(rows, metric, dataset_id)
+    order = _regression_order(request)
     runs = list(artifact.runs.all())
+    events = list(artifact.events.all())
     context = {
         "artifact": artifact,
         "verdict_rows": rows,
+        "decision": _decision(artifact, rows, events),
         "focus": focus,
+        "focus_refused": _focus_refused(rows, metric, dataset_id, focus),
         "focus_tabs": [row for row in rows if row.focus_url],
-        **_focus_context(focus.verdict if focus else None),
-        "answers": _answers_regressed_most(artifact, focus.verdict) if focus else None,
+        "order": order,
+        "orders": _order_links(request, order),
+        **_focus_context(focus.verdict if focus else None, order),
+        "answers": _answers_regressed_most(artifact, focus.verdict, order) if focus else None,
         "runs": runs,
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
-        "events": list(artifact.events.all()),
+        "events": events,
     }
     return render(request, "dashboard/artifact_detail.html", context)
 
 
 def _focus_row(rows: list[VerdictRow], metric: str, dataset_id: int | None) -> VerdictRow | None:
-    """The verdict whose distributions are charted: the one asked for, else the first comparable one."""
+    """The verdict whose distributions are charted: the one asked for, else the worst gated one (rows
+    come red first), else the first comparable one."""
     comparable = [row for row in rows if row.verdict.delta is not None]
     asked = [row for row in comparable if row.verdict.metric == metric and dataset_id in (None, row.verdict.dataset_id)]
-    return (asked or comparable or [None])[0]
+    gated = [row for row in comparable if evals_selectors.verdict_gated_comparable(row.verdict)]
+    return (asked or gated or comparable or [None])[0]
 
 
-def _focus_context(verdict: DriftVerdict | None) -> dict:
+def _focus_refused(rows: list[VerdictRow], metric: str, dataset_id: int | None, focus: VerdictRow | None) -> str:
+    """Why the metric asked for (?metric=) is not the one charted: it has no change against the baseline."""
+    if not metric or (focus and focus.verdict.metric == metric):
+        return ""
+    asked = next(
+        (row for row in rows if row.verdict.metric == metric and dataset_id in (None, row.verdict.dataset_id)), None
+    )
+    label = evals_selectors.metric_label(metric)
+    if asked is None:
+        return f"This artifact has no verdict on {label}."
+    reason = asked.verdict.reasons[0] if asked.verdict.reasons else "it has no change against the baseline"
+    return f"{label} on {asked.verdict.dataset} is not charted: {reason}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The review page's first line: the flag, what happened, the verdicts that decided it, and for a held
+    candidate why it waits."""
+
+    flag: str
+    flag_label: str
+    status_label: str
+    deciding: list[VerdictRow]
+    held_because: str
+
+
+def _decision(artifact: Artifact, rows: list[VerdictRow], events: list) -> Decision | None:
+    if not rows:
+        return None
+    outcomes = {row.shown_outcome for row in rows}
+    worst = next((o for o in ("red", "amber") if o in outcomes), None)
+    if worst:
+        deciding = [row for row in rows if row.shown_outcome == worst]
+    else:
+        deciding = [row for row in rows if row.shown_outcome == DriftVerdict.Outcome.GREEN]
+    hold = next((e for e in events if e.action == PromotionEvent.Action.HOLD), None)  # newest first
+    return Decision(
+        flag=artifact.drift_flag,
+        flag_label=artifact.get_drift_flag_display() or "Not scored",
+        status_label=artifact.get_status_display().lower(),
+        deciding=deciding,
+        held_because=hold.reason if hold and artifact.status == Artifact.Status.HELD else "",
+    )
+
+
+REGRESSION_ORDER_LABELS = {
+    "regressed": "the metric's change",
+    "absolute": "absolute change",
+    "position": "position in the golden set",
+}
+
+
+def _regression_order(request: HttpRequest) -> str:
+    order = request.GET.get("order", "")
+    return order if order in evals_selectors.ANSWER_ORDERS else "regressed"
+
+
+def _order_links(request: HttpRequest, current: str) -> list[tuple[str, str, bool]]:
+    """(label, URL, current) for each way the regressed samples and answers can be ranked."""
+    links = []
+    for order in evals_selectors.ANSWER_ORDERS:
+        query = request.GET.copy()
+        query["order"] = order
+        links.append((REGRESSION_ORDER_LABELS[order], f"?{query.urlencode()}#distributions", order == current))
+    return links
+
+
+def _focus_context(verdict: DriftVerdict | None, order: str = "regressed") -> dict:
     pairs = evals_selectors.verdict_samples_paired(verdict) if verdict else None
     if pairs is None or len(pairs.positions) == 0:
         return {"distribution_charts": [], "regressions": []}
@@ -425,7 +525,9 @@ def _focus_context(verdict: DriftVerdict | None) -> dict:
         )
     return {
         "distribution_charts": distribution_charts,
-        "regressions": evals_selectors.samples_regressed_most(pairs, verdict.dataset_id, selectors.TOP_REGRESSIONS),
+        "regressions": evals_selectors.samples_regressed_most(
+            pairs, verdict.dataset_id, selectors.TOP_REGRESSIONS, order
+        ),
     }
 
 
@@ -553,7 +655,7 @@ class AnswerPair:
         )
 
 
-def _answers_regressed_most(artifact: Artifact, verdict: DriftVerdict) -> list[AnswerPair] | None:
+def _answers_regressed_most(artifact: Artifact, verdict: DriftVerdict, order: str) -> list[AnswerPair] | None:
     """The focused verdict's most regressed answers side by side; None unless its metric comes from answers."""
     snapshot = next(
         (s for s in artifact.snapshots.all() if s.dataset_id == verdict.dataset_id and s.metric == verdict.metric),
@@ -561,8 +663,15 @@ def _answers_regressed_most(artifact: Artifact, verdict: DriftVerdict) -> list[A
     )
     if not evals_selectors.generation_metric(snapshot):
         return None
-    rows = evals_selectors.verdict_answers_regressed_most(verdict, selectors.TOP_REGRESSIONS)
+    rows = evals_selectors.verdict_answers_regressed_most(verdict, selectors.TOP_REGRESSIONS, order)
     return None if rows is None else [AnswerPair.of(row) for row in rows]
+
+
+@login_required
+def artifact_samples_export(request: HttpRequest, pk: int, export_format: str) -> StreamingHttpResponse:
+    """Every sample of the artifact with its values beside the baseline's, as CSV or JSONL (the API's rows)."""
+    artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
+    return samples_export_response(artifact, export_format)
 
 
 @login_required

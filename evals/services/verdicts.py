@@ -18,6 +18,7 @@ from evals.scoring.scorers import METRICS
 from evals.selectors import thresholds_in_force
 from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
 from registry import publishing as forge_publishing
+from registry import selectors as registry_selectors
 from registry import services as registry_services
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent
 
@@ -314,7 +315,7 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
         ]
         flag = artifact_flag(stored)
         artifact_flag_set(artifact, flag, baseline, results)
-        _apply_policy(artifact, flag, results)
+        _apply_policy(artifact, flag, stored)
     return flag
 
 
@@ -332,9 +333,37 @@ def artifact_flag_set(artifact: Artifact, flag: str, baseline: Artifact | None, 
     registry_services.artifact_flag_set(artifact=artifact, flag=flag, tags=tags)
 
 
-def _apply_policy(artifact: Artifact, flag: str, results: dict) -> None:
-    reasons = [r for fields in results.values() for r in fields.get("reasons", [])]
-    summary = "; ".join(reasons[:3]) or f"Drift flag {flag}."
+POLICY_REASONS = 3  # reasons quoted in a halt, hold or promotion and its alert; the page lists them all
+
+
+def policy_summary(verdicts: list[DriftVerdict], flag: str) -> str:
+    """The reasons that decided the outcome first: red verdicts, then amber, then the rest (as the
+    review page lists them), so a halt never opens on a metric that was within every limit."""
+    reasons = [r for v in selectors.verdicts_worst_first(verdicts) for r in v.reasons or []]
+    return "; ".join(reasons[:POLICY_REASONS]) or f"Drift flag {flag}."
+
+
+def hold_reason(artifact: Artifact, flag: str) -> str:
+    """Why a candidate waits for a reviewer rather than being promoted: amber, the family's policy, its
+    branch, and whether the very same weights were registered before."""
+    family = artifact.family
+    if flag != "green":
+        why = f"Drift flag {flag}: a reviewer decides."
+    elif family.promotion_policy != ModelFamily.PromotionPolicy.AUTO:
+        why = f'Green, held for review: the promotion policy of {family.slug} is "{family.get_promotion_policy_display()}".'
+    else:
+        why = (
+            f"Green, held for review: only the base branch {family.base_branch} is promoted automatically, "
+            f"and this is {artifact.branch or 'no branch'}."
+        )
+    same = registry_selectors.artifact_same_weights_before(artifact)
+    return why + (
+        f" The same weights were registered as v{same.version} ({same.get_status_display().lower()})." if same else ""
+    )
+
+
+def _apply_policy(artifact: Artifact, flag: str, verdicts: list[DriftVerdict]) -> None:
+    summary = policy_summary(verdicts, flag)
     registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.SCORED)
     if flag == "red":
         registry_services.artifact_halt(artifact=artifact, reason=summary)
@@ -357,7 +386,7 @@ def _apply_policy(artifact: Artifact, flag: str, results: dict) -> None:
     ):
         registry_services.artifact_promote(artifact=artifact, reason=summary)
     else:
-        registry_services.artifact_hold(artifact=artifact, reason=summary)
+        registry_services.artifact_hold(artifact=artifact, reason=f"{hold_reason(artifact, flag)} {summary}")
     verdict_publish(artifact)
 
 
