@@ -1,0 +1,258 @@
+"""lm-evaluation-harness task files with local data, read into golden samples.
+
+A task YAML names its data (`dataset_path: json|csv|parquet` with `dataset_kwargs.data_files`, or a
+local folder of such files), the split to evaluate (`test_split`, else `validation_split`), how a
+document becomes a question (`doc_to_text`, `doc_to_choice`, `doc_to_target`: a field name, a
+Jinja template or, for choices, a list) and its `output_type`:
+
+- `multiple_choice`: a sample per document with the context as `prompt`, its `choices` and the gold
+  `answer`, scored by the `multiple-choice` scorer with the task's `target_delimiter`;
+- `generate_until`: a sample per document with the context as `prompt` and the target as
+  `reference`; `generation_kwargs.until` are the stop strings.
+
+The fields are computed as the harness's `ConfigurableTask` computes them (a template rendering
+digits is an index, a rendered list is parsed as a Python literal). Nothing executes and nothing
+is fetched: templates render in Jinja's immutable sandbox with undefined names refused, and
+`!function`, remote datasets and URLs, `include:` outside the file's folder and few-shot contexts
+are refused with the line that asks for them. Pure: no Django.
+"""
+
+import ast
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import yaml
+from jinja2 import BaseLoader, StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from evals.scoring.golden_io import Sample, validated_samples
+
+MULTIPLE_CHOICE, GENERATE_UNTIL = "multiple_choice", "generate_until"
+_LOCAL_BUILDERS = {"json": (".json", ".jsonl"), "csv": (".csv",), "parquet": (".parquet",)}
+_HARNESS_DEFAULTS = {"target_delimiter": " ", "fewshot_delimiter": "\n\n", "description": ""}
+_MAX_INCLUDES = 5
+
+
+class TaskFileError(ValueError):
+    """The task file cannot become a golden dataset; the message names the line when it can."""
+
+
+@dataclass(frozen=True)
+class TaskSamples:
+    """The samples of a task file, what it says about scoring them, and its content hash."""
+
+    name: str
+    output_type: str
+    samples: list[Sample]
+    sha256: str
+    target_delimiter: str = " "
+    until: list[str] = field(default_factory=list)
+
+    @property
+    def recipe(self) -> dict:
+        return {
+            "task": self.name,
+            "task_sha256": self.sha256,
+            "output_type": self.output_type,
+            "target_delimiter": self.target_delimiter,
+            "until": self.until,
+        }
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Safe YAML where the harness's `!function` tag is refused with its line instead of run."""
+
+
+def _refuse_function(loader: yaml.SafeLoader, node: yaml.Node) -> None:
+    raise TaskFileError(
+        f"line {node.start_mark.line + 1}: `!function {node.value}` is refused: a task file may not run code"
+    )
+
+
+_TaskLoader.add_constructor("!function", _refuse_function)
+
+_TEMPLATES = ImmutableSandboxedEnvironment(loader=BaseLoader(), undefined=StrictUndefined, keep_trailing_newline=True)
+_TEMPLATES.filters["regex_replace"] = lambda string, pattern, repl, count=0: re.sub(pattern, repl, string, count=count)
+
+
+def read_task_file(
+    path: Path | str,
+    *,
+    data_roots: list[Path] | None = None,
+    max_rows: int | None = None,
+    max_chars: int | None = None,
+) -> TaskSamples:
+    """The golden samples of the task file at `path`, held to `max_rows` documents and `max_chars`
+    per field. `data_roots`: the folders its data files may lie in (None: anywhere on this
+    machine, for an operator's command)."""
+    path = Path(path)
+    config = _config(path, depth=0)
+    if config.get("num_fewshot"):
+        raise TaskFileError(f"line {_line(path, 'num_fewshot')}: few-shot contexts (num_fewshot) are not read yet")
+    output_type = config.get("output_type", GENERATE_UNTIL)
+    if output_type not in (MULTIPLE_CHOICE, GENERATE_UNTIL):
+        raise TaskFileError(
+            f"line {_line(path, 'output_type')}: output_type {output_type!r}: use multiple_choice or generate_until"
+        )
+    docs = _documents(path, config, data_roots, max_rows)
+    build = _multiple_choice if output_type == MULTIPLE_CHOICE else _generation
+    records = [build(config, doc, index) for index, doc in enumerate(docs)]
+    until = (config.get("generation_kwargs") or {}).get("until") or []
+    return TaskSamples(
+        name=str(config.get("task") or path.stem),
+        output_type=output_type,
+        samples=validated_samples(iter(records), max_chars=max_chars, prompts=True),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        target_delimiter=str(config.get("target_delimiter", " ")),
+        until=[until] if isinstance(until, str) else list(until),
+    )
+
+
+def _config(path: Path, depth: int) -> dict:
+    try:
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as error:
+        raise TaskFileError(f"not a readable task file: {error}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise TaskFileError(f"cannot read the task file {path.name}: {error}") from error
+    if not isinstance(config, dict):
+        raise TaskFileError("a task file is a YAML mapping of settings")
+    include = config.pop("include", None)
+    if include is None:
+        return _HARNESS_DEFAULTS | config
+    included = (path.parent / str(include)).resolve()
+    if depth >= _MAX_INCLUDES or not included.is_relative_to(path.parent.resolve()) or not included.is_file():
+        raise TaskFileError(
+            f"line {_line(path, 'include')}: include {include!r} is refused: only a file in the task file's folder"
+        )
+    return _config(included, depth + 1) | config
+
+
+def _line(path: Path, key: str) -> int | str:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if re.match(rf"\s*{re.escape(key)}\s*:", line):
+            return number
+    return "?"
+
+
+def _documents(path: Path, config: Mapping, roots: list[Path] | None, max_rows: int | None) -> list[dict]:
+    split = config.get("test_split") or config.get("validation_split")
+    if not split:
+        raise TaskFileError("the task file names no test_split or validation_split to evaluate")
+    files = [_local_file(path, file, roots) for file in _data_files(path, config, str(split))]
+    docs = [doc for file in files for doc in _rows(file)]
+    if max_rows is not None and len(docs) > max_rows:
+        raise TaskFileError(f"too many documents: a dataset may hold at most {max_rows} (the split holds {len(docs)})")
+    if not docs:
+        raise TaskFileError(f"the split {split!r} has no documents")
+    return docs
+
+
+def _data_files(path: Path, config: Mapping, split: str) -> list[str]:
+    dataset_path = str(config.get("dataset_path") or "")
+    if dataset_path in _LOCAL_BUILDERS:
+        data_files = (config.get("dataset_kwargs") or {}).get("data_files")
+        if isinstance(data_files, Mapping):
+            data_files = data_files.get(split)
+        if not data_files:
+            raise TaskFileError(
+                f"line {_line(path, 'dataset_kwargs')}: no dataset_kwargs.data_files for split {split!r}"
+            )
+        return [str(file) for file in (data_files if isinstance(data_files, list) else [data_files])]
+    folder = (path.parent / dataset_path).resolve() if dataset_path else None
+    if folder is None or "://" in dataset_path or not folder.is_dir():
+        raise TaskFileError(
+            f"line {_line(path, 'dataset_path')}: dataset_path {dataset_path!r} is not local: use json, csv or "
+            "parquet with dataset_kwargs.data_files, or a folder beside the task file; nothing is downloaded"
+        )
+    return [
+        str(file)
+        for suffixes in _LOCAL_BUILDERS.values()
+        for file in sorted(folder.iterdir())
+        if file.name.startswith(split) and file.suffix in suffixes
+    ]
+
+
+def _local_file(task: Path, name: str, roots: list[Path] | None) -> Path:
+    if "://" in name:
+        raise TaskFileError(f"line {_line(task, 'data_files')}: data file {name!r} is remote; nothing is downloaded")
+    file = (task.parent / name).resolve()
+    if roots is not None and not any(file.is_relative_to(root) for root in roots):
+        raise TaskFileError(f"data file {Path(name).name!r} is outside the folders data may be imported from")
+    if not file.is_file():
+        raise TaskFileError(f"data file {Path(name).name!r} does not exist")
+    return file
+
+
+def _rows(file: Path) -> list[dict]:
+    """A data file's rows, with the column types the harness's `datasets` loaders would infer."""
+    try:
+        if file.suffix == ".parquet":
+            return pq.read_table(file).to_pylist()
+        if file.suffix == ".csv":
+            return pa_csv.read_csv(file).to_pylist()
+        text = file.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            return list(json.loads(text))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as error:  # JSON: the message gives the line and column
+        raise TaskFileError(f"data file {file.name!r} is not valid JSON: {error}") from error
+    except (pa.ArrowException, OSError) as error:  # their messages may carry this machine's paths
+        raise TaskFileError(f"data file {file.name!r} is not a readable {file.suffix} file") from error
+
+
+def _field(config: Mapping, key: str, doc: Mapping, index: int) -> object:
+    """`doc_to_text` / `doc_to_target` / `doc_to_choice` of one document, as the harness computes it."""
+    spec = config.get(key)
+    if spec is None:
+        raise TaskFileError(f"the task file has no {key}")
+    if not isinstance(spec, str):
+        return spec
+    if spec in doc:
+        return doc[spec]
+    try:
+        rendered = _TEMPLATES.from_string(spec).render(**doc)
+    except TemplateError as error:
+        raise TaskFileError(f"{key} cannot render document {index}: {error}") from error
+    if key == "doc_to_choice" or (rendered.startswith("[") and rendered.endswith("]") and key == "doc_to_target"):
+        return _literal(key, rendered, index)
+    if rendered.isdigit() and config.get("doc_to_choice") is not None:
+        return int(rendered)
+    return rendered
+
+
+def _literal(key: str, rendered: str, index: int) -> object:
+    try:
+        return ast.literal_eval(rendered)
+    except (ValueError, SyntaxError) as error:
+        raise TaskFileError(f"{key} of document {index} is not a list: {rendered[:80]!r}") from error
+
+
+def _context(config: Mapping, doc: Mapping, index: int) -> str:
+    return str(config.get("description") or "") + str(_field(config, "doc_to_text", doc, index))
+
+
+def _multiple_choice(config: Mapping, doc: Mapping, index: int) -> dict:
+    choices = _field(config, "doc_to_choice", doc, index)
+    if isinstance(choices, Mapping):
+        choices = list(choices.values())
+    target = _field(config, "doc_to_target", doc, index)
+    if isinstance(target, str) and isinstance(choices, list) and target in choices:
+        target = choices.index(target)
+    return {"id": str(index), "prompt": _context(config, doc, index), "choices": choices, "answer": target}
+
+
+def _generation(config: Mapping, doc: Mapping, index: int) -> dict:
+    target = _field(config, "doc_to_target", doc, index)
+    if isinstance(target, list):
+        target = target[0] if target else ""
+    if isinstance(target, int) and config.get("doc_to_choice") is not None:
+        target = _field(config, "doc_to_choice", doc, index)[target]
+    return {"id": str(index), "prompt": _context(config, doc, index), "reference": str(target)}
