@@ -230,6 +230,8 @@ DRIFTBOARD_METRICS_TOKEN = env_str("DRIFTBOARD_METRICS_TOKEN")
 DRIFTBOARD_METRICS_ALLOWED_IPS = env_list("DRIFTBOARD_METRICS_ALLOWED_IPS")  # addresses or networks (CIDR)
 DRIFTBOARD_METRICS_WINDOW_SECONDS = env_int("DRIFTBOARD_METRICS_WINDOW_SECONDS", 3600)
 
+# One greedy answer drafted from stored answers in this many is also decoded plainly and compared (0: none).
+DRIFTBOARD_DRAFT_AUDIT = env_int("DRIFTBOARD_DRAFT_AUDIT", 50)
 # Pull-request link-through
 DRIFTBOARD_GITHUB_API_URL = env_str("DRIFTBOARD_GITHUB_API_URL", "https://api.github.com").rstrip("/")
 DRIFTBOARD_GITHUB_TOKEN = env_str("DRIFTBOARD_GITHUB_TOKEN")

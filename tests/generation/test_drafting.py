@@ -1,0 +1,217 @@
+"""Drafted greedy decoding: answers drafted from other weights' answers are token for token those of
+plain greedy decoding and of `model.generate` alone, whatever the drafts, the batch size, the stop
+strings and the EOS token (fp32 on CPU); the audit share is decoded plainly as well."""
+
+import copy
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from evals.scoring import generation
+from evals.scoring.generation import (
+    EOS,
+    LENGTH,
+    STOP,
+    Draft,
+    Drafting,
+    GenerationSettings,
+    InMemoryGenerationStore,
+    cut_at_stop,
+    generate,
+    generate_cached,
+    generation_keys,
+    prompt_token_ids,
+)
+from evals.scoring.loading import LoadedModel
+
+PROMPTS = 200
+MAX_NEW = 16
+# Batch size 1 decodes row by row: a slice of the prompts keeps the test short.
+BATCH_ONE_PROMPTS = 40
+
+
+@pytest.fixture(scope="module")
+def many_prompts(demo_build) -> list[str]:
+    """Starts of golden passages, 1 to 40 words long."""
+    texts = [json.loads(line)["text"] for line in demo_build.golden.read_text().splitlines()]
+    return [" ".join(texts[i % len(texts)].split()[: 1 + (i * 7) % 40]) for i in range(PROMPTS)]
+
+
+@pytest.fixture(scope="module")
+def candidate(demo_lm, many_prompts) -> LoadedModel:
+    """The demo model with a frequent answer token as its EOS, so answers end by EOS, stop string or length."""
+    plain = generate(demo_lm, many_prompts[:20], GenerationSettings(max_new_tokens=MAX_NEW))
+    ids = [token for text in plain.texts for token in demo_lm.tokenizer(text, add_special_tokens=False)["input_ids"]]
+    model = copy.deepcopy(demo_lm.model)
+    model.generation_config.eos_token_id = sorted(set(ids), key=ids.count)[-3]
+    return replace(demo_lm, model=model)
+
+
+@pytest.fixture(scope="module")
+def ending(demo_lm, many_prompts) -> GenerationSettings:
+    plain = generate(demo_lm, many_prompts[:20], GenerationSettings(max_new_tokens=MAX_NEW))
+    words = [word for text in plain.texts for word in text.split() if len(word) > 3]
+    return GenerationSettings(max_new_tokens=MAX_NEW, stop=(max(set(words), key=words.count), "\n\n"))
+
+
+def perturbed(lm: LoadedModel, scale: float, seed: int = 0) -> LoadedModel:
+    """A copy whose every weight tensor has Gaussian noise of `scale` times its own spread added."""
+    model = copy.deepcopy(lm.model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.numel() > 1:
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * parameter.std() * scale)
+    return replace(lm, model=model)
+
+
+def unrelated(lm: LoadedModel) -> LoadedModel:
+    model = type(lm.model)(lm.model.config)
+    torch.manual_seed(7)
+    model.init_weights()
+    model.generation_config = copy.deepcopy(lm.model.generation_config)
+    return replace(lm, model=model.eval())
+
+
+@pytest.fixture(scope="module")
+def plain(candidate, many_prompts, ending):
+    return generate(candidate, many_prompts, ending)
+
+
+@pytest.fixture(scope="module")
+def drafts(candidate, many_prompts, ending) -> dict[str, list[Draft]]:
+    sources = {f"{int(scale * 100)} % noise": perturbed(candidate, scale) for scale in (0.01, 0.05, 0.3)}
+    sources["an unrelated model"] = unrelated(candidate)
+    found = {}
+    for name, lm in sources.items():
+        answers = generate(lm, many_prompts, ending)
+        found[name] = [Draft(text, finish, name) for text, finish in zip(answers.texts, answers.finish, strict=True)]
+    return found
+
+
+def alone(lm: LoadedModel, prompts: list[str], settings: GenerationSettings) -> list[str]:
+    """Each prompt's answer by `model.generate` on its own, cut at EOS and the first stop string."""
+    eos = lm.model.generation_config.eos_token_id
+    answers = []
+    with torch.inference_mode():
+        for ids in prompt_token_ids(lm.tokenizer, prompts, settings, lm.max_length - settings.max_new_tokens):
+            output = lm.model.generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=eos,
+            )
+            tokens = output[0, len(ids) :].tolist()
+            tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
+            answers.append(cut_at_stop(lm.tokenizer.decode(tokens, skip_special_tokens=True), settings.stop))
+    return answers
+
+
+@pytest.fixture(scope="module")
+def generated_alone(candidate, many_prompts, ending) -> list[str]:
+    return alone(candidate, many_prompts, ending)
+
+
+@pytest.fixture
+def batch_rows(monkeypatch):
+    """Batches of exactly `rows` prompts (the token budget would size them by length)."""
+
+    def fixed(rows: int) -> None:
+        monkeypatch.setattr(
+            generation,
+            "budget_batches",
+            lambda lengths, budget: (slice(first, first + rows) for first in range(0, len(lengths), rows)),
+        )
+
+    return fixed
+
+
+def test_it_ends_the_reference_answers_every_way(plain, generated_alone):
+    assert {EOS, STOP, LENGTH} <= set(plain.finish)
+    assert plain.texts == generated_alone
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64])
+@pytest.mark.parametrize("source", ["1 % noise", "5 % noise", "30 % noise", "an unrelated model"])
+def test_it_drafts_the_answers_of_plain_greedy_decoding(
+    candidate, many_prompts, ending, plain, generated_alone, drafts, batch_rows, source, rows
+):
+    count = BATCH_ONE_PROMPTS if rows == 1 else PROMPTS
+    batch_rows(rows)
+    drafted = generate(candidate, many_prompts[:count], ending, drafts=drafts[source][:count])
+    assert drafted.texts == plain.texts[:count] == generated_alone[:count]
+    assert drafted.tokens.tolist() == plain.tokens[:count].tolist()
+    assert drafted.finish == plain.finish[:count]
+    assert drafted.drafting.answers == sum(1 for draft in drafts[source][:count] if draft.text or draft.finish == EOS)
+    assert 0 < drafted.drafting.accepted_tokens <= drafted.drafting.drafted_tokens
+
+
+def test_it_needs_fewer_forward_passes_the_closer_the_drafts(candidate, many_prompts, ending, plain, drafts):
+    passes = {
+        source: generate(candidate, many_prompts, ending, drafts=found).forward_passes
+        for source, found in drafts.items()
+    }
+    assert passes["1 % noise"] <= passes["30 % noise"] < plain.forward_passes
+    own = [Draft(text, finish) for text, finish in zip(plain.texts, plain.finish, strict=True)]
+    perfect = generate(candidate, many_prompts, ending, drafts=own)
+    assert perfect.texts == plain.texts
+    assert perfect.forward_passes * 3 <= plain.forward_passes
+    assert perfect.drafting.forward_passes_saved == plain.forward_passes - perfect.forward_passes
+
+
+def test_it_says_where_an_answer_departs_from_its_draft(candidate, many_prompts, ending, plain):
+    tokenizer = candidate.tokenizer
+    long_ones = [i for i, tokens in enumerate(plain.tokens) if tokens >= 8][:10]
+    drafts = []
+    for index in long_ones:
+        ids = tokenizer(plain.texts[index], add_special_tokens=False)["input_ids"]
+        drafts.append(Draft(tokenizer.decode(ids[:4]) + " zebra zebra", LENGTH))
+    prompts = [many_prompts[i] for i in long_ones]
+    drafted = generate(candidate, prompts, ending, drafts=drafts)
+    assert drafted.texts == [plain.texts[i] for i in long_ones]
+    for text, draft, departs in zip(drafted.texts, drafts, drafted.departs_at_token, strict=True):
+        answer_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        draft_ids = tokenizer(draft.text, add_special_tokens=False)["input_ids"]
+        assert departs == next(k for k, (a, b) in enumerate(zip(answer_ids, draft_ids, strict=False)) if a != b)
+    unchanged = generate(candidate, prompts, ending, drafts=[Draft(text, LENGTH) for text in drafted.texts])
+    assert unchanged.departs_at_token == [None] * len(prompts)
+
+
+def test_it_samples_without_drafts(candidate, many_prompts, drafts):
+    sampled = GenerationSettings(max_new_tokens=MAX_NEW, do_sample=True, seed=2)
+    alone = generate(candidate, many_prompts[:30], sampled)
+    with_drafts = generate(candidate, many_prompts[:30], sampled, drafts=drafts["1 % noise"][:30])
+    assert with_drafts.texts == alone.texts and with_drafts.forward_passes == alone.forward_passes
+    assert with_drafts.drafting.drafted_tokens == 0
+
+
+def test_it_audits_a_share_of_drafted_answers_and_stores_the_plain_one_on_a_mismatch(
+    candidate, many_prompts, ending, plain, drafts, monkeypatch
+):
+    keys = generation_keys(candidate, many_prompts, ending)
+    found = dict(zip(keys, drafts["5 % noise"], strict=True))
+    drafting = Drafting(lookup=lambda wanted: {key: found[key] for key in wanted}, audit_every=4)
+    audited = [key for key in dict.fromkeys(keys) if drafting.audits(key)]
+    store = InMemoryGenerationStore()
+    cached = generate_cached(candidate, many_prompts, store, ending, drafting=drafting)
+    assert cached.texts == plain.texts
+    assert drafting.stats.audited_answers == len(audited) > 0
+    assert drafting.stats.audit_mismatches == 0
+    assert {answer.drafted_from for answer in cached.answers} >= {"5 % noise"}
+
+    real_generate = generation.generate
+
+    def drafts_go_wrong(lm, prompts, settings, **options):
+        result = real_generate(lm, prompts, settings, **options)
+        return replace(result, texts=[text + "!" for text in result.texts]) if options.get("drafts") else result
+
+    monkeypatch.setattr(generation, "generate", drafts_go_wrong)
+    wrong = Drafting(lookup=drafting.lookup, audit_every=4)
+    again = generate_cached(candidate, many_prompts, InMemoryGenerationStore(), ending, drafting=wrong)
+    assert wrong.stats.audit_mismatches == len(audited)
+    by_key = dict(zip(again.keys, again.answers, strict=True))
+    assert all(by_key[key].text == plain.texts[keys.index(key)] and not by_key[key].drafted_from for key in audited)
