@@ -13,6 +13,8 @@ import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
+from driftboard.prices import PricesError, prices_parse
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -213,6 +215,11 @@ DRIFTBOARD_RUN_MAX_ATTEMPTS = env_int("DRIFTBOARD_RUN_MAX_ATTEMPTS", 3)
 DRIFTBOARD_DB_OUTAGE_SECONDS = env_int("DRIFTBOARD_DB_OUTAGE_SECONDS", 300)
 DRIFTBOARD_OFFPEAK_WINDOW = env_str("DRIFTBOARD_OFFPEAK_WINDOW")  # e.g. "22:00-06:00" (UTC)
 DRIFTBOARD_ALERT_WEBHOOK_URL = env_str("DRIFTBOARD_ALERT_WEBHOOK_URL")
+# What work costs (driftboard/prices.py): per GPU-hour by device kind, per 1k judge tokens by judge model.
+try:
+    DRIFTBOARD_PRICES = prices_parse(env_str("DRIFTBOARD_PRICES"))
+except PricesError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 # Judge endpoints (driftboard/outbound.py): `host[:port]` patterns allowed (empty: any host with public
 # addresses only; loopback, private and link-local addresses need their host listed), and the most
 # bytes read of one reply.
@@ -230,8 +237,6 @@ DRIFTBOARD_METRICS_TOKEN = env_str("DRIFTBOARD_METRICS_TOKEN")
 DRIFTBOARD_METRICS_ALLOWED_IPS = env_list("DRIFTBOARD_METRICS_ALLOWED_IPS")  # addresses or networks (CIDR)
 DRIFTBOARD_METRICS_WINDOW_SECONDS = env_int("DRIFTBOARD_METRICS_WINDOW_SECONDS", 3600)
 
-# One greedy answer drafted from stored answers in this many is also decoded plainly and compared (0: none).
-DRIFTBOARD_DRAFT_AUDIT = env_int("DRIFTBOARD_DRAFT_AUDIT", 50)
 # Pull-request link-through
 DRIFTBOARD_GITHUB_API_URL = env_str("DRIFTBOARD_GITHUB_API_URL", "https://api.github.com").rstrip("/")
 DRIFTBOARD_GITHUB_TOKEN = env_str("DRIFTBOARD_GITHUB_TOKEN")

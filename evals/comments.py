@@ -12,7 +12,7 @@ import numpy as np
 from django.conf import settings
 from django.urls import reverse
 
-from evals import selectors
+from evals import costs, selectors
 from evals.models import DriftVerdict, MetricSnapshot, Threshold
 from evals.scoring.scorers import METRICS
 from registry.models import Artifact, ModelFamily
@@ -91,6 +91,7 @@ def comment_render(*, artifact: Artifact, marker: str, page_url: str) -> str:
     tables = [
         marker,
         _comment_heading(artifact, pairs),
+        _cost_note(artifact),
         _traffic_note(artifact),
         _verdict_table(pairs),
         _sampling_notes(pairs),
@@ -136,6 +137,11 @@ def _comment_heading(artifact: Artifact, pairs: list[MetricPair]) -> str:
     reasons = [reason for pair in pairs for reason in pair.verdict.reasons or []]
     lines += [f"- {markdown_escape(reason, REASON_CHARS)}" for reason in reasons[:5]]
     return "\n".join(lines)
+
+
+def _cost_note(artifact: Artifact) -> str:
+    cost = costs.artifact_cost(artifact)
+    return f"Verdict {cost.text}" if cost else ""
 
 
 def _traffic_note(artifact: Artifact) -> str:

@@ -154,10 +154,6 @@ class Judgement(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-    # Drafted answers only: the weights whose stored answer drafted it, and the first token where it
-    # departs from that answer (null when the texts are equal). Not part of the key.
-    drafted_from = models.CharField(max_length=64, blank=True)
-    departs_at_token = models.PositiveIntegerField(null=True, blank=True)
         constraints = [
             models.UniqueConstraint(
                 fields=["judge", "template_version", "request_sha256", "order", "repeat"], name="unique_judgement"
@@ -213,6 +209,12 @@ class EvalRun(models.Model):
         help_text="A judge run: the facts of the model whose stored answers it judges (`model`) and, once "
         "done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).",
     )
+    usage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the finished run used and avoided (device, worker seconds, forward passes, tokens, "
+        "judge tokens per model, samples cached or left out by sampling); priced by DRIFTBOARD_PRICES.",
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -243,18 +245,6 @@ class MetricSnapshot(models.Model):
 
     artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="snapshots")
     dataset = models.ForeignKey(GoldenDataset, on_delete=models.PROTECT, related_name="snapshots")
-    usage = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="What the finished run used and avoided (device, worker seconds, forward passes, tokens, "
-        "judge tokens per model, samples cached or left out by sampling); priced by DRIFTBOARD_PRICES.",
-    )
-    drafting = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="Greedy answers drafted from stored answers: answers, drafted / accepted / audited tokens, "
-        "audited answers, audit mismatches, forward passes saved (empty when nothing was drafted).",
-    )
     run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots")
     metric = models.CharField(max_length=50)
     scorer_version = models.CharField(max_length=100)

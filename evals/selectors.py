@@ -915,4 +915,6 @@ def artifact_detail_queryset() -> QuerySet[Artifact]:
             queryset=MetricSnapshot.objects.select_related("dataset").defer("positions", "numerators", "denominators"),
         ),
         Prefetch("verdicts", queryset=DriftVerdict.objects.select_related("dataset", "threshold")),
+        # The runs are listed and their usage priced (`cost`).
+        Prefetch("runs", queryset=EvalRun.objects.select_related("dataset")),
     )

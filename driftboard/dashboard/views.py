@@ -19,10 +19,10 @@ from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from driftboard.dashboard import charts, selectors
+from driftboard.dashboard import charts, cost_charts, selectors
 from driftboard.queues import queue_depths
 from driftboard.roles import can_review
-from evals import compare
+from evals import compare, costs
 from evals import selectors as evals_selectors
 from evals.exports import samples_export_response
 from evals.models import DriftVerdict, EvalRun, Threshold
@@ -111,8 +111,19 @@ def family_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "window": None if everything or total <= selectors.SERIES_WINDOW else selectors.SERIES_WINDOW,
         "artifact_total": total,
         "all_url": f"?{query.urlencode()}",
+        "cost_charts": _cost_charts(family),
     }
     return render(request, "dashboard/family_detail.html", context)
+
+
+def _cost_charts(family: ModelFamily) -> list[dict]:
+    family_costs = costs.family_costs(family)
+    if not family_costs.per_version:
+        return []
+    return [
+        _chart("cost-per-version", cost_charts.cost_per_version_figure(family_costs)),
+        _chart("cost-per-week", cost_charts.cost_per_week_figure(family_costs)),
+    ]
 
 
 POINT_URL = reverse_lazy("artifact-detail", args=[0])
@@ -429,6 +440,7 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **_focus_context(focus.verdict if focus else None, order),
         "answers": _answers_regressed_most(artifact, focus.verdict, order) if focus else None,
         "runs": runs,
+        "cost": costs.runs_cost(runs),
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
         "events": events,
     }

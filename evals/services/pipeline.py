@@ -13,7 +13,7 @@ from django.db import transaction
 
 from evals.models import EvalRun
 from evals.run_kinds import RUN_KINDS
-from evals.services import profiles, runs, verdicts
+from evals.services import costs, engine, profiles, runs, verdicts
 from evals.services.thresholds import thresholds_create_defaults
 from registry import publishing as forge_publishing
 from registry import services as registry_services
@@ -50,7 +50,14 @@ def eval_run_process(*, run_id: int, worker: str) -> None:
     run = runs.eval_run_claim(run_id=run_id, worker=worker)
     if run is None:
         return
-    if runs.eval_run_execute(run=run, score=RUN_KINDS[run.kind].scorer()):
+    scored: list[engine.RunResult] = []
+
+    def score(**kwargs) -> engine.RunResult:
+        scored.append(RUN_KINDS[run.kind].scorer()(**kwargs))
+        return scored[-1]
+
+    if runs.eval_run_execute(run=run, score=score):
+        costs.run_usage_record(run=run, result=scored[-1])
         run_finished(run=run)
 
 

@@ -370,7 +370,6 @@ def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
         device=result.device,
         sampling=result.sampling,
         judging=result.judging,
-        drafting=result.drafting,
         error="",
     )
     if not succeeded:

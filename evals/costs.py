@@ -1,0 +1,128 @@
+"""Reads: what a verdict cost and what the caches and sampling saved, per artifact and per family week.
+
+Built from the usage each run recorded (EvalRun.usage, evals/services/costs.py), priced now with
+DRIFTBOARD_PRICES. `saved_share` is the share of the samples a full evaluation would have computed
+that results taken from the caches, or left out by sequential sampling, avoided.
+"""
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from evals.models import EvalRun
+from registry.models import Artifact, ModelFamily
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+# Versions and weeks a family's cost charts go back.
+FAMILY_COST_VERSIONS = 30
+FAMILY_COST_WEEKS = 12
+
+
+@dataclass(frozen=True)
+class Cost:
+    worker_seconds: float
+    forward_passes: int
+    tokens_generated: int
+    judge_tokens: int
+    amount: float
+    currency: str
+    saved_share: float
+
+    def as_dict(self) -> dict:
+        return {
+            "worker_seconds": round(self.worker_seconds, 3),
+            "forward_passes": self.forward_passes,
+            "tokens_generated": self.tokens_generated,
+            "judge_tokens": self.judge_tokens,
+            "amount": round(self.amount, 6),
+            "currency": self.currency,
+            "saved_share": round(self.saved_share, 4),
+        }
+
+    @property
+    def text(self) -> str:
+        """One line for pages and the PR comment: "cost $0.41 · saved 78 %"; without prices, the
+        worker-seconds stand in for the money."""
+        if prices_set():
+            spent = money_text(self.amount, self.currency)
+        else:
+            spent = f"{self.worker_seconds:.1f} worker-seconds"
+        return f"cost {spent} · saved {100 * self.saved_share:.0f} %"
+
+
+def money_text(amount: float, currency: str) -> str:
+    symbol = CURRENCY_SYMBOLS.get(currency.upper())
+    figure = f"{amount:.2f}" if amount >= 0.01 or amount == 0 else f"{amount:.4f}"
+    return f"{symbol}{figure}" if symbol else f"{figure} {currency}"
+
+
+def runs_cost(runs: Iterable[EvalRun]) -> Cost | None:
+    """The cost of the runs that recorded their usage (None if none did: they ran before it was kept)."""
+    usages = [run.usage for run in runs if run.usage]
+    if not usages:
+        return None
+    prices = settings.DRIFTBOARD_PRICES
+    full = sum(usage.get("samples_full", 0) for usage in usages)
+    computed = sum(usage.get("samples_scored", 0) - usage.get("samples_cached", 0) for usage in usages)
+    return Cost(
+        worker_seconds=sum(usage.get("worker_seconds", 0.0) for usage in usages),
+        forward_passes=sum(usage.get("forward_passes", 0) for usage in usages),
+        tokens_generated=sum(usage.get("tokens_generated", 0) for usage in usages),
+        judge_tokens=sum(
+            tokens.get("prompt_tokens", 0) + tokens.get("completion_tokens", 0)
+            for usage in usages
+            for tokens in usage.get("judges", {}).values()
+        ),
+        amount=sum(prices.run_amount(usage) for usage in usages),
+        currency=prices.currency,
+        saved_share=min(1.0, max(0.0, 1 - computed / full)) if full else 0.0,
+    )
+
+
+def artifact_cost(artifact: Artifact) -> Cost | None:
+    """The artifact's verdict's cost (its runs prefetched by the detail querysets are used as they are)."""
+    return runs_cost(artifact.runs.all())
+
+
+def prices_set() -> bool:
+    prices = settings.DRIFTBOARD_PRICES
+    return bool(prices.gpu_hour or prices.judge_1k_tokens)
+
+
+@dataclass(frozen=True)
+class FamilyCosts:
+    """A family's cost charts: money when prices are set, worker-seconds otherwise (`unit`)."""
+
+    # (version, spent, saved share) of the latest versions with recorded usage, oldest first.
+    per_version: list[tuple[int, float, float]]
+    # (Monday of the week, spent) of the latest weeks with recorded usage, oldest first.
+    per_week: list[tuple[datetime.date, float]]
+    unit: str
+
+
+def family_costs(family: ModelFamily) -> FamilyCosts:
+    runs = EvalRun.objects.filter(artifact__family=family, status=EvalRun.Status.SUCCEEDED).exclude(usage={})
+    by_artifact: dict[int, list[EvalRun]] = {}
+    by_week: dict[datetime.date, list[EvalRun]] = {}
+    for run in runs.only("artifact_id", "finished_at", "usage").order_by("finished_at"):
+        by_artifact.setdefault(run.artifact_id, []).append(run)
+        day = run.finished_at.date()
+        by_week.setdefault(day - datetime.timedelta(days=day.weekday()), []).append(run)
+    versions = Artifact.objects.filter(pk__in=by_artifact).order_by("-version").values_list("pk", "version")
+    priced = prices_set()
+
+    def spent(cost: Cost) -> float:
+        return cost.amount if priced else cost.worker_seconds
+
+    per_version = []
+    for artifact_id, version in list(versions[:FAMILY_COST_VERSIONS])[::-1]:
+        cost = runs_cost(by_artifact[artifact_id])
+        per_version.append((version, spent(cost), cost.saved_share))
+    weeks = sorted(by_week)[-FAMILY_COST_WEEKS:]
+    return FamilyCosts(
+        per_version=per_version,
+        per_week=[(week, spent(runs_cost(by_week[week]))) for week in weeks],
+        unit=settings.DRIFTBOARD_PRICES.currency if priced else "worker-seconds",
+    )
