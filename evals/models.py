@@ -124,6 +124,10 @@ class Generation(models.Model):
     text = models.TextField()
     tokens = models.PositiveIntegerField()
     finish = models.CharField(max_length=16)
+    # Drafted answers only: the weights whose stored answer drafted it, and the first token where it
+    # departs from that answer (null when the texts are equal). Not part of the key.
+    drafted_from = models.CharField(max_length=64, blank=True)
+    departs_at_token = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -209,11 +213,11 @@ class EvalRun(models.Model):
         help_text="A judge run: the facts of the model whose stored answers it judges (`model`) and, once "
         "done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).",
     )
-    usage = models.JSONField(
+    drafting = models.JSONField(
         default=dict,
         blank=True,
-        help_text="What the finished run used and avoided (device, worker seconds, forward passes, tokens, "
-        "judge tokens per model, samples cached or left out by sampling); priced by DRIFTBOARD_PRICES.",
+        help_text="Greedy answers drafted from stored answers: answers, drafted / accepted / audited tokens, "
+        "audited answers, audit mismatches, forward passes saved (empty when nothing was drafted).",
     )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

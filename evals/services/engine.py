@@ -27,8 +27,8 @@ from evals.scoring.cache import (
     score_samples,
 )
 from evals.scoring.errors import ScoringError
+from evals.scoring.generation import Draft, Drafting, GenerationKey, generation_keys, messages_of
 from evals.scoring.generation import Generation as GenerationAnswer
-from evals.scoring.generation import GenerationKey, generation_keys, messages_of
 from evals.scoring.judges import Judgement, JudgementKey, JudgeStats
 from evals.scoring.loading import MODEL_CACHE, LoadedModel, ModelFacts, model_facts
 from evals.scoring.scorers import Scorer, needs_baseline, on_judge_queue, scorers_for
@@ -60,6 +60,8 @@ class RunResult:
     judging: dict = field(default_factory=dict)
     # Scored every sample of the dataset (each metric then covers all the samples it applies to).
     complete: bool = False
+    # What drafting greedy answers from stored ones did (see `run_drafting`); empty when nothing was drafted.
+    drafting: dict = field(default_factory=dict)
 
     def categories_for(self, positions: Sequence[int]) -> list[str]:
         return [self.categories[int(p)] for p in positions]
@@ -136,7 +138,14 @@ class DatabaseGenerationStore:
     def _insert(self, generations) -> None:
         GenerationRow.objects.bulk_create(
             [
-                GenerationRow(**key._asdict(), text=g.text, tokens=g.tokens, finish=g.finish)
+                GenerationRow(
+                    **key._asdict(),
+                    text=g.text,
+                    tokens=g.tokens,
+                    finish=g.finish,
+                    drafted_from=g.drafted_from,
+                    departs_at_token=g.departs_at_token,
+                )
                 for key, g in generations.items()
             ],
             batch_size=500,
@@ -176,7 +185,7 @@ class DatabaseJudgementStore:
         )
 
 
-def family_scorers(family: ModelFamily, *, judges: bool = True) -> list[Scorer]:
+def family_scorers(family: ModelFamily, *, judges: bool = True, drafting: Drafting | None = None) -> list[Scorer]:
     """The family's scorers with their option values, configured with its generation and judge
     settings and the database stores (every scorer that needs answers gets the same settings).
 
@@ -197,6 +206,7 @@ def family_scorers(family: ModelFamily, *, judges: bool = True) -> list[Scorer]:
         "embedder": options.embedder,
         "regex": options.regex,
         "store": DatabaseGenerationStore(),
+        "drafting": drafting,
     }
     return [_configured(scorer, answers, judge) if scorer.needs.answers else scorer for scorer in scorers]
 
@@ -249,7 +259,9 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
     lm = load_model(run.artifact)
     family = run.artifact.family
     config = scoring_config(family)
-    configured = family_scorers(family, judges=False)  # judge scorers here only generate their answers
+    drafting = run_drafting(run)
+    # Judge scorers here only generate their answers.
+    configured = family_scorers(family, judges=False, drafting=drafting)
     scorers = [scorer for scorer in configured if not on_judge_queue(scorer)]
     judges = [scorer for scorer in configured if on_judge_queue(scorer)]
     try:
@@ -266,7 +278,53 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
         device=lm.device.type,
         extra_passes=generated,
         judging={"model": model_facts(lm).to_dict()} if judges else {},
+        drafting=drafting.stats.as_dict() if drafting.stats.answers else {},
     )
+
+
+def run_drafting(run: EvalRun) -> Drafting:
+    """Where a run's greedy answers are drafted from: the stored answers of the family's production
+    baseline, else of the artifact's parent, else of the family's newest other scored artifact."""
+    artifact = run.artifact
+    newest = (
+        Artifact.objects.filter(family_id=artifact.family_id, runs__status=EvalRun.Status.SUCCEEDED)
+        .exclude(pk=artifact.pk)
+        .order_by("-version")
+        .first()
+    )
+    candidates = [selectors.baseline_for(artifact), artifact.parent, newest]
+    sources = [source.sha256 for source in candidates if source is not None and source.sha256 != artifact.sha256]
+    lookup = DatabaseDraftLookup(list(dict.fromkeys(sources)))
+    return Drafting(lookup=lookup, audit_every=settings.DRIFTBOARD_DRAFT_AUDIT)
+
+
+class DatabaseDraftLookup:
+    """Drafts from the Generation table: for each answer to generate, the stored answer of the first
+    source weights to the same prompt under the same chat template, preferably under the same
+    settings. Any stored answer is a sound draft (the candidate verifies every token); a closer one
+    only saves more forward passes."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources = sources
+
+    def __call__(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, Draft]:
+        if not keys or not self.sources:
+            return {}
+        rows = GenerationRow.objects.filter(
+            weights_sha256__in=self.sources, prompt_sha256__in={key.prompt_sha256 for key in keys}
+        ).values_list("weights_sha256", "prompt_sha256", "config_sha256", "chat_template_sha256", "text", "finish")
+        stored: dict[tuple[str, str], list[tuple]] = {}
+        for weights, prompt, config, template, text, finish in rows:
+            stored.setdefault((prompt, template), []).append((weights, config, text, finish))
+        drafts = {}
+        for key in keys:
+            found = stored.get((key.prompt_sha256, key.chat_template_sha256))
+            if found:
+                weights, _, text, finish = min(
+                    found, key=lambda row: (self.sources.index(row[0]), row[1] != key.config_sha256)
+                )
+                drafts[key] = Draft(text=text, finish=finish, source=weights)
+        return drafts
 
 
 def _answers_for_judges(lm: LoadedModel, judges: Sequence[Scorer], samples: list[dict], config: ScoringConfig) -> int:
@@ -289,6 +347,7 @@ def _run_result(
     extra_passes: int = 0,
     judging: dict | None = None,
     complete: bool | None = None,
+    drafting: dict | None = None,
 ) -> RunResult:
     positions = np.array([s["position"] for s in samples], dtype=np.int32)
     arrays = {}
@@ -308,6 +367,7 @@ def _run_result(
         cached_samples=scored.samples_reused,
         device=device,
         judging=judging or {},
+        drafting=drafting or {},
     )
 
 
@@ -336,12 +396,7 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
         id(scorer.settings.judge): scorer.settings.judge for scorer in scorers if scorer.settings.judge is not None
     }
     stats = _stats_total([judge.stats for judge in asked.values()])
-    by_judge = {judge.identity: _judge_usage(judge.stats) for judge in asked.values()}
-    judging = {
-        **run.judging,
-        "stats": stats | {"judge_errors": _judge_errors(scored), "by_judge": by_judge},
-        **compared,
-    }
+    judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}, **compared}
     complete = not unanswered and len(samples) >= run.dataset.sample_count
     return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
 
@@ -465,11 +520,6 @@ def _stats_total(stats: Sequence[JudgeStats]) -> dict:
             setattr(total, name, getattr(total, name) + getattr(one, name))
         total.slowest = max(total.slowest, one.slowest)
     return dataclasses.asdict(total)
-
-
-def _judge_usage(stats: JudgeStats) -> dict[str, int]:
-    """What one judge's calls are priced by (evals/services/costs.py)."""
-    return {"calls": stats.calls, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
 
 
 def run_fingerprints(
