@@ -4,6 +4,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from evals.models import (
     DriftVerdict,
     EvalRun,
+    EvaluationProfile,
     Experiment,
     ExperimentRun,
     GoldenDataset,
@@ -12,6 +13,32 @@ from evals.models import (
     Threshold,
     TrafficWindow,
 )
+from evals.selectors import evaluation_profile
+from registry.admin import ModelFamilyAdmin
+from registry.models import ModelFamily
+
+
+class EvaluationProfileInline(admin.StackedInline):
+    model = EvaluationProfile
+    can_delete = False  # a family always has its settings; emptying them means the defaults
+    verbose_name_plural = "evaluation settings"
+
+
+@admin.display(description="sampling")
+def family_sampling(family: ModelFamily) -> str:
+    return evaluation_profile(family).sampling
+
+
+# The family's page edits its evaluation settings too: the registry's admin, with the settings evals owns.
+admin.site.unregister(ModelFamily)
+
+
+@admin.register(ModelFamily)
+class EvaluatedFamilyAdmin(ModelFamilyAdmin):
+    list_display = [*ModelFamilyAdmin.list_display[:-1], family_sampling, ModelFamilyAdmin.list_display[-1]]
+    list_filter = [*ModelFamilyAdmin.list_filter, "evaluation__sampling"]
+    list_select_related = ["evaluation"]
+    inlines = [EvaluationProfileInline, *ModelFamilyAdmin.inlines]
 
 
 @admin.register(GoldenDataset)

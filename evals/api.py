@@ -1,4 +1,7 @@
+from functools import partial
+
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, parsers, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -17,6 +20,7 @@ from evals.family_checks import family_settings_problem
 from evals.models import (
     DriftVerdict,
     EvalRun,
+    EvaluationProfile,
     Experiment,
     ExperimentRun,
     GoldenDataset,
@@ -219,7 +223,9 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
         )
 
 
-class FamilySerializer(registry_api.FamilySerializer):
+class EvaluationSettingsSerializer(serializers.ModelSerializer):
+    """A family's evaluation settings as the families API shows them, beside the family's own fields."""
+
     scorers = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     generation = serializers.JSONField(
         required=False,
@@ -234,18 +240,37 @@ class FamilySerializer(registry_api.FamilySerializer):
 
     scorer_options = serializers.JSONField(
         required=False,
-        source="evaluation.scorer_options",
         help_text='Option values per scorer, e.g. {"flagged-words": {"words": ["damn", "heck"]}}; each '
         "option is checked against the scorer's declaration.",
     )
 
-    class Meta(registry_api.FamilySerializer.Meta):
-        fields = [*registry_api.FamilySerializer.Meta.fields, "scorers", "generation", "judge", "scorer_options"]
+    class Meta:
+        model = EvaluationProfile
+        fields = profiles.PROFILE_SETTINGS
 
-    def to_representation(self, instance) -> dict:
-        data = super().to_representation(instance)
-        data["scorer_options"] = data.get("scorer_options") or {}
-        return data
+
+def profile_value(name: str, family: ModelFamily) -> object:
+    return getattr(selectors.evaluation_profile(family), name)
+
+
+class FamilySerializer(registry_api.FamilySerializer):
+    # Where the evaluation settings sit among the family's fields (the order the API always had).
+    SETTINGS_AFTER = {
+        "amber_check": ("max_length", "sampling", "sampling_min_samples", "sampling_chunk_size"),
+        "created_at": ("scorers", "generation", "judge", "scorer_options"),
+    }
+
+    def get_fields(self) -> dict:
+        """The family's fields with its evaluation settings, read from its profile (the defaults when it has
+        none); written, they come back flat in `validated_data` and the view hands them to the profile."""
+        settings_fields = EvaluationSettingsSerializer().get_fields()
+        fields = {}
+        for name, field in super().get_fields().items():
+            fields[name] = field
+            for setting in self.SETTINGS_AFTER.get(name, ()):
+                fields[setting] = settings_fields[setting]
+                fields[setting].get_attribute = partial(profile_value, setting)
+        return fields
 
     def validate_judge(self, value: object) -> dict:
         if not isinstance(value, dict):
@@ -271,16 +296,17 @@ class FamilySerializer(registry_api.FamilySerializer):
 
     def validate(self, data: dict) -> dict:
         data = super().validate(data)
-        names = data.get("scorers", self.instance.scorers if self.instance else [])
+        profile = selectors.evaluation_profile(self.instance) if self.instance else None
+        names = data.get("scorers", profile.scorers if profile else [])
         kind = data.get("kind", self.instance.kind if self.instance else "")
         if names:
             try:
                 scorers_for(kind, names)
             except ScoringError as exc:
                 raise ValidationError({"scorers": str(exc)}) from exc
-        options = data.get("evaluation", {}).get("scorer_options")
-        if options is None and "scorers" in data and self.instance is not None:
-            options = selectors.family_scorer_options(self.instance)
+        options = data.get("scorer_options")
+        if options is None and "scorers" in data and profile is not None:
+            options = profile.scorer_options
         try:
             scorer_options_check(names or DEFAULT_SCORERS.get(kind, ()), options)
         except ScoringError as exc:
@@ -306,10 +332,12 @@ class FamilyViewSet(registry_api.FamilyViewSet):
         return pipeline.family_create(**fields)
 
     def perform_update(self, serializer) -> None:
-        evaluation = serializer.validated_data.pop("evaluation", None)
-        super().perform_update(serializer)
-        if evaluation is not None:
-            profiles.evaluation_profile_update(family=serializer.instance, scorer_options=evaluation["scorer_options"])
+        data = serializer.validated_data
+        profile_settings = {name: data.pop(name) for name in profiles.PROFILE_SETTINGS if name in data}
+        with transaction.atomic():
+            super().perform_update(serializer)
+            if profile_settings:
+                profiles.evaluation_profile_update(family=serializer.instance, **profile_settings)
 
     @extend_schema(request=DatasetPinSerializer, responses={200: FamilySerializer, 400: dict, 403: dict})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])

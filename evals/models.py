@@ -14,9 +14,39 @@ from registry.models import Artifact, ModelFamily
 
 
 class EvaluationProfile(models.Model):
-    """A family's evaluation settings owned by evals: the option values of the scorers it runs."""
+    """A family's evaluation settings, owned by evals: what is scored, how answers are generated and
+    judged, how much of the golden set is read. The registry's family knows nothing of them."""
+
+    class Sampling(models.TextChoices):
+        OFF = "off", "Score the full golden set"
+        SEQUENTIAL = "sequential", "Stop early once the verdict is clear"
 
     family = models.OneToOneField(ModelFamily, on_delete=models.CASCADE, related_name="evaluation")
+    scorers = models.JSONField(
+        default=list, blank=True, help_text="Names of the scorers run; empty means the defaults of the kind."
+    )
+    generation = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "How answers to prompts are generated and checked: max_new_tokens, stop, chat_template, "
+            "embedder (a folder), regex. Empty means the defaults."
+        ),
+    )
+    judge = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "The family's own judge for judge scorers: url, model, repeats, rubric, concurrency, "
+            "rate_per_second, timeout, or local (a model folder). Empty means $DRIFTBOARD_JUDGE_URL / _MODEL."
+        ),
+    )
+    max_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Scoring context; empty means the model's own."
+    )
+    sampling = models.CharField(max_length=20, choices=Sampling.choices, default=Sampling.OFF)
+    sampling_min_samples = models.PositiveIntegerField(default=100)
+    sampling_chunk_size = models.PositiveIntegerField(default=50)
     scorer_options = models.JSONField(
         default=dict,
         blank=True,
@@ -212,12 +242,6 @@ class EvalRun(models.Model):
         blank=True,
         help_text="A judge run: the facts of the model whose stored answers it judges (`model`) and, once "
         "done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).",
-    )
-    usage = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="What the finished run used and avoided (device, worker seconds, forward passes, tokens, "
-        "judge tokens per model, samples cached or left out by sampling); priced by DRIFTBOARD_PRICES.",
     )
     drafting = models.JSONField(
         default=dict,

@@ -267,10 +267,13 @@ def experiment_first_valued_sequence(experiment: Experiment) -> int | None:
     return first.first()
 
 
-def family_scorer_options(family: ModelFamily) -> dict[str, dict]:
-    """The option values the family gives its scorers (`{scorer: {option: value}}`; empty: defaults)."""
-    found = EvaluationProfile.objects.filter(family=family).values_list("scorer_options", flat=True).first()
-    return found or {}
+def evaluation_profile(family: ModelFamily) -> EvaluationProfile:
+    """The family's evaluation settings: every reader goes through here. A family made without
+    the pipeline has none yet and gets the defaults (unsaved)."""
+    try:
+        return family.evaluation
+    except EvaluationProfile.DoesNotExist:
+        return EvaluationProfile(family=family)
 
 
 def baseline_for(artifact: Artifact) -> Artifact | None:

@@ -24,8 +24,8 @@ class DatasetPinChangeInline(admin.TabularInline):
 
 @admin.register(ModelFamily)
 class ModelFamilyAdmin(admin.ModelAdmin):
-    list_display = ["slug", "kind", "base_branch", "promotion_policy", "sampling", "created_at"]
-    list_filter = ["kind", "promotion_policy", "sampling"]
+    list_display = ["slug", "kind", "base_branch", "promotion_policy", "created_at"]
+    list_filter = ["kind", "promotion_policy"]
     search_fields = ["slug", "description"]
     filter_horizontal = ["owners"]
     readonly_fields = ["dataset_pins"]  # moved through the API's pin action, which records who and why

@@ -31,10 +31,6 @@ class FamilySerializer(serializers.ModelSerializer):
             "promotion_policy",
             "baseline_policy",
             "amber_check",
-            "max_length",
-            "sampling",
-            "sampling_min_samples",
-            "sampling_chunk_size",
             "created_at",
         ]
         read_only_fields = ["created_at", "dataset_pins"]

@@ -18,10 +18,6 @@ class ModelFamily(models.Model):
         FIRST_SCORED = "first-scored", "First scored artifact on the base branch becomes the baseline"
         MANUAL = "manual", "A reviewer promotes the first baseline"
 
-    class Sampling(models.TextChoices):
-        OFF = "off", "Score the full golden set"
-        SEQUENTIAL = "sequential", "Stop early once the verdict is clear"
-
     class AmberCheck(models.TextChoices):
         SUCCESS = "success", "Amber reports success with a warning"
         FAILURE = "failure", "Amber reports failure"
@@ -44,31 +40,6 @@ class ModelFamily(models.Model):
         max_length=20, choices=BaselinePolicy.choices, default=BaselinePolicy.FIRST_SCORED
     )
     amber_check = models.CharField(max_length=10, choices=AmberCheck.choices, default=AmberCheck.SUCCESS)
-    max_length = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Scoring context; empty means the model's own."
-    )
-    sampling = models.CharField(max_length=20, choices=Sampling.choices, default=Sampling.OFF)
-    scorers = models.JSONField(
-        default=list, blank=True, help_text="Names of the scorers run; empty means the defaults of the kind."
-    )
-    generation = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text=(
-            "How answers to prompts are generated and checked: max_new_tokens, stop, chat_template, "
-            "embedder (a folder), regex. Empty means the defaults."
-        ),
-    )
-    judge = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text=(
-            "The family's own judge for judge scorers: url, model, repeats, rubric, concurrency, "
-            "rate_per_second, timeout, or local (a model folder). Empty means $DRIFTBOARD_JUDGE_URL / _MODEL."
-        ),
-    )
-    sampling_min_samples = models.PositiveIntegerField(default=100)
-    sampling_chunk_size = models.PositiveIntegerField(default=50)
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owned_families")
     created_at = models.DateTimeField(auto_now_add=True)
 

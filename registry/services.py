@@ -1,7 +1,6 @@
 """Registry writes: families, artifact registration, stage transitions, telemetry tags."""
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,17 +52,12 @@ def family_create(
     base_path: str = "",
     base_branch: str = "main",
     datasets: list[str] | None = None,
-    on_created: Callable[[ModelFamily], None] | None = None,
     **options,
 ) -> ModelFamily:
-    """Create a family; `on_created` runs in the same transaction (the evaluation side adds its thresholds)."""
-    with transaction.atomic():
-        family = ModelFamily.objects.create(
-            slug=slug, kind=kind, base_path=base_path, base_branch=base_branch, datasets=datasets or [], **options
-        )
-        if on_created is not None:
-            on_created(family)
-    return family
+    """Create a family (the evaluation pipeline adds its settings and thresholds in the same transaction)."""
+    return ModelFamily.objects.create(
+        slug=slug, kind=kind, base_path=base_path, base_branch=base_branch, datasets=datasets or [], **options
+    )
 
 
 @transaction.atomic
@@ -139,23 +133,20 @@ def _store(
     return storage.commit_file(staged, sha256, size, suffix), FILE_FORMATS[suffix], summary
 
 
-def artifact_register(
-    *,
-    family: ModelFamily,
-    commit_sha: str,
-    branch: str = "",
-    upload: UploadedFile | None = None,
-    path: str | None = None,
-    pr_url: str = "",
-    parent: Artifact | None = None,
-    user: AbstractBaseUser | None = None,
-    on_created: Callable[[Artifact], None] | None = None,
-) -> Registration:
-    """Store, hash and health-check weights, then record a staging artifact.
+@dataclass(frozen=True)
+class StoredWeights:
+    """Weights stored at their content address and health-checked, not yet recorded as an artifact."""
 
-    `on_created` runs in the transaction that records a new artifact (the evaluation pipeline queues
-    its scoring there); it is not called when the same weights and commit were registered before.
-    """
+    content: storage.StoredContent
+    format: str
+    health: dict
+    name: str
+
+
+def artifact_store(
+    *, family: ModelFamily, upload: UploadedFile | None = None, path: str | None = None, pr_url: str = ""
+) -> StoredWeights:
+    """Store, hash and health-check weights (file work: call it outside any transaction)."""
     if (upload is None) == (path is None):
         raise RegistrationError("Send either a weights file or a server-side path, not both.")
     if refusal := forges.pr_url_refusal(family=family, url=pr_url):
@@ -174,21 +165,29 @@ def artifact_register(
         for leftover in scratch:
             storage.discard(leftover)
     object_store.object_publish(stored)
-    return _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user, on_created)
+    return StoredWeights(content=stored, format=fmt, health=summary, name=name)
 
 
-def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user, on_created) -> Registration:
+def artifact_record(
+    *,
+    family: ModelFamily,
+    weights: StoredWeights,
+    commit_sha: str,
+    branch: str = "",
+    pr_url: str = "",
+    parent: Artifact | None = None,
+    user: AbstractBaseUser | None = None,
+) -> Registration:
+    """Record stored weights as a staging artifact; the same weights and commit registered before are
+    answered with their artifact (`created=False`)."""
+    stored = weights.content
     existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
     if existing:
         return Registration(existing, created=False)
     for _ in range(5):
         try:
             with transaction.atomic():
-                artifact = _create_artifact(
-                    family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user
-                )
-                if on_created is not None:
-                    on_created(artifact)
+                artifact = _create_artifact(family, weights, commit_sha, branch, pr_url, parent, user)
             return Registration(artifact, created=True)
         except IntegrityError:
             existing = Artifact.objects.filter(family=family, sha256=stored.sha256, commit_sha=commit_sha).first()
@@ -197,18 +196,38 @@ def _record(family, stored, fmt, summary, name, commit_sha, branch, pr_url, pare
     raise RegistrationError("Could not allocate a version number under concurrent registrations; retry.")
 
 
-def _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_url, parent, user) -> Artifact:
+def artifact_register(
+    *,
+    family: ModelFamily,
+    commit_sha: str,
+    branch: str = "",
+    upload: UploadedFile | None = None,
+    path: str | None = None,
+    pr_url: str = "",
+    parent: Artifact | None = None,
+    user: AbstractBaseUser | None = None,
+) -> Registration:
+    """Store, hash and health-check weights, then record a staging artifact (nothing queued: the
+    evaluation pipeline's `artifact_submit` does both and queues the scoring)."""
+    weights = artifact_store(family=family, upload=upload, path=path, pr_url=pr_url)
+    return artifact_record(
+        family=family, weights=weights, commit_sha=commit_sha, branch=branch, pr_url=pr_url, parent=parent, user=user
+    )
+
+
+def _create_artifact(family, weights: StoredWeights, commit_sha, branch, pr_url, parent, user) -> Artifact:
     ModelFamily.objects.select_for_update().filter(pk=family.pk).first()
     version = (family.artifacts.aggregate(v=Max("version"))["v"] or 0) + 1
+    stored = weights.content
     artifact = Artifact.objects.create(
         family=family,
         version=version,
         sha256=stored.sha256,
         size_bytes=stored.size_bytes,
-        format=fmt,
+        format=weights.format,
         storage_path=stored.relative_path,
-        original_name=name[:300],
-        health=summary,
+        original_name=weights.name[:300],
+        health=weights.health,
         commit_sha=commit_sha,
         branch=branch or family.base_branch,
         pr_url=pr_url,
@@ -216,7 +235,7 @@ def _create_artifact(family, stored, fmt, summary, name, commit_sha, branch, pr_
         parent=parent,
         created_by=user if user and user.is_authenticated else None,
     )
-    tags_set(artifact=artifact, tags=adapters.adapter_tags(summary))
+    tags_set(artifact=artifact, tags=adapters.adapter_tags(weights.health))
     PromotionEvent.objects.create(
         artifact=artifact,
         action=PromotionEvent.Action.REGISTER,

@@ -16,6 +16,7 @@ from evals.models import (
     MetricSnapshot,
     Threshold,
 )
+from evals.services.profiles import PROFILE_SETTINGS, evaluation_profile_update
 from registry.models import Artifact, ModelFamily, PullRequestLink
 
 
@@ -36,6 +37,14 @@ class FamilyFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"family-{n}")
     kind = ModelFamily.Kind.CAUSAL_LM
     datasets = factory.LazyFunction(list)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs) -> ModelFamily:
+        """Evaluation settings (`scorers=`, `sampling=` ...) go to the family's profile, as `family_create` does."""
+        profile_settings = {name: kwargs.pop(name) for name in PROFILE_SETTINGS if name in kwargs}
+        family = super()._create(model_class, *args, **kwargs)
+        evaluation_profile_update(family=family, **profile_settings)
+        return family
 
 
 class DatasetFactory(factory.django.DjangoModelFactory):

@@ -192,13 +192,14 @@ def family_scorers(family: ModelFamily, *, judges: bool = True, drafting: Drafti
     With `judges=False` (a scoring worker, where judge scorers only generate the answers they will
     judge) the family's judge is not built: no endpoint settings needed there, no local judge loaded.
     """
+    profile = selectors.evaluation_profile(family)
     try:
-        scorers = scorers_for(family.kind, family.scorers, selectors.family_scorer_options(family))
+        scorers = scorers_for(family.kind, profile.scorers, profile.scorer_options)
         if not any(scorer.needs.answers for scorer in scorers):
             return scorers
-        options = AnswerOptions.from_settings(family.generation)
+        options = AnswerOptions.from_settings(profile.generation)
         judging = judges and any(on_judge_queue(s) for s in scorers)
-        judge = judge_options(family.judge) | {"judgements": DatabaseJudgementStore()} if judging else {}
+        judge = judge_options(profile.judge) | {"judgements": DatabaseJudgementStore()} if judging else {}
     except ScoringError as exc:
         raise PermanentScoringError(f"The family's scorer, generation or judge settings are invalid: {exc}") from exc
     answers = {
@@ -236,9 +237,10 @@ def dataset_samples(dataset: GoldenDataset, positions: Sequence[int] | None = No
 
 
 def scoring_config(family: ModelFamily) -> ScoringConfig:
+    profile = selectors.evaluation_profile(family)
     return ScoringConfig(
-        max_length=family.max_length,
-        scorers=tuple(family.scorers),
+        max_length=profile.max_length,
+        scorers=tuple(profile.scorers),
         chunk_samples=settings.DRIFTBOARD_RESULT_CHUNK_SAMPLES,
     )
 
@@ -396,12 +398,7 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
         id(scorer.settings.judge): scorer.settings.judge for scorer in scorers if scorer.settings.judge is not None
     }
     stats = _stats_total([judge.stats for judge in asked.values()])
-    by_judge = {judge.identity: _judge_usage(judge.stats) for judge in asked.values()}
-    judging = {
-        **run.judging,
-        "stats": stats | {"judge_errors": _judge_errors(scored), "by_judge": by_judge},
-        **compared,
-    }
+    judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}, **compared}
     complete = not unanswered and len(samples) >= run.dataset.sample_count
     return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
 
@@ -525,11 +522,6 @@ def _stats_total(stats: Sequence[JudgeStats]) -> dict:
             setattr(total, name, getattr(total, name) + getattr(one, name))
         total.slowest = max(total.slowest, one.slowest)
     return dataclasses.asdict(total)
-
-
-def _judge_usage(stats: JudgeStats) -> dict[str, int]:
-    """What one judge's calls are priced by (evals/services/costs.py)."""
-    return {"calls": stats.calls, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
 
 
 def run_fingerprints(

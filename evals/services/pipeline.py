@@ -9,6 +9,7 @@ services; the registry itself knows nothing of evaluation.
 import logging
 from functools import partial
 
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from evals.models import EvalRun
@@ -17,32 +18,45 @@ from evals.services import costs, engine, profiles, runs, verdicts
 from evals.services.thresholds import thresholds_create_defaults
 from registry import publishing as forge_publishing
 from registry import services as registry_services
-from registry.models import Artifact, ModelFamily
+from registry.models import ModelFamily
 
 logger = logging.getLogger(__name__)
 
 
-def family_create(*, evaluation: dict | None = None, **fields) -> ModelFamily:
-    """A new family with the default thresholds of its kind and its scorer options (`evaluation`)."""
-    return registry_services.family_create(
-        **fields, on_created=lambda family: _family_created(family, evaluation or {})
-    )
+def family_create(**fields) -> ModelFamily:
+    """A new family (see `registry.services.family_create`) with its evaluation profile (the settings named
+    in `profiles.PROFILE_SETTINGS`) and the default thresholds of its kind, all in one transaction."""
+    profile_settings = {name: fields.pop(name) for name in profiles.PROFILE_SETTINGS if name in fields}
+    with transaction.atomic():
+        family = registry_services.family_create(**fields)
+        profiles.evaluation_profile_update(family=family, **profile_settings)
+        thresholds_create_defaults(family=family)
+    return family
 
 
-def _family_created(family: ModelFamily, evaluation: dict) -> None:
-    thresholds_create_defaults(family=family)
-    if evaluation.get("scorer_options"):
-        profiles.evaluation_profile_update(family=family, scorer_options=evaluation["scorer_options"])
-
-
-def artifact_submit(**fields) -> registry_services.Registration:
-    """Register weights (see `registry.services.artifact_register`) and queue their scoring."""
-    return registry_services.artifact_register(**fields, on_created=_artifact_created)
-
-
-def _artifact_created(artifact: Artifact) -> None:
-    runs.eval_runs_create_for_artifact(artifact=artifact)
-    transaction.on_commit(partial(forge_publishing.registration_publish_enqueue, artifact_id=artifact.pk), robust=True)
+def artifact_submit(
+    *,
+    family: ModelFamily,
+    commit_sha: str,
+    upload: UploadedFile | None = None,
+    path: str | None = None,
+    pr_url: str = "",
+    **record: object,
+) -> registry_services.Registration:
+    """Store and record weights (see `registry.services.artifact_register`) and, for new ones, queue their
+    scoring in the transaction that records them; the pull request hears of them once it commits."""
+    weights = registry_services.artifact_store(family=family, upload=upload, path=path, pr_url=pr_url)
+    with transaction.atomic():
+        registration = registry_services.artifact_record(
+            family=family, weights=weights, commit_sha=commit_sha, pr_url=pr_url, **record
+        )
+        if registration.created:
+            artifact = registration.artifact
+            runs.eval_runs_create_for_artifact(artifact=artifact)
+            transaction.on_commit(
+                partial(forge_publishing.registration_publish_enqueue, artifact_id=artifact.pk), robust=True
+            )
+    return registration
 
 
 def eval_run_process(*, run_id: int, worker: str) -> None:

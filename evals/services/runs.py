@@ -24,12 +24,12 @@ from driftboard.db import DATABASE_DOWN, database_retry, database_unreachable
 from driftboard.errors import without_server_paths
 from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
-from evals.models import EvalRun, GoldenDataset, MetricSnapshot
+from evals.models import EvalRun, EvaluationProfile, GoldenDataset, MetricSnapshot
 from evals.run_kinds import RUN_KINDS
 from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
-from evals.selectors import dataset_latest, dataset_version
+from evals.selectors import dataset_latest, dataset_version, evaluation_profile
 from evals.services import engine
 from evals.services.run_states import (
     CLAIM,
@@ -65,7 +65,8 @@ class LeaseLost(Exception):
 def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
     """One run per golden dataset of the family, put on the broker once the transaction commits."""
     family = artifact.family
-    kind = EvalRun.Kind.SEQUENTIAL if family.sampling == ModelFamily.Sampling.SEQUENTIAL else EvalRun.Kind.FULL
+    sequential = evaluation_profile(family).sampling == EvaluationProfile.Sampling.SEQUENTIAL
+    kind = EvalRun.Kind.SEQUENTIAL if sequential else EvalRun.Kind.FULL
     runs = []
     for name in family.datasets:
         dataset = _pinned_dataset(family, name)
@@ -369,7 +370,6 @@ def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
         cached_samples=result.cached_samples,
         device=result.device,
         sampling=result.sampling,
-        drafting=result.drafting,
         judging=result.judging,
         error="",
     )

@@ -122,13 +122,14 @@ class Gate:
 def score_sequential_run(*, run: EvalRun, progress: Callable[..., None]) -> engine.RunResult:
     """Score a sequential run until its verdict is clear."""
     family = run.artifact.family
+    profile = selectors.evaluation_profile(family)
     samples = engine.dataset_samples(run.dataset)
     design = {
         "mode": "sequential",
         "seed": _recorded_seed(run),
         "confidence": CONFIDENCE,
-        "chunk_size": max(1, family.sampling_chunk_size),
-        "min_samples": family.sampling_min_samples,
+        "chunk_size": max(1, profile.sampling_chunk_size),
+        "min_samples": profile.sampling_min_samples,
     }
     lm = engine.load_model(run.artifact)
     fingerprints = engine.run_fingerprints(
@@ -221,7 +222,7 @@ def _gates(
     fingerprints: dict[str, dict],
 ) -> list[Gate]:
     """A confidence sequence for every metric with a limit in force, all on one order."""
-    min_samples = run.artifact.family.sampling_min_samples
+    min_samples = selectors.evaluation_profile(run.artifact.family).sampling_min_samples
     gates = []
     for metric, (_, num, den) in baseline.items():
         spec = METRICS[metric]

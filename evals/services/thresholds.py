@@ -4,6 +4,7 @@ from evals.models import DriftVerdict, Threshold
 from evals.scoring.drift import Band, Comparison, ThresholdSpec, classify
 from evals.scoring.judges.preference import DEFAULT_PREFERENCE_LIMIT
 from evals.scoring.scorers import METRICS, SCORERS
+from evals.selectors import evaluation_profile
 from registry.models import ModelFamily
 
 DEFAULT_METRIC = {ModelFamily.Kind.CAUSAL_LM: "bits_per_byte", ModelFamily.Kind.EMBEDDING: "similarity"}
@@ -28,7 +29,7 @@ def thresholds_create_defaults(*, family: ModelFamily) -> list[Threshold]:
 
 
 def _one_sample_metrics(family: ModelFamily) -> list[str]:
-    named = [SCORERS[name] for name in family.scorers or () if name in SCORERS]
+    named = [SCORERS[name] for name in evaluation_profile(family).scorers or () if name in SCORERS]
     return [spec.name for scorer in named for spec in scorer.metrics if spec.one_sample]
 
 

@@ -31,7 +31,7 @@ from evals.scoring.embedding import embed_texts
 from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import METRICS
-from evals.selectors import dataset_latest
+from evals.selectors import dataset_latest, evaluation_profile
 from evals.services import engine
 from evals.services.datasets import dataset_freeze
 from evals.services.runs import eval_runs_dispatch
@@ -318,9 +318,8 @@ def _with_embedding_shift(
         return comparison
     try:
         lm = engine.load_model(artifact)
-        embedded = [
-            embed_texts(lm, _texts(snapshot), max_length=window.family.max_length) for snapshot in (reference, current)
-        ]
+        max_length = evaluation_profile(window.family).max_length
+        embedded = [embed_texts(lm, _texts(snapshot), max_length=max_length) for snapshot in (reference, current)]
     except (engine.PermanentScoringError, ScoringError) as exc:
         logger.warning("Window %s: no mean-embedding shift: %s", window.pk, exc)
         return comparison

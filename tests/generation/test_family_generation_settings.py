@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from evals.models import EvaluationProfile
 from evals.models import Generation as GenerationRow
 from evals.scoring.generation import ENGINE_VERSION, Generation, GenerationKey, GenerationSettings
 from evals.scoring.scorers import SCORERS
+from evals.selectors import evaluation_profile
 from evals.services.engine import DatabaseGenerationStore, PermanentScoringError, family_scorers
 from registry.models import ModelFamily
 from tests.factories import FamilyFactory
@@ -48,7 +50,7 @@ def test_it_creates_a_family_with_generation_settings_and_gives_them_back(staff_
 
     assert response.status_code == 201, response.json()
     assert response.json()["generation"] == VALID
-    assert ModelFamily.objects.get(slug="answers").generation == VALID
+    assert evaluation_profile(ModelFamily.objects.get(slug="answers")).generation == VALID
     assert staff_client.get(family_url("answers")).json()["generation"] == VALID
 
 
@@ -58,8 +60,7 @@ def test_it_patches_a_family_s_generation_settings(staff_client):
     response = staff_client.patch(family_url(family.slug), {"generation": VALID}, format="json")
 
     assert response.status_code == 200, response.json()
-    family.refresh_from_db()
-    assert family.generation == VALID
+    assert EvaluationProfile.objects.get(family=family).generation == VALID
     assert staff_client.get(family_url(family.slug)).json()["generation"] == VALID
 
 
@@ -84,8 +85,7 @@ def test_it_refuses_invalid_settings_on_patch_and_keeps_the_old_ones(staff_clien
     assert response.status_code == 400
     [message] = response.json()["generation"]
     assert named in message
-    family.refresh_from_db()
-    assert family.generation == {"max_new_tokens": 8}
+    assert EvaluationProfile.objects.get(family=family).generation == {"max_new_tokens": 8}
 
 
 def test_the_family_s_answer_scorers_carry_its_settings_and_the_database_store(db):

@@ -23,6 +23,7 @@ from evals.scoring.generation import Generation, GenerationSettings, generate, g
 from evals.scoring.judges import InMemoryJudgementStore, JudgedItem, JudgeSettings, judge_items
 from evals.scoring.loading import ModelFacts, load_model
 from evals.scoring.scorers.generated_answers import AnswerOptions
+from evals.selectors import evaluation_profile
 from evals.services import artifact_evaluate, dataset_import, engine
 from evals.services.pipeline import family_create
 from evals.services.runs import snapshots_save
@@ -81,7 +82,7 @@ def scored(artifact: Artifact, dataset) -> EvalRun:
 def store_answers(artifact: Artifact, dataset, answers: dict[int, str]) -> None:
     """Answers of `artifact` by sample position, stored as its scoring run stores them."""
     facts = ModelFacts.from_dict(facts_of(artifact))
-    settings = AnswerOptions.from_settings(artifact.family.generation).generation
+    settings = AnswerOptions.from_settings(evaluation_profile(artifact.family).generation).generation
     samples = engine.dataset_samples(dataset)
     keys = generation_keys(facts, [messages_of(sample) for sample in samples], settings)
     engine.DatabaseGenerationStore().put_many(

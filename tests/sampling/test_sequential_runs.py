@@ -5,6 +5,7 @@ import pytest
 
 from evals.models import EvalRun, MetricSnapshot, Threshold
 from evals.services import sampling
+from evals.services.profiles import evaluation_profile_update
 from evals.services.thresholds import threshold_save
 from tests.sampling.conftest import CHUNK, MIN_SAMPLES, register, work
 
@@ -73,16 +74,16 @@ def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_import
 
 def test_it_never_stops_before_the_minimum(baseline, demo_imports):
     family = baseline.family
-    family.sampling_min_samples = 3 * CHUNK + 1
-    family.save()
+    minimum = 3 * CHUNK + 1
+    evaluation_profile_update(family=family, sampling_min_samples=minimum)
     artifact = register(family, demo_imports["drifted"], "d")
 
     (run,) = work()
 
     trace = run.sampling["metrics"]["bits_per_byte"]["trace"]
     already_red = [n for n, low, high in trace if high < -0.02]
-    assert already_red[0] < family.sampling_min_samples, "the interval was decisive before the minimum"
-    assert family.sampling_min_samples <= run.samples_done < family.sampling_min_samples + CHUNK
+    assert already_red[0] < minimum, "the interval was decisive before the minimum"
+    assert minimum <= run.samples_done < minimum + CHUNK
     assert artifact.verdicts.get(metric="bits_per_byte").outcome == "red"
 
 
@@ -103,8 +104,7 @@ def test_an_interval_straddling_the_limit_keeps_scoring(baseline, demo_imports, 
 
 def test_an_incomparable_baseline_disables_sampling(baseline, demo_imports):
     family = baseline.family
-    family.max_length = 32  # the baseline was scored with the model's own context of 64
-    family.save()
+    evaluation_profile_update(family=family, max_length=32)  # the baseline was scored with the model's own 64
     artifact = register(family, demo_imports["drifted"], "f")
 
     (run,) = work()
