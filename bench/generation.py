@@ -13,6 +13,12 @@ between the two most likely tokens where it departs), the cache (a second run th
     python bench/generation.py --model var/demo/base    # an existing causal LM folder
     python bench/generation.py --device cuda            # GPU: ~100M-parameter GPT-2, bf16
     python bench/generation.py --threads 1              # every engine single-threaded
+    python bench/generation.py --drafts                 # also: candidates drafted from the model's answers
+
+With `--drafts`, candidates made of the model's weights plus 1 %, 5 % and 30 % Gaussian noise answer
+the same prompts, plainly and drafted from the model's own (the baseline's) answers, taking turns:
+acceptance rate, forward passes, answer tokens per second, answers equal to plain greedy decoding,
+and the speed-up over the harness's fastest setting (on the base model, the same size).
 
 Peak memory is the resident set size above the process's size before each engine ran (CPU), or
 torch's peak allocation (GPU).
@@ -20,6 +26,8 @@ torch's peak allocation (GPU).
 
 import argparse
 import contextlib
+import copy
+import dataclasses
 import io
 import json
 import math
@@ -46,6 +54,8 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from evals.scoring.demo_models import build_demo_models  # noqa: E402
 from evals.scoring.generation import (  # noqa: E402
+    Draft,
+    DraftStats,
     GenerationSettings,
     InMemoryGenerationStore,
     cut_at_stop,
@@ -85,6 +95,9 @@ def main() -> None:
         answer_tokens = generate(lm, prompts, settings, token_budget=args.token_budget).tokens
         report(runs, lm, prompts, settings, answer_tokens, device)
         report_cache(lm, prompts, settings, args.token_budget)
+        if args.drafts:
+            fastest = min(run.seconds for run in runs.values() if run.name.startswith("lm-eval"))
+            report_drafts(lm, prompts, settings, args, fastest)
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,6 +116,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, help="torch threads for every engine (this one runs a stream per thread)"
     )
+    parser.add_argument("--drafts", action="store_true", help="also time drafted decoding of noisy candidates")
     return parser.parse_args()
 
 
@@ -297,6 +311,55 @@ def report_cache(lm, prompts, settings, token_budget: int | None) -> None:
         f"{again.seconds * 1000:.1f} ms"
     )
     print(json.dumps({"identical_answers_second_run": again.texts == first.texts}))
+
+
+def noisy(lm, scale: float, seed: int = 0):
+    """A candidate: every weight tensor plus Gaussian noise of `scale` times its own spread."""
+    model = copy.deepcopy(lm.model)
+    generator = torch.Generator(device=lm.device).manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.numel() > 1:
+                noise = torch.randn(parameter.shape, generator=generator, device=lm.device, dtype=parameter.dtype)
+                parameter.add_(noise * parameter.std() * scale)
+    return dataclasses.replace(lm, model=model)
+
+
+def report_drafts(lm, prompts, settings, args, harness_seconds: float) -> None:
+    baseline = generate(lm, prompts, settings, token_budget=args.token_budget)
+    drafts = [Draft(text, finish) for text, finish in zip(baseline.texts, baseline.finish, strict=True)]
+    print(
+        f"{'candidate':<12}{'unchanged':>10}{'accepted':>10}{'passes plain':>14}{'drafted':>9}"
+        f"{'plain s':>9}{'drafted s':>11}{'tokens/s':>10}{'vs plain':>10}{'vs lm-eval best':>17}{'equal':>9}"
+    )
+    for scale in (0.01, 0.05, 0.3):
+        candidate = noisy(lm, scale)
+        seconds = {"plain": 0.0, "drafted": 0.0}
+        results: dict[str, list] = {"plain": [], "drafted": []}
+        for turn, part in enumerate(np.array_split(np.arange(len(prompts)), args.turns)):
+            for name in ("plain", "drafted") if turn % 2 == 0 else ("drafted", "plain"):
+                chosen = [prompts[i] for i in part]
+                options = {"drafts": [drafts[i] for i in part]} if name == "drafted" else {}
+                started = time.perf_counter()
+                results[name].append(generate(candidate, chosen, settings, token_budget=args.token_budget, **options))
+                synchronize(lm.device)
+                seconds[name] += time.perf_counter() - started
+        plain_texts = [text for result in results["plain"] for text in result.texts]
+        drafted_texts = [text for result in results["drafted"] for text in result.texts]
+        tokens = sum(result.tokens_generated for result in results["plain"])
+        stats = DraftStats()
+        for result in results["drafted"]:
+            stats.add(result.drafting)
+        unchanged = sum(a == b for a, b in zip(plain_texts, baseline.texts, strict=True))
+        equal = sum(a == b for a, b in zip(drafted_texts, plain_texts, strict=True))
+        print(
+            f"{f'{scale:.0%} noise':<12}{f'{unchanged}/{len(prompts)}':>10}"
+            f"{stats.accepted_tokens / max(1, stats.drafted_tokens):>10.0%}"
+            f"{sum(r.forward_passes for r in results['plain']):>14}{sum(r.forward_passes for r in results['drafted']):>9}"
+            f"{seconds['plain']:>9.2f}{seconds['drafted']:>11.2f}{tokens / seconds['drafted']:>10.0f}"
+            f"{seconds['plain'] / seconds['drafted']:>9.2f}x{harness_seconds / seconds['drafted']:>16.2f}x"
+            f"{f'{equal}/{len(prompts)}':>9}"
+        )
 
 
 if __name__ == "__main__":

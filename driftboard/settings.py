@@ -230,6 +230,8 @@ DRIFTBOARD_BAND_K = env_float("DRIFTBOARD_BAND_K", 3.0)
 DRIFTBOARD_BOOTSTRAP_RESAMPLES = env_int("DRIFTBOARD_BOOTSTRAP_RESAMPLES", 2000)
 # Per-sample results are saved every this many samples, so a killed run resumes from its last chunk.
 DRIFTBOARD_RESULT_CHUNK_SAMPLES = env_int("DRIFTBOARD_RESULT_CHUNK_SAMPLES", 256)
+# One greedy answer drafted from stored answers in this many is also decoded plainly and compared (0: none).
+DRIFTBOARD_DRAFT_AUDIT = env_int("DRIFTBOARD_DRAFT_AUDIT", 50)
 DRIFTBOARD_THRESHOLD_REVIEW_DAYS = env_int("DRIFTBOARD_THRESHOLD_REVIEW_DAYS", 90)
 
 # Prometheus metrics at /metrics: off unless a bearer token and/or allowed addresses are set.

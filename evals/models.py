@@ -243,6 +243,12 @@ class EvalRun(models.Model):
         help_text="A judge run: the facts of the model whose stored answers it judges (`model`) and, once "
         "done, what judging cost (`stats`: calls, failures, retries, seconds, tokens, judge errors).",
     )
+    usage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the finished run used and avoided (device, worker seconds, forward passes, tokens, "
+        "judge tokens per model, samples cached or left out by sampling); priced by DRIFTBOARD_PRICES.",
+    )
     drafting = models.JSONField(
         default=dict,
         blank=True,

@@ -21,6 +21,15 @@ alone (fp32 on CPU):
   answers never keep finished ones computing;
 - on CPU, batches run side by side in single-threaded streams (`batching.map_batches`).
 
+Greedy answers may be drafted: given, per prompt, an answer believed to be right (the stored
+answer of the baseline's weights), a row feeds its next draft tokens after its last accepted token
+and the model's own greedy choice at every fed position decides. The agreeing prefix plus the
+model's own token where it first disagrees are accepted in one forward pass; the rejected positions
+stay in the KV cache but are masked out of the attention for good, so rows that accepted different
+numbers of tokens share a batch. After a disagreement a row finds its place in the draft again by
+looking up its last tokens there. Drafting changes how many forward passes an answer takes, never
+the answer: EOS, stop strings and `max_new_tokens` apply token by token as in plain decoding.
+
 Sampling draws every row from its own generator, seeded by the recorded seed and the prompt's
 tokens, so a sampled answer does not depend on which other prompts shared its batch.
 """
@@ -29,7 +38,7 @@ import hashlib
 import inspect
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -59,6 +68,14 @@ _GROUP_PROMPTS = 4096
 # Padded tokens (rows × (prompt + new tokens)) per batch. Decoding one token per step leaves the
 # matrix products small, so generation wants more rows than scoring a text does.
 _DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 262144}
+# Draft tokens a row feeds per forward pass: it starts with _DRAFT_START, doubles while the whole
+# draft is accepted (up to the cap: a longer feed costs more than it is likely to save) and drops
+# to what was accepted after a disagreement.
+_DRAFT_START, _DRAFT_CAP = 4, 16
+# How many of an answer's last tokens are looked up in the draft to find the row's place again.
+_REALIGN_NGRAMS = (3, 2)
+# One drafted answer in this many is also decoded plainly and compared (DRIFTBOARD_DRAFT_AUDIT).
+DEFAULT_AUDIT_EVERY = 50
 # Missing answers are generated and stored this many prompts at a time (see `generate_cached`).
 DEFAULT_CHUNK_PROMPTS = 256
 
@@ -147,11 +164,48 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """An answer believed to be the model's (another weights' stored answer), and whose weights gave it.
+
+    Its text is tokenised by the model's own tokenizer, so a draft made with another tokenizer serves
+    as well; an answer that ended at EOS drafts the EOS token too.
+    """
+
+    text: str
+    finish: str
+    source: str = ""
+
+
+@dataclass
+class DraftStats:
+    """What drafting did: draft tokens fed and accepted, answers also decoded plainly (the audit) and
+    how many of those differed, and the forward passes plain decoding of the same batches would have
+    taken beyond those run."""
+
+    answers: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+    audited_answers: int = 0
+    audited_tokens: int = 0
+    audit_mismatches: int = 0
+    forward_passes_saved: int = 0
+
+    def add(self, other: "DraftStats") -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Generations:
     """Answers in the order of the prompts, with what it took to produce them.
 
     `tokens` counts the tokens generated for each answer, the EOS token excluded: up to the one
-    that completed a stop string, or `max_new_tokens`. `finish` says why each answer ended.
+    that completed a stop string, or `max_new_tokens`. `finish` says why each answer ended. For a
+    drafted answer, `departs_at_token` is the first answer token that differs from the draft's (None
+    when the texts are equal, or without a draft).
     """
 
     texts: list[str]
@@ -160,6 +214,8 @@ class Generations:
     finish: list[str]
     forward_passes: int
     seconds: float
+    departs_at_token: list[int | None] = field(default_factory=list)
+    drafting: DraftStats = field(default_factory=DraftStats)
 
     @property
     def tokens_generated(self) -> int:
@@ -184,8 +240,13 @@ def generate(
     *,
     token_budget: int | None = None,
     progress: ProgressCallback | None = None,
+    drafts: Sequence[Draft | None] | None = None,
 ) -> Generations:
-    """Answers to `prompts` (plain strings or lists of chat messages) by the loaded causal LM."""
+    """Answers to `prompts` (plain strings or lists of chat messages) by the loaded causal LM.
+
+    `drafts`, aligned with `prompts`, speed up greedy decoding without changing an answer; sampling
+    ignores them.
+    """
     started = time.perf_counter()
     if lm.kind != CAUSAL_LM:
         raise ScoringError(f"generation needs a causal LM, not a {lm.kind} model")
@@ -194,10 +255,13 @@ def generate(
         raise ScoringError(
             f"max_new_tokens ({settings.max_new_tokens}) must be less than the context length ({lm.max_length})"
         )
+    if drafts is not None and len(drafts) != len(prompts):
+        raise ScoringError(f"{len(drafts)} drafts for {len(prompts)} prompts")
     decoder = _Decoder(lm, settings, max_prompt, token_budget or default_token_budget(lm.device))
     results = _Results(len(prompts))
     for first, last in _groups(len(prompts)):
-        decoder.run_group(prompts[first:last], results, first, offset_progress(progress, first))
+        group_drafts = drafts[first:last] if drafts is not None and not settings.do_sample else None
+        decoder.run_group(prompts[first:last], results, first, offset_progress(progress, first), group_drafts)
     return Generations(
         texts=results.texts,
         tokens=results.tokens,
@@ -205,6 +269,8 @@ def generate(
         finish=results.finish,
         forward_passes=decoder.forward_passes,
         seconds=time.perf_counter() - started,
+        departs_at_token=results.departs_at_token,
+        drafting=decoder.drafting,
     )
 
 
@@ -243,16 +309,64 @@ class _Results:
         self.finish: list[str] = [LENGTH] * total
         self.tokens = np.zeros(total, dtype=np.int64)
         self.prompt_tokens = np.zeros(total, dtype=np.int64)
+        self.departs_at_token: list[int | None] = [None] * total
 
 
 @dataclass
 class _Batch:
-    """Rows of one batch, by their index into the group, with their prompt ids."""
+    """Rows of one batch, by their index into the group, with their prompt ids and draft ids."""
 
     rows: np.ndarray
     prompts: list[list[int]]
+    drafts: list[list[int] | None]
     answers: list[list[int]] = field(default_factory=list)
     finish: list[str] = field(default_factory=list)
+    stats: DraftStats = field(default_factory=DraftStats)
+
+
+class _RowDraft:
+    """One row's draft and where the row stands in it: the index of the next draft token (None once
+    the row lost its place) and how many tokens to feed next."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        self.next: int | None = 0
+        self.size = _DRAFT_START
+        self.misses = 0
+
+    def propose(self, room: int) -> list[int]:
+        if self.next is None or room <= 0:
+            return []
+        return self.ids[self.next : self.next + min(self.size, room)]
+
+    def update(self, answer: list[int], fed: int, accepted: int) -> None:
+        """After a step that fed `fed` draft tokens, of which the first `accepted` agreed."""
+        if self.next is None:
+            self.next = _realign(self.ids, answer, len(answer))
+            self.size = 2
+            return
+        own = self.next + accepted  # the draft index of the model's own token this step
+        if own < len(self.ids) and self.ids[own] == answer[-1]:
+            self.next, self.misses = own + 1, 0
+            self.size = min(_DRAFT_CAP, 2 * self.size) if accepted == fed else self.size
+            return
+        self.size = max(1, accepted)
+        self.misses = 0 if accepted else self.misses + 1
+        found = _realign(self.ids, answer, own + 1)
+        # No match: guess the model replaced one token, once; after that wait for a match.
+        self.next = found if found is not None else (own + 1 if self.misses <= 1 else None)
+
+
+def _realign(ids: list[int], answer: list[int], near: int) -> int | None:
+    """The draft index after the answer's last few tokens found in the draft (nearest to `near`)."""
+    for n in _REALIGN_NGRAMS:
+        if len(answer) < n:
+            continue
+        tail = answer[-n:]
+        ends = [start + n for start in range(len(ids) - n + 1) if ids[start : start + n] == tail]
+        if ends:
+            return min(ends, key=lambda end: abs(end - near))
+    return None
 
 
 class _Decoder:
@@ -268,86 +382,173 @@ class _Decoder:
         self.keeps_last_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
         self.stop_window = 4 * max((len(stop) for stop in settings.stop), default=0) + 2
         self.forward_passes = 0
+        self.drafting = DraftStats()
 
-    def run_group(self, prompts: Sequence[Prompt], results: _Results, first: int, progress: ProgressCallback | None):
+    def run_group(
+        self,
+        prompts: Sequence[Prompt],
+        results: _Results,
+        first: int,
+        progress: ProgressCallback | None,
+        drafts: Sequence[Draft | None] | None = None,
+    ):
         ids = prompt_token_ids(self.lm.tokenizer, prompts, self.settings, self.max_prompt)
+        draft_ids = self._draft_ids(drafts) if drafts is not None else [None] * len(ids)
         lengths = np.array([len(row) for row in ids], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
         padded = lengths[order] + self.settings.max_new_tokens
         batches = (
-            _Batch(rows=order[part], prompts=[ids[row] for row in order[part]])
+            _Batch(
+                rows=order[part],
+                prompts=[ids[row] for row in order[part]],
+                drafts=[draft_ids[row] for row in order[part]],
+            )
             for part in budget_batches(padded, self.token_budget)
         )
         tracker = SampleProgress(np.ones(len(ids), dtype=np.int64), progress)
         tracker.start()
         for batch, passes in map_batches(self._decode, batches, self.lm.device):
             self.forward_passes += passes
+            self.drafting.add(batch.stats)
             for row, answer, finish in zip(batch.rows, batch.answers, batch.finish, strict=True):
                 results.texts[first + row] = self._answer_text(answer)
                 results.tokens[first + row] = len(answer)
                 results.finish[first + row] = finish
+                if draft_ids[row] is not None and results.texts[first + row] != drafts[row].text:
+                    ended = answer + [self._eos] if finish == EOS else answer
+                    results.departs_at_token[first + row] = _first_difference(ended, draft_ids[row])
             results.prompt_tokens[first + batch.rows] = lengths[batch.rows]
             tracker.finish_parts(batch.rows)
 
+    @property
+    def _eos(self) -> int:
+        eos = self.lm.tokenizer.eos_token_id
+        return eos if eos in self.eos_ids else min(self.eos_ids)
+
+    def _draft_ids(self, drafts: Sequence[Draft | None]) -> list[list[int] | None]:
+        texts = [draft.text if draft is not None else "" for draft in drafts]
+        encoded = self.lm.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)
+        ids: list[list[int] | None] = []
+        for draft, tokens in zip(drafts, encoded["input_ids"], strict=True):
+            ended = tokens + [self._eos] if draft is not None and draft.finish == EOS and self.eos_ids else tokens
+            ids.append(ended[: self.settings.max_new_tokens] if draft is not None and ended else None)
+        return ids
+
     def _decode(self, batch: _Batch) -> int:
-        """Fill `batch.answers` and `batch.finish`; returns the forward passes it took."""
+        """Fill `batch.answers`, `batch.finish` and `batch.stats`; returns the forward passes it took.
+
+        Each step feeds every row its last token (the prompt, first) and then its draft tokens, right
+        padded to the longest draft of the step; the fed positions that were not accepted, and the
+        padding, are masked out of the attention from then on.
+        """
         device = self.lm.device
         n_rows = len(batch.prompts)
         width = max(len(ids) for ids in batch.prompts)
-        input_ids = torch.full((n_rows, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n_rows, width), dtype=torch.long)
+        head = torch.full((n_rows, width), self.pad_id, dtype=torch.long)
+        head_mask = torch.zeros((n_rows, width), dtype=torch.long)
         for row, ids in enumerate(batch.prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            mask[row, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            head[row, width - len(ids) :] = torch.tensor(ids)
+            head_mask[row, width - len(ids) :] = 1
+        head, head_mask = head.to(device), head_mask.to(device)
+        head_positions = (head_mask.cumsum(dim=1) - 1).clamp(min=0)
+        next_position = head_positions[:, -1] + 1
+        past_mask = head_mask.new_zeros((n_rows, 0))
         samplers = self._samplers(batch.prompts)
+        drafts = [_RowDraft(ids) if ids else None for ids in batch.drafts]
         answers: list[list[int]] = [[] for _ in range(n_rows)]
         finish = [LENGTH] * n_rows
         active = list(range(n_rows))
         cache = DynamicCache()
         passes = 0
-        for step in range(self.settings.max_new_tokens):
-            logits = self._last_logits(input_ids, mask, positions, cache)
+        limit = self.settings.max_new_tokens
+        while True:
+            proposed = [drafts[row].propose(limit - len(answers[row]) - 1) if drafts[row] else [] for row in active]
+            tail_width = max(len(tokens) for tokens in proposed)
+            tail = torch.full((len(active), tail_width), self.pad_id, dtype=torch.long)
+            tail_mask = torch.zeros((len(active), tail_width), dtype=torch.long)
+            for slot, tokens in enumerate(proposed):
+                tail[slot, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                tail_mask[slot, : len(tokens)] = 1
+            tail, tail_mask = tail.to(device), tail_mask.to(device)
+            offsets = torch.arange(tail_width, device=device)
+            tail_positions = torch.minimum(
+                next_position[:, None] + offsets, next_position[:, None] + tail_mask.sum(dim=1, keepdim=True)
+            )
+            step_mask = torch.cat([head_mask, tail_mask], dim=1)
+            logits = self._step_logits(
+                torch.cat([head, tail], dim=1),
+                torch.cat([past_mask, step_mask], dim=1),
+                torch.cat([head_positions, tail_positions], dim=1),
+                cache,
+                1 + tail_width,
+            )
             passes += 1
-            chosen = self._choose(logits, [samplers[row] for row in active] if samplers else None)
-            still_active = []
-            for slot, (row, token) in enumerate(zip(active, chosen, strict=True)):
-                if token in self.eos_ids:
-                    finish[row] = EOS
+            if samplers:
+                chosen = [[token] for token in self._choose(logits[:, -1], [samplers[row] for row in active])]
+            else:
+                chosen = logits.argmax(dim=-1).tolist()
+            still_active, accepted = [], []
+            for slot, row in enumerate(active):
+                taken = self._accept(answers[row], chosen[slot], proposed[slot])
+                accepted.append(taken.accepted)
+                batch.stats.drafted_tokens += len(proposed[slot])
+                batch.stats.accepted_tokens += taken.accepted
+                if taken.finish is not None:
+                    finish[row] = taken.finish
                     continue
-                answers[row].append(token)
-                if self._hit_stop(answers[row]):
-                    finish[row] = STOP
-                    continue
+                if drafts[row]:
+                    drafts[row].update(answers[row], len(proposed[slot]), taken.accepted)
                 still_active.append(slot)
-            if not still_active or step + 1 == self.settings.max_new_tokens:
+            if not still_active:
                 break
+            accepted_tensor = torch.tensor(accepted, device=device)
+            tail_kept = (offsets[None, :] < accepted_tensor[:, None]).long()
+            past_mask = torch.cat([past_mask, head_mask, tail_kept], dim=1)
+            next_position = next_position + accepted_tensor + 1
             if len(still_active) < len(active):
                 keep = torch.tensor(still_active, device=device)
                 cache.batch_select_indices(keep)
-                mask, positions = mask[keep], positions[keep]
-                chosen = [chosen[slot] for slot in still_active]
+                past_mask, next_position = past_mask[keep], next_position[keep]
                 active = [active[slot] for slot in still_active]
-            input_ids = torch.tensor(chosen, device=device).unsqueeze(1)
-            positions = positions[:, -1:] + 1
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            head = torch.tensor([[answers[row][-1]] for row in active], device=device)
+            head_mask = head.new_ones((len(active), 1))
+            head_positions = next_position[:, None] - 1
         batch.answers, batch.finish = answers, finish
+        if any(ids for ids in batch.drafts):
+            batch.stats.answers = sum(1 for ids in batch.drafts if ids)
+            plain = max(min(limit, len(answer) + (end == EOS)) for answer, end in zip(answers, finish, strict=True))
+            batch.stats.forward_passes_saved = max(1, plain) - passes
         return passes
 
-    def _last_logits(
-        self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    def _accept(self, answer: list[int], chosen: list[int], proposed: list[int]) -> "_Taken":
+        """Append the model's tokens of one step to `answer`: its choice after the last token and after
+        every draft token that agreed with its choice before; ends the answer as plain decoding would."""
+        for index, token in enumerate(chosen[: len(proposed) + 1]):
+            if token in self.eos_ids:
+                return _Taken(index, EOS)
+            answer.append(token)
+            if self._hit_stop(answer):
+                return _Taken(index, STOP)
+            if len(answer) == self.settings.max_new_tokens:
+                return _Taken(index, LENGTH)
+            if index == len(proposed) or proposed[index] != token:
+                return _Taken(index, None)
+        raise AssertionError("a step ends at the model's first own token")
+
+    def _step_logits(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache, keep: int
     ) -> torch.Tensor:
-        keep = {"logits_to_keep": 1} if self.keeps_last_logits else {}
+        """Logits of the last `keep` fed positions (only those go through the output head)."""
+        kept = {"logits_to_keep": keep} if self.keeps_last_logits else {}
         output = self.lm.model(
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
-            **keep,
+            **kept,
         )
-        return output.logits[:, -1, :].float()
+        return output.logits[:, -keep:, :].float()
 
     def _choose(self, logits: torch.Tensor, samplers: list[torch.Generator] | None) -> list[int]:
         if samplers is None:
@@ -384,6 +585,19 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     for stop in stops:
         text = text.split(stop)[0]
     return text
+
+
+class _Taken(NamedTuple):
+    """What one step gave a row: how many draft tokens agreed, and why the answer ended (None: it goes on)."""
+
+    accepted: int
+    finish: str | None
+
+
+def _first_difference(answer: list[int], draft: list[int]) -> int:
+    return next(
+        (index for index, (a, b) in enumerate(zip(answer, draft, strict=False)) if a != b), min(len(answer), len(draft))
+    )
 
 
 def _nucleus(probabilities: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -439,9 +653,14 @@ class GenerationKey(NamedTuple):
 
 @dataclass(frozen=True)
 class Generation:
+    """A stored answer. A drafted one also says whose answer drafted it and at which token it departs
+    from that draft (None when their texts are equal): information about the answer, not part of its key."""
+
     text: str
     tokens: int
     finish: str
+    drafted_from: str = ""
+    departs_at_token: int | None = None
 
 
 class GenerationStore(Protocol):
@@ -450,6 +669,21 @@ class GenerationStore(Protocol):
         ...
 
     def put_many(self, generations: Mapping[GenerationKey, Generation]) -> None: ...
+
+
+@dataclass
+class Drafting:
+    """Where the drafts of a run's answers come from (`lookup`: the keys of the answers to generate →
+    drafts), one in `audit_every` drafted answers also decoded plainly (0: none), and what drafting
+    did over the run."""
+
+    lookup: Callable[[Sequence[GenerationKey]], Mapping[GenerationKey, Draft]]
+    audit_every: int = DEFAULT_AUDIT_EVERY
+    stats: DraftStats = field(default_factory=DraftStats)
+
+    def audits(self, key: GenerationKey) -> bool:
+        """Whether an answer is in the audit share: chosen by its prompt, so a rerun audits the same ones."""
+        return self.audit_every > 0 and int(key.prompt_sha256[:12], 16) % self.audit_every == 0
 
 
 class InMemoryGenerationStore:
@@ -509,11 +743,14 @@ def generate_cached(
     token_budget: int | None = None,
     chunk_prompts: int = DEFAULT_CHUNK_PROMPTS,
     progress: ProgressCallback | None = None,
+    drafting: Drafting | None = None,
 ) -> CachedGenerations:
     """Answers to `prompts`, generating only those `store` does not hold yet.
 
     Missing answers are generated `chunk_prompts` at a time and stored after each chunk, so a run
-    killed half-way keeps what it finished; the same prompt twice is generated once.
+    killed half-way keeps what it finished; the same prompt twice is generated once. With `drafting`,
+    greedy answers are drafted from the answers it looks up, and its audit share is decoded plainly
+    as well: where the two differ, the plain answer is stored and the mismatch counted.
     """
     started = time.perf_counter()
     keys = generation_keys(lm, prompts, settings)
@@ -531,20 +768,13 @@ def generate_cached(
     passes = 0
     for start in range(0, len(missing), max(1, chunk_prompts)):
         chunk = missing[start : start + chunk_prompts]
-        fresh = generate(
-            lm,
-            [first_prompt[key] for key in chunk],
-            settings,
-            token_budget=token_budget,
-            progress=offset_progress(progress, reused + start),
+        chunk_progress = offset_progress(progress, reused + start)
+        answers, chunk_passes = _generate_chunk(
+            lm, chunk, first_prompt, settings, token_budget, chunk_progress, drafting
         )
-        answers = {
-            key: Generation(text, int(tokens), finish)
-            for key, text, tokens, finish in zip(chunk, fresh.texts, fresh.tokens, fresh.finish, strict=True)
-        }
         store.put_many(answers)
         known.update(answers)
-        passes += fresh.forward_passes
+        passes += chunk_passes
     return CachedGenerations(
         answers=[known[key] for key in keys],
         keys=keys,
@@ -553,3 +783,57 @@ def generate_cached(
         forward_passes=passes,
         seconds=time.perf_counter() - started,
     )
+
+
+def _generate_chunk(
+    lm: LoadedModel,
+    chunk: list[GenerationKey],
+    first_prompt: Mapping[GenerationKey, Prompt],
+    settings: GenerationSettings,
+    token_budget: int | None,
+    progress: ProgressCallback | None,
+    drafting: Drafting | None,
+) -> tuple[dict[GenerationKey, Generation], int]:
+    found = drafting.lookup(chunk) if drafting is not None and not settings.do_sample else {}
+    drafts = [found.get(key) for key in chunk] if found else None
+    prompts = [first_prompt[key] for key in chunk]
+    fresh = generate(lm, prompts, settings, token_budget=token_budget, progress=progress, drafts=drafts)
+    answers = {}
+    for index, key in enumerate(chunk):
+        draft = found.get(key)
+        answers[key] = Generation(
+            fresh.texts[index],
+            int(fresh.tokens[index]),
+            fresh.finish[index],
+            drafted_from=draft.source if draft is not None else "",
+            departs_at_token=fresh.departs_at_token[index] if draft is not None else None,
+        )
+    if not found:
+        return answers, fresh.forward_passes
+    drafting.stats.add(fresh.drafting)
+    return answers, fresh.forward_passes + _audit(lm, answers, first_prompt, settings, token_budget, drafting)
+
+
+def _audit(
+    lm: LoadedModel,
+    answers: dict[GenerationKey, Generation],
+    first_prompt: Mapping[GenerationKey, Prompt],
+    settings: GenerationSettings,
+    token_budget: int | None,
+    drafting: Drafting,
+) -> int:
+    """Decode the audit share of the drafted answers plainly; a differing answer is replaced by the
+    plain one. Returns the forward passes it took."""
+    audited = [key for key, answer in answers.items() if answer.drafted_from and drafting.audits(key)]
+    if not audited:
+        return 0
+    plain = generate(lm, [first_prompt[key] for key in audited], settings, token_budget=token_budget)
+    for index, key in enumerate(audited):
+        drafted = answers[key]
+        drafting.stats.audited_answers += 1
+        drafting.stats.audited_tokens += int(plain.tokens[index])
+        expected = (plain.texts[index], int(plain.tokens[index]), plain.finish[index])
+        if (drafted.text, drafted.tokens, drafted.finish) != expected:
+            drafting.stats.audit_mismatches += 1
+            answers[key] = Generation(*expected)
+    return plain.forward_passes

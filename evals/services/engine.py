@@ -398,7 +398,12 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
         id(scorer.settings.judge): scorer.settings.judge for scorer in scorers if scorer.settings.judge is not None
     }
     stats = _stats_total([judge.stats for judge in asked.values()])
-    judging = {**run.judging, "stats": stats | {"judge_errors": _judge_errors(scored)}, **compared}
+    by_judge = {judge.identity: _judge_usage(judge.stats) for judge in asked.values()}
+    judging = {
+        **run.judging,
+        "stats": stats | {"judge_errors": _judge_errors(scored), "by_judge": by_judge},
+        **compared,
+    }
     complete = not unanswered and len(samples) >= run.dataset.sample_count
     return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
 
@@ -522,6 +527,11 @@ def _stats_total(stats: Sequence[JudgeStats]) -> dict:
             setattr(total, name, getattr(total, name) + getattr(one, name))
         total.slowest = max(total.slowest, one.slowest)
     return dataclasses.asdict(total)
+
+
+def _judge_usage(stats: JudgeStats) -> dict[str, int]:
+    """What one judge's calls are priced by (evals/services/costs.py)."""
+    return {"calls": stats.calls, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
 
 
 def run_fingerprints(

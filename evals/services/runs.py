@@ -370,6 +370,7 @@ def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
         cached_samples=result.cached_samples,
         device=result.device,
         sampling=result.sampling,
+        drafting=result.drafting,
         judging=result.judging,
         error="",
     )
