@@ -482,11 +482,14 @@ def samples_regressed_most(
 
 @dataclass(frozen=True)
 class Answer:
-    """One generated answer as stored (model output: untrusted text)."""
+    """One generated answer as stored (model output: untrusted text); a drafted one also says whose
+    answer drafted it and the token where it departs from that answer (None when they are equal)."""
 
     text: str
     tokens: int
     finish: str
+    drafted_from: str = ""
+    departs_at_token: int | None = None
 
 
 @dataclass(frozen=True)
@@ -521,6 +524,16 @@ class AnswerComparison:
     # side was not judged with findable settings; the baseline's only when the same judge judged it).
     candidate_judged: tuple[JudgeReply, ...] | None = None
     baseline_judged: tuple[JudgeReply, ...] | None = None
+    # The first token of the candidate's answer that differs from the baseline's, known when the
+    # candidate's answer was drafted from the baseline's (None when they are equal or it is unknown).
+    departs_at_token: int | None = None
+
+    @property
+    def unchanged(self) -> bool | None:
+        """Whether the candidate answered exactly as the baseline (None unless both answers are stored)."""
+        if self.candidate is None or self.baseline is None:
+            return None
+        return self.candidate.text == self.baseline.text
 
     @property
     def asked(self) -> str:
@@ -616,14 +629,64 @@ def _answers_of(snapshot: MetricSnapshot | None, prompt_hashes: dict[int, str]) 
         return {}
     config, template, engine = settings
     rows = Generation.objects.filter(
-        weights_sha256=snapshot.fingerprint.get("weights_sha256") or snapshot.artifact.sha256,
+        weights_sha256=snapshot_weights(snapshot),
         config_sha256=config,
         chat_template_sha256=template,
         engine_version=engine,
         prompt_sha256__in=set(prompt_hashes.values()),
-    ).values_list("prompt_sha256", "text", "tokens", "finish")
-    by_hash = {digest: Answer(text, tokens, finish) for digest, text, tokens, finish in rows}
+    ).values_list("prompt_sha256", "text", "tokens", "finish", "drafted_from", "departs_at_token")
+    by_hash = {digest: Answer(*fields) for digest, *fields in rows}
     return {position: by_hash[digest] for position, digest in prompt_hashes.items() if digest in by_hash}
+
+
+def snapshot_weights(snapshot: MetricSnapshot) -> str:
+    """The sha256 of the weights a snapshot scored."""
+    return snapshot.fingerprint.get("weights_sha256") or snapshot.artifact.sha256
+
+
+def departure(candidate: Answer | None, baseline: Answer | None, baseline_weights: str) -> int | None:
+    """Where the candidate's answer departs from the baseline's: known when it was drafted from it."""
+    if candidate is None or baseline is None or candidate.text == baseline.text:
+        return None
+    return candidate.departs_at_token if candidate.drafted_from == baseline_weights else None
+
+
+@dataclass(frozen=True)
+class AnswerDiff:
+    """How many of a candidate's answers equal its baseline's, and where the others depart (median
+    token, over the answers drafted from the baseline's; None when none was)."""
+
+    compared: int
+    unchanged: int
+    median_departure: float | None
+
+    @property
+    def sentence(self) -> str:
+        said = f"{self.unchanged} of {self.compared} answers unchanged"
+        if self.unchanged == self.compared or self.median_departure is None:
+            return said
+        return f"{said}; the others depart at token {self.median_departure:g} on median"
+
+
+def answer_diff(candidate: MetricSnapshot, baseline: MetricSnapshot | None) -> AnswerDiff | None:
+    """The candidate's answers beside the baseline's, over every prompt both answered (three queries);
+    None without a baseline or stored answers on both sides. Information, not a gate."""
+    if baseline is None or not generation_metric(candidate):
+        return None
+    hashes = {}
+    for position, prompt, messages in GoldenSample.objects.filter(dataset_id=candidate.dataset_id).values_list(
+        "position", "prompt", "messages"
+    ):
+        if prompt or messages:
+            hashes[position] = prompt_sha256(messages_of({"prompt": prompt, "messages": messages}))
+    mine, theirs = _answers_of(candidate, hashes), _answers_of(baseline, hashes)
+    both = [position for position in mine if position in theirs]
+    if not both:
+        return None
+    unchanged = sum(mine[p].text == theirs[p].text for p in both)
+    weights = snapshot_weights(baseline)
+    departures = [d for p in both if (d := departure(mine[p], theirs[p], weights)) is not None]
+    return AnswerDiff(len(both), unchanged, float(np.median(departures)) if departures else None)
 
 
 def answer_order(candidate: MetricSnapshot, baseline: MetricSnapshot | None, order: str) -> list[int]:
@@ -687,6 +750,11 @@ def answers_compared(
                 metric=candidate.metric,
                 candidate_judged=_replies_at(candidate_judged, position),
                 baseline_judged=_replies_at(baseline_judged, position),
+                departs_at_token=departure(
+                    candidate_answers.get(position),
+                    baseline_answers.get(position),
+                    snapshot_weights(baseline) if baseline else "",
+                ),
             )
         )
     return rows
@@ -723,6 +791,24 @@ def verdict_answers_regressed_most(
     if not generation_metric(candidate) or baseline is None or verdict.metric not in METRICS:
         return None
     return answers_regressed_most(candidate, baseline, limit, order)
+
+
+def verdict_answer_diff(verdict: DriftVerdict) -> AnswerDiff | None:
+    """How many of the candidate's answers behind a verdict on a generation metric equal the baseline's."""
+    if verdict.baseline_id is None:
+        return None
+    snapshots = {
+        snapshot.artifact_id: snapshot
+        for snapshot in MetricSnapshot.objects.select_related("artifact")
+        .defer("positions", "numerators", "denominators")
+        .filter(
+            artifact_id__in=[verdict.artifact_id, verdict.baseline_id],
+            dataset_id=verdict.dataset_id,
+            metric=verdict.metric,
+        )
+    }
+    candidate = snapshots.get(verdict.artifact_id)
+    return answer_diff(candidate, snapshots.get(verdict.baseline_id)) if candidate else None
 
 
 ANSWER_ORDERS = ("regressed", "absolute", "position")
