@@ -163,3 +163,53 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             connect(node)
     return components
+
+
+# Families and weights come to be in one place: the evaluation pipeline calls these registry services and
+# then does its own work (profile, thresholds, runs) in the same transaction; the registry takes no callbacks.
+REGISTRY_CREATION = ("family_create", "artifact_store", "artifact_record", "artifact_register")
+
+
+def registry_service_calls(path: Path) -> set[str]:
+    """Registry service names used by a module: `from registry.services import x`, or `<alias>.x` where the
+    alias is `registry.services` imported under any name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "registry"
+        for alias in node.names
+        if alias.name == "services"
+    }
+    used = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "registry.services"
+        for alias in node.names
+    }
+    used |= {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+    }
+    return used
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, "evals") or within(m, "driftboard")))
+def test_only_the_pipeline_creates_families_and_artifacts(module):
+    if module == "evals.services.pipeline":
+        return
+    offending = sorted(registry_service_calls(MODULES[module]) & set(REGISTRY_CREATION))
+    assert not offending, f"{module} calls registry services {offending}; go through evals.services.pipeline"
+
+
+def test_registry_services_take_no_callbacks():
+    tree = ast.parse(MODULES["registry.services"].read_text())
+    callbacks = [
+        f"{node.name}({arg.arg})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        for arg in node.args.args + node.args.kwonlyargs
+        if arg.annotation is not None and "Callable" in ast.unparse(arg.annotation)
+    ]
+    assert not callbacks, f"registry services take callbacks: {callbacks}"
