@@ -33,6 +33,7 @@ from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import DEFAULT_SCORERS, scorer_options_check, scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.scoring.scorers.judge_score import judge_options
+from evals.scoring.task_files import TaskFileError
 from evals.services import experiments as experiment_services
 from evals.services import pipeline, profiles
 from evals.services import runs as run_services
@@ -431,6 +432,21 @@ class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
 
 
+class TaskUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="An lm-evaluation-harness task YAML whose data files lie in the import folders."
+    )
+    name = serializers.SlugField(max_length=100, required=False, help_text="The dataset's name (default: the task's).")
+
+    def validate_file(self, upload):
+        if upload.size > TASK_FILE_BYTES_MAX:
+            raise serializers.ValidationError(f"a task file may be at most {TASK_FILE_BYTES_MAX // 1024} KiB")
+        return upload
+
+
+TASK_FILE_BYTES_MAX = 256 * 1024
+
+
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     serializer_class = DatasetSerializer
     parser_classes = [parsers.MultiPartParser]  # a file cannot travel url-encoded
@@ -449,6 +465,28 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewS
             )
         except GoldenFileError as exc:
             return Response({"detail": str(exc), "row": exc.row}, status=status.HTTP_400_BAD_REQUEST)
+        except DatasetChangeRefused as exc:
+            return Response(
+                {"detail": str(exc), "families": [f.slug for f in exc.families]}, status=status.HTTP_403_FORBIDDEN
+            )
+        return Response(
+            {**DatasetSerializer(dataset).data, "families": dataset_families(dataset.name)},
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=TaskUploadSerializer, responses={201: DatasetSerializer})
+    @action(detail=False, methods=["post"], url_path="import-task")
+    def import_task(self, request) -> Response:
+        """Freeze the documents of an uploaded lm-evaluation-harness task file as a golden dataset version."""
+        params = TaskUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["file"]
+        try:
+            dataset = services.dataset_import_task_upload(
+                filename=upload.name, source=upload, name=params.validated_data.get("name"), user=request.user
+            )
+        except (TaskFileError, GoldenFileError) as exc:
+            return Response({"file": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         except DatasetChangeRefused as exc:
             return Response(
                 {"detail": str(exc), "families": [f.slug for f in exc.families]}, status=status.HTTP_403_FORBIDDEN

@@ -3,7 +3,7 @@
 `pipeline` is where they meet the registry (submission, run processing, judging).
 """
 
-from evals.services.datasets import dataset_import
+from evals.services.datasets import dataset_import, dataset_import_task, dataset_import_task_upload
 from evals.services.runs import (
     eval_run_claim,
     eval_run_execute,
@@ -18,6 +18,8 @@ from evals.services.verdicts import artifact_evaluate
 __all__ = [
     "artifact_evaluate",
     "dataset_import",
+    "dataset_import_task",
+    "dataset_import_task_upload",
     "eval_run_claim",
     "eval_run_execute",
     "eval_run_fail",

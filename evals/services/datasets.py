@@ -1,3 +1,4 @@
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import BinaryIO
@@ -8,7 +9,7 @@ from django.db.models import Max
 
 from driftboard.roles import can_change_families
 from evals.models import GoldenDataset, GoldenSample
-from evals.scoring import golden_io
+from evals.scoring import golden_io, task_files
 from registry.models import ModelFamily
 from registry.selectors import families_gating_on
 
@@ -53,6 +54,37 @@ def dataset_import(*, name: str, filename: str, source: BinaryIO | Path | str, u
         prompts=True,
     )
     return dataset_freeze(name=name, samples=samples, source_name=filename, user=user)
+
+
+def dataset_import_task(
+    *, task_file: Path, name: str | None = None, user=None, data_roots: list[Path] | None = None
+) -> GoldenDataset:
+    """Read an lm-evaluation-harness task file with local data and freeze its documents as the next
+    version of `name` (default: the task's name), recording the file's sha256 and how it is scored.
+    `data_roots`: the folders its data files may lie in (None: anywhere, for an operator's command).
+
+    Raises task_files.TaskFileError or golden_io.GoldenFileError and stores nothing on bad input."""
+    task = task_files.read_task_file(
+        task_file,
+        data_roots=data_roots,
+        max_rows=settings.DRIFTBOARD_MAX_DATASET_ROWS,
+        max_chars=settings.DRIFTBOARD_MAX_SAMPLE_CHARS,
+    )
+    return dataset_freeze(
+        name=name or task.name, samples=task.samples, source_name=task_file.name, user=user, recipe=task.recipe
+    )
+
+
+def dataset_import_task_upload(*, filename: str, source: BinaryIO, name: str | None = None, user=None) -> GoldenDataset:
+    """`dataset_import_task` for an uploaded task file: its data files must lie in the import
+    folders (`DRIFTBOARD_IMPORT_ROOTS`), named by absolute path, since an upload has no folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        # The upload's own name never becomes a path here; its `task:` names the dataset.
+        task_file = Path(folder) / "upload.yaml"
+        task_file.write_bytes(source.read())
+        return dataset_import_task(
+            task_file=task_file, name=name, user=user, data_roots=list(settings.DRIFTBOARD_IMPORT_ROOTS)
+        )
 
 
 def dataset_freeze(

@@ -40,7 +40,10 @@ from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, load_model
 from evals.scoring.scorers import METRICS, SCORERS, on_judge_queue, scorers_for
 from evals.scoring.scorers.generated_answers import EMBEDDER_ENV
 from evals.scoring.summary import metric_value
+from evals.scoring.task_files import MULTIPLE_CHOICE, TaskFileError, read_task_file
 from registry.models import ModelFamily
+
+TASK_SUFFIXES = (".yaml", ".yml")
 
 
 class Command(BaseCommand):
@@ -49,7 +52,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--weights", type=Path, required=True, help="HF folder, .safetensors or .bin")
-        parser.add_argument("--subset", type=Path, required=True, help="golden file")
+        parser.add_argument(
+            "--subset", type=Path, required=True, help="golden file, or an lm-evaluation-harness task file (.yaml)"
+        )
         parser.add_argument("--family", help="family whose base folder gives config and tokenizer")
         parser.add_argument("--base-dir", type=Path, help="HF folder with config and tokenizer (instead of --family)")
         parser.add_argument("--kind", choices=[CAUSAL_LM, EMBEDDING], default=None)
@@ -81,7 +86,10 @@ class Command(BaseCommand):
         add_judge_arguments(parser)
 
     def handle(self, *args, **options) -> None:
-        samples = self.read_samples(options["subset"], options["limit"], prompts=options["generate"])
+        if options["subset"].suffix in TASK_SUFFIXES:
+            samples = self.read_task(options)
+        else:
+            samples = self.read_samples(options["subset"], options["limit"], prompts=options["generate"])
         base_dir, kind = self.resolve_family(options)
         self.scorer_options = options["scorer_options"]
         if options["generate"]:
@@ -153,6 +161,22 @@ class Command(BaseCommand):
         except (GoldenFileError, OSError) as exc:
             raise CommandError(f"{path}: {exc}") from exc
         return samples[:limit] if limit else samples
+
+    def read_task(self, options: dict) -> list[dict]:
+        """The documents of an lm-evaluation-harness task file; a multiple-choice task runs the
+        multiple-choice scorer with its delimiter, a generation task generates with its stop strings."""
+        try:
+            task = read_task_file(options["subset"])
+        except (TaskFileError, GoldenFileError) as exc:
+            raise CommandError(f"{options['subset']}: {exc}") from exc
+        if task.output_type == MULTIPLE_CHOICE:
+            options["scorers"] = options["scorers"] or ["multiple-choice"]
+            if task.target_delimiter != " " and options["scorer_options"] is None:
+                options["scorer_options"] = {"multiple-choice": {"target_delimiter": task.target_delimiter}}
+        else:
+            options["generate"] = True
+            options["stop"] = options["stop"] or task.until
+        return task.samples[: options["limit"]] if options["limit"] else task.samples
 
     def resolve_family(self, options) -> tuple[Path | None, str]:
         if not options["family"]:
