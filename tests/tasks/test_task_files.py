@@ -139,3 +139,15 @@ def test_it_imports_an_uploaded_task_whose_data_lie_in_the_import_folders(api_cl
     assert refused.status_code == 400
     assert refused.json() == {"file": ["data file 'docs.jsonl' is outside the folders data may be imported from"]}
     assert str(tmp_path) not in refused.content.decode()
+
+
+def test_it_generates_as_the_harness_on_a_generation_task(tmp_path, task_model_dirs, capsys):
+    docs = [{"question": question["context"][:60], "answer": "x"} for question in continuation_questions()[:6]]
+    body = GENERATION_TASK.replace('until: ["\\n", "Q:"]', 'until: ["e", "Q:"]\n  max_gen_toks: 12')
+    assert "max_gen_toks: 12" in body
+    task = write_task(tmp_path, "qa_local", docs, body)
+    call_command(
+        "evaluate", "--weights", str(task_model_dirs["gpt2"]), "--subset", str(task), "--max-new-tokens", "12", "--json"
+    )
+    ours = [generation["text"] for generation in json.loads(capsys.readouterr().out)["generations"]]
+    assert ours == [logged["filtered_resps"][0] for logged in harness_samples(task_model_dirs["gpt2"], task)]
