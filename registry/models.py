@@ -243,9 +243,16 @@ class Alert(models.Model):
     delivery_attempts = models.PositiveIntegerField(default=0)
     delivery_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # An alert stays open (on Home and the Alerts page) until a reviewer acknowledges it.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledgement_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["acknowledged_at", "-created_at"], name="alert_open_idx")]
 
     def __str__(self) -> str:
         return self.title
