@@ -249,6 +249,10 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     acknowledgement_note = models.TextField(blank=True)
+    # What it is about, family and cause ("drift:bits_per_byte", "budget"): one alert of a key is open at
+    # a time; channels hear of it again only when it changes, and of its resolution when the family recovers.
+    dedup_key = models.CharField(max_length=300, blank=True, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -256,3 +260,61 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class AlertChannel(models.Model):
+    """Where alerts go: a webhook, a Slack incoming webhook, a PagerDuty service, or e-mail addresses."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook (JSON)"
+        SLACK = "slack", "Slack incoming webhook"
+        PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
+        EMAIL = "email", "E-mail"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    url = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="The webhook or Slack URL; for PagerDuty the Events API v2 endpoint (empty: PagerDuty's own).",
+    )
+    routing_key = models.CharField(max_length=100, blank=True, help_text="PagerDuty: the service's integration key.")
+    to = models.CharField(max_length=1000, blank=True, help_text="E-mail: addresses, separated by commas.")
+    families = models.JSONField(default=list, blank=True, help_text="Family slugs it hears of; empty means all.")
+    min_severity = models.CharField(max_length=20, choices=Alert.Severity.choices, default=Alert.Severity.WARNING)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.get_kind_display()} #{self.pk}"
+
+
+class AlertDelivery(models.Model):
+    """One alert (or its resolution) sent to one channel: the delivery log."""
+
+    class Action(models.TextChoices):
+        TRIGGER = "trigger", "Trigger"
+        RESOLVE = "resolve", "Resolve"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    action = models.CharField(max_length=10, choices=Action.choices, default=Action.TRIGGER)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of alert {self.alert_id} to {self.channel}"
