@@ -101,6 +101,9 @@ class GoldenSample(models.Model):
     messages = models.JSONField(null=True, blank=True, help_text='Chat turns [{"role", "content"}] to answer, if any.')
     choices = models.JSONField(null=True, blank=True, help_text="A multiple-choice question's choices, if any.")
     answer = models.JSONField(null=True, blank=True, help_text="The gold choices' indices, with `choices`.")
+    turns = models.JSONField(
+        null=True, blank=True, help_text='A conversation answered turn by turn [{"role", "content", "reference"?}].'
+    )
     sha256 = models.CharField(max_length=64, db_index=True)
 
     class Meta:
