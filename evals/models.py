@@ -3,6 +3,7 @@ import datetime
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -53,6 +54,20 @@ class EvaluationProfile(models.Model):
         help_text='Option values per scorer, e.g. {"flagged-words": {"words": ["damn"]}}; validated by the '
         "scorers' declarations.",
     )
+    weekly_budget = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Spend per week (Monday to Sunday, UTC) in DRIFTBOARD_PRICES' currency; empty means no budget. "
+        "Past DRIFTBOARD_BUDGET_SOFT_SHARE of it runs are sampled and non-gating runs wait for off-peak; past "
+        "it, new runs are deferred until staff lift the budget.",
+    )
+    # A staff user let this week's runs past the budget: until when, who and why.
+    budget_lifted_until = models.DateTimeField(null=True, blank=True)
+    budget_lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    budget_lift_reason = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return f"evaluation of {self.family}"
@@ -207,6 +222,7 @@ class EvalRun(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending (not yet on the broker)"
         DEFERRED = "deferred", "Deferred (queue full)"
+        BUDGET = "budget", "Deferred (budget)"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
@@ -219,7 +235,7 @@ class EvalRun(models.Model):
         TRAFFIC = "traffic", "Production model on a traffic window"
         JUDGE = "judge", "Judging of the answers"
 
-    WAITING = (Status.PENDING, Status.DEFERRED, Status.QUEUED)
+    WAITING = (Status.PENDING, Status.DEFERRED, Status.BUDGET, Status.QUEUED)
 
     artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="runs")
     dataset = models.ForeignKey(GoldenDataset, on_delete=models.PROTECT, related_name="runs")

@@ -5,55 +5,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0008_alert_acknowledgement'),
+        ("registry", "0008_alert_acknowledgement"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AlertChannel',
+            name="AlertChannel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('webhook', 'Webhook (JSON)'), ('slack', 'Slack incoming webhook'), ('pagerduty', 'PagerDuty Events API v2'), ('email', 'E-mail')], max_length=20)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('url', models.CharField(blank=True, help_text="The webhook or Slack URL; for PagerDuty the Events API v2 endpoint (empty: PagerDuty's own).", max_length=1000)),
-                ('routing_key', models.CharField(blank=True, help_text="PagerDuty: the service's integration key.", max_length=100)),
-                ('to', models.CharField(blank=True, help_text='E-mail: addresses, separated by commas.', max_length=1000)),
-                ('families', models.JSONField(blank=True, default=list, help_text='Family slugs it hears of; empty means all.')),
-                ('min_severity', models.CharField(choices=[('warning', 'Warning'), ('critical', 'Critical')], default='warning', max_length=20)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("webhook", "Webhook (JSON)"),
+                            ("slack", "Slack incoming webhook"),
+                            ("pagerduty", "PagerDuty Events API v2"),
+                            ("email", "E-mail"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=200)),
+                (
+                    "url",
+                    models.CharField(
+                        blank=True,
+                        help_text="The webhook or Slack URL; for PagerDuty the Events API v2 endpoint (empty: PagerDuty's own).",
+                        max_length=1000,
+                    ),
+                ),
+                (
+                    "routing_key",
+                    models.CharField(blank=True, help_text="PagerDuty: the service's integration key.", max_length=100),
+                ),
+                (
+                    "to",
+                    models.CharField(blank=True, help_text="E-mail: addresses, separated by commas.", max_length=1000),
+                ),
+                (
+                    "families",
+                    models.JSONField(blank=True, default=list, help_text="Family slugs it hears of; empty means all."),
+                ),
+                (
+                    "min_severity",
+                    models.CharField(
+                        choices=[("warning", "Warning"), ("critical", "Critical")], default="warning", max_length=20
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddField(
-            model_name='alert',
-            name='dedup_key',
+            model_name="alert",
+            name="dedup_key",
             field=models.CharField(blank=True, db_index=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='resolved_at',
+            model_name="alert",
+            name="resolved_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='AlertDelivery',
+            name="AlertDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('trigger', 'Trigger'), ('resolve', 'Resolve')], default='trigger', max_length=10)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('alert', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='registry.alert')),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='registry.alertchannel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[("trigger", "Trigger"), ("resolve", "Resolve")], default="trigger", max_length=10
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "alert",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="registry.alert"
+                    ),
+                ),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="registry.alertchannel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]
