@@ -1,10 +1,11 @@
 """Reads shared by the pages, the API and the charts."""
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
 
-from registry.models import Artifact, ModelFamily, PullRequestLink, TelemetryTag
+from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
 ARTIFACT_FILTERS = ("stage", "status", "drift_flag", "branch")
+RED = "red"
 
 
 def artifact_list(*, filters: dict[str, str] | None = None) -> QuerySet[Artifact]:
@@ -67,3 +68,37 @@ def production_artifacts(*, families: list[ModelFamily] | None = None) -> dict[i
     for artifact in rows.select_related("family").order_by("family_id", "-version"):
         production.setdefault(artifact.family_id, artifact)
     return production
+
+
+def alert_list(*, acknowledged: bool) -> QuerySet[Alert]:
+    """Open alerts (acknowledged=False) or closed ones, newest first, with their artifact and family."""
+    return Alert.objects.filter(acknowledged_at__isnull=not acknowledged).select_related(
+        "artifact__family", "acknowledged_by"
+    )
+
+
+def held_candidates() -> QuerySet[Artifact]:
+    """Candidates waiting for a reviewer, oldest first since they have waited longest, each with the reason
+    of its latest hold (`hold_reason`)."""
+    holds = PromotionEvent.objects.filter(artifact=OuterRef("pk"), action=PromotionEvent.Action.HOLD)
+    held = Artifact.objects.filter(status=Artifact.Status.HELD).select_related("family", "pull_request")
+    reason = Subquery(holds.order_by("-created_at", "-id").values("reason")[:1])
+    return held.annotate(hold_reason=reason).order_by("created_at", "id")
+
+
+def production_traffic_drift() -> list[tuple[Artifact, str]]:
+    """(production artifact, reason) of every family whose latest traffic window is red."""
+    production = production_artifacts()
+    tags = TelemetryTag.objects.filter(
+        artifact__in=[artifact.pk for artifact in production.values()],
+        key__in=("traffic_drift", "traffic_drift.reason"),
+    ).values_list("artifact_id", "key", "value")
+    by_artifact: dict[int, dict[str, str]] = {}
+    for artifact_id, key, value in tags:
+        by_artifact.setdefault(artifact_id, {})[key] = value
+    rows = []
+    for artifact in production.values():
+        values = by_artifact.get(artifact.pk, {})
+        if values.get("traffic_drift") == RED:
+            rows.append((artifact, values.get("traffic_drift.reason", "")))
+    return rows

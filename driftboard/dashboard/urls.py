@@ -33,6 +33,8 @@ urlpatterns = [
     path("thresholds/", views.threshold_list, name="threshold-list"),
     path("thresholds/<int:pk>/", views.threshold_detail, name="threshold-detail"),
     path("queues/", views.queues, name="queues"),
+    path("alerts/", views.alert_list, name="alert-list"),
+    path("alerts/<int:pk>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
     path("experiments/", include("evals.urls")),
     path("metrics", metrics_view, name="metrics"),
 ]

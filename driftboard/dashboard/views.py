@@ -33,7 +33,7 @@ from evals.services import traffic as traffic_services
 from evals.services.datasets import DatasetChangeRefused
 from registry import selectors as registry_selectors
 from registry import services as registry_services
-from registry.models import Artifact, ModelFamily, PromotionEvent
+from registry.models import Alert, Artifact, ModelFamily, PromotionEvent
 
 ARTIFACTS_PER_PAGE = 25
 LIST_FILTERS = ("family", "flag", "stage", "branch", "commit")
@@ -87,8 +87,54 @@ def home(request: HttpRequest) -> HttpResponse:
         "flag_counts": selectors.flag_counts(),
         "overdue_thresholds": selectors.overdue_thresholds(),
         "failed_runs": selectors.failed_runs(),
+        **_attention(),
     }
     return render(request, "dashboard/home.html", context)
+
+
+def _attention() -> dict:
+    """What waits for a reviewer, shown on Home and the Alerts page: open alerts, held candidates, red
+    traffic drift on production."""
+    open_alerts = registry_selectors.alert_list(acknowledged=False)
+    return {
+        "open_alerts": list(open_alerts[: selectors.RECENT_LIMIT]),
+        "open_alert_count": open_alerts.count(),
+        "held_candidates": list(registry_selectors.held_candidates()),
+        "traffic_drift": registry_selectors.production_traffic_drift(),
+    }
+
+
+class AcknowledgeForm(forms.Form):
+    note = forms.CharField(max_length=2000, strip=True, required=False)
+
+
+ACKNOWLEDGED_SHOWN = 50
+
+
+@login_required
+def alert_list(request: HttpRequest) -> HttpResponse:
+    """Open alerts with an acknowledgement form each, then the latest acknowledged ones."""
+    context = {
+        **_attention(),
+        "open_alerts": list(registry_selectors.alert_list(acknowledged=False)),
+        "acknowledged_alerts": list(registry_selectors.alert_list(acknowledged=True)[:ACKNOWLEDGED_SHOWN]),
+    }
+    return render(request, "dashboard/alert_list.html", context)
+
+
+@login_required
+@require_POST
+def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    if not can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may acknowledge an alert.")
+    alert = get_object_or_404(Alert, pk=pk)
+    form = AcknowledgeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A note is at most 2000 characters.")
+        return redirect("alert-list")
+    registry_services.alert_acknowledge(alert=alert, actor=request.user, note=form.cleaned_data["note"])
+    messages.success(request, f"Alert “{alert.title}” acknowledged.")
+    return redirect("alert-list")
 
 
 @login_required
@@ -444,8 +490,23 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "cost": costs.runs_cost(runs),
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
         "events": events,
+        "traffic_drift": _traffic_drift(artifact),
     }
     return render(request, "dashboard/artifact_detail.html", context)
+
+
+@dataclass(frozen=True)
+class TrafficDrift:
+    window: str
+    reason: str
+
+
+def _traffic_drift(artifact: Artifact) -> TrafficDrift | None:
+    """A red latest traffic window of a production artifact, told before anything else on its page."""
+    tags = {tag.key: tag.value for tag in artifact.tags.all()}  # prefetched
+    if artifact.stage != Artifact.Stage.PRODUCTION or tags.get("traffic_drift") != DriftVerdict.Outcome.RED:
+        return None
+    return TrafficDrift(window=tags.get("traffic_drift.window", ""), reason=tags.get("traffic_drift.reason", ""))
 
 
 def _focus_row(rows: list[VerdictRow], metric: str, dataset_id: int | None) -> VerdictRow | None:
