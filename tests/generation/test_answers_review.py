@@ -36,8 +36,6 @@ ITEM_KEYS = {
     "baseline_value",
     "relative_change",
     "change",
-    "unchanged",
-    "departs_at_token",
 }
 
 
