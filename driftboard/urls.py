@@ -11,6 +11,7 @@ from rest_framework.routers import DefaultRouter
 from driftboard.client_script import client_script
 from driftboard.healthz import healthz
 from evals import api as evals_api
+from evals import label_api
 from registry import webhooks
 
 router = DefaultRouter()
@@ -22,6 +23,8 @@ router.register("runs", evals_api.RunViewSet, basename="api-run")
 router.register("thresholds", evals_api.ThresholdViewSet, basename="api-threshold")
 router.register("experiments", evals_api.ExperimentViewSet, basename="experiment-api")
 router.register("compare", evals_api.CompareViewSet, basename="api-compare")
+router.register("labels", label_api.LabelViewSet, basename="api-label")
+family_labels = label_api.FamilyLabelsViewSet
 
 handler404 = "driftboard.errors.not_found"
 handler500 = "driftboard.errors.server_error"
@@ -35,6 +38,13 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.ico", permanent=True)),
     path("healthz", healthz, name="healthz"),
     path("client.py", client_script, name="client-script"),
+    path("api/v1/families/<slug:slug>/labels.csv", family_labels.as_view({"get": "labels_csv"}), name="api-labels-csv"),
+    path(
+        "api/v1/families/<slug:slug>/labels.jsonl",
+        family_labels.as_view({"get": "labels_jsonl"}),
+        name="api-labels-jsonl",
+    ),
+    path("api/v1/families/<slug:slug>/judges/", family_labels.as_view({"get": "judges"}), name="api-judges"),
     path("api/v1/", include(router.urls)),
     path("hooks/github/", webhooks.github_webhook, name="hook-github"),
     path("hooks/gitlab/", webhooks.gitlab_webhook, name="hook-gitlab"),

@@ -16,6 +16,7 @@ from evals.scoring.judges.preference import preference_comparison
 from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers import METRICS
 from evals.selectors import thresholds_in_force
+from evals.services.labels import verdict_judge_cap
 from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
 from registry import publishing as forge_publishing
 from registry import selectors as registry_selectors
@@ -305,7 +306,7 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
     if baseline is None:
         return _without_baseline(artifact)
     snapshots = list(artifact.snapshots.select_related("dataset", "artifact__family"))
-    results = {(s.dataset_id, s.metric): verdict_for(s, baseline) for s in snapshots}
+    results = {(s.dataset_id, s.metric): verdict_judge_cap(s, verdict_for(s, baseline)) for s in snapshots}
     with transaction.atomic():
         stored = [
             DriftVerdict.objects.update_or_create(

@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evals.scoring.judges import EndpointSettings, OpenAIJudge
+from evals.label_selectors import JudgeConfiguration
+from evals.scoring.judges import TEMPLATE_VERSION, EndpointSettings, OpenAIJudge
 from evals.scoring.loading import CAUSAL_LM, load_model
+from evals.services.labels import judge_trust
 
 _ANSWER = re.compile(r"\[The Start of Assistant (A|B)'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.S)
 
@@ -36,6 +38,12 @@ def chat_reply(content: str, *, prompt_tokens: int = 100, completion_tokens: int
 def answers_in(body: dict) -> dict[str, str]:
     """The `A` and `B` answers of a pairwise prompt."""
     return dict(_ANSWER.findall(body["messages"][-1]["content"]))
+
+
+def trusted(family, *, mode: str, identity: str = "", template: int | None = TEMPLATE_VERSION) -> None:
+    """Staff trust the family's judge configuration: its verdicts may go past amber without labels."""
+    configuration = JudgeConfiguration(identity=identity, template=template, mode=mode, rubric=None)
+    judge_trust(family=family, configuration=configuration, actor=None, reason="These tests are about the verdict.")
 
 
 def ok(content: str):

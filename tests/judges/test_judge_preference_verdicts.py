@@ -31,7 +31,7 @@ from evals.services.thresholds import threshold_backtest, threshold_save
 from registry.models import Artifact
 from registry.publishing import comment_marker
 from tests.factories import ArtifactFactory, DatasetFactory, float_bytes
-from tests.judges.conftest import answers_in, ok
+from tests.judges.conftest import answers_in, ok, trusted
 from tests.pipeline.test_worker_pipeline import register, settled
 
 PROMPTS = 30
@@ -282,6 +282,7 @@ def preference_snapshot(artifact: Artifact, dataset, values, against: Artifact) 
 @pytest.fixture
 def stored(db):
     family = family_create(slug="judged-pairwise", kind="causal-lm", datasets=["prompts"], scorers=["judge-preference"])
+    trusted(family, mode="pairwise", template=None)  # the stored fingerprints name no judge
     dataset = DatasetFactory(name="prompts", samples=PROMPTS * 2)
     baseline = ArtifactFactory(family=family, stage=Artifact.Stage.PRODUCTION, status=Artifact.Status.PROMOTED)
     return family, dataset, baseline
@@ -457,6 +458,7 @@ def test_a_drifted_model_is_red_on_the_judges_preference_for_the_bases_answers(
         generation=GENERATION,
         judge={"url": judge_server.url, "model": "judge-test", "concurrency": 4},
     )
+    trusted(family, mode="pairwise", identity=f"openai:{judge_server.url}|judge-test")
     celery_worker_factory(queues=(Queue.SCORING, Queue.JUDGE, Queue.PUBLISH))
 
     first = settled(register(api_client, family, demo_imports["base"], "a" * 40))

@@ -21,7 +21,7 @@ from evals.services import dataset_import
 from evals.services.pipeline import family_create
 from evals.services.thresholds import threshold_save
 from tests.conftest import wait_for
-from tests.judges.conftest import ok
+from tests.judges.conftest import ok, trusted
 from tests.pipeline.test_worker_pipeline import register, settled
 
 pytestmark = pytest.mark.worker
@@ -73,6 +73,7 @@ def judged_family(transactional_db, demo_build, judge_server):
         user=None,
         reason="test",
     )
+    trusted(family, mode="pointwise", identity=f"openai:{judge_server.url}|judge-test")
     return family, len(lines), settings
 
 

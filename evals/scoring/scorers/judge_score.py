@@ -51,8 +51,34 @@ class JudgeOptions(AnswerOptions):
 
 
 # A family's `judge` settings: its own endpoint (else $DRIFTBOARD_JUDGE_URL / _MODEL), how often to
-# ask, its rubric, and the client's limits. The API key only ever comes from $DRIFTBOARD_JUDGE_API_KEY.
-JUDGE_SETTING_KEYS = ("url", "model", "repeats", "rubric", "concurrency", "rate_per_second", "timeout", "local")
+# ask, its rubric, the client's limits, and how it is calibrated against reviewers' labels
+# (`CALIBRATION_DEFAULTS`). The API key only ever comes from $DRIFTBOARD_JUDGE_API_KEY.
+JUDGE_SETTING_KEYS = (
+    "url",
+    "model",
+    "repeats",
+    "rubric",
+    "concurrency",
+    "rate_per_second",
+    "timeout",
+    "local",
+    "min_kappa",
+    "min_labels",
+    "pass_rating",
+)
+# A judge configuration whose κ's lower bound is under `min_kappa`, or with fewer than `min_labels`
+# labels, cannot push a verdict past amber; a rating of at least `pass_rating` reads as "good".
+# None of them enters the judgements' keys.
+CALIBRATION_DEFAULTS: dict[str, float | int] = {
+    "min_kappa": 0.4,
+    "min_labels": 30,
+    "pass_rating": 7,
+}
+_CALIBRATION_BOUNDS = {
+    "min_kappa": (-1.0, 1.0),
+    "min_labels": (1, 100_000),
+    "pass_rating": (1, 10),
+}
 _JUDGE_NUMBERS = {"repeats": int, "concurrency": int, "rate_per_second": (int, float), "timeout": (int, float)}
 _JUDGE_MAXIMA = {
     "repeats": MAX_REPEATS,
@@ -77,6 +103,7 @@ def judge_options(settings: Mapping[str, object] | None, *, resolve: bool = True
             raise ScoringError(f"judge setting `{name}` must be a positive number, not {value!r}")
         if name in settings and value > _JUDGE_MAXIMA[name]:
             raise ScoringError(f"judge setting `{name}` must be at most {_JUDGE_MAXIMA[name]:g}, not {value!r}")
+    _check_calibration(settings)
     for name in ("url", "model", "rubric", "local"):
         if name in settings and (not isinstance(settings[name], str) or not settings[name].strip()):
             raise ScoringError(f"judge setting `{name}` must be a non-empty string")
@@ -90,6 +117,23 @@ def judge_options(settings: Mapping[str, object] | None, *, resolve: bool = True
     limits = {name: settings[name] for name in ("concurrency", "rate_per_second", "timeout") if name in settings}
     endpoint = EndpointSettings.from_env(url=settings.get("url"), model=settings.get("model"), **limits)
     return {"judge": OpenAIJudge(endpoint), "judging": judging}
+
+
+def _check_calibration(settings: Mapping[str, object]) -> None:
+    for name, (low, high) in _CALIBRATION_BOUNDS.items():
+        if name not in settings:
+            continue
+        value = settings[name]
+        kinds = (int, float) if name == "min_kappa" else int
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            kind = "a number" if name == "min_kappa" else "a whole number"
+            raise ScoringError(f"judge setting `{name}` must be {kind} from {low:g} to {high:g}, not {value!r}")
+
+
+def judge_calibration(settings: Mapping[str, object] | None) -> dict[str, float | int]:
+    """The calibration settings of a family's (already checked) `judge` settings, defaults filled in."""
+    given = dict(settings or {})
+    return {name: given.get(name, default) for name, default in CALIBRATION_DEFAULTS.items()}
 
 
 @register()
