@@ -128,6 +128,15 @@ class GenerationSerializer(serializers.Serializer):
         help_text="The metric's own change, negative means worse: relative, or in the metric's units when its "
         "deltas are absolute (see `delta`).",
     )
+    unchanged = serializers.BooleanField(
+        allow_null=True,
+        help_text="Whether the candidate's answer is exactly the baseline's; null unless both are stored.",
+    )
+    departs_at_token = serializers.IntegerField(
+        allow_null=True,
+        help_text="The first token of the candidate's answer that differs from the baseline's, known when the "
+        "answer was drafted from the baseline's; null when they are equal or it is unknown. Information only.",
+    )
 
 
 GENERATION_PAGE = inline_serializer(

@@ -325,7 +325,9 @@ def _answers_block(artifact: Artifact, pair: MetricPair) -> str:
         return ""
     label = selectors.metric_label(v.metric)
     title = f"The {len(rows)} answers that regressed most" if len(rows) > 1 else "The answer that regressed most"
-    lines = [f"<details><summary>{title} · {markdown_escape(v.dataset.name)} · {label}</summary>", ""]
+    diff = selectors.answer_diff(pair.candidate, pair.baseline)
+    lines = [f"{diff.sentence} (v{v.baseline.version} → v{artifact.version}).", ""] if diff else []
+    lines += [f"<details><summary>{title} · {markdown_escape(v.dataset.name)} · {label}</summary>", ""]
     for row in rows:
         lines += [
             f"**{markdown_escape(row.sample_id, 40)}** · {row.change_text} · {label} "

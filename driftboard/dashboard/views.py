@@ -486,6 +486,7 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **_focus_context(focus.verdict if focus else None, order),
         "answers": _answers_regressed_most(artifact, focus.verdict, order) if focus else None,
         "answer_diff": evals_selectors.verdict_answer_diff(focus.verdict) if focus else None,
+        "answer_diff": evals_selectors.verdict_answer_diff(focus.verdict) if focus else None,
         "runs": runs,
         "cost": costs.runs_cost(runs),
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),

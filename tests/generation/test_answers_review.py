@@ -36,6 +36,8 @@ ITEM_KEYS = {
     "baseline_value",
     "relative_change",
     "change",
+    "unchanged",
+    "departs_at_token",
 }
 
 
