@@ -166,3 +166,8 @@ def judge_policy() -> OutboundPolicy:
         allowed_hosts=tuple(settings.DRIFTBOARD_JUDGE_HOSTS),
         max_reply_bytes=settings.DRIFTBOARD_JUDGE_MAX_REPLY_BYTES,
     )
+
+
+def alert_policy() -> OutboundPolicy:
+    """The policy of alert channels' URLs (Slack, PagerDuty, webhooks), from the settings as they are now."""
+    return OutboundPolicy(allowed_hosts=tuple(settings.DRIFTBOARD_ALERT_HOSTS), setting="DRIFTBOARD_ALERT_HOSTS")

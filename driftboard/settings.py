@@ -215,6 +215,10 @@ DRIFTBOARD_RUN_MAX_ATTEMPTS = env_int("DRIFTBOARD_RUN_MAX_ATTEMPTS", 3)
 DRIFTBOARD_DB_OUTAGE_SECONDS = env_int("DRIFTBOARD_DB_OUTAGE_SECONDS", 300)
 DRIFTBOARD_OFFPEAK_WINDOW = env_str("DRIFTBOARD_OFFPEAK_WINDOW")  # e.g. "22:00-06:00" (UTC)
 DRIFTBOARD_ALERT_WEBHOOK_URL = env_str("DRIFTBOARD_ALERT_WEBHOOK_URL")
+# Alert channels' URLs (registry/alerting.py): `host[:port]` patterns allowed, as DRIFTBOARD_JUDGE_HOSTS.
+DRIFTBOARD_ALERT_HOSTS = env_list("DRIFTBOARD_ALERT_HOSTS")
+# A family past this share of its weekly budget samples its runs and sends non-gating runs off-peak.
+DRIFTBOARD_BUDGET_SOFT_SHARE = env_float("DRIFTBOARD_BUDGET_SOFT_SHARE", 0.8)
 # What work costs (driftboard/prices.py): per GPU-hour by device kind, per 1k judge tokens by judge model.
 try:
     DRIFTBOARD_PRICES = prices_parse(env_str("DRIFTBOARD_PRICES"))

@@ -12,7 +12,7 @@ from driftboard.client_script import client_script
 from driftboard.healthz import healthz
 from evals import api as evals_api
 from evals import label_api
-from registry import webhooks
+from registry import alert_api, webhooks
 
 router = DefaultRouter()
 router.register("families", evals_api.FamilyViewSet, basename="api-family")
@@ -23,6 +23,7 @@ router.register("runs", evals_api.RunViewSet, basename="api-run")
 router.register("thresholds", evals_api.ThresholdViewSet, basename="api-threshold")
 router.register("experiments", evals_api.ExperimentViewSet, basename="experiment-api")
 router.register("compare", evals_api.CompareViewSet, basename="api-compare")
+router.register("alert-channels", alert_api.AlertChannelViewSet, basename="api-alert-channel")
 router.register("labels", label_api.LabelViewSet, basename="api-label")
 family_labels = label_api.FamilyLabelsViewSet
 

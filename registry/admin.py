@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from registry.models import (
     Alert,
+    AlertChannel,
+    AlertDelivery,
     Artifact,
     DatasetPinChange,
     ModelFamily,
@@ -97,6 +99,22 @@ class AlertAdmin(admin.ModelAdmin):
     list_filter = ["severity"]
     search_fields = ["title", "message"]
     list_select_related = ["artifact__family"]
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    fields = ["alert", "action", "status", "attempts", "error", "delivered_at", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at"]
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "kind", "min_severity", "families", "active"]
+    list_filter = ["kind", "min_severity", "active"]
+    inlines = [AlertDeliveryInline]
 
 
 @admin.register(PullRequestLink)

@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from driftboard.outbound import webhook_policy
 from driftboard.queues import enqueue
-from registry import adapters, forges, object_store, storage, weights_check
+from registry import adapters, alerting, forges, object_store, storage, weights_check
 from registry.http import post_json
 from registry.models import (
     Alert,
+    AlertDelivery,
     Artifact,
     DatasetPinChange,
     ModelFamily,
@@ -381,12 +382,26 @@ def artifact_halt(*, artifact: Artifact, reason: str, actor=None) -> Artifact:
     )
 
 
-def alert_raise(*, artifact: Artifact, severity: str, title: str, message: str, payload: dict) -> Alert:
-    """Store an alert, log it, and deliver it to the configured webhook after commit."""
+def alert_raise(
+    *, artifact: Artifact, severity: str, title: str, message: str, payload: dict, cause: str = ""
+) -> Alert:
+    """Store an alert, log it, and deliver it to the configured webhook and the alert channels after commit.
+
+    One alert per family and `cause` (by default the payload's `flag`) is open at a time: raised again
+    unchanged, the open one is returned and nobody is told twice; changed, it replaces the open one."""
     from registry.tasks import deliver_alert
 
-    alert = Alert.objects.create(artifact=artifact, severity=severity, title=title, message=message, payload=payload)
+    key = f"{artifact.family.slug}:{cause or payload.get('flag') or 'alert'}"
+    current = Alert.objects.filter(dedup_key=key, resolved_at=None).first()
+    if current and (current.severity, current.title, current.message) == (severity, title, message):
+        return current
+    if current:
+        Alert.objects.filter(pk=current.pk).update(resolved_at=timezone.now())
+    alert = Alert.objects.create(
+        artifact=artifact, severity=severity, title=title, message=message, payload=payload, dedup_key=key
+    )
     logger.warning("ALERT %s: %s — %s", severity, title, message)
+    alerting.alert_deliveries_create(alert=alert, action=AlertDelivery.Action.TRIGGER)
     if settings.DRIFTBOARD_ALERT_WEBHOOK_URL:
         transaction.on_commit(lambda: enqueue(deliver_alert, alert.pk, what="the alert row stays undelivered"))
     return alert

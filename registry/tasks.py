@@ -3,7 +3,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from registry.models import Alert, Artifact
+from registry.alerting import DeliveryFailed, alert_delivery_give_up, alert_delivery_send
+from registry.models import Alert, AlertDelivery, Artifact
 from registry.publishing import artifact_publish, retry_delay
 from registry.services import alert_deliver
 from registry.storage import staging_sweep
@@ -24,6 +25,26 @@ def deliver_alert(self, alert_id: int) -> None:
         alert.delivery_error = str(exc)[:1000]
         alert.save(update_fields=["delivery_error"])
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 300)) from exc
+
+
+@shared_task(bind=True, max_retries=PUBLISH_MAX_RETRIES, acks_late=True)
+def deliver_alert_channel(self, delivery_id: int) -> None:
+    """Send one logged alert delivery; retried with back-off (or as the service asked) while it may help."""
+    delivery = (
+        AlertDelivery.objects.filter(pk=delivery_id, status=AlertDelivery.Status.PENDING)
+        .select_related("channel", "alert__artifact__family")
+        .first()
+    )
+    if delivery is None:
+        return
+    try:
+        alert_delivery_send(delivery=delivery)
+    except DeliveryFailed as exc:
+        if self.request.retries >= self.max_retries:
+            alert_delivery_give_up(delivery=delivery)
+            return
+        delay = exc.wait_seconds if exc.wait_seconds is not None else 2**self.request.retries
+        raise self.retry(exc=exc, countdown=min(delay, 300)) from exc
 
 
 @shared_task(bind=True, max_retries=PUBLISH_MAX_RETRIES, acks_late=True)

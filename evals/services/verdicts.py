@@ -18,6 +18,7 @@ from evals.scoring.scorers import METRICS
 from evals.selectors import thresholds_in_force
 from evals.services.labels import verdict_judge_cap
 from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
+from registry import alerting
 from registry import publishing as forge_publishing
 from registry import selectors as registry_selectors
 from registry import services as registry_services
@@ -366,8 +367,12 @@ def hold_reason(artifact: Artifact, flag: str) -> str:
 def _apply_policy(artifact: Artifact, flag: str, verdicts: list[DriftVerdict]) -> None:
     summary = policy_summary(verdicts, flag)
     registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.SCORED)
+    if flag == "green":
+        # The family recovered: its open drift alerts are resolved where they were sent (PagerDuty too).
+        alerting.alerts_resolve(family=artifact.family, cause_prefix="drift:")
     if flag == "red":
         registry_services.artifact_halt(artifact=artifact, reason=summary)
+        red_metrics = sorted({v.metric for v in verdicts if v.outcome == "red"})
         registry_services.alert_raise(
             artifact=artifact,
             severity=Alert.Severity.CRITICAL,
@@ -379,6 +384,7 @@ def _apply_policy(artifact: Artifact, flag: str, verdicts: list[DriftVerdict]) -
                 "commit": artifact.commit_sha,
                 "flag": flag,
             },
+            cause="drift:" + ",".join(red_metrics),
         )
     elif (
         flag == "green"
