@@ -40,7 +40,7 @@ from evals.models import (
 )
 from evals.run_kinds import JUDGING_KINDS
 from evals.scoring.errors import ScoringError
-from evals.scoring.generation import messages_of
+from evals.scoring.generation import DraftStats, messages_of
 from evals.scoring.hashing import prompt_sha256
 from evals.scoring.judges.judging import JudgementKey, JudgeSettings, items_from_samples, judgement_keys
 from evals.scoring.judges.templates import TEMPLATE_VERSION
@@ -175,6 +175,17 @@ def judge_totals(since: datetime.datetime | None = None) -> JudgeTotals:
         slowest=totals["slowest"],
         **{name: round(totals[name] or 0) for name in JUDGE_COUNTS},
     )
+
+
+def drafting_totals(since: datetime.datetime | None = None) -> DraftStats:
+    """What drafting greedy answers did over the runs finished since `since` (else ever), summed in the
+    database (one query)."""
+    runs = EvalRun.objects.filter(drafting__has_key="answers")
+    if since is not None:
+        runs = runs.filter(finished_at__gte=since)
+    names = list(DraftStats().as_dict())
+    totals = runs.order_by().aggregate(**{name: Sum(Cast(KT(f"drafting__{name}"), FloatField())) for name in names})
+    return DraftStats(**{name: round(totals[name] or 0) for name in names})
 
 
 def threshold_list() -> QuerySet[Threshold]:

@@ -869,6 +869,10 @@ def queues(request: HttpRequest) -> HttpResponse:
             "day": evals_selectors.judge_totals(since=timezone.now() - datetime.timedelta(hours=24)),
             "ever": evals_selectors.judge_totals(),
         },
+        "drafting": {
+            "day": evals_selectors.drafting_totals(since=timezone.now() - datetime.timedelta(hours=24)),
+            "ever": evals_selectors.drafting_totals(),
+        },
         "storage_totals": {"rows": sum(rows for _, rows, _ in storage), "bytes": sum(b or 0 for _, _, b in storage)},
         "charts": [
             _chart("chart-throughput", charts.hourly_throughput_figure(stats.hourly_finished)),
