@@ -110,6 +110,18 @@ class GeneratedAnswerSerializer(serializers.Serializer):
 
 
 class GenerationSerializer(serializers.Serializer):
+class TurnSerializer(serializers.Serializer):
+    number = serializers.IntegerField(help_text="The user turn's number, from 1.")
+    user = serializers.CharField(help_text="The user's message.")
+    reference = serializers.CharField(help_text="The turn's reference; empty if none.")
+    candidate = GeneratedAnswerSerializer(
+        allow_null=True, help_text="This artifact's answer after its own earlier answers; null if none is stored."
+    )
+    baseline = GeneratedAnswerSerializer(
+        allow_null=True, help_text="The baseline's answer after its own earlier answers; null if none is stored."
+    )
+
+
     id = serializers.CharField(source="sample_id")
     position = serializers.IntegerField()
     category = serializers.CharField()
@@ -138,6 +150,9 @@ class GenerationSerializer(serializers.Serializer):
         "answer was drafted from the baseline's; null when they are equal or it is unknown. Information only.",
     )
 
+    turns = TurnSerializer(
+        many=True, help_text="A conversation's user turns with both sides' answers, in order; empty for a prompt."
+    )
 
 GENERATION_PAGE = inline_serializer(
     "GenerationPage",

@@ -39,6 +39,7 @@ from evals.models import (
     TrafficWindow,
 )
 from evals.run_kinds import JUDGING_KINDS
+from evals.scoring.conversations import turn_messages, user_turns
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import DraftStats, messages_of
 from evals.scoring.hashing import prompt_sha256
@@ -538,6 +539,8 @@ class AnswerComparison:
     # The first token of the candidate's answer that differs from the baseline's, known when the
     # candidate's answer was drafted from the baseline's (None when they are equal or it is unknown).
     departs_at_token: int | None = None
+    # A conversation: every user turn with both sides' answers (empty for a single prompt).
+    turns: tuple["TurnComparison", ...] = ()
 
     @property
     def unchanged(self) -> bool | None:
@@ -713,6 +716,61 @@ def answer_order(candidate: MetricSnapshot, baseline: MetricSnapshot | None, ord
     return ranked + sorted(int(p) for p in positions if int(p) not in paired)
 
 
+@dataclass(frozen=True)
+class TurnComparison:
+    """One user turn of a conversation, its reference, and each side's answer to it after that side's
+    own earlier answers (None where none is stored)."""
+
+    number: int
+    user: str
+    reference: str
+    candidate: Answer | None
+    baseline: Answer | None
+
+
+def conversation_turns(
+    candidate: MetricSnapshot, baseline: MetricSnapshot | None, samples: dict[int, GoldenSample]
+) -> dict[int, tuple[TurnComparison, ...]]:
+    """Every turn of the conversations among `samples` (by position) side by side: one query per turn
+    depth and side, each side's later turns found under its own earlier answers."""
+    talks = {position: sample.turns for position, sample in samples.items() if sample.turns}
+    mine = _conversation_answers(candidate, talks)
+    theirs = _conversation_answers(baseline, talks) if baseline else {}
+    shown = {}
+    for position, turns in talks.items():
+        shown[position] = tuple(
+            TurnComparison(
+                number=number,
+                user=turn["content"],
+                reference=turn.get("reference", ""),
+                candidate=_nth(mine.get(position), number - 1),
+                baseline=_nth(theirs.get(position), number - 1),
+            )
+            for number, turn in enumerate(user_turns(turns), start=1)
+        )
+    return shown
+
+
+def _conversation_answers(snapshot: MetricSnapshot, talks: dict[int, list]) -> dict[int, list[Answer]]:
+    """The snapshot's weights' stored answers to each conversation's turns, up to the first missing one."""
+    answers: dict[int, list[Answer]] = {position: [] for position in talks}
+    for depth in range(max((len(user_turns(turns)) for turns in talks.values()), default=0)):
+        hashes = {
+            position: prompt_sha256(turn_messages(turns, [a.text for a in answers[position]])[depth])
+            for position, turns in talks.items()
+            if len(answers[position]) == depth and depth < len(user_turns(turns))
+        }
+        if not hashes:
+            break
+        for position, answer in _answers_of(snapshot, hashes).items():
+            answers[position].append(answer)
+    return answers
+
+
+def _nth(answers: list[Answer] | None, index: int) -> Answer | None:
+    return answers[index] if answers is not None and index < len(answers) else None
+
+
 def answers_compared(
     candidate: MetricSnapshot, baseline: MetricSnapshot | None, positions: list[int]
 ) -> list[AnswerComparison]:
@@ -728,6 +786,7 @@ def answers_compared(
         if sample.prompt or sample.messages:
             hashes[position] = prompt_sha256(messages_of({"prompt": sample.prompt, "messages": sample.messages}))
     candidate_answers, baseline_answers = _answers_of(candidate, hashes), _answers_of(baseline, hashes)
+    conversations = conversation_turns(candidate, baseline, samples)
     judge, baseline_judge = judge_facts_of(candidate), judge_facts_of(baseline)
     same_judge = judge is not None and baseline_judge is not None and baseline_judge[0] == judge[0]
     candidate_judged, baseline_judged = _judge_replies(
@@ -766,6 +825,7 @@ def answers_compared(
                     baseline_answers.get(position),
                     snapshot_weights(baseline) if baseline else "",
                 ),
+                turns=conversations.get(position, ()),
             )
         )
     return rows

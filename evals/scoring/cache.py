@@ -229,7 +229,7 @@ def applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.nd
     keep = []
     for index, sample in enumerate(samples):
         missing = [
-            name for name in scorer.fields if not any(sample.get(alternative) for alternative in name.split("|"))
+            name for name in scorer.fields if not any(has_field(sample, alternative) for alternative in name.split("|"))
         ]
         if not missing:
             keep.append(index)
@@ -237,6 +237,13 @@ def applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.nd
             where = sample.get("position", index)
             raise SampleError(f"sample {where} has no `{missing[0]}`; the {scorer.name} scorer needs {scorer.fields}")
     return np.array(keep, dtype=np.int64)
+
+
+def has_field(sample: Mapping[str, object], name: str) -> bool:
+    """Whether the sample has the field; a conversation has a `reference` when one of its turns has."""
+    if name == "reference" and sample.get("turns"):
+        return any(turn.get("reference") for turn in sample["turns"])
+    return bool(sample.get(name))
 
 
 def _score_one(
@@ -298,6 +305,7 @@ def scorer_sample_sha256(scorer: Scorer, sample: Mapping[str, object]) -> str:
         messages=sample.get("messages") if "messages" in read else None,
         choices=sample.get("choices") if "choices" in read else None,
         answer=sample.get("answer") if "answer" in read else None,
+        turns=sample.get("turns") if "turns" in read else None,
     )
 
 

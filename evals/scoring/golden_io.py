@@ -5,6 +5,9 @@ list of {"role", "content"} chat turns, in a CSV or Parquet text cell as JSON) f
 A multiple-choice question adds `choices` (a list of at least two non-empty strings, or its JSON in
 a text cell) and `answer` (the gold choice's index, or a list of them when several are right) to
 its prompt or messages, the context the choices continue.
+A conversation has `turns` instead of a prompt: the user messages the model answers one after the
+other (each a string, or {"content", "reference"} with that turn's reference), optionally led by
+one {"role": "system", "content"} message; stored as {"role", "content"[, "reference"]} objects.
 A sample needs `text`, a prompt or messages (or text and one of them); `id` defaults to the row
 index ("0", "1", …); empty `reference` / `category` become None, so the same data in any of the
 three formats reads, and hashes, the same. Errors name the offending row, counting data rows from
@@ -30,6 +33,10 @@ COLUMN_WIDTHS = {"id": 200, "category": 100}  # the widest id and category a dat
 PROMPT_COLUMNS = ("prompt", "messages")
 # A multiple-choice question's columns, held only by samples that have them (as prompts are).
 CHOICE_COLUMNS = ("choices", "answer")
+# A conversation's column, held only by samples that have one.
+TURNS_COLUMN = "turns"
+# The most user turns a conversation may have: each is one more generation after the previous.
+MAX_TURNS = 16
 CHAT_ROLES = frozenset({"system", "user", "assistant", "tool"})
 PARQUET, JSONL, CSV = "parquet", "jsonl", "csv"
 _EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
@@ -77,7 +84,7 @@ def read_golden_file(
     all of a sample's messages) refuse oversized files at the first row past the limit.
     `prompts` reads the `prompt` / `messages` columns too; without it a sample needs `text`.
     """
-    text_columns = ("text", *PROMPT_COLUMNS) if prompts else ("text",)
+    text_columns = ("text", *PROMPT_COLUMNS, TURNS_COLUMN) if prompts else ("text",)
     records = read_records(source, filename, text_columns=text_columns, max_rows=max_rows)
     return validated_samples(records, max_chars=max_chars, prompts=prompts)
 
@@ -136,7 +143,7 @@ def canonical_bytes(samples: list[Sample]) -> bytes:
             {column: sample.get(column) for column in COLUMNS}
             | {
                 column: sample[column]
-                for column in (*PROMPT_COLUMNS, *CHOICE_COLUMNS)
+                for column in (*PROMPT_COLUMNS, *CHOICE_COLUMNS, TURNS_COLUMN)
                 if sample.get(column) is not None
             },
             ensure_ascii=False,
@@ -153,8 +160,8 @@ def dataset_sha256(samples: list[Sample]) -> str:
 
 
 def sample_hashes(samples: list[Sample]) -> list[str]:
-    """Per-sample hash of text, reference, prompt, messages, choices and answer: the key under which
-    scores are reused."""
+    """Per-sample hash of text, reference, prompt, messages, choices, answer and turns: the key under
+    which scores are reused."""
     return [
         sample_sha256(
             sample["text"],
@@ -163,6 +170,7 @@ def sample_hashes(samples: list[Sample]) -> list[str]:
             messages=sample.get("messages"),
             choices=sample.get("choices"),
             answer=sample.get("answer"),
+            turns=sample.get(TURNS_COLUMN),
         )
         for sample in samples
     ]
@@ -270,7 +278,11 @@ def _sample(record: Mapping, index: int, row: int, prompts: bool) -> Sample:
     }
     for column, value in sample.items():
         _require_utf8(column, value, row)
-    return sample | asks | (_multiple_choice(record, row, asked=bool(asks)) if prompts else {})
+    return (
+        sample
+        | asks
+        | (_multiple_choice(record, row, asked=any(column in asks for column in PROMPT_COLUMNS)) if prompts else {})
+    )
 
 
 def _multiple_choice(record: Mapping, row: int, *, asked: bool) -> Sample:
@@ -315,8 +327,12 @@ def _gold_indices(answer: object, n_choices: int, row: int) -> list[int]:
 
 
 def _asked(record: Mapping, row: int) -> Sample:
-    """The sample's `prompt` or `messages`, checked; empty when it asks nothing."""
-    prompt, messages = record.get("prompt"), record.get("messages")
+    """The sample's `prompt`, `messages` or `turns`, checked; empty when it asks nothing."""
+    prompt, messages, turns = record.get("prompt"), record.get("messages"), record.get(TURNS_COLUMN)
+    if turns not in (None, ""):
+        if prompt not in (None, "") or messages not in (None, ""):
+            raise GoldenFileError("give either turns or a prompt / messages, not both", row=row)
+        return {TURNS_COLUMN: _turns(turns, row)}
     if prompt in (None, "") and messages in (None, ""):
         return {}
     if prompt not in (None, "") and messages not in (None, ""):
@@ -356,10 +372,54 @@ def _chat_messages(value: object, row: int) -> list[dict[str, str]]:
     return turns
 
 
+def _turns(value: object, row: int) -> list[dict[str, str]]:
+    """A conversation's turns (a list, or its JSON in a text cell), normalised to
+    {"role", "content"[, "reference"]} objects."""
+    value = _json_cell(TURNS_COLUMN, value, row)
+    if not isinstance(value, list) or not value:
+        raise GoldenFileError('turns must be a non-empty list of user messages (strings or {"content": …})', row=row)
+    turns = []
+    for position, turn in enumerate(value, start=1):
+        turn = {"role": "user", "content": turn} if isinstance(turn, str) else turn
+        if not isinstance(turn, Mapping) or not set(turn) <= {"role", "content", "reference"}:
+            raise GoldenFileError(
+                f'turn {position} must be a string or an object with "content" and optionally "reference" or "role"',
+                row=row,
+            )
+        turns.append(_turn(dict(turn), position, row))
+    users = sum(turn["role"] == "user" for turn in turns)
+    if not users:
+        raise GoldenFileError("turns need at least one user message", row=row)
+    if users > MAX_TURNS:
+        raise GoldenFileError(f"turns has {users} user messages, more than the {MAX_TURNS} allowed", row=row)
+    return turns
+
+
+def _turn(turn: dict, position: int, row: int) -> dict[str, str]:
+    role, content, reference = turn.get("role", "user"), turn.get("content"), turn.get("reference")
+    if role not in ("system", "user"):
+        raise GoldenFileError(f"turn {position} has role {role!r}: use user (or system for the first)", row=row)
+    if role == "system" and (position != 1 or reference is not None):
+        raise GoldenFileError(
+            f"turn {position}: only the first turn may be a system message, without a reference", row=row
+        )
+    if not isinstance(content, str) or not content.strip():
+        raise GoldenFileError(f"turn {position} content must be a non-empty string, got {content!r}", row=row)
+    _require_utf8(f"turn {position} content", content, row)
+    normalised = {"role": role, "content": content}
+    if reference not in (None, ""):
+        if not isinstance(reference, str):
+            raise GoldenFileError(f"turn {position} reference must be a string, got {reference!r}", row=row)
+        _require_utf8(f"turn {position} reference", reference, row)
+        normalised["reference"] = reference
+    return normalised
+
+
 def _require_length_within(sample: Sample, max_chars: int | None, row: int) -> None:
     lengths = {column: len(sample.get(column) or "") for column in ("text", "reference", "prompt")}
     lengths["messages"] = sum(len(turn["content"]) for turn in sample.get("messages") or ())
     lengths["choices"] = sum(len(choice) for choice in sample.get("choices") or ())
+    lengths["turns"] = sum(len(turn["content"]) + len(turn.get("reference", "")) for turn in sample.get("turns") or ())
     for column, length in lengths.items():
         if max_chars is not None and length > max_chars:
             raise GoldenFileError(f"{column} has {length} characters, more than the {max_chars} allowed", row=row)

@@ -40,20 +40,23 @@ def sample_sha256(
     messages: list[dict[str, str]] | None = None,
     choices: list[str] | None = None,
     answer: list[int] | None = None,
+    turns: list[dict[str, str]] | None = None,
 ) -> str:
     """Hex sha256 of what a scorer reads from one sample: text, reference, prompt or chat messages,
-    and a multiple-choice question's choices and gold answer.
+    a multiple-choice question's choices and gold answer, and a conversation's turns.
 
     A sample without a prompt (None or empty) hashes as `[text, reference]`, as it always has, so
     results cached before prompts existed stay valid; one with a prompt or messages hashes an object
     of all four, plus `choices` and `answer` only when it has them (so its hash is the one it had
-    before multiple-choice columns existed).
+    before multiple-choice columns existed); `turns` likewise enters only when there are some.
     """
-    if not prompt and not messages:
+    if not prompt and not messages and not turns:
         return _json_sha256([text, reference])
     asked = {"text": text, "reference": reference, "prompt": prompt, "messages": messages}
     if choices is not None or answer is not None:
         asked |= {"choices": choices, "answer": answer}
+    if turns:
+        asked["turns"] = turns
     return _json_sha256(asked)
 
 

@@ -134,6 +134,7 @@ def dataset_freeze(
                     messages=s.get("messages"),
                     choices=s.get("choices"),
                     answer=s.get("answer"),
+                    turns=s.get("turns"),
                     sha256=h,
                 )
                 for i, (s, h) in enumerate(zip(samples, golden_io.sample_hashes(samples), strict=True))

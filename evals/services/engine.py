@@ -233,7 +233,9 @@ def dataset_samples(dataset: GoldenDataset, positions: Sequence[int] | None = No
     samples = dataset.samples.order_by("position")
     if positions is not None:
         samples = samples.filter(position__in=list(positions))
-    return list(samples.values("position", "text", "reference", "category", "prompt", "messages", "choices", "answer"))
+    return list(
+        samples.values("position", "text", "reference", "category", "prompt", "messages", "choices", "answer", "turns")
+    )
 
 
 def scoring_config(family: ModelFamily) -> ScoringConfig:

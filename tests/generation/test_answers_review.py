@@ -38,6 +38,7 @@ ITEM_KEYS = {
     "change",
     "unchanged",
     "departs_at_token",
+    "turns",
 }
 
 

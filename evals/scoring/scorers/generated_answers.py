@@ -12,6 +12,9 @@ folder in $DRIFTBOARD_EMBEDDER and a bounded in-process store.
 - `answer-similarity`: `answer_similarity`, the cosine of the answer's and the reference's
   embeddings by the embedder;
 - `answer-regex`: `regex_match`, 1 when the family's regular expression finds a match.
+
+A conversation (a sample with `turns`) is answered turn by turn and scored per turn (see
+`conversations`); the family's `turns` setting says how its turns' values make the sample's.
 """
 
 import inspect
@@ -21,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Self
 
-from evals.scoring import answers
+from evals.scoring import answers, conversations
 from evals.scoring.batching import ProgressCallback
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import (
@@ -77,6 +80,8 @@ class AnswerOptions:
     generation: GenerationSettings = GenerationSettings()
     embedder: str | None = None
     regex: str | None = None
+    # How a conversation's per-turn values make its value (`conversations.TURN_AGGREGATES`).
+    turns: str = "mean"
     store: GenerationStore = field(default=LOCAL_STORE, compare=False)
     # Where a run's greedy answers are drafted from (see `generate_cached`); a speed-up only.
     drafting: Drafting | None = field(default=None, compare=False)
@@ -84,20 +89,26 @@ class AnswerOptions:
     @classmethod
     def from_settings(cls, settings: Mapping[str, object] | None, **extra: object) -> "AnswerOptions":
         """Options from a family's `generation` settings (`{"max_new_tokens": 32, "stop": ["\\n"],
-        "chat_template": true, "embedder": "/models/minilm", "regex": "^yes"}`); a clear
-        `ScoringError` for an unknown key or a bad value."""
+        "chat_template": true, "embedder": "/models/minilm", "regex": "^yes", "turns": "min"}`); a
+        clear `ScoringError` for an unknown key or a bad value."""
         settings = dict(settings or {})
-        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS) - {"embedder", "regex"})
+        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS) - {"embedder", "regex", "turns"})
         if unknown:
-            known = ", ".join([*GENERATION_SETTING_KEYS, "embedder", "regex"])
+            known = ", ".join([*GENERATION_SETTING_KEYS, "embedder", "regex", "turns"])
             raise ScoringError(f"unknown generation setting(s) {unknown}; known: {known}")
+        turns = settings.pop("turns", "mean")
+        if turns not in conversations.TURN_AGGREGATES:
+            raise ScoringError(
+                f"generation setting `turns` must be one of {', '.join(conversations.TURN_AGGREGATES)}, not {turns!r}"
+            )
         embedder, regex = settings.pop("embedder", None), settings.pop("regex", None)
         for name, value in (("embedder", embedder), ("regex", regex)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ScoringError(f"generation setting `{name}` must be a non-empty string")
         if regex is not None:
             answers.compile_regex(regex)
-        return cls(generation=GenerationSettings.from_dict(settings), embedder=embedder, regex=regex, **extra)
+        generation = GenerationSettings.from_dict(settings)
+        return cls(generation=generation, embedder=embedder, regex=regex, turns=turns, **extra)
 
     def embedder_path(self) -> str:
         path = self.embedder or os.environ.get(EMBEDDER_ENV)
@@ -112,7 +123,7 @@ class AnswerScorer(Scorer):
     `settings` are the family's generation settings (and, for judges, its judge)."""
 
     model_kinds: ClassVar[frozenset[str]] = frozenset({CAUSAL_LM})
-    fields: ClassVar[tuple[str, ...]] = ("prompt|messages", "reference")
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages|turns", "reference")
     needs: ClassVar[Needs] = Needs(answers=True)
     settings_type: ClassVar[type[AnswerOptions]] = AnswerOptions
 
@@ -125,12 +136,73 @@ class AnswerScorer(Scorer):
         return type(self)(replace(self.settings, **settings), self.option_values)
 
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
-        """How the answers were generated (and embedded, matched or judged), plus the option values."""
-        return {
-            "generation": generation_config_sha256(lm, self.settings.generation),
-            "chat_template": chat_template_sha256(lm),
-            "engine": ENGINE_VERSION,
-        } | super().config_facts(lm)
+        """How the answers were generated (and embedded, matched or judged), plus the option values;
+        a conversation's aggregate only when not the default, so earlier keys stay valid."""
+        turns = {"turns": self.settings.turns} if self.settings.turns != "mean" else {}
+        return (
+            {
+                "generation": generation_config_sha256(lm, self.settings.generation),
+                "chat_template": chat_template_sha256(lm),
+                "engine": ENGINE_VERSION,
+            }
+            | turns
+            | super().config_facts(lm)
+        )
+
+    def score(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        """`score_answers` of the samples, a conversation's turns each scored as a sample of its own."""
+        if not any(sample.get(conversations.TURNS) for sample in samples):
+            return self.score_answers(lm, samples, max_length=max_length, token_budget=token_budget, progress=progress)
+        talks = [index for index, sample in enumerate(samples) if sample.get(conversations.TURNS)]
+        talked = conversations.answer_conversations(
+            lm,
+            [samples[index][conversations.TURNS] for index in talks],
+            self.settings.store,
+            self.settings.generation,
+            token_budget=token_budget,
+            progress=progress,
+            drafting=self.settings.drafting,
+        )
+        answered = dict(zip(talks, talked.answers, strict=True))
+        flat, owners = [], []
+        for index, sample in enumerate(samples):
+            asked = conversations.turn_samples(sample, answered[index]) if index in answered else [sample]
+            if index in answered and "reference" in self.fields:
+                asked = [turn for turn in asked if turn["reference"]]
+            flat.extend(asked)
+            owners.extend([index] * len(asked))
+        # The turns' answers are in the store now: scoring them generates nothing more.
+        output = self.score_answers(lm, flat, max_length=max_length, token_budget=token_budget, progress=None)
+        values = []
+        for index in range(len(samples)):
+            own = [value for value, owner in zip(output.values, owners, strict=True) if owner == index]
+            if index not in answered:
+                values.extend(own)
+            elif not own:
+                raise ScoringError(f"conversation {samples[index].get('id')!r} has no turn with a reference")
+            else:
+                values.append(conversations.aggregate_turns(own, self.settings.turns, self.metrics))
+        return ScorerOutput(values, talked.forward_passes + output.forward_passes, output.tokens_scored)
+
+    def score_answers(
+        self,
+        lm: LoadedModel,
+        samples: Sequence[Sample],
+        *,
+        max_length: int | None,
+        token_budget: int | None,
+        progress: ProgressCallback | None,
+    ) -> ScorerOutput:
+        """The values of samples with a prompt or messages (a conversation's turn is one)."""
+        raise NotImplementedError
 
     def answers(
         self, lm: LoadedModel, samples: Sequence[Sample], token_budget: int | None, progress: ProgressCallback | None
@@ -150,10 +222,10 @@ class AnswerScorer(Scorer):
 class AnswerFunctionScorer(AnswerScorer):
     """An answer scorer made of a function over one sample and its answer (see `answer_scorer`)."""
 
-    fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages|turns",)
     function: ClassVar[Callable[..., Mapping[str, float]]]
 
-    def score(
+    def score_answers(
         self,
         lm: LoadedModel,
         samples: Sequence[Sample],
@@ -183,7 +255,7 @@ def answer_scorer(
     version: int,
     metrics: Sequence[MetricSpec],
     options: Mapping[str, type] | None = None,
-    fields: tuple[str, ...] = ("prompt|messages",),
+    fields: tuple[str, ...] = ("prompt|messages|turns",),
     reads: tuple[str, ...] = (),
 ) -> Callable[[Callable], Callable]:
     """Register `function(sample, answer, *, option=default, …) -> {value name: number}` as an answer
@@ -246,7 +318,7 @@ class AnswerChecks(AnswerScorer):
         ),
     )
 
-    def score(
+    def score_answers(
         self,
         lm: LoadedModel,
         samples: Sequence[Sample],
@@ -286,7 +358,7 @@ class AnswerSimilarity(AnswerScorer):
     def embedder(self, lm: LoadedModel) -> LoadedModel:
         return MODEL_CACHE.get(self.settings.embedder_path(), kind=EMBEDDING, device=str(lm.device))
 
-    def score(
+    def score_answers(
         self,
         lm: LoadedModel,
         samples: Sequence[Sample],
@@ -307,7 +379,7 @@ class AnswerSimilarity(AnswerScorer):
 class AnswerRegex(AnswerScorer):
     name = "answer-regex"
     version = 1
-    fields = ("prompt|messages",)
+    fields = ("prompt|messages|turns",)
     metrics = (
         MetricSpec(
             "regex_match",
@@ -321,7 +393,7 @@ class AnswerRegex(AnswerScorer):
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
         return super().config_facts(lm) | {"regex": self.settings.regex}
 
-    def score(
+    def score_answers(
         self,
         lm: LoadedModel,
         samples: Sequence[Sample],
