@@ -109,7 +109,6 @@ class GeneratedAnswerSerializer(serializers.Serializer):
     finish = serializers.CharField(help_text="Why the answer ended: `eos`, `stop` or `length`.")
 
 
-class GenerationSerializer(serializers.Serializer):
 class TurnSerializer(serializers.Serializer):
     number = serializers.IntegerField(help_text="The user turn's number, from 1.")
     user = serializers.CharField(help_text="The user's message.")
@@ -122,6 +121,7 @@ class TurnSerializer(serializers.Serializer):
     )
 
 
+class GenerationSerializer(serializers.Serializer):
     id = serializers.CharField(source="sample_id")
     position = serializers.IntegerField()
     category = serializers.CharField()
@@ -149,10 +149,10 @@ class TurnSerializer(serializers.Serializer):
         help_text="The first token of the candidate's answer that differs from the baseline's, known when the "
         "answer was drafted from the baseline's; null when they are equal or it is unknown. Information only.",
     )
-
     turns = TurnSerializer(
         many=True, help_text="A conversation's user turns with both sides' answers, in order; empty for a prompt."
     )
+
 
 GENERATION_PAGE = inline_serializer(
     "GenerationPage",
