@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from driftboard.api import BaseViewSet, FiniteFloatField
 from driftboard.api import ModelSerializer as FiniteModelSerializer
-from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly, can_change_families
+from driftboard.roles import IsAdminOrReadOnly, IsReviewer, IsReviewerOrReadOnly, can_administer, can_change_families
 from evals import compare, costs, selectors, services
 from evals.exports import EXPORT_FORMATS, samples_export_response
 from evals.family_checks import family_settings_problem
@@ -34,6 +34,7 @@ from evals.scoring.scorers import DEFAULT_SCORERS, scorer_options_check, scorers
 from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.scoring.scorers.judge_score import judge_options
 from evals.scoring.task_files import TaskFileError
+from evals.services import budgets as budget_services
 from evals.services import experiments as experiment_services
 from evals.services import pipeline, profiles
 from evals.services import runs as run_services
@@ -189,7 +190,10 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
         return pipeline.artifact_submit(**fields)
 
     def submission_extras(self, artifact) -> dict:
-        return {"queue_position": selectors.artifact_queue_position(artifact)}
+        return {
+            "queue_position": selectors.artifact_queue_position(artifact),
+            "estimated_cost": costs.artifact_estimated_cost(artifact),
+        }
 
     def detail_queryset(self):
         return selectors.artifact_detail_queryset()
@@ -269,6 +273,15 @@ class EvaluationSettingsSerializer(serializers.ModelSerializer):
         "option is checked against the scorer's declaration.",
     )
 
+    weekly_budget = FiniteFloatField(
+        min_value=0,
+        allow_null=True,
+        required=False,
+        help_text="Spend per week (Monday to Sunday, UTC) in DRIFTBOARD_PRICES' currency; null: no budget. Past "
+        "DRIFTBOARD_BUDGET_SOFT_SHARE of it runs are sampled and non-gating runs wait for off-peak; past it new "
+        "runs are deferred (budget) until staff lift it (POST …/budget-lift/).",
+    )
+
     class Meta:
         model = EvaluationProfile
         fields = profiles.PROFILE_SETTINGS
@@ -282,7 +295,7 @@ class FamilySerializer(registry_api.FamilySerializer):
     # Where the evaluation settings sit among the family's fields (the order the API always had).
     SETTINGS_AFTER = {
         "amber_check": ("max_length", "sampling", "sampling_min_samples", "sampling_chunk_size"),
-        "created_at": ("scorers", "generation", "judge", "scorer_options"),
+        "created_at": ("scorers", "generation", "judge", "scorer_options", "weekly_budget"),
     }
 
     def get_fields(self) -> dict:
@@ -339,6 +352,10 @@ class FamilySerializer(registry_api.FamilySerializer):
         return data
 
 
+class BudgetLiftSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True)
+
+
 class DatasetPinSerializer(serializers.Serializer):
     dataset = serializers.SlugField(max_length=100, help_text="A golden dataset the family gates on.")
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
@@ -385,6 +402,24 @@ class FamilyViewSet(registry_api.FamilyViewSet):
             family=family, dataset=name, version=version, reason=params.validated_data["reason"], actor=request.user
         )
         return Response(self.get_serializer(family).data)
+
+    @extend_schema(
+        request=BudgetLiftSerializer,
+        responses={200: inline_serializer("BudgetLift", {"released_runs": serializers.IntegerField()}), 403: dict},
+    )
+    @action(detail=True, methods=["post"], url_path="budget-lift", permission_classes=[IsAuthenticated])
+    def budget_lift(self, request, slug=None) -> Response:
+        """Let the family's runs past its weekly budget until the week ends (staff only, with a reason): its
+        deferred (budget) runs are dispatched."""
+        family = self.get_object()
+        if not can_administer(request.user):
+            return Response({"detail": "Only staff may lift a family's budget."}, status=status.HTTP_403_FORBIDDEN)
+        params = BudgetLiftSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        released = budget_services.family_budget_lift(
+            family=family, actor=request.user, reason=params.validated_data["reason"]
+        )
+        return Response({"released_runs": released})
 
 
 def snapshot_summary(snapshot: MetricSnapshot) -> dict:

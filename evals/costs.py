@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils import timezone
 
-from evals.models import EvalRun
+from evals.models import EvalRun, EvaluationProfile
 from registry.models import Artifact, ModelFamily
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
@@ -126,3 +127,78 @@ def family_costs(family: ModelFamily) -> FamilyCosts:
         per_week=[(week, spent(runs_cost(by_week[week]))) for week in weeks],
         unit=settings.DRIFTBOARD_PRICES.currency if priced else "worker-seconds",
     )
+
+
+# Recent artifacts a pre-run estimate is drawn from.
+ESTIMATE_ARTIFACTS = 10
+
+
+class BudgetState:
+    """Where a family stands against its weekly budget."""
+
+    NONE = "none"  # no budget set
+    WITHIN = "within"
+    SOFT = "soft"  # past DRIFTBOARD_BUDGET_SOFT_SHARE: sampled runs, non-gating runs off-peak
+    OVER = "over"  # past the budget: new runs are deferred, unless staff lifted it this week
+    LIFTED = "lifted"  # over, but staff lifted it until the week's end: runs as when soft
+
+
+def week_start(now: datetime.datetime) -> datetime.datetime:
+    """Monday 00:00 UTC of `now`'s week."""
+    day = now.astimezone(datetime.UTC).date()
+    monday = day - datetime.timedelta(days=day.weekday())
+    return datetime.datetime.combine(monday, datetime.time(), tzinfo=datetime.UTC)
+
+
+def family_week_spent(family: ModelFamily, now: datetime.datetime | None = None) -> float:
+    """What the family's runs that finished this week (UTC, from Monday) cost at today's prices."""
+    runs = EvalRun.objects.filter(
+        artifact__family=family, finished_at__gte=week_start(now or timezone.now()), status=EvalRun.Status.SUCCEEDED
+    ).exclude(usage={})
+    cost = runs_cost(runs.only("usage"))
+    return cost.amount if cost else 0.0
+
+
+def family_budget_state(family: ModelFamily, now: datetime.datetime | None = None) -> str:
+    profile = EvaluationProfile.objects.filter(family=family).first()
+    if profile is None or profile.weekly_budget is None:
+        return BudgetState.NONE
+    now = now or timezone.now()
+    spent = family_week_spent(family, now)
+    if spent >= profile.weekly_budget:
+        lifted = profile.budget_lifted_until is not None and profile.budget_lifted_until > now
+        return BudgetState.LIFTED if lifted else BudgetState.OVER
+    if spent >= settings.DRIFTBOARD_BUDGET_SOFT_SHARE * profile.weekly_budget:
+        return BudgetState.SOFT
+    return BudgetState.WITHIN
+
+
+def artifact_estimated_cost(artifact: Artifact) -> dict | None:
+    """What evaluating the artifact should cost, before it runs: the family's recent cost per computed
+    sample times the samples its runs hold, less the share that the caches (their recent hit rate) and
+    sampling avoided. None until the family has runs with recorded usage."""
+    runs = (
+        EvalRun.objects.filter(artifact__family=artifact.family, status=EvalRun.Status.SUCCEEDED)
+        .exclude(usage={})
+        .exclude(artifact=artifact)
+    )
+    recent = list(runs.order_by("-artifact__version").values_list("artifact_id", flat=True).distinct())
+    recent = list(dict.fromkeys(recent))[:ESTIMATE_ARTIFACTS]
+    usages = list(runs.filter(artifact_id__in=recent).values_list("usage", flat=True))
+    full = sum(usage.get("samples_full", 0) for usage in usages)
+    scored = sum(usage.get("samples_scored", 0) for usage in usages)
+    cached = sum(usage.get("samples_cached", 0) for usage in usages)
+    computed = scored - cached
+    if not full or computed <= 0:
+        return None
+    prices = settings.DRIFTBOARD_PRICES
+    samples = sum(artifact.runs.values_list("samples_total", flat=True))
+    # The recent runs computed `computed` of `full` samples: the rest came from caches or was sampled away.
+    expected = samples * computed / full
+    return {
+        "amount": round(sum(prices.run_amount(usage) for usage in usages) / computed * expected, 6),
+        "worker_seconds": round(sum(usage.get("worker_seconds", 0.0) for usage in usages) / computed * expected, 3),
+        "currency": prices.currency,
+        "cache_hit_rate": round(cached / scored, 4) if scored else 0.0,
+        "based_on_artifacts": len(recent),
+    }

@@ -13,6 +13,7 @@ PROFILE_SETTINGS = (
     "sampling_min_samples",
     "sampling_chunk_size",
     "scorer_options",
+    "weekly_budget",
 )
 
 

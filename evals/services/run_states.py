@@ -4,6 +4,7 @@
     pending ─defer→ deferred ─queue→ queued          running ─fail→ failed ─retry→ pending
     queued ─unqueue→ pending (the broker refused it)  running ─release→ queued (a transient error)
     running ─recover→ pending (its worker vanished)    running ─claim→ running (an expired lease)
+    pending ─hold→ budget (its family is over its weekly budget) ─lift→ pending (staff lifted it)
 
 Each is a conditional UPDATE on the source statuses (and on a caller's guard, such as "this worker
 still holds it"), so two workers or dispatchers racing for a run never both win: a transition that
@@ -70,8 +71,10 @@ RECOVER = Transition("recover", frozenset({Status.RUNNING}), Status.PENDING)
 SUCCEED = Transition("succeed", frozenset({Status.RUNNING}), Status.SUCCEEDED)
 FAIL = Transition("fail", frozenset({Status.RUNNING}), Status.FAILED)
 RETRY = Transition("retry", frozenset({Status.FAILED}), Status.PENDING)
+HOLD = Transition("hold", frozenset({Status.PENDING}), Status.BUDGET)
+LIFT = Transition("lift", frozenset({Status.BUDGET}), Status.PENDING)
 
-TRANSITIONS = (QUEUE, DEFER, UNQUEUE, CLAIM, RELEASE, RECOVER, SUCCEED, FAIL, RETRY)
+TRANSITIONS = (QUEUE, DEFER, UNQUEUE, CLAIM, RELEASE, RECOVER, SUCCEED, FAIL, RETRY, HOLD, LIFT)
 
 
 def held_by(worker: str) -> Q:

@@ -30,7 +30,7 @@ from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
 from evals.selectors import dataset_latest, dataset_version, evaluation_profile
-from evals.services import engine
+from evals.services import budgets, engine
 from evals.services.run_states import (
     CLAIM,
     DEFER,
@@ -63,10 +63,11 @@ class LeaseLost(Exception):
 
 
 def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
-    """One run per golden dataset of the family, put on the broker once the transaction commits."""
+    """One run per golden dataset of the family, put on the broker once the transaction commits (sampled,
+    or held, when the family is past its weekly budget: evals/services/budgets.py)."""
     family = artifact.family
     sequential = evaluation_profile(family).sampling == EvaluationProfile.Sampling.SEQUENTIAL
-    kind = EvalRun.Kind.SEQUENTIAL if sequential else EvalRun.Kind.FULL
+    kind = budgets.full_run_kind(family=family, sampled=sequential)
     runs = []
     for name in family.datasets:
         dataset = _pinned_dataset(family, name)
@@ -76,6 +77,7 @@ def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
         runs.append(EvalRun(artifact=artifact, dataset=dataset, kind=kind, samples_total=dataset.sample_count))
     if runs:
         EvalRun.objects.bulk_create(runs)
+        budgets.artifact_runs_hold(artifact=artifact, runs=runs)
         registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.QUEUED)
         transaction.on_commit(eval_runs_dispatch)
     return runs

@@ -32,7 +32,7 @@ from evals.scoring.errors import ScoringError
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import METRICS
 from evals.selectors import dataset_latest, evaluation_profile
-from evals.services import engine
+from evals.services import budgets, engine
 from evals.services.datasets import dataset_freeze
 from evals.services.runs import eval_runs_dispatch
 from evals.services.thresholds import DEFAULT_METRIC, threshold_version
@@ -227,7 +227,7 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
         artifact=artifact,
         dataset=dataset,
         kind=EvalRun.Kind.TRAFFIC,
-        queue=RUN_KINDS[EvalRun.Kind.TRAFFIC].queue,
+        queue=budgets.non_gating_queue(family=artifact.family, queue=RUN_KINDS[EvalRun.Kind.TRAFFIC].queue),
         samples_total=len(sampling["positions"]) if sampling else dataset.sample_count,
         sampling=sampling,
     )

@@ -27,6 +27,8 @@ ALLOWED = {
     ("succeed", "running"),
     ("fail", "running"),
     ("retry", "failed"),
+    ("hold", "pending"),
+    ("lift", "budget"),
 }
 TARGETS = {
     "queue": "queued",
@@ -38,6 +40,8 @@ TARGETS = {
     "succeed": "succeeded",
     "fail": "failed",
     "retry": "pending",
+    "hold": "budget",
+    "lift": "pending",
 }
 BY_NAME = {transition.name: transition for transition in TRANSITIONS}
 EVERY_MOVE = list(itertools.product(sorted(TARGETS), EvalRun.Status.values))
