@@ -8,6 +8,7 @@ Changing any of them makes a new configuration, which starts without labels, so 
 
 import hashlib
 import json
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import numpy as np
 from django.db.models import QuerySet
 
 from evals.models import DriftVerdict, Generation, GoldenSample, JudgeTrust, Label, MetricSnapshot
-from evals.scoring.agreement import Agreement, kappa_agreement
+from evals.scoring.agreement import Agreement, fleiss_kappa, kappa_agreement
 from evals.scoring.generation import messages_of
 from evals.scoring.hashing import prompt_sha256
 from evals.scoring.scorers import METRICS, metric_scorer
@@ -178,6 +179,38 @@ def review_items(source: ReviewSource, positions: list[int]) -> list[ReviewItem]
     ]
 
 
+def _judge_values(source: ReviewSource, kind: str) -> dict[int, float]:
+    """The per-sample judge values on the source's answers, for the queue's order (empty: none)."""
+    snapshots = MetricSnapshot.objects.filter(artifact=source.artifact, dataset_id=source.dataset_id).select_related(
+        "artifact"
+    )
+    for snapshot in snapshots:
+        if _MODE_KIND.get(_judge_mode(snapshot)) == kind:
+            return _values_by_position(snapshot)
+    return {}
+
+
+def review_order(source: ReviewSource, kind: str, *, pass_rating: float, seed: int) -> list[int]:
+    """The order items are offered in, so that a few labels tell the most: first the samples the judge
+    disagreed on with itself (orders or repeats apart: a value that is not a whole number), then the
+    most regressed (the baseline preferred, or a failing rating, worst first), then the rest at random."""
+    values = _judge_values(source, kind)
+    shuffled = list(source.positions)
+    random.Random(seed).shuffle(shuffled)
+    rank = {position: i for i, position in enumerate(shuffled)}
+
+    def key(position: int) -> tuple:
+        value = values.get(position)
+        if value is None:
+            return (2, 0.0, rank[position])
+        if value != int(value):
+            return (0, -abs(value - round(value)), rank[position])
+        regressed = value < 0 if kind == Label.Kind.PAIRWISE else value < pass_rating
+        return (1, value, rank[position]) if regressed else (2, 0.0, rank[position])
+
+    return sorted(source.positions, key=key)
+
+
 # Judge configurations and their agreement with people
 
 
@@ -235,6 +268,11 @@ class JudgeAgreement:
         if np.isnan(a.kappa) or np.isnan(a.ci_low):
             return f"judge uncalibrated: κ undefined on {a.n} labels"
         return f"judge uncalibrated: κ {a.kappa:.2f} [{a.ci_low:.2f}, {a.ci_high:.2f}] on {a.n} labels"
+
+    @property
+    def confusion_rows(self) -> list[tuple[str, list[int]]]:
+        """The confusion matrix by the people's category (rows), for a table."""
+        return list(zip(self.agreement.categories, self.agreement.confusion, strict=True))
 
     @property
     def disagreements(self) -> list[AgreementItem]:
@@ -325,3 +363,41 @@ def snapshot_judge_agreement(snapshot: MetricSnapshot) -> JudgeAgreement | None:
         return None
     family = snapshot.artifact.family
     return next((a for a in judge_agreements(family) if a.configuration == configuration), None)
+
+
+@dataclass(frozen=True)
+class ReviewerAgreement:
+    """Reviewers among themselves on the items several of them labelled: Cohen's κ with its interval
+    when two reviewers share them, Fleiss' κ (no interval) when more do."""
+
+    kind: str
+    reviewers: int
+    items: int
+    statistic: str
+    kappa: float
+    ci_low: float | None
+    ci_high: float | None
+
+
+def reviewer_agreements(family: ModelFamily) -> list[ReviewerAgreement]:
+    by_item: dict[tuple[int, int, str], dict[int, str]] = {}
+    for artifact_id, sample_id, kind, reviewer_id, value in Label.objects.filter(artifact__family=family).values_list(
+        "artifact_id", "sample_id", "kind", "reviewer_id", "value"
+    ):
+        by_item.setdefault((artifact_id, sample_id, kind), {})[reviewer_id] = value
+    result = []
+    for kind, categories in ((Label.Kind.PAIRWISE, PAIRWISE_VALUES), (Label.Kind.POINTWISE, POINTWISE_VALUES)):
+        shared = [values for (_, _, k), values in sorted(by_item.items()) if k == kind and len(values) > 1]
+        reviewers = sorted({reviewer for values in shared for reviewer in values})
+        if not shared:
+            continue
+        if len(reviewers) == 2:
+            first, second = reviewers
+            a = kappa_agreement([v[first] for v in shared], [v[second] for v in shared], categories, seed=family.pk)
+            result.append(ReviewerAgreement(kind, 2, len(shared), "Cohen's κ", a.kappa, a.ci_low, a.ci_high))
+            continue
+        counts = np.array([[Counter(values.values())[c] for c in categories] for values in shared])
+        result.append(
+            ReviewerAgreement(kind, len(reviewers), len(shared), "Fleiss' κ", fleiss_kappa(counts), None, None)
+        )
+    return result

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from driftboard.dashboard import views
+from driftboard.dashboard import labels, views
 from driftboard.dashboard.prometheus import metrics_view
 
 urlpatterns = [
@@ -10,11 +10,15 @@ urlpatterns = [
     path("families/<slug:slug>/", views.family_detail, name="family-detail"),
     path("families/<slug:slug>/compare/", views.family_compare, name="family-compare"),
     path("families/<slug:slug>/traffic/", views.family_traffic, name="family-traffic"),
+    path("families/<slug:slug>/review/", labels.family_review, name="family-review"),
+    path("families/<slug:slug>/judges/", labels.family_judges, name="family-judges"),
+    path("families/<slug:slug>/judges/trust/", labels.family_judge_trust, name="family-judge-trust"),
     path("families/<slug:slug>/traffic/<int:number>/promote/", views.traffic_promote, name="traffic-promote"),
     path("families/<slug:slug>/traffic/build-golden/", views.traffic_build_golden, name="traffic-build-golden"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
     path("artifacts/compare/", views.artifact_compare_picked, name="artifact-compare-picked"),
     path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),
+    path("artifacts/<int:pk>/review/", labels.artifact_review, name="artifact-review"),
     path("artifacts/<int:pk>/progress.json", views.artifact_progress, name="artifact-progress"),
     path(
         "artifacts/<int:pk>/samples.csv",

@@ -1,16 +1,23 @@
 """Writes of reviewers' labels: one label, many from another annotation tool, the cap on an
 uncalibrated judge's verdicts, and staff trust in a judge configuration."""
 
+import datetime
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from evals import label_selectors
-from evals.models import GoldenSample, JudgeTrust, Label
+from evals.models import GoldenSample, JudgeTrust, Label, ReviewReservation
 from registry.models import Artifact, ModelFamily
 
 MAX_NOTE_CHARS = 5000
+# Long enough to read two answers and decide; a reviewer who walks away frees the item soon after.
+RESERVATION_TIME = datetime.timedelta(minutes=5)
+PAIRWISE_KEYS = {"1": "first", "2": "second", "3": "tie"}
+PAIRWISE_SIDES = ("candidate", "baseline")
 
 
 class LabelRefused(ValueError):
@@ -135,3 +142,132 @@ def judge_trust(
         defaults={"identity": configuration.identity, "mode": configuration.mode, "reason": reason, "actor": actor},
     )
     return trust
+
+
+# The review queue in the browser
+
+
+@dataclass(frozen=True)
+class ReviewTurn:
+    """The item shown to a reviewer: the answers (pairwise: `shown_first` is which one comes first,
+    never shown), the reviewer's own label if they labelled it already, and the queue around it."""
+
+    item: label_selectors.ReviewItem
+    kind: str
+    shown_first: str
+    label: Label | None
+    left: int
+    total: int
+    previous: str | None
+    next: str | None
+
+    @property
+    def shown(self) -> list:
+        """Pairwise: the two answers in the order shown; empty for pointwise."""
+        if not self.shown_first:
+            return []
+        answers = {"candidate": self.item.candidate, "baseline": self.item.baseline}
+        return [answers[self.shown_first], answers[_other_side(self.shown_first)]]
+
+
+def _other_side(side: str) -> str:
+    return "baseline" if side == "candidate" else "candidate"
+
+
+def _reserve(*, source, reviewer, kind: str, sample: GoldenSample, shown_first: str) -> bool:
+    """Hold the item for the reviewer; False when another reviewer holds it (the older hold wins, so two
+    reviewers claiming the same item at once end with one of them holding it)."""
+    now = timezone.now()
+    mine, _ = ReviewReservation.objects.update_or_create(
+        artifact=source.artifact,
+        sample=sample,
+        kind=kind,
+        reviewer=reviewer,
+        defaults={"shown_first": shown_first, "expires_at": now + RESERVATION_TIME},
+    )
+    held = ReviewReservation.objects.filter(
+        artifact=source.artifact, sample=sample, kind=kind, expires_at__gt=now, id__lt=mine.id
+    ).exclude(reviewer=reviewer)
+    if held.exists():
+        mine.delete()
+        return False
+    ReviewReservation.objects.filter(reviewer=reviewer).exclude(id=mine.id).delete()
+    return True
+
+
+def review_turn(*, artifact, reviewer, kind: str, at: str | None = None) -> ReviewTurn | None:
+    """The item to show the reviewer next, reserved for them: the sample `at` when asked for (one they
+    labelled, to change it, or one nobody else holds), else the first in the queue's order that has
+    fewer than `reviewers_per_item` labels, none of them theirs, and that no other reviewer holds.
+    None when nothing is left."""
+    source = label_selectors.review_source(artifact)
+    if source is None or (kind == Label.Kind.PAIRWISE and source.baseline is None):
+        return None
+    settings = label_selectors.family_judge_settings(artifact.family)
+    order = label_selectors.review_order(
+        source, kind, pass_rating=settings["pass_rating"], seed=artifact.pk * 7919 + reviewer.pk
+    )
+    samples = {s.position: s for s in GoldenSample.objects.filter(dataset_id=source.dataset_id, position__in=order)}
+    labels = list(Label.objects.filter(artifact=artifact, kind=kind, sample__dataset_id=source.dataset_id))
+    mine = {label.sample_id: label for label in labels if label.reviewer_id == reviewer.pk}
+    counts: dict[int, int] = {}
+    for label in labels:
+        counts[label.sample_id] = counts.get(label.sample_id, 0) + 1
+    open_positions = [
+        p
+        for p in order
+        if p in samples and samples[p].pk not in mine and counts.get(samples[p].pk, 0) < settings["reviewers_per_item"]
+    ]
+    wanted = [p for p in order if p in samples and samples[p].sample_id == at] if at else open_positions
+    for position in wanted:
+        sample = samples[position]
+        label = mine.get(sample.pk)
+        shown_first = ""
+        if kind == Label.Kind.PAIRWISE:
+            shown_first = label.shown_first if label and label.shown_first else secrets.choice(PAIRWISE_SIDES)
+        if not _reserve(source=source, reviewer=reviewer, kind=kind, sample=sample, shown_first=shown_first):
+            continue
+        items = label_selectors.review_items(source, [position])
+        if not items:
+            continue
+        index = order.index(position)
+        return ReviewTurn(
+            item=items[0],
+            kind=kind,
+            shown_first=shown_first,
+            label=label,
+            left=len(open_positions),
+            total=len(order),
+            previous=samples[order[index - 1]].sample_id if index > 0 and order[index - 1] in samples else None,
+            next=samples[order[index + 1]].sample_id
+            if index + 1 < len(order) and order[index + 1] in samples
+            else None,
+        )
+    return None
+
+
+def review_label(
+    *, artifact, reviewer, kind: str, sample: str, choice: str, rating: int | None = None, note: str = ""
+) -> Label:
+    """Store the reviewer's label of the item they were shown: pairwise `1` (the answer shown first),
+    `2` (the second) or `3` (a tie), turned into candidate/baseline terms with the order their
+    reservation drew; pointwise `good` or `bad`. The reservation is released."""
+    reservation = ReviewReservation.objects.filter(
+        artifact=artifact, sample__sample_id=sample, kind=kind, reviewer=reviewer
+    ).first()
+    value = choice
+    shown_first = ""
+    if kind == Label.Kind.PAIRWISE:
+        if reservation is None or not reservation.shown_first:
+            raise LabelRefused("sample", "This item is no longer held for you: it was reloaded, label it again.")
+        if choice not in PAIRWISE_KEYS:
+            raise LabelRefused("value", "Press 1 (the first answer), 2 (the second) or 3 (a tie).")
+        shown_first = reservation.shown_first
+        value = {"first": shown_first, "second": _other_side(shown_first), "tie": "tie"}[PAIRWISE_KEYS[choice]]
+    given = LabelInput(
+        artifact=artifact, sample=sample, kind=kind, value=value, rating=rating, note=note, shown_first=shown_first
+    )
+    label, _ = label_save(reviewer=reviewer, given=given)
+    if reservation is not None:
+        reservation.delete()
+    return label

@@ -65,19 +65,23 @@ JUDGE_SETTING_KEYS = (
     "min_kappa",
     "min_labels",
     "pass_rating",
+    "reviewers_per_item",
 )
 # A judge configuration whose κ's lower bound is under `min_kappa`, or with fewer than `min_labels`
-# labels, cannot push a verdict past amber; a rating of at least `pass_rating` reads as "good".
+# labels, cannot push a verdict past amber; a rating of at least `pass_rating` reads as "good";
+# the review queue shows an item until `reviewers_per_item` reviewers labelled it.
 # None of them enters the judgements' keys.
 CALIBRATION_DEFAULTS: dict[str, float | int] = {
     "min_kappa": 0.4,
     "min_labels": 30,
     "pass_rating": 7,
+    "reviewers_per_item": 1,
 }
 _CALIBRATION_BOUNDS = {
     "min_kappa": (-1.0, 1.0),
     "min_labels": (1, 100_000),
     "pass_rating": (1, 10),
+    "reviewers_per_item": (1, 20),
 }
 _JUDGE_NUMBERS = {"repeats": int, "concurrency": int, "rate_per_second": (int, float), "timeout": (int, float)}
 _JUDGE_MAXIMA = {
