@@ -94,9 +94,9 @@ def test_it_lists_the_answers_the_most_regressed_first(board, api_client):
     assert worst["candidate"] == {"text": FRANCE_CANDIDATE, "tokens": 6, "finish": "eos"}
     assert worst["baseline"]["text"] == answer_board.FRANCE_BASELINE
     assert worst["candidate_value"] == pytest.approx(0.4) and worst["baseline_value"] == pytest.approx(0.9)
-    assert worst["relative_change"] == pytest.approx(relative_change(answer_board.WORST))
-    assert worst["change"] == worst["relative_change"]  # answer similarity's deltas are relative
-    changes = [item["relative_change"] for item in results]
+    # Answer similarity changes in cosine points (its spec's absolute delta): no relative change is given.
+    assert worst["relative_change"] is None and worst["change"] == pytest.approx(0.4 - 0.9)
+    changes = [item["change"] for item in results]
     assert changes == sorted(changes)
 
 
@@ -219,7 +219,7 @@ def test_it_shows_the_answers_of_the_samples_that_regressed_most(board, page_cli
     assert "The capital of France is <del>Paris.</del>" in worst
     assert "The capital of France is <ins>Lyon.</ins>" in worst
     assert 'baseline <span data-value="baseline">0.9000</span>' in worst
-    assert '<strong data-value="relative-change">-55.56 %</strong>' in worst
+    assert '<strong data-value="relative-change">-0.5</strong>' in worst
 
 
 def test_model_output_is_shown_as_text(board, page_client):

@@ -147,7 +147,7 @@ def test_it_shows_the_three_most_regressed_answers_worst_first(answered):
     order = [block.index(f"**s{position}**") for position in WORST]
     assert order == sorted(order)
     assert "**s4**" not in block and "**s6**" not in block  # a fourth regression, and an improvement
-    assert f"**s{WORST[1]}** · -66.67 % · answer similarity 0.9000 → 0.3000" in block
+    assert f"**s{WORST[1]}** · -0.6 · answer similarity 0.9000 → 0.3000" in block
     assert f"- Baseline v{baseline.version}: baseline says {WORST[1] + 1} (16 tokens, length)" in block
     assert f"- Candidate v{candidate.version}: candidate rambles about {WORST[1]} (16 tokens, length)" in block
 

@@ -348,6 +348,9 @@ class AnswerSimilarity(AnswerScorer):
             "higher",
             unit_range=(-1.0, 1.0),
             numerator="answer_similarity",
+            # A cosine has no natural zero: a change relative to a baseline near 0 explodes (-0.001 to
+            # -0.05 is -4000 %) and flips sign below 0, so changes are in cosine points.
+            delta="absolute",
             description="Mean cosine of the answer's and the reference's embeddings by the family's embedder.",
         ),
     )
