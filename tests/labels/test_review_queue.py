@@ -133,3 +133,13 @@ def test_it_escapes_hostile_answers_and_notes(judged_candidate):
 
     assert HOSTILE not in page.content.decode() and "&lt;script&gt;alert(&quot;answer&quot;)" in page.content.decode()
     assert HOSTILE_NOTE not in again and "&lt;img src=x onerror=alert(1)&gt;" in again
+
+
+def test_the_family_queue_opens_the_newest_version_with_answers_to_compare(judged_candidate):
+    family, *_, artifact = judged_candidate
+    browser = browser_of(reviewer_named("ada"))
+
+    response = browser.get(f"/families/{family.slug}/review/")
+
+    assert response.status_code == 302 and response.url == f"/artifacts/{artifact.pk}/review/"
+    assert f'href="/families/{family.slug}/review/"' in browser.get(f"/families/{family.slug}/").content.decode()
