@@ -186,13 +186,16 @@ SERIES_HOVER = (
 # Points shown as labelled ticks on a crowded time axis; the rest are still drawn and hoverable.
 MAX_TICK_LABELS = 24
 OUTCOME_WORDS = {"ungated": "not gated", "": "not compared"}
-# name, marker style, and a fixed colour (None: coloured by each point's verdict outcome).
+# name and marker symbol; every marker is coloured by its point's verdict, as the chart's caption says.
 MARKER_STYLES = {
-    "": ("scored", {"symbol": "circle", "size": 8}, None),
-    "held": ("held", {"symbol": "diamond", "size": 10}, None),
-    "promoted": ("promoted", {"symbol": "star", "size": 13}, COLOURS["candidate"]),
-    "halted": ("halted", {"symbol": "x", "size": 11}, COLOURS["red"]),
+    "": ("scored", {"symbol": "circle", "size": 8}),
+    "held": ("held", {"symbol": "diamond", "size": 10}),
+    "promoted": ("promoted", {"symbol": "star", "size": 13}),
+    "halted": ("halted", {"symbol": "x", "size": 11}),
 }
+# Metrics bounded by 0 and 1 (shares, 0/1 checks) are drawn on 0…1, not on plotly's −1…1 around a flat 0.
+UNIT_INTERVAL = (0.0, 1.0)
+UNIT_AXIS = [-0.02, 1.02]
 
 
 def _hover_data(point: SeriesPoint) -> list:
@@ -213,14 +216,19 @@ def _labels(series: Series) -> list[str]:
     return [escape_text(p.artifact.label) for p in series.points]
 
 
+STEP_SHAPE = "hvh"  # each value is centred on its own point, the step half-way to the next
+
+
 def _steps(labels: list[str], values: list[float | None]) -> tuple[list[str], list[float | None]]:
-    """A step line ("hv") needs only the points where its value changes, and the last one."""
-    kept = [i for i, value in enumerate(values) if i == 0 or value != values[i - 1] or i == len(values) - 1]
+    """A mid-point step line needs only the ends and the points on either side of a change (the step is
+    drawn half-way between those two, so each point sits on its own value)."""
+    last = len(values) - 1
+    kept = [i for i, value in enumerate(values) if i in (0, last) or value != values[i - 1] or value != values[i + 1]]
     return [labels[i] for i in kept], [values[i] for i in kept]
 
 
 def _points_trace(series: Series, indices: list[int], marker_kind: str, labels: list[str]) -> dict:
-    name, marker, colour = MARKER_STYLES[marker_kind]
+    name, marker = MARKER_STYLES[marker_kind]
     points = [series.points[i] for i in indices]
     return {
         "type": "scatter",
@@ -239,7 +247,7 @@ def _points_trace(series: Series, indices: list[int], marker_kind: str, labels: 
         },
         "marker": {
             **marker,
-            "color": colour or [COLOURS.get(p.outcome, COLOURS[""]) for p in points],
+            "color": [COLOURS.get(p.outcome, COLOURS[""]) for p in points],
             "line": {"width": 1, "color": "#ffffff"},
         },
         "customdata": [_hover_data(p) for p in points],
@@ -253,7 +261,13 @@ def _band_traces(series: Series, labels: list[str]) -> list[dict]:
         return []
     edges = [(series.points[i].band_low, series.points[i].band_high) for i in banded]
     x, kept = _steps([labels[i] for i in banded], edges)
-    common = {"type": "scatter", "mode": "lines", "x": x, "line": {"width": 0, "shape": "hv"}, "hoverinfo": "skip"}
+    common = {
+        "type": "scatter",
+        "mode": "lines",
+        "x": x,
+        "line": {"width": 0, "shape": STEP_SHAPE},
+        "hoverinfo": "skip",
+    }
     return [
         {**common, "y": [_round(low) for low, _ in kept], "showlegend": False, "name": "band low"},
         {
@@ -285,7 +299,7 @@ def _threshold_traces(series: Series, labels: list[str]) -> list[dict]:
                 "connectgaps": False,
                 "customdata": [evals_selectors.limit_text(series.metric, step.rule, limit) for _, limit in kept],
                 "hovertemplate": "limit in force: %{customdata} → %{y:.4g}<extra></extra>",
-                "line": {"color": COLOURS[severity], "dash": "dash", "width": 1.5, "shape": "hv"},
+                "line": {"color": COLOURS[severity], "dash": "dash", "width": 1.5, "shape": STEP_SHAPE},
             }
         )
     return traces
@@ -364,6 +378,9 @@ def series_figure(series: Series) -> dict:
             "automargin": True,
         }
     )
+    spec = METRICS.get(series.metric)
+    if spec is not None and spec.unit_range == UNIT_INTERVAL:
+        layout["yaxis"]["range"] = UNIT_AXIS
     layout["hovermode"] = "closest"
     layout["legend"]["traceorder"] = "normal"
     layout["legend"]["y"] = -0.45

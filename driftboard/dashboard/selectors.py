@@ -283,8 +283,20 @@ def family_series(
             grouped[(row.metric, row.dataset_id)].append(row)
     for rows in grouped.values():
         rows.sort(key=lambda row: order[row.artifact_id])
-    ordered = sorted(grouped.values(), key=lambda rows: (rows[0].dataset__name, rows[0].metric))
+    gated = _gated_metrics(versions)
+    # The gated metrics first, so the page opens on what decides promotion (not on, say, answer length).
+    ordered = sorted(
+        grouped.values(), key=lambda rows: (rows[0].metric not in gated, rows[0].dataset__name, rows[0].metric)
+    )
     return [_series(rows, inputs) for rows in ordered]
+
+
+def _gated_metrics(versions: dict[int, tuple]) -> set[str]:
+    """The metrics a threshold's latest version gates today."""
+    latest: dict[int, tuple] = {}
+    for history_id in sorted(versions):
+        latest[versions[history_id].id] = versions[history_id]
+    return {version.metric for version in latest.values() if _in_force(version)}
 
 
 def _band_windows(versions: dict[int, tuple]) -> int:

@@ -132,7 +132,7 @@ def test_it_steps_the_threshold_line_to_the_limit_in_force_when_each_point_was_j
     add_candidates(board, 2)
     series = bpb_series(board)
     line, values = threshold_line(series)
-    assert line["line"]["shape"] == "hv"
+    assert line["line"]["shape"] == "hvh"
     assert len(line["x"]) < len(series.points)  # only the steps travel
     limits = [limit for _, limit in values]
     assert limits[len(board.history) : before] == ["3 %"] * (before - len(board.history))
