@@ -16,7 +16,6 @@ from evals.models import Generation as GenerationRow
 from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
 from evals.run_kinds import GATING_KINDS
-from evals.scoring.batching import offset_progress
 from evals.scoring.cache import (
     ResultKey,
     SampleResult,
@@ -479,14 +478,14 @@ def _score_groups(
     progress: Callable[[int], None],
 ) -> ScoredSamples:
     """Each group of scorers on its own samples (indices into `samples`), as one result over `samples`."""
-    parts, done = [], 0
+    work = sum(len(indices) for indices, group in groups if group)
+    parts, before = [], 0
     for indices, group in groups:
         if group and len(indices):
             chosen = [samples[i] for i in indices]
-            part = score_samples(
-                facts, chosen, DatabaseResultStore(), config, scorers=group, progress=offset_progress(progress, done)
-            )
-            done += sum(len(values.indices) for values in part.results.values())
+            counted = _group_progress(progress, before=before, work=work, total=len(samples))
+            part = score_samples(facts, chosen, DatabaseResultStore(), config, scorers=group, progress=counted)
+            before += len(indices)
             parts.append((indices, part))
     return ScoredSamples(
         results={
@@ -501,6 +500,13 @@ def _score_groups(
         seconds=sum(part.seconds for _, part in parts),
         specs={name: spec for _, part in parts for name, spec in part.specs.items()},
     )
+
+
+def _group_progress(progress: Callable[[int], None], *, before: int, work: int, total: int) -> Callable[[int], None]:
+    """Groups run one after another, mostly over the same samples (likelihood on all, answers on those with
+    a prompt): the run reports the share of all groups' samples done, in samples of the dataset, so its
+    count never passes its total."""
+    return lambda done: progress(total * (before + done) // work)
 
 
 def _unanswered(facts: ModelFacts, scorers: Sequence[Scorer], samples: list[dict]) -> set[int]:
