@@ -486,7 +486,6 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **_focus_context(focus.verdict if focus else None, order),
         "answers": _answers_regressed_most(artifact, focus.verdict, order) if focus else None,
         "answer_diff": evals_selectors.verdict_answer_diff(focus.verdict) if focus else None,
-        "answer_diff": evals_selectors.verdict_answer_diff(focus.verdict) if focus else None,
         "runs": runs,
         "cost": costs.runs_cost(runs),
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
@@ -609,6 +608,8 @@ def _focus_context(verdict: DriftVerdict | None, order: str = "regressed") -> di
 FOLD_CHARS = 300  # a longer prompt, reference or answer is folded to its start
 DIFF_MAX_WORDS = 4000  # longer answers are shown without the word diff, whose cost grows with both lengths
 WORDS = re.compile(r"^\s+|\S+\s*")  # each word with the whitespace after it; leading blanks on their own
+# An answer of whitespace only would be an empty-looking box: each character is shown by a mark.
+WHITESPACE_MARKS = {"\n": "⏎", " ": "·", "\t": "→", "\r": "␍"}
 
 
 @dataclass(frozen=True)
@@ -636,6 +637,14 @@ class ShownText:
     def changes_folded(self) -> bool:
         """Whether the fold hides marked words: the reviewer should open it."""
         return bool(self.preview) and _marked_chars(self.segments) > _marked_chars(self.preview)
+
+    @property
+    def blank_marks(self) -> str:
+        """A text of whitespace only, made visible (⏎ newline, · space, → tab); "" for any other text."""
+        text = "".join(segment.text for segment in self.segments)
+        if not text or not text.isspace():
+            return ""
+        return "".join(WHITESPACE_MARKS.get(char, "·") for char in text)
 
     @classmethod
     def plain(cls, text: str) -> "ShownText":
