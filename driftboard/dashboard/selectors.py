@@ -119,7 +119,7 @@ def artifact_review(pk: int) -> Artifact:
 
 
 def artifact_progress(pk: int) -> tuple[Artifact, list[EvalRun]]:
-    artifact = Artifact.objects.only("id", "status", "drift_flag").get(pk=pk)
+    artifact = Artifact.objects.only("id", "status", "drift_flag", "stage").get(pk=pk)
     runs = list(EvalRun.objects.filter(artifact_id=pk).select_related("dataset").order_by("created_at", "id"))
     return artifact, runs
 

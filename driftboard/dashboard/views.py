@@ -769,6 +769,10 @@ def artifact_progress(request: HttpRequest, pk: int) -> JsonResponse:
         {
             "status": artifact.get_status_display(),
             "drift_flag": artifact.drift_flag,
+            # The page's header shows flag and stage too: it follows them without a reload.
+            "drift_flag_label": artifact.get_drift_flag_display() or "Not scored",
+            "stage": artifact.stage,
+            "stage_label": artifact.get_stage_display(),
             "finished": not any(run.status in UNFINISHED_RUNS for run in runs),
             "runs": [_run_progress(run) for run in runs],
         }

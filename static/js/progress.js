@@ -39,6 +39,19 @@
     return true;
   }
 
+  // The header's flag and stage badges follow the artifact too (a promotion lands while the page is open).
+  function updateHeader(payload) {
+    document.querySelectorAll("[data-artifact-flag] .badge").forEach(function (badge) {
+      badge.className = "badge flag-" + (payload.drift_flag || "none");
+      badge.textContent = payload.drift_flag_label;
+    });
+    var stage = document.getElementById("artifact-stage");
+    if (stage) {
+      stage.className = "badge badge-stage" + (payload.stage === "production" ? " badge-production" : "");
+      stage.textContent = payload.stage_label;
+    }
+  }
+
   function offerReload(message) {
     var note = document.getElementById("runs-live-note");
     note.textContent = message + " ";
@@ -59,6 +72,7 @@
       .then(function (payload) {
         var known = payload.runs.map(updateRun).every(Boolean);
         document.getElementById("artifact-status").textContent = payload.status;
+        updateHeader(payload);
         if (payload.finished || !known) {
           offerReload(payload.finished ? "Scoring finished." : "New runs were queued.");
         } else {
