@@ -15,7 +15,13 @@ from django.utils import timezone
 from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
 from evals.scoring.drift import historical_band
 from evals.scoring.scorers import METRICS
-from evals.selectors import verdict_shown_outcome
+from evals.selectors import (
+    change_text,
+    metric_label,
+    verdict_gated_comparable,
+    verdict_shown_outcome,
+    verdicts_worst_first,
+)
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent, TelemetryTag
 
@@ -76,6 +82,34 @@ def failed_runs(limit: int = RECENT_LIMIT) -> list[EvalRun]:
 
 
 # Artifact list
+
+
+@dataclass(frozen=True)
+class Headline:
+    """An artifact's headline metric in a list: its worst gated verdict (else its worst verdict)."""
+
+    metric_label: str
+    change_text: str
+    outcome: str
+
+
+def with_headlines(artifacts: list[Artifact]) -> list[Artifact]:
+    """The artifacts, each with `headline` (a Headline, or None when never compared), in one query."""
+    verdicts: dict[int, list[DriftVerdict]] = defaultdict(list)
+    rows = DriftVerdict.objects.filter(artifact__in=[artifact.pk for artifact in artifacts]).only(
+        "artifact_id", "dataset_id", "metric", "delta", "outcome", "threshold_id", "threshold_history_id", "band_low"
+    )
+    for verdict in rows:
+        verdicts[verdict.artifact_id].append(verdict)
+    for artifact in artifacts:
+        ranked = verdicts_worst_first(verdicts[artifact.pk])
+        first = next((v for v in ranked if verdict_gated_comparable(v)), ranked[0] if ranked else None)
+        artifact.headline = (
+            Headline(metric_label(first.metric), change_text(first.metric, first.delta), verdict_shown_outcome(first))
+            if first
+            else None
+        )
+    return artifacts
 
 
 def artifact_page_queryset(filters: dict[str, str]) -> QuerySet[Artifact]:

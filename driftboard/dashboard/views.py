@@ -83,7 +83,7 @@ def _chart(chart_id: str, figure: dict, **extra) -> dict:
 def home(request: HttpRequest) -> HttpResponse:
     context = {
         "families": selectors.families_with_production(),
-        "candidates": selectors.latest_candidates(),
+        "candidates": selectors.with_headlines(selectors.latest_candidates()),
         "flag_counts": selectors.flag_counts(),
         "overdue_thresholds": selectors.overdue_thresholds(),
         "failed_runs": selectors.failed_runs(),
@@ -362,6 +362,7 @@ def artifact_list(request: HttpRequest) -> HttpResponse:
     filters = {name: request.GET.get(name, "").strip() for name in LIST_FILTERS}
     queryset = selectors.artifact_page_queryset({**filters, "drift_flag": filters["flag"]})
     page = Paginator(queryset, ARTIFACTS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = selectors.with_headlines(list(page.object_list))
     query = request.GET.copy()
     query.pop("page", None)
     context = {
