@@ -143,13 +143,31 @@ def _vertical_line(x: float, colour: str) -> dict:
     }
 
 
-def category_delta_figure(per_category: dict[str, dict]) -> dict:
-    """Relative change per category (negative = worse), one horizontal bar each."""
+def category_delta_figure(per_category: dict[str, dict], metric: str) -> dict:
+    """Change per category (negative = worse), one horizontal bar each: in percent for a metric with relative
+    deltas, in the metric's units for one with absolute deltas (as the verdict table words it)."""
+    spec = METRICS.get(metric)
+    absolute = spec is not None and spec.absolute
     names = sorted(per_category)
-    deltas = [_percent_points(per_category[name].get("delta")) for name in names]
+    raw = [per_category[name].get("delta") for name in names]
+    deltas = (
+        [_round(d) if d is not None and math.isfinite(d) else None for d in raw]
+        if absolute
+        else [_percent_points(d) for d in raw]
+    )
     shown = [escape_text(name) for name in names]
     colours = [COLOURS["red"] if (d or 0) < 0 else COLOURS["green"] for d in deltas]
     counts = [per_category[name].get("n", "") for name in names]
+    unit = "" if absolute else " %"
+    layout = _layout(
+        "Change by category (negative = worse)",
+        f"change ({escape_text(evals_selectors.metric_label(metric))})" if absolute else "relative change (%)",
+        "",
+        showlegend=False,
+        height=max(160, 60 + 28 * len(names)),
+        shapes=[_vertical_line(0.0, "#1a202c")],
+    )
+    layout["yaxis"]["automargin"] = True  # the left margin grows to the longest category, never clipping it
     return {
         "data": [
             {
@@ -159,17 +177,10 @@ def category_delta_figure(per_category: dict[str, dict]) -> dict:
                 "x": deltas,
                 "marker": {"color": colours},
                 "customdata": counts,
-                "hovertemplate": "%{y}: %{x:+.2f} % (n = %{customdata})<extra></extra>",
+                "hovertemplate": f"%{{y}}: %{{x:+.{3 if absolute else 2}f}}{unit} (n = %{{customdata}})<extra></extra>",
             }
         ],
-        "layout": _layout(
-            "Change by category (negative = worse)",
-            "relative change (%)",
-            "",
-            showlegend=False,
-            height=max(160, 60 + 28 * len(names)),
-            shapes=[_vertical_line(0.0, "#1a202c")],
-        ),
+        "layout": layout,
     }
 
 

@@ -248,7 +248,7 @@ def _compare_focus_context(result: compare.VersionComparison, focus: compare.Met
         _chart("chart-paired-deltas", charts.paired_delta_figure(pairs)),
     ]
     if focus.comparison.per_category:
-        category_figure = charts.category_delta_figure(focus.comparison.per_category)
+        category_figure = charts.category_delta_figure(focus.comparison.per_category, focus.metric)
         distribution_charts.append(_chart("chart-categories", category_figure, wide=True))
     regressions = evals_selectors.samples_regressed_most(pairs, focus.dataset.pk, selectors.TOP_REGRESSIONS)
     return {
@@ -596,7 +596,7 @@ def _focus_context(verdict: DriftVerdict | None, order: str = "regressed") -> di
     ]
     if verdict.per_category:
         distribution_charts.append(
-            _chart("chart-categories", charts.category_delta_figure(verdict.per_category), wide=True)
+            _chart("chart-categories", charts.category_delta_figure(verdict.per_category, verdict.metric), wide=True)
         )
     return {
         "distribution_charts": distribution_charts,

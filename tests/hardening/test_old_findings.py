@@ -70,7 +70,9 @@ def test_it_never_edits_a_comment_with_our_marker_written_by_another_user(forge)
 
 
 def test_it_shows_markup_in_chart_labels_as_text():
-    figure = charts.category_delta_figure({MARKUP: {"delta": -0.1, "n": 3}, "prose": {"delta": 0.0, "n": 5}})
+    figure = charts.category_delta_figure(
+        {MARKUP: {"delta": -0.1, "n": 3}, "prose": {"delta": 0.0, "n": 5}}, "bits_per_byte"
+    )
 
     dumped = json.dumps(figure)
     page = json_script(figure, "chart-categories")
