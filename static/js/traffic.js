@@ -34,7 +34,8 @@
   var windows = data.windows;
   var scored = windows.filter(function (w) { return w.mean !== null && w.mean !== undefined; });
   var labels = windows.map(function (w) { return escapeHtml(w.label); });
-  var axis = { title: { text: "window" }, type: "category" };
+  // automargin: the last window's tick label is drawn whole ("…00:00", not "…00:0") at the right edge.
+  var axis = { title: { text: "window" }, type: "category", automargin: true };
 
   function hover(w) {
     return [
@@ -87,7 +88,7 @@
     if (!element) {
       return;
     }
-    Plotly.newPlot(element, traces, Object.assign({ height: 340, margin: { l: 60, r: 20, t: 20, b: 70 }, legend: { orientation: "h", y: -0.3 } }, layout), CONFIG).then(function () {
+    Plotly.newPlot(element, traces, Object.assign({ height: 340, margin: { l: 60, r: 40, t: 20, b: 70 }, legend: { orientation: "h", y: -0.3 } }, layout), CONFIG).then(function () {
       if (clickable) {
         element.on("plotly_click", function (event) {
           var target = event.points && event.points.length ? event.points[0].customdata : null;
