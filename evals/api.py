@@ -37,13 +37,11 @@ from evals.scoring.task_files import TaskFileError
 from evals.services import budgets as budget_services
 from evals.services import experiments as experiment_services
 from evals.services import pipeline, profiles
-from evals.services import runs as run_services
 from evals.services import traffic as traffic_services
 from evals.services.datasets import DatasetChangeRefused
 from evals.services.verdicts import json_safe
 from registry import api as registry_api
 from registry import selectors as registry_selectors
-from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
 
 
@@ -398,7 +396,7 @@ class FamilyViewSet(registry_api.FamilyViewSet):
             raise ValidationError({"dataset": f"{family.slug} does not gate on {name!r}."})
         if selectors.dataset_version(name, version) is None:
             raise ValidationError({"version": f"{name} has no golden version {version}."})
-        registry_services.family_dataset_pin(
+        pipeline.family_dataset_pin(
             family=family, dataset=name, version=version, reason=params.validated_data["reason"], actor=request.user
         )
         return Response(self.get_serializer(family).data)
@@ -622,7 +620,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
         params = RunRetrySerializer(data=request.data)
         params.is_valid(raise_exception=True)
         try:
-            run = run_services.eval_run_retry(run=self.get_object(), queue=params.validated_data.get("queue"))
+            run = pipeline.eval_run_retry(run=self.get_object(), queue=params.validated_data.get("queue"))
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

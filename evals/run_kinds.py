@@ -32,14 +32,21 @@ class RunKind:
     judges: bool
     # `score(run=…, progress=…) -> engine.RunResult`.
     score: str
-    # Called with `run=` once its scores are archived (after the verdict step when it gates the artifact).
+    # Called with `run=` once its scores are archived (after the verdict step when it gates the artifact),
+    # outside any transaction: it may load a model. What it returns is handed to `record`.
     then: str = ""
+    # Then called with `run=` and `prepared=` (what `then` returned) in one transaction with the
+    # `RegistryChange` it returns, which the pipeline writes.
+    record: str = ""
 
     def scorer(self) -> Any:
         return _resolved(self.score)
 
     def follow_up(self) -> Any:
         return _resolved(self.then) if self.then else None
+
+    def recorder(self) -> Any:
+        return _resolved(self.record) if self.record else None
 
     def retried_on(self, queue: str) -> bool:
         """Whether a failed run may be sent again to `queue`: a scoring run to any scoring queue (a
@@ -80,7 +87,7 @@ RUN_KINDS: dict[str, RunKind] = {
         judged=False,
         judges=False,
         score="evals.services.sampling.score_completion_run",
-        then="evals.services.sampling.completion_recheck",
+        record="evals.services.sampling.completion_recheck",
     ),
     Kind.TRAFFIC: RunKind(
         kind=Kind.TRAFFIC,
@@ -90,7 +97,8 @@ RUN_KINDS: dict[str, RunKind] = {
         judged=False,
         judges=False,
         score="evals.services.traffic.score_traffic_run",
-        then="evals.services.traffic.traffic_window_compare",
+        then="evals.services.traffic.traffic_window_measure",
+        record="evals.services.traffic.traffic_window_record",
     ),
     Kind.JUDGE: RunKind(
         kind=Kind.JUDGE,

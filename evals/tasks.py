@@ -12,7 +12,6 @@ from evals.scoring.scorers import PLUGIN_ERRORS
 from evals.services import pipeline
 from evals.services.runs import (
     TRANSIENT_ERRORS,
-    eval_run_fail_by_id,
     eval_run_release,
     eval_runs_reclaim_dead,
     eval_runs_sweep,
@@ -35,7 +34,7 @@ def score_run(self, run_id: int) -> None:
     try:
         pipeline.eval_run_process(run_id=run_id, worker=worker)
     except SoftTimeLimitExceeded:
-        eval_run_fail_by_id(run_id=run_id, worker=worker, message="Scoring exceeded its time limit.")
+        pipeline.eval_run_fail_by_id(run_id=run_id, worker=worker, message="Scoring exceeded its time limit.")
     except TRANSIENT_ERRORS as exc:
         try:
             eval_run_release(run_id=run_id, worker=worker, message=str(exc))

@@ -15,7 +15,7 @@ from evals import selectors
 from evals.models import Experiment, ExperimentRun
 from evals.services import experiments as services
 from registry.models import ModelFamily
-from registry.services import RegistrationError
+from registry.registration import RegistrationError
 
 RUNS_PER_PAGE = 100
 

@@ -1,7 +1,10 @@
 """Reads shared by the pages, the API and the charts."""
 
+from pathlib import Path
+
 from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
 
+from registry import object_store
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
 
 ARTIFACT_FILTERS = ("stage", "status", "drift_flag", "branch")
@@ -102,3 +105,10 @@ def production_traffic_drift() -> list[tuple[Artifact, str]]:
         if values.get("traffic_drift") == RED:
             rows.append((artifact, values.get("traffic_drift.reason", "")))
     return rows
+
+
+def artifact_weights_path(artifact: Artifact) -> Path:
+    """The weights on this host's disk; a worker without them fetches them from the shared storage."""
+    return object_store.object_fetch(
+        relative_path=artifact.storage_path, sha256=artifact.sha256, is_dir=artifact.format == Artifact.Format.HF_DIR
+    )

@@ -25,25 +25,12 @@ from registry.models import (
     PullRequestLink,
     TelemetryTag,
 )
+from registry.registration import Registration, RegistrationError
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 FILE_FORMATS = {".safetensors": Artifact.Format.SAFETENSORS, ".bin": Artifact.Format.BIN}
-
-
-class RegistrationError(ValueError):
-    """The submission was refused; nothing was stored. The message says why, `status_code` how to answer."""
-
-    def __init__(self, message: str, *, status_code: int = 400):
-        super().__init__(message)
-        self.status_code = status_code
-
-
-@dataclass(frozen=True)
-class Registration:
-    artifact: Artifact
-    created: bool
 
 
 def family_create(
@@ -246,13 +233,6 @@ def _create_artifact(family, weights: StoredWeights, commit_sha, branch, pr_url,
         automatic=artifact.created_by is None,
     )
     return artifact
-
-
-def artifact_weights_path(artifact: Artifact) -> Path:
-    """The weights on this host's disk; a worker without them fetches them from the shared storage."""
-    return object_store.object_fetch(
-        relative_path=artifact.storage_path, sha256=artifact.sha256, is_dir=artifact.format == Artifact.Format.HF_DIR
-    )
 
 
 def tags_set(*, artifact: Artifact, tags: dict[str, object]) -> None:

@@ -14,9 +14,9 @@ from driftboard.queue_names import Queue
 from driftboard.queues import enqueue
 from evals.costs import BudgetState, family_budget_state, family_week_spent, money_text, week_start
 from evals.models import EvalRun, EvaluationProfile
+from evals.registry_changes import AlertNotice
 from evals.services.run_states import HOLD, LIFT
 from registry import alerting
-from registry import services as registry_services
 from registry.models import Alert, Artifact, ModelFamily
 
 # States in which the family saves: sampled full runs, non-gating runs off-peak.
@@ -35,17 +35,16 @@ def non_gating_queue(*, family: ModelFamily, queue: str) -> str:
     return Queue.OFFPEAK if family_budget_state(family) in SAVING else queue
 
 
-def artifact_runs_hold(*, artifact: Artifact, runs: list[EvalRun]) -> bool:
-    """Hold the artifact's new runs when its family is over its weekly budget (and not lifted), with an
-    alert (one per family until the budget is lifted); True when held."""
+def artifact_runs_hold(*, artifact: Artifact, runs: list[EvalRun]) -> AlertNotice | None:
+    """Hold the artifact's new runs when its family is over its weekly budget (and not lifted); the alert
+    to raise then (one per family until the budget is lifted), None when not held."""
     family = artifact.family
     if family_budget_state(family) != BudgetState.OVER:
-        return False
+        return None
     HOLD.apply(EvalRun.objects.filter(pk__in=[run.pk for run in runs]))
     budget = EvaluationProfile.objects.get(family=family).weekly_budget
     currency = settings.DRIFTBOARD_PRICES.currency
-    registry_services.alert_raise(
-        artifact=artifact,
+    return AlertNotice(
         severity=Alert.Severity.WARNING,
         title=f"{family.slug} is over its weekly budget: new runs are deferred",
         message=f"{family.slug} spent {money_text(family_week_spent(family), currency)} of its weekly budget of "
@@ -53,7 +52,6 @@ def artifact_runs_hold(*, artifact: Artifact, runs: list[EvalRun]) -> bool:
         payload={"family": family.slug, "version": artifact.version, "weekly_budget": budget},
         cause="budget",
     )
-    return True
 
 
 def family_budget_lift(

@@ -34,7 +34,7 @@ from evals.scoring.scorers import Scorer, needs_baseline, on_judge_queue, scorer
 from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.scoring.scorers.judge_score import judge_options
 from registry.models import Artifact, ModelFamily
-from registry.services import artifact_weights_path
+from registry.selectors import artifact_weights_path
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 

@@ -22,7 +22,7 @@ from django.db.models import Max
 from evals.models import Experiment, ExperimentRun
 from evals.services import pipeline
 from registry.models import ModelFamily
-from registry.services import Registration, RegistrationError
+from registry.registration import Registration, RegistrationError
 
 Status = ExperimentRun.Status
 

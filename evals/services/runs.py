@@ -29,7 +29,7 @@ from evals.run_kinds import RUN_KINDS
 from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
-from evals.selectors import dataset_latest, dataset_version, evaluation_profile
+from evals.selectors import dataset_version, evaluation_profile
 from evals.services import budgets, engine
 from evals.services.run_states import (
     CLAIM,
@@ -44,7 +44,6 @@ from evals.services.run_states import (
     TransitionRefused,
     held_by,
 )
-from registry import services as registry_services
 from registry.models import Artifact, ModelFamily
 
 logger = logging.getLogger(__name__)
@@ -63,8 +62,8 @@ class LeaseLost(Exception):
 
 
 def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
-    """One run per golden dataset of the family, put on the broker once the transaction commits (sampled,
-    or held, when the family is past its weekly budget: evals/services/budgets.py)."""
+    """One run per golden dataset the family pins, put on the broker once the transaction commits (sampled
+    when the family is past its weekly budget: evals/services/budgets.py)."""
     family = artifact.family
     sequential = evaluation_profile(family).sampling == EvaluationProfile.Sampling.SEQUENTIAL
     kind = budgets.full_run_kind(family=family, sampled=sequential)
@@ -77,25 +76,15 @@ def eval_runs_create_for_artifact(*, artifact: Artifact) -> list[EvalRun]:
         runs.append(EvalRun(artifact=artifact, dataset=dataset, kind=kind, samples_total=dataset.sample_count))
     if runs:
         EvalRun.objects.bulk_create(runs)
-        budgets.artifact_runs_hold(artifact=artifact, runs=runs)
-        registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.QUEUED)
         transaction.on_commit(eval_runs_dispatch)
     return runs
 
 
 def _pinned_dataset(family: ModelFamily, name: str) -> GoldenDataset | None:
-    """The version the family pins; the first run pins the latest, so a later upload changes no verdict
-    until someone moves the pin."""
+    """The version the family pins (its first run pins the latest: `pipeline.family_datasets_pin_first`), so
+    a later upload changes no verdict until someone moves the pin."""
     pinned = family.dataset_pins.get(name)
-    if pinned is not None:
-        return dataset_version(name, pinned)
-    latest = dataset_latest(name)
-    if latest is None:
-        return None
-    version = registry_services.family_dataset_pin(
-        family=family, dataset=name, version=latest.version, reason="First run of the family.", only_if_unpinned=True
-    )
-    return latest if version == latest.version else dataset_version(name, version)
+    return None if pinned is None else dataset_version(name, pinned)
 
 
 def _send(run_id: int, queue: str) -> bool:
@@ -198,9 +187,6 @@ def eval_run_retry(*, run: EvalRun, queue: str | None = None) -> EvalRun:
             RETRY.move(run.pk, queue=queue, attempts=0, finished_at=None, started_at=None, worker="", error="")
         except TransitionRefused as exc:
             raise ValueError(f"Run {run.pk} has not failed: only a failed run is retried ({exc})") from exc
-        registry_services.artifact_status_set(
-            artifact=run.artifact, status=Artifact.Status.QUEUED, only_from=(Artifact.Status.FAILED,)
-        )
         transaction.on_commit(eval_runs_dispatch)
     run.refresh_from_db()
     return run
@@ -216,7 +202,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
+def eval_run_take(*, run_id: int, worker: str) -> EvalRun | None:
     """Take the run for this worker, or return None if someone else has it or it is finished.
 
     The error of an earlier attempt stays until the run succeeds: it is what a run that gives up says.
@@ -237,19 +223,13 @@ def eval_run_claim(*, run_id: int, worker: str) -> EvalRun | None:
         return None  # a duplicate message: the run is finished, or waits for a message of its own
     if not taken:
         return None
-    run = EvalRun.objects.select_related("artifact__family", "dataset").get(pk=run_id)
-    if run.attempts > settings.DRIFTBOARD_RUN_MAX_ATTEMPTS:
-        eval_run_fail(run=run, message=_gave_up(run))
-        return None
-    registry_services.artifact_status_set(
-        artifact=run.artifact,
-        status=Artifact.Status.SCORING,
-        only_from=(Artifact.Status.REGISTERED, Artifact.Status.QUEUED),
-    )
-    return run
+    return EvalRun.objects.select_related("artifact__family", "dataset").get(pk=run_id)
 
 
-def _gave_up(run: EvalRun) -> str:
+def eval_run_gave_up(run: EvalRun) -> str:
+    """Why a run taken once more than its attempts allow is failed; empty while it may still be scored."""
+    if run.attempts <= settings.DRIFTBOARD_RUN_MAX_ATTEMPTS:
+        return ""
     attempts = f"Gave up after {run.attempts - 1} attempts"
     last_error = run.error.removeprefix(RETRYING)
     return f"{attempts}; the last error: {last_error}" if last_error else f"{attempts}; the worker kept disappearing."
@@ -287,11 +267,15 @@ class ProgressWriter:
             raise LeaseLost(f"Run {self.run.pk} was taken over by another worker.")
 
 
-def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) -> bool:
+class RunFailed(Exception):
+    """A permanent error while scoring: the message is the run's error."""
+
+
+def eval_run_score(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) -> bool:
     """Score a claimed run with `score(run=…, progress=…)` and archive the snapshots.
 
-    True once the scores are saved. A permanent error fails the run and a lost lease leaves it to
-    its new owner (False); transient errors propagate for a retry. While a judge is awaited, the
+    True once the scores are saved. A permanent error raises RunFailed (the pipeline fails the run and
+    its artifact) and a lost lease leaves it to its new owner (False); transient errors propagate for a retry. While a judge is awaited, the
     lease is renewed all the same: a slow judge never lets a second worker take the run.
     """
     progress = ProgressWriter(run)
@@ -299,8 +283,7 @@ def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) 
         with judge_heartbeat(progress.renew):
             result = score(run=run, progress=progress)
     except engine.PermanentScoringError as exc:
-        eval_run_fail(run=run, message=str(exc))
-        return False
+        raise RunFailed(str(exc)) from exc
     except LeaseLost:
         logger.warning("Run %s: lease lost, leaving it to the worker that took it over", run.pk)
         return False
@@ -308,8 +291,7 @@ def eval_run_execute(*, run: EvalRun, score: Callable[..., "engine.RunResult"]) 
         raise
     except Exception as exc:  # any other error from loading or scoring would recur on every retry
         logger.exception("Run %s: unexpected error while scoring", run.pk)
-        eval_run_fail(run=run, message=f"Scoring failed: {type(exc).__name__}: {exc}")
-        return False
+        raise RunFailed(f"Scoring failed: {type(exc).__name__}: {exc}") from exc
     # The scores are in memory: wait out a database restart rather than score again.
     try:
         database_retry(lambda: snapshots_save(run=run, result=result), what=f"saving the scores of run {run.pk}")
@@ -395,24 +377,19 @@ def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
     return judge_run
 
 
-def eval_run_fail(*, run: EvalRun, message: str) -> bool:
-    """Fail the run and its artifact, while `run.worker` still holds it (False otherwise, nothing written)."""
-    logger.error("Run %s failed: %s", run.pk, message)
-    message = without_server_paths(message)  # users see the error; the log above keeps the paths
-    with transaction.atomic():
-        if not FAIL.move(run.pk, guard=held_by(run.worker), error=message[:5000]):
-            logger.warning("Run %s: taken over by another worker, its failure is not recorded", run.pk)
-            return False
-        registry_services.artifact_fail(artifact=run.artifact, reason=message)
-    eval_runs_dispatch()
+def eval_run_failed(*, run: EvalRun, message: str) -> bool:
+    """Mark the run failed with `message`, while `run.worker` still holds it (False otherwise, nothing
+    written); the pipeline fails its artifact in the same transaction."""
+    if not FAIL.move(run.pk, guard=held_by(run.worker), error=message[:5000]):
+        logger.warning("Run %s: taken over by another worker, its failure is not recorded", run.pk)
+        return False
     return True
 
 
-def eval_run_fail_by_id(*, run_id: int, worker: str, message: str) -> None:
+def eval_run_running(*, run_id: int, worker: str) -> EvalRun | None:
+    """The run, while this worker holds it running."""
     mine = EvalRun.objects.select_related("artifact").filter(held_by(worker), pk=run_id, status=EvalRun.Status.RUNNING)
-    run = mine.first()
-    if run is not None:
-        eval_run_fail(run=run, message=message)
+    return mine.first()
 
 
 def eval_run_release(*, run_id: int, worker: str, message: str) -> None:

@@ -28,6 +28,7 @@ from django.db import transaction
 
 from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.registry_changes import AlertNotice, RegistryChange
 from evals.run_kinds import RUN_KINDS
 from evals.scoring import drift
 from evals.scoring.metrics import MetricSpec
@@ -36,7 +37,6 @@ from evals.scoring.sequential import SequentialMonitor, design_weights, sampling
 from evals.selectors import thresholds_in_force
 from evals.services import engine, runs, verdicts
 from evals.services.thresholds import DEFAULT_METRIC
-from registry import services as registry_services
 from registry.models import Alert, Artifact
 
 logger = logging.getLogger(__name__)
@@ -397,50 +397,51 @@ def completion_schedule(*, run: EvalRun) -> EvalRun | None:
     return completion
 
 
-def completion_recheck(*, run: EvalRun) -> list[DriftVerdict]:
-    """Re-check the early verdicts on the now complete snapshots; raise any change of outcome."""
+def completion_recheck(*, run: EvalRun, prepared: None = None) -> RegistryChange | None:
+    """Re-check the early verdicts on the now complete snapshots (in the pipeline's transaction, with the
+    change it returns: the artifact's flag again, and an alert when an outcome changed)."""
     early = {v.metric: v for v in DriftVerdict.objects.filter(artifact=run.artifact, dataset=run.dataset)}
     if not early:
-        return []  # not evaluated yet: the artifact's evaluation will read the complete snapshots
+        return None  # not evaluated yet: the artifact's evaluation will read the complete snapshots
     snapshots = MetricSnapshot.objects.filter(artifact=run.artifact, dataset=run.dataset, metric__in=list(early))
     changed = []
-    with transaction.atomic():
-        for snapshot in snapshots.select_related("dataset", "artifact__family", "run"):
-            verdict = early[snapshot.metric]
-            if verdict.baseline_id is None:
-                continue
-            fields = verdicts.verdict_for(snapshot, verdict.baseline)
-            previous = verdict.outcome
-            for name, value in fields.items():
-                setattr(verdict, name, value)
-            if verdict.outcome != previous:
-                verdict.previous_outcome = previous
-                changed.append(verdict)
-            verdict.save()
-        _retag(run.artifact)
-        if changed:
-            _raise_changed(run.artifact, changed)
+    for snapshot in snapshots.select_related("dataset", "artifact__family", "run"):
+        verdict = early[snapshot.metric]
+        if verdict.baseline_id is None:
+            continue
+        fields = verdicts.verdict_for(snapshot, verdict.baseline)
+        previous = verdict.outcome
+        for name, value in fields.items():
+            setattr(verdict, name, value)
+        if verdict.outcome != previous:
+            verdict.previous_outcome = previous
+            changed.append(verdict)
+        verdict.save()
+    retagged = _retag(run.artifact)
     verdicts.verdict_publish(run.artifact)
-    return changed
+    return _with_changes(retagged, changed) if changed else retagged
 
 
-def _retag(artifact: Artifact) -> None:
+def _retag(artifact: Artifact) -> RegistryChange:
     every = list(artifact.verdicts.select_related("baseline", "dataset", "artifact__family"))
-    flag = verdicts.artifact_flag(every)
     results = {(v.dataset_id, v.metric): {"delta": v.delta} for v in every}
-    verdicts.artifact_flag_set(artifact, flag, next((v.baseline for v in every if v.baseline), None), results)
+    baseline = next((v.baseline for v in every if v.baseline), None)
+    return RegistryChange(
+        artifact=artifact,
+        flag=verdicts.artifact_flag(every),
+        flag_tags=verdicts.verdict_tags(artifact, baseline, results),
+    )
 
 
-def _raise_changed(artifact: Artifact, changed: list[DriftVerdict]) -> None:
+def _with_changes(retagged: RegistryChange, changed: list[DriftVerdict]) -> RegistryChange:
+    artifact = retagged.artifact
     changes = [f"{v.metric} on {v.dataset.name}: {v.previous_outcome} → {v.outcome}" for v in changed]
     summary = "; ".join(changes)
     worse = any(verdicts.FLAG_SEVERITY[v.outcome] > verdicts.FLAG_SEVERITY[v.previous_outcome] for v in changed)
     logger.error(
         "Verdict of %s v%s changed on the full golden set: %s", artifact.family.slug, artifact.version, summary
     )
-    registry_services.tags_set(artifact=artifact, tags={"verdict_changed": summary})
-    registry_services.alert_raise(
-        artifact=artifact,
+    alert = AlertNotice(
         severity=Alert.Severity.CRITICAL if worse else Alert.Severity.WARNING,
         title=f"{artifact.family.slug} v{artifact.version}: verdict changed on the full golden set",
         message=f"Decided early on part of the golden set, the full set disagrees ({summary}). "
@@ -452,3 +453,4 @@ def _raise_changed(artifact: Artifact, changed: list[DriftVerdict]) -> None:
             "changes": changes,
         },
     )
+    return dataclasses.replace(retagged, tags={"verdict_changed": summary}, alerts=(alert,))

@@ -23,6 +23,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold, TrafficWindow
+from evals.registry_changes import AlertNotice, RegistryChange
 from evals.run_kinds import RUN_KINDS
 from evals.scoring import golden_io
 from evals.scoring import traffic as stats
@@ -36,7 +37,6 @@ from evals.services import budgets, engine
 from evals.services.datasets import dataset_freeze
 from evals.services.runs import eval_runs_dispatch
 from evals.services.thresholds import DEFAULT_METRIC, threshold_version
-from registry import services as registry_services
 from registry.models import Alert, Artifact, ModelFamily
 from registry.selectors import production_artifact
 
@@ -264,8 +264,20 @@ def score_traffic_run(*, run: EvalRun, progress: Callable[[int], None]) -> engin
 # Comparison
 
 
-def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
-    """After a traffic run: the unpaired comparison with the reference, the outcome and its effects."""
+@dataclasses.dataclass(frozen=True)
+class WindowMeasure:
+    """A traffic window compared with its reference (or found incomparable), not yet recorded: `fields` are
+    the window's outcome columns; only a compared window changes the production artifact's tag."""
+
+    window: TrafficWindow
+    metric: str
+    fields: dict[str, object]
+    compared: bool
+
+
+def traffic_window_measure(*, run: EvalRun) -> WindowMeasure | None:
+    """After a traffic run: the unpaired comparison with the reference (it may load the model, so it runs
+    outside any transaction); nothing is written."""
     window = TrafficWindow.objects.select_related("family", "reference_window").filter(dataset=run.dataset).first()
     if window is None:
         return None
@@ -273,9 +285,7 @@ def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
     current = MetricSnapshot.objects.filter(artifact=run.artifact, dataset=run.dataset, metric=metric).first()
     reference = _reference_snapshot(window, run.artifact, metric)
     if current is None or reference is None:
-        return _window_incomparable(
-            window, run, metric, "The production model has no reference scores to compare with."
-        )
+        return _incomparable(window, metric, "The production model has no reference scores to compare with.")
     try:
         comparison = stats.compare_traffic(
             _per_sample(reference),
@@ -287,23 +297,34 @@ def traffic_window_compare(*, run: EvalRun) -> TrafficWindow | None:
             seed=window.pk,
         )
     except ValueError as exc:  # too few scored samples on one side, or values that are not finite
-        return _window_incomparable(window, run, metric, f"Not comparable: {exc}.")
+        return _incomparable(window, metric, f"Not comparable: {exc}.")
     comparison = _with_embedding_shift(comparison, window, run.artifact, reference, current)
     verdict = stats.classify_traffic(comparison, traffic_specs(window.family))
-    with transaction.atomic():
-        TrafficWindow.objects.filter(pk=window.pk).update(
-            artifact=run.artifact,
-            run=run,
-            metric=metric,
-            reference_dataset=reference.dataset,
-            statistics=_json_safe(dataclasses.asdict(comparison)),
-            outcome=verdict.outcome,
-            reasons=verdict.reasons,
-            scored_at=timezone.now(),
-        )
-        window.refresh_from_db()
-        _flag_production(window, run.artifact)
-    return window
+    fields = {
+        "reference_dataset": reference.dataset,
+        "statistics": _json_safe(dataclasses.asdict(comparison)),
+        "outcome": verdict.outcome,
+        "reasons": verdict.reasons,
+    }
+    return WindowMeasure(window=window, metric=metric, fields=fields, compared=True)
+
+
+def _incomparable(window: TrafficWindow, metric: str, reason: str) -> WindowMeasure:
+    fields = {"outcome": TrafficWindow.Outcome.INCOMPARABLE, "reasons": [reason]}
+    return WindowMeasure(window=window, metric=metric, fields=fields, compared=False)
+
+
+def traffic_window_record(*, run: EvalRun, prepared: WindowMeasure | None) -> RegistryChange | None:
+    """Record the window's outcome, in the pipeline's transaction with the change it returns: the production
+    artifact's traffic tag and, on red, an alert."""
+    if prepared is None:
+        return None
+    window = prepared.window
+    TrafficWindow.objects.filter(pk=window.pk).update(
+        artifact=run.artifact, run=run, metric=prepared.metric, scored_at=timezone.now(), **prepared.fields
+    )
+    window.refresh_from_db()
+    return _production_change(window, run.artifact) if prepared.compared else None
 
 
 def _with_embedding_shift(
@@ -353,19 +374,6 @@ def _categories(snapshot: MetricSnapshot) -> list[str]:
     return [by_position.get(int(p), "") for p in positions]
 
 
-def _window_incomparable(window: TrafficWindow, run: EvalRun, metric: str, reason: str) -> TrafficWindow:
-    TrafficWindow.objects.filter(pk=window.pk).update(
-        artifact=run.artifact,
-        run=run,
-        metric=metric,
-        outcome=TrafficWindow.Outcome.INCOMPARABLE,
-        reasons=[reason],
-        scored_at=timezone.now(),
-    )
-    window.refresh_from_db()
-    return window
-
-
 def traffic_specs(family: ModelFamily) -> list[stats.TrafficSpec]:
     """Traffic thresholds in force for the family; a metric without a record keeps its defaults."""
     records = [
@@ -378,7 +386,7 @@ def traffic_specs(family: ModelFamily) -> list[stats.TrafficSpec]:
     return specs + [spec for spec in stats.DEFAULT_SPECS if spec.metric not in covered]
 
 
-def _flag_production(window: TrafficWindow, artifact: Artifact) -> None:
+def _production_change(window: TrafficWindow, artifact: Artifact) -> RegistryChange:
     """The latest window's outcome as the production artifact's `traffic_drift` tag; an alert on red.
 
     Windows are compared in whatever order the workers finish them, so an earlier window compared last
@@ -387,20 +395,16 @@ def _flag_production(window: TrafficWindow, artifact: Artifact) -> None:
     later = TrafficWindow.objects.filter(
         family_id=window.family_id, starts_at__gt=window.starts_at, scored_at__isnull=False
     ).exclude(pk=window.pk)
+    tags: dict[str, object] = {}
     if not later.exists():
-        reason = window.reasons[0] if window.reasons else ""
-        registry_services.tags_set(
-            artifact=artifact,
-            tags={
-                "traffic_drift": window.outcome,
-                "traffic_drift.window": window.number,
-                "traffic_drift.reason": reason,
-            },
-        )
+        tags = {
+            "traffic_drift": window.outcome,
+            "traffic_drift.window": window.number,
+            "traffic_drift.reason": window.reasons[0] if window.reasons else "",
+        }
     if window.outcome != TrafficWindow.Outcome.RED:
-        return
-    registry_services.alert_raise(
-        artifact=artifact,
+        return RegistryChange(artifact=artifact, tags=tags)
+    alert = AlertNotice(
         severity=Alert.Severity.CRITICAL,
         title=f"{window.family.slug} v{artifact.version}: traffic drift red on window {window.number}",
         message="; ".join(window.reasons),
@@ -412,6 +416,7 @@ def _flag_production(window: TrafficWindow, artifact: Artifact) -> None:
             "flag": "traffic_drift",
         },
     )
+    return RegistryChange(artifact=artifact, tags=tags, alerts=(alert,))
 
 
 def _json_safe(value):

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.registry_changes import AlertNotice, RegistryChange
 from evals.run_kinds import GATING_KINDS
 from evals.scoring import drift
 from evals.scoring.judges.preference import preference_comparison
@@ -18,10 +19,8 @@ from evals.scoring.scorers import METRICS
 from evals.selectors import thresholds_in_force
 from evals.services.labels import verdict_judge_cap
 from evals.services.thresholds import implicit_band, threshold_spec, threshold_version
-from registry import alerting
 from registry import publishing as forge_publishing
 from registry import selectors as registry_selectors
-from registry import services as registry_services
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent
 
 logger = logging.getLogger(__name__)
@@ -300,30 +299,45 @@ def artifact_ready(artifact: Artifact) -> bool:
     return bool(runs) and all(s == EvalRun.Status.SUCCEEDED for s in runs)
 
 
-def artifact_evaluate(*, artifact: Artifact) -> str:
-    """Compare every metric with the baseline, store the verdicts, set the flag and apply the policy."""
+@dataclasses.dataclass(frozen=True)
+class Comparisons:
+    """An artifact's metrics compared with its baseline (none: nothing to compare with), not yet stored."""
+
+    artifact: Artifact
+    baseline: Artifact | None
+    results: dict[tuple[int, str], dict]
+
+
+def artifact_compare(*, artifact: Artifact) -> Comparisons:
+    """Compare every metric of the artifact with its baseline's; nothing is written."""
     artifact = Artifact.objects.select_related("family").get(pk=artifact.pk)
     baseline = selectors.baseline_for(artifact)
     if baseline is None:
-        return _without_baseline(artifact)
+        return Comparisons(artifact=artifact, baseline=None, results={})
     snapshots = list(artifact.snapshots.select_related("dataset", "artifact__family"))
     results = {(s.dataset_id, s.metric): verdict_judge_cap(s, verdict_for(s, baseline)) for s in snapshots}
-    with transaction.atomic():
-        stored = [
-            DriftVerdict.objects.update_or_create(
-                artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields
-            )[0]
-            for (dataset_id, metric), fields in results.items()
+    return Comparisons(artifact=artifact, baseline=baseline, results=results)
+
+
+def artifact_judge(*, compared: Comparisons) -> RegistryChange:
+    """Store the verdicts (in the caller's transaction) and decide what the family's policy does with the
+    artifact: its flag and tags, promoted, held or halted, and the alerts."""
+    artifact, baseline, results = compared.artifact, compared.baseline, compared.results
+    if baseline is None:
+        return _without_baseline(artifact)
+    stored = [
+        DriftVerdict.objects.update_or_create(artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields)[
+            0
         ]
-        flag = artifact_flag(stored)
-        artifact_flag_set(artifact, flag, baseline, results)
-        _apply_policy(artifact, flag, stored)
-    return flag
+        for (dataset_id, metric), fields in results.items()
+    ]
+    flag = artifact_flag(stored)
+    return _policy(artifact, flag, stored, verdict_tags(artifact, baseline, results))
 
 
-def artifact_flag_set(artifact: Artifact, flag: str, baseline: Artifact | None, results: dict) -> None:
-    """Record the overall flag on the artifact and as telemetry tags, with the baseline and deltas."""
-    tags = {
+def verdict_tags(artifact: Artifact, baseline: Artifact | None, results: dict) -> dict[str, object]:
+    """The telemetry tags that go with the artifact's flag: the baseline, the runs and the deltas."""
+    tags: dict[str, object] = {
         "baseline_id": baseline.pk if baseline else "",
         "eval_runs": ",".join(str(pk) for pk in artifact.runs.values_list("pk", flat=True)),
     }
@@ -332,7 +346,7 @@ def artifact_flag_set(artifact: Artifact, flag: str, baseline: Artifact | None, 
         if fields.get("delta") is not None:
             key = f"delta.{metric}" if len(datasets) == 1 else f"delta.{metric}.{dataset_id}"
             tags[key] = f"{fields['delta']:+.5f}"
-    registry_services.artifact_flag_set(artifact=artifact, flag=flag, tags=tags)
+    return tags
 
 
 POLICY_REASONS = 3  # reasons quoted in a halt, hold or promotion and its alert; the page lists them all
@@ -364,17 +378,12 @@ def hold_reason(artifact: Artifact, flag: str) -> str:
     )
 
 
-def _apply_policy(artifact: Artifact, flag: str, verdicts: list[DriftVerdict]) -> None:
+def _policy(artifact: Artifact, flag: str, verdicts: list[DriftVerdict], tags: dict[str, object]) -> RegistryChange:
     summary = policy_summary(verdicts, flag)
-    registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.SCORED)
-    if flag == "green":
-        # The family recovered: its open drift alerts are resolved where they were sent (PagerDuty too).
-        alerting.alerts_resolve(family=artifact.family, cause_prefix="drift:")
+    scored = RegistryChange(artifact=artifact, status=Artifact.Status.SCORED, flag=flag, flag_tags=tags)
     if flag == "red":
-        registry_services.artifact_halt(artifact=artifact, reason=summary)
         red_metrics = sorted({v.metric for v in verdicts if v.outcome == "red"})
-        registry_services.alert_raise(
-            artifact=artifact,
+        alert = AlertNotice(
             severity=Alert.Severity.CRITICAL,
             title=f"{artifact.family.slug} v{artifact.version} halted: drift flag red",
             message=summary,
@@ -386,33 +395,35 @@ def _apply_policy(artifact: Artifact, flag: str, verdicts: list[DriftVerdict]) -
             },
             cause="drift:" + ",".join(red_metrics),
         )
-    elif (
+        return dataclasses.replace(scored, decision="halt", reason=summary, alerts=(alert,))
+    # A green family recovered: its open drift alerts are resolved where they were sent (PagerDuty too).
+    resolve = "drift:" if flag == "green" else ""
+    if (
         flag == "green"
         and artifact.family.promotion_policy == ModelFamily.PromotionPolicy.AUTO
         and artifact.branch == artifact.family.base_branch
     ):
-        registry_services.artifact_promote(artifact=artifact, reason=summary)
-    else:
-        registry_services.artifact_hold(artifact=artifact, reason=f"{hold_reason(artifact, flag)} {summary}")
-    verdict_publish(artifact)
+        return dataclasses.replace(scored, resolve_alerts=resolve, decision="promote", reason=summary)
+    reason = f"{hold_reason(artifact, flag)} {summary}"
+    return dataclasses.replace(scored, resolve_alerts=resolve, decision="hold", reason=reason)
 
 
-def _without_baseline(artifact: Artifact) -> str:
+def _without_baseline(artifact: Artifact) -> RegistryChange:
     family = artifact.family
-    first_on_base = artifact.branch == family.base_branch
-    with transaction.atomic():
-        registry_services.artifact_status_set(artifact=artifact, status=Artifact.Status.SCORED)
-        artifact_flag_set(artifact, Artifact.DriftFlag.GREEN, None, {})
-        if first_on_base and family.baseline_policy == ModelFamily.BaselinePolicy.FIRST_SCORED:
-            registry_services.artifact_promote(
-                artifact=artifact,
-                reason="First scored artifact on the base branch: it becomes the baseline.",
-                action=PromotionEvent.Action.BASELINE,
-            )
-        else:
-            registry_services.artifact_hold(artifact=artifact, reason="No production baseline to compare with yet.")
-        verdict_publish(artifact)
-    return Artifact.DriftFlag.GREEN
+    scored = RegistryChange(
+        artifact=artifact,
+        status=Artifact.Status.SCORED,
+        flag=Artifact.DriftFlag.GREEN,
+        flag_tags=verdict_tags(artifact, None, {}),
+    )
+    if artifact.branch == family.base_branch and family.baseline_policy == ModelFamily.BaselinePolicy.FIRST_SCORED:
+        return dataclasses.replace(
+            scored,
+            decision="promote",
+            reason="First scored artifact on the base branch: it becomes the baseline.",
+            promotion_action=PromotionEvent.Action.BASELINE,
+        )
+    return dataclasses.replace(scored, decision="hold", reason="No production baseline to compare with yet.")
 
 
 def verdict_publish(artifact: Artifact) -> None:

@@ -213,3 +213,12 @@ def test_registry_services_take_no_callbacks():
         if arg.annotation is not None and "Callable" in ast.unparse(arg.annotation)
     ]
     assert not callbacks, f"registry services take callbacks: {callbacks}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, "evals")))
+def test_only_the_pipeline_changes_registry_state(module):
+    """Evaluation services decide (a `RegistryChange`); the pipeline writes it through the registry services."""
+    if module == "evals.services.pipeline":
+        return
+    offending = [name for name, _ in imports_of(MODULES[module]) if within(name, "registry.services")]
+    assert not offending, f"{module} imports {offending}; return a RegistryChange for evals.services.pipeline"

@@ -9,8 +9,7 @@ from driftboard.prices import Prices
 from driftboard.queue_names import Queue
 from evals.models import EvalRun
 from evals.services import budgets, eval_runs_dispatch
-from evals.services.pipeline import eval_run_process
-from evals.services.runs import eval_runs_create_for_artifact
+from evals.services.pipeline import artifact_runs_create, eval_run_process
 from registry.models import Alert
 from tests.costs.test_verdict_cost import broker  # noqa: F401 - the fixture is used by name
 from tests.factories import ArtifactFactory, DatasetFactory, EvalRunFactory, FamilyFactory
@@ -39,7 +38,7 @@ def spend(family, dollars: float, *, days_ago: int = 0) -> None:
 
 def new_runs(family) -> list[EvalRun]:
     artifact = ArtifactFactory(family=family)
-    eval_runs_create_for_artifact(artifact=artifact)
+    artifact_runs_create(artifact=artifact)
     return list(artifact.runs.all())
 
 

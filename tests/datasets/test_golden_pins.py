@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from driftboard.roles import REVIEWER
 from evals.models import GoldenDataset
-from evals.services import dataset_import, eval_runs_create_for_artifact
+from evals.services import artifact_runs_create, dataset_import
 from registry.models import DatasetPinChange
 from tests.conftest import token_client
 from tests.factories import ArtifactFactory, FamilyFactory, UserFactory
@@ -72,7 +72,7 @@ def test_an_owner_of_one_family_cannot_version_a_set_another_family_gates_on(own
 
 def test_an_owner_of_every_family_versions_it_and_sees_the_families_that_keep_their_pin(owner, support, search):
     search.owners.add(owner)
-    eval_runs_create_for_artifact(artifact=ArtifactFactory(family=support))
+    artifact_runs_create(artifact=ArtifactFactory(family=support))
 
     response = upload(token_client(owner), "shared-golden", SECOND)
 
@@ -103,17 +103,17 @@ def test_another_familys_build_golden_cannot_version_a_shared_set(client, suppor
 
 
 def test_a_family_scores_its_pinned_version_until_the_pin_is_moved(owner, support, staff_client):
-    first = eval_runs_create_for_artifact(artifact=ArtifactFactory(family=support))
+    first = artifact_runs_create(artifact=ArtifactFactory(family=support))
     assert upload(staff_client, "shared-golden", SECOND).status_code == 201
 
-    kept = eval_runs_create_for_artifact(artifact=ArtifactFactory(family=support))
+    kept = artifact_runs_create(artifact=ArtifactFactory(family=support))
     moved = token_client(owner).post(
         "/api/v1/families/support/pin/",
         {"dataset": "shared-golden", "version": 2, "reason": "Adds the new ticket category."},
         format="json",
     )
     support.refresh_from_db()
-    after = eval_runs_create_for_artifact(artifact=ArtifactFactory(family=support))
+    after = artifact_runs_create(artifact=ArtifactFactory(family=support))
 
     assert [r.dataset.version for r in first + kept + after] == [1, 1, 2]
     assert moved.status_code == 200, moved.json()

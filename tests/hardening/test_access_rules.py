@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from driftboard.roles import ADMIN, READER, REVIEWER
 from evals.models import EvalRun
-from evals.services.runs import eval_run_fail
+from evals.services.pipeline import eval_run_fail
 from tests.conftest import token_client
 from tests.factories import ArtifactFactory, DatasetFactory, EvalRunFactory, UserFactory
 

@@ -15,7 +15,7 @@ from evals.models import EvalRun
 from evals.services import pipeline
 from registry.models import ModelFamily
 from registry.publishing import artifact_publish, comment_marker
-from registry.services import artifact_weights_path
+from registry.selectors import artifact_weights_path
 from tests.factories import (
     ArtifactFactory,
     DatasetFactory,

@@ -14,7 +14,7 @@ from safetensors.numpy import save as safetensors_save
 from registry import storage
 from registry.models import Artifact
 from registry.object_store import object_fetch, object_publish
-from registry.services import artifact_weights_path
+from registry.selectors import artifact_weights_path
 from registry.storage import StorageError
 from tests.factories import FamilyFactory
 

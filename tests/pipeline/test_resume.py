@@ -10,8 +10,8 @@ import pytest
 
 from evals.models import EvalRun, MetricSnapshot, SampleResult
 from evals.services import dataset_import
-from evals.services.pipeline import artifact_submit, family_create
-from evals.services.runs import eval_run_claim, eval_run_execute, eval_runs_reclaim_dead
+from evals.services.pipeline import artifact_submit, eval_run_claim, eval_run_execute, family_create
+from evals.services.runs import eval_runs_reclaim_dead
 from registry.models import Artifact
 from tests.conftest import wait_for
 

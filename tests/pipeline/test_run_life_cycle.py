@@ -8,8 +8,8 @@ import pytest
 from driftboard.queue_names import Queue
 from evals.models import EvalRun
 from evals.run_kinds import RUN_KINDS
+from evals.services.pipeline import eval_run_fail, eval_run_fail_by_id
 from evals.services.run_states import TRANSITIONS, TransitionRefused, held_by
-from evals.services.runs import eval_run_fail, eval_run_fail_by_id
 from registry.models import Artifact
 from tests.factories import ArtifactFactory, EvalRunFactory
 
@@ -114,3 +114,4 @@ def test_it_declares_every_run_kind_once(db):
         assert run_kind.queue in Queue.values and run_kind.retried_on(run_kind.retry_queue)
         assert callable(run_kind.scorer())
         assert run_kind.follow_up() is None or callable(run_kind.follow_up())
+        assert run_kind.recorder() is None or callable(run_kind.recorder())

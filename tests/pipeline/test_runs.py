@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from evals.models import EvalRun
 from evals.selectors import artifact_queue_position
-from evals.services import eval_run_claim, eval_runs_create_for_artifact, eval_runs_dispatch, eval_runs_sweep
+from evals.services import artifact_runs_create, eval_run_claim, eval_runs_dispatch, eval_runs_sweep
 from tests.conftest import purge_broker
 from tests.factories import ArtifactFactory, DatasetFactory, EvalRunFactory, FamilyFactory
 
@@ -25,7 +25,7 @@ def test_it_creates_one_run_per_dataset_and_enqueues_after_commit(db, django_cap
     artifact = ArtifactFactory(family=FamilyFactory(datasets=["golden-a", "golden-b"]))
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        runs = eval_runs_create_for_artifact(artifact=artifact)
+        runs = artifact_runs_create(artifact=artifact)
     assert len(callbacks) == 1
     assert {r.status for r in EvalRun.objects.filter(artifact=artifact)} == {"pending"}
 
@@ -42,7 +42,7 @@ def test_a_new_dataset_version_is_what_new_artifacts_are_scored_on(db):
     newer = DatasetFactory(name="golden", version=2, samples=5)
     artifact = ArtifactFactory(family=FamilyFactory(datasets=["golden"]))
 
-    (run,) = eval_runs_create_for_artifact(artifact=artifact)
+    (run,) = artifact_runs_create(artifact=artifact)
 
     assert run.dataset == newer
 

@@ -9,7 +9,7 @@ from evals import comments
 from evals.models import DriftVerdict
 from evals.scoring import drift
 from evals.scoring.scorers import METRICS
-from evals.services.verdicts import artifact_evaluate
+from evals.services.pipeline import artifact_evaluate
 from registry.models import Artifact
 from tests.factories import ArtifactFactory, DatasetFactory, SnapshotFactory, ThresholdFactory, float_bytes
 

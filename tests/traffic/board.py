@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evals.models import GoldenDataset, MetricSnapshot, TrafficWindow
+from evals.models import EvalRun, GoldenDataset, MetricSnapshot, TrafficWindow
 from evals.services import dataset_import
-from evals.services.traffic import traffic_import, traffic_window_compare
+from evals.services.pipeline import run_finished
+from evals.services.traffic import traffic_import
 from registry.models import Artifact, ModelFamily
 from tests.factories import ArtifactFactory, FamilyFactory, float_bytes
 
@@ -16,6 +17,12 @@ HOSTILE = '<img src=x onerror="window.__xss=1"> </script><b>code</b>'
 DAY = 86400
 T0 = 1_760_000_000 - 1_760_000_000 % DAY
 N = 300
+
+
+def window_compared(*, run: EvalRun) -> TrafficWindow:
+    """What a worker does once a window's run is scored: the comparison, its outcome and its effects."""
+    run_finished(run=run)
+    return TrafficWindow.objects.get(dataset=run.dataset)
 
 
 @dataclass
@@ -77,8 +84,8 @@ def build_traffic_board(tmp_path) -> TrafficBoard:
     values[-60:] *= 1.8
     values[-1] = 9.0
     scored(production, moved.dataset, values)
-    traffic_window_compare(run=steady.run)
-    traffic_window_compare(run=moved.run)
+    window_compared(run=steady.run)
+    window_compared(run=moved.run)
     steady.refresh_from_db()
     moved.refresh_from_db()
     return TrafficBoard(family=family, production=production, golden=golden, steady=steady, moved=moved)

@@ -13,7 +13,7 @@ from evals.comments import comment_render
 from evals.models import Threshold
 from evals.selectors import dataset_latest, thresholds_in_force, traffic_surprising
 from evals.services import dataset_import
-from evals.services.traffic import traffic_import, traffic_specs, traffic_window_compare, traffic_window_promote
+from evals.services.traffic import traffic_import, traffic_specs, traffic_window_promote
 from registry.models import Alert, Artifact
 from tests.factories import (
     ArtifactFactory,
@@ -25,7 +25,7 @@ from tests.factories import (
     VerdictFactory,
     float_bytes,
 )
-from tests.traffic.board import HOSTILE, T0, build_traffic_board
+from tests.traffic.board import HOSTILE, T0, build_traffic_board, window_compared
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_it_keeps_a_window_like_the_golden_set_green_and_flags_a_moved_one_red(b
 def test_it_compares_with_a_chosen_reference_window(board):
     board.moved.reference_window = board.steady
     board.moved.save()
-    window = traffic_window_compare(run=board.moved.run)
+    window = window_compared(run=board.moved.run)
     assert window.reference_dataset == board.steady.dataset
     assert window.statistics["n_reference"] == board.steady.dataset.sample_count
 
@@ -61,7 +61,7 @@ def test_traffic_thresholds_replace_the_defaults_of_their_metric_and_never_gate_
     specs = traffic_specs(board.family)
     assert [s.limit for s in specs if s.metric == "new_categories"] == [0.5]
     assert thresholds_in_force(family=board.family, metric="new_categories", dataset_name="support-golden") == []
-    window = traffic_window_compare(run=board.moved.run)
+    window = window_compared(run=board.moved.run)
     assert not any("New categories" in reason for reason in window.reasons)
     assert record.pk in [s.id for s in specs]
 
@@ -184,7 +184,7 @@ def test_an_embedding_family_is_watched_on_similarity_where_lower_is_worse(db, t
     (window,) = traffic_import(family=family, filename=path.name, source=path.read_bytes())
     similarity_snapshot(production, window.dataset, rng.normal(0.7, 0.05, 300))
 
-    window = traffic_window_compare(run=window.run)
+    window = window_compared(run=window.run)
 
     assert (window.metric, window.outcome) == ("similarity", "red")
     assert window.statistics["worse_sigma"] > 1 and any("worse" in r for r in window.reasons)
@@ -215,7 +215,7 @@ def test_for_similarity_the_worst_samples_are_the_least_similar(db, tmp_path):
     values = np.full(40, 0.8)
     values[7] = 0.1
     similarity_snapshot(production, window.dataset, values)
-    window = traffic_window_compare(run=window.run)
+    window = window_compared(run=window.run)
 
     assert traffic_surprising(window)[0].sample_id == "q7"
     assert traffic_window_promote(window=window, outliers="1").recipe["added_ids"] == ["traffic-1-q7"]

@@ -11,12 +11,12 @@ import pytest
 
 from driftboard.queue_names import Queue
 from evals.models import EvalRun, GoldenDataset, TrafficWindow
-from evals.services import eval_runs_create_for_artifact
-from evals.services.traffic import traffic_import, traffic_window_compare
+from evals.services import artifact_runs_create
+from evals.services.traffic import traffic_import
 from registry.models import Artifact
 from tests.conftest import purge_broker
 from tests.factories import ArtifactFactory, DatasetFactory, FamilyFactory
-from tests.traffic.board import build_traffic_board, scored
+from tests.traffic.board import build_traffic_board, scored, window_compared
 
 DAY = 86400
 T0 = 1_760_000_000 - 1_760_000_000 % DAY
@@ -61,7 +61,7 @@ def test_it_queues_a_candidate_registered_right_after_a_big_traffic_upload(
     candidate = ArtifactFactory(family=family)
 
     with django_capture_on_commit_callbacks(execute=True):
-        eval_runs_create_for_artifact(artifact=candidate)
+        artifact_runs_create(artifact=candidate)
 
     traffic = EvalRun.objects.filter(kind=EvalRun.Kind.TRAFFIC)
     assert traffic.count() == 6 and set(traffic.values_list("queue", "status")) == {(Queue.TRAFFIC, "queued")}
@@ -120,7 +120,7 @@ def test_it_marks_a_window_incomparable_when_its_reference_has_a_single_score(fa
     (window,) = traffic_import(family=family, filename="log.jsonl", source=log(days=1).read())
     scored(production, window.dataset, np.linspace(0.9, 1.1, 20))
 
-    window = traffic_window_compare(run=window.run)
+    window = window_compared(run=window.run)
 
     assert window.outcome == "incomparable"
     assert window.reasons == ["Not comparable: the reference needs at least two samples."]
@@ -130,7 +130,7 @@ def test_an_earlier_window_compared_last_leaves_the_later_windows_tag(db, tmp_pa
     board = build_traffic_board(tmp_path)
     assert board.production.tags.get(key="traffic_drift").value == "red"
 
-    traffic_window_compare(run=board.steady.run)  # the traffic queue finishes windows in any order
+    window_compared(run=board.steady.run)  # the traffic queue finishes windows in any order
 
     tags = dict(board.production.tags.values_list("key", "value"))
     assert (tags["traffic_drift"], tags["traffic_drift.window"]) == ("red", str(board.moved.number))
