@@ -31,7 +31,7 @@ from prometheus_client.utils import floatToGoString
 
 from driftboard.queues import QUEUES, queue_depths
 from evals.models import DriftVerdict, EvalRun
-from evals.selectors import judge_totals
+from evals.selectors import drafting_totals, judge_totals
 
 WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, float("inf"))
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -158,6 +158,26 @@ def judge_metrics(since: datetime) -> list[CounterMetricFamily | GaugeMetricFami
     return [*families, tokens, latency, slowest]
 
 
+DRAFT_COUNTERS = {
+    "answers": "Greedy answers drafted from stored answers.",
+    "drafted_tokens": "Draft tokens fed to candidates.",
+    "accepted_tokens": "Draft tokens the candidates' own greedy choices accepted.",
+    "audited_answers": "Drafted answers also decoded plainly (the audit share).",
+    "audited_tokens": "Tokens of the audited answers.",
+    "audit_mismatches": "Audited answers whose drafted and plain decodings differed (the plain one was stored).",
+    "forward_passes_saved": "Forward passes plain decoding of the same batches would have run beyond those run.",
+}
+
+
+def drafting_metrics() -> list[CounterMetricFamily]:
+    """What drafting answers did over every finished run (counters)."""
+    totals = drafting_totals().as_dict()
+    return [
+        CounterMetricFamily(f"driftboard_draft_{name}", documentation, value=totals[name])
+        for name, documentation in DRAFT_COUNTERS.items()
+    ]
+
+
 def verdicts_metric() -> GaugeMetricFamily:
     counts = dict(DriftVerdict.objects.order_by().values_list("outcome").annotate(n=Count("id")))
     family = GaugeMetricFamily("driftboard_verdicts", "Drift verdicts recorded, by outcome.", labels=["outcome"])
@@ -175,6 +195,7 @@ class DriftboardCollector(Collector):
         yield oldest_waiting_metric(timezone.now())
         yield throughput_metric(since)
         yield from judge_metrics(since)
+        yield from drafting_metrics()
         yield verdicts_metric()
 
 
