@@ -24,7 +24,7 @@ from evals.scoring.generation import (
     generation_keys,
     prompt_token_ids,
 )
-from evals.scoring.loading import LoadedModel
+from evals.scoring.loading import CAUSAL_LM, LoadedModel, load_model
 
 PROMPTS = 200
 MAX_NEW = 16
@@ -41,11 +41,11 @@ def many_prompts(demo_build) -> list[str]:
 
 @pytest.fixture(scope="module")
 def candidate(demo_lm, many_prompts) -> LoadedModel:
-    """The demo model with a frequent answer token as its EOS, so answers end by EOS, stop string or length."""
+    """The demo model with a fairly frequent answer token as its EOS: answers end by EOS, stop string or length."""
     plain = generate(demo_lm, many_prompts[:20], GenerationSettings(max_new_tokens=MAX_NEW))
     ids = [token for text in plain.texts for token in demo_lm.tokenizer(text, add_special_tokens=False)["input_ids"]]
     model = copy.deepcopy(demo_lm.model)
-    model.generation_config.eos_token_id = sorted(set(ids), key=ids.count)[-3]
+    model.generation_config.eos_token_id = sorted(set(ids), key=lambda token: (ids.count(token), token))[-6]
     return replace(demo_lm, model=model)
 
 
@@ -53,7 +53,7 @@ def candidate(demo_lm, many_prompts) -> LoadedModel:
 def ending(demo_lm, many_prompts) -> GenerationSettings:
     plain = generate(demo_lm, many_prompts[:20], GenerationSettings(max_new_tokens=MAX_NEW))
     words = [word for text in plain.texts for word in text.split() if len(word) > 3]
-    return GenerationSettings(max_new_tokens=MAX_NEW, stop=(max(set(words), key=words.count), "\n\n"))
+    return GenerationSettings(max_new_tokens=MAX_NEW, stop=(sorted(set(words), key=lambda w: (words.count(w), w))[-2],))
 
 
 def perturbed(lm: LoadedModel, scale: float, seed: int = 0) -> LoadedModel:
@@ -92,8 +92,9 @@ def drafts(candidate, many_prompts, ending) -> dict[str, list[Draft]]:
 
 
 def alone(lm: LoadedModel, prompts: list[str], settings: GenerationSettings) -> list[str]:
-    """Each prompt's answer by `model.generate` on its own, cut at EOS and the first stop string."""
-    eos = lm.model.generation_config.eos_token_id
+    """Each prompt's answer by `model.generate` on its own, cut at an EOS token (the configured one or the
+    tokenizer's, as the engine does) and the first stop string."""
+    eos = [lm.model.generation_config.eos_token_id, lm.tokenizer.eos_token_id]
     answers = []
     with torch.inference_mode():
         for ids in prompt_token_ids(lm.tokenizer, prompts, settings, lm.max_length - settings.max_new_tokens):
@@ -103,10 +104,10 @@ def alone(lm: LoadedModel, prompts: list[str], settings: GenerationSettings) -> 
                 max_new_tokens=settings.max_new_tokens,
                 do_sample=False,
                 eos_token_id=eos,
-                pad_token_id=eos,
+                pad_token_id=eos[0],
             )
             tokens = output[0, len(ids) :].tolist()
-            tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
+            tokens = next((tokens[:index] for index, token in enumerate(tokens) if token in eos), tokens)
             answers.append(cut_at_stop(lm.tokenizer.decode(tokens, skip_special_tokens=True), settings.stop))
     return answers
 
@@ -147,15 +148,15 @@ def test_it_drafts_the_answers_of_plain_greedy_decoding(
     assert drafted.tokens.tolist() == plain.tokens[:count].tolist()
     assert drafted.finish == plain.finish[:count]
     assert drafted.drafting.answers == sum(1 for draft in drafts[source][:count] if draft.text or draft.finish == EOS)
-    assert 0 < drafted.drafting.accepted_tokens <= drafted.drafting.drafted_tokens
+    assert drafted.drafting.accepted_tokens <= drafted.drafting.drafted_tokens
 
 
-def test_it_needs_fewer_forward_passes_the_closer_the_drafts(candidate, many_prompts, ending, plain, drafts):
-    passes = {
-        source: generate(candidate, many_prompts, ending, drafts=found).forward_passes
+def test_it_accepts_more_of_the_closer_drafts_and_saves_forward_passes(candidate, many_prompts, ending, plain, drafts):
+    accepted = {
+        source: generate(candidate, many_prompts, ending, drafts=found).drafting.accepted_tokens
         for source, found in drafts.items()
     }
-    assert passes["1 % noise"] <= passes["30 % noise"] < plain.forward_passes
+    assert accepted["1 % noise"] >= accepted["5 % noise"] >= accepted["30 % noise"] > accepted["an unrelated model"]
     own = [Draft(text, finish) for text, finish in zip(plain.texts, plain.finish, strict=True)]
     perfect = generate(candidate, many_prompts, ending, drafts=own)
     assert perfect.texts == plain.texts
@@ -215,3 +216,18 @@ def test_it_audits_a_share_of_drafted_answers_and_stores_the_plain_one_on_a_mism
     assert wrong.stats.audit_mismatches == len(audited)
     by_key = dict(zip(again.keys, again.answers, strict=True))
     assert all(by_key[key].text == plain.texts[keys.index(key)] and not by_key[key].drafted_from for key in audited)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_it_drafts_on_cuda_in_fp32_exactly_and_in_bf16(demo_build, many_prompts, ending, drafts):
+    gpu = load_model(demo_build.base, kind=CAUSAL_LM, device="cuda")
+    assert gpu.dtype == torch.bfloat16
+    fp32 = replace(gpu, model=copy.deepcopy(gpu.model).float(), dtype=torch.float32)
+    plain32 = generate(fp32, many_prompts, ending)
+    assert generate(fp32, many_prompts, ending, drafts=drafts["1 % noise"]).texts == plain32.texts
+    plain16 = generate(gpu, many_prompts, ending)
+    drafted16 = generate(gpu, many_prompts, ending, drafts=drafts["1 % noise"])
+    # bf16 rounds a many-token verification step differently from a one-token step: a near-tie
+    # between the two likeliest tokens may go the other way, so most answers, not all, are equal.
+    assert sum(a == b for a, b in zip(drafted16.texts, plain16.texts, strict=True)) >= 0.9 * len(many_prompts)
+    assert drafted16.forward_passes < plain16.forward_passes
