@@ -168,18 +168,16 @@ def score_samples(
     scorers = list(scorers) if scorers is not None else scorers_for(lm.kind, config.scorers)
     results: dict[str, ScorerValues] = {}
     cost = _Cost()
-    done = 0
-    for scorer in scorers:
-        indices = applicable(scorer, samples)
-        if not len(indices):  # e.g. answer scorers on traffic, which has no prompts: no metric, no error
-            continue
+    # e.g. answer scorers on traffic, which has no prompts: no metric, no error
+    applying = [(scorer, indices) for scorer in scorers if len(indices := applicable(scorer, samples))]
+    work, before = sum(len(indices) for _, indices in applying), 0
+    for scorer, indices in applying:
         chosen = [samples[i] for i in indices]
-        results[scorer.name] = _score_one(
-            lm, scorer, chosen, indices, store, config, cost, offset_progress(progress, done)
-        )
-        done += len(chosen)
+        counted = _share_progress(progress, before=before, work=work, total=len(samples))
+        results[scorer.name] = _score_one(lm, scorer, chosen, indices, store, config, cost, counted)
+        before += len(chosen)
     if progress is not None:
-        progress(done)
+        progress(len(samples))
     return ScoredSamples(
         results=results,
         samples_computed=cost.computed,
@@ -189,6 +187,17 @@ def score_samples(
         seconds=time.perf_counter() - started,
         specs={spec.name: spec for result in results.values() for spec in result.scorer.metrics},
     )
+
+
+def _share_progress(
+    progress: ProgressCallback | None, *, before: int, work: int, total: int
+) -> ProgressCallback | None:
+    """Scorers run one after another over (parts of) the same samples: likelihood on all of them, answer
+    scorers on those with a prompt. The count reported is the share of all scorers' work done, in samples,
+    so it never passes the run's total (not 278 + 2 × 109 = 496 of 278)."""
+    if progress is None:
+        return None
+    return lambda done: progress(total * (before + done) // work)
 
 
 def fingerprint(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, dataset_sha256: str) -> dict[str, str | int]:
