@@ -7,6 +7,7 @@ from driftboard.dashboard.prometheus import metrics_view
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("families/", views.family_list, name="family-list"),
     path("families/<slug:slug>/", views.family_detail, name="family-detail"),
     path("families/<slug:slug>/compare/", views.family_compare, name="family-compare"),
     path("families/<slug:slug>/traffic/", views.family_traffic, name="family-traffic"),

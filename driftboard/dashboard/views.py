@@ -138,6 +138,12 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def family_list(request: HttpRequest) -> HttpResponse:
+    """Every family with its production weights, each linking to its time series."""
+    return render(request, "dashboard/family_list.html", {"families": selectors.families_with_production()})
+
+
+@login_required
 def family_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The family's time series, one chart per metric × dataset; ?metric=&dataset= narrows to one."""
     family = get_object_or_404(ModelFamily, slug=slug)
