@@ -8,4 +8,6 @@ def percent(fraction: float | None, *, signed: bool = True, digits: int = 2) -> 
     if fraction is None or not math.isfinite(fraction):
         return "—"
     sign = "+" if signed else ""
-    return f"{100 * fraction:{sign}.{digits}f} %"
+    # A change that rounds to nothing reads as no change, never "-0.00 %" (adding 0.0 turns -0.0 into 0.0).
+    shown = round(100 * fraction, digits) + 0.0
+    return f"{shown:{sign}.{digits}f} %"
