@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from registry import object_store
 from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
@@ -73,9 +73,12 @@ def production_artifacts(*, families: list[ModelFamily] | None = None) -> dict[i
     return production
 
 
-def alert_list(*, acknowledged: bool) -> QuerySet[Alert]:
-    """Open alerts (acknowledged=False) or closed ones, newest first, with their artifact and family."""
-    return Alert.objects.filter(acknowledged_at__isnull=not acknowledged).select_related(
+def alert_list(*, closed: bool) -> QuerySet[Alert]:
+    """Open alerts (closed=False) or closed ones, newest first, with their artifact and family. An alert is
+    closed once a reviewer acknowledged it or it was resolved (replaced by a newer one of the same cause, or
+    its cause cleared)."""
+    open_alerts = Q(acknowledged_at__isnull=True, resolved_at__isnull=True)
+    return Alert.objects.filter(~open_alerts if closed else open_alerts).select_related(
         "artifact__family", "acknowledged_by"
     )
 

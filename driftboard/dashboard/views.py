@@ -95,7 +95,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def _attention() -> dict:
     """What waits for a reviewer, shown on Home and the Alerts page: open alerts, held candidates, red
     traffic drift on production."""
-    open_alerts = registry_selectors.alert_list(acknowledged=False)
+    open_alerts = registry_selectors.alert_list(closed=False)
     return {
         "open_alerts": list(open_alerts[: selectors.RECENT_LIMIT]),
         "open_alert_count": open_alerts.count(),
@@ -108,16 +108,16 @@ class AcknowledgeForm(forms.Form):
     note = forms.CharField(max_length=2000, strip=True, required=False)
 
 
-ACKNOWLEDGED_SHOWN = 50
+CLOSED_SHOWN = 50
 
 
 @login_required
 def alert_list(request: HttpRequest) -> HttpResponse:
-    """Open alerts with an acknowledgement form each, then the latest acknowledged ones."""
+    """Open alerts with an acknowledgement form each, then the latest closed ones."""
     context = {
         **_attention(),
-        "open_alerts": list(registry_selectors.alert_list(acknowledged=False)),
-        "acknowledged_alerts": list(registry_selectors.alert_list(acknowledged=True)[:ACKNOWLEDGED_SHOWN]),
+        "open_alerts": list(registry_selectors.alert_list(closed=False)),
+        "closed_alerts": list(registry_selectors.alert_list(closed=True)[:CLOSED_SHOWN]),
     }
     return render(request, "dashboard/alert_list.html", context)
 

@@ -3,6 +3,7 @@ a note), held candidates with why they wait, and red traffic drift on production
 production artifact's page."""
 
 from django.urls import reverse
+from django.utils import timezone
 
 from registry import services as registry_services
 from registry.models import Alert, PromotionEvent
@@ -60,8 +61,8 @@ def test_it_acknowledges_an_alert_with_who_when_and_note(board, staff_user, staf
     assert alert.acknowledged_by == staff_user and alert.acknowledged_at is not None
     assert alert.acknowledgement_note == "Known tokenizer change, rerun queued"
     page = staff_page_client.get(reverse("alert-list")).content.decode()
-    acknowledged = page[page.index('id="acknowledged-alerts"') :]
-    assert alert.title in acknowledged and "Known tokenizer change, rerun queued" in acknowledged
+    closed = page[page.index('id="closed-alerts"') :]
+    assert alert.title in closed and "Known tokenizer change, rerun queued" in closed
     assert "No open alerts." in page
 
 
@@ -105,3 +106,13 @@ def test_it_tells_red_traffic_drift_first_on_the_production_page(board, staff_pa
     banner = page.index('id="traffic-drift"')
     assert TRAFFIC_REASON in page[banner:] and banner < page.index("<h2>Weights</h2>")
     assert 'id="traffic-drift"' not in staff_page_client.get(board.candidate("red").get_absolute_url()).content.decode()
+
+
+def test_it_closes_an_alert_that_was_resolved(board, staff_page_client):
+    alert = _raise_alert(board.candidate("red"))
+    Alert.objects.filter(pk=alert.pk).update(resolved_at=timezone.now())
+
+    page = staff_page_client.get(reverse("alert-list")).content.decode()
+
+    assert "No open alerts." in page
+    assert alert.title in page[page.index('id="closed-alerts"') :] and "Resolved" in page

@@ -52,6 +52,6 @@ def test_it_acknowledges_an_alert_from_the_alerts_page(open_page, reviewer, live
     page.locator(f"#alert-{alert.pk} input[name=note]").fill("Known: the drifted fine-tune")
     page.locator(f"#alert-{alert.pk} button", has_text="Acknowledge").click()
 
-    page.locator("#acknowledged-alerts", has_text="Known: the drifted fine-tune").wait_for()
+    page.locator("#closed-alerts", has_text="Known: the drifted fine-tune").wait_for()
     assert page.locator("#open-alerts").count() == 0
     assert errors == []
