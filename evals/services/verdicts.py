@@ -325,14 +325,16 @@ def artifact_judge(*, compared: Comparisons) -> RegistryChange:
     artifact, baseline, results = compared.artifact, compared.baseline, compared.results
     if baseline is None:
         return _without_baseline(artifact)
-    stored = [
-        DriftVerdict.objects.update_or_create(artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields)[
-            0
-        ]
-        for (dataset_id, metric), fields in results.items()
-    ]
+    stored = [_verdict_store(artifact, dataset_id, metric, fields) for (dataset_id, metric), fields in results.items()]
     flag = artifact_flag(stored)
     return _policy(artifact, flag, stored, verdict_tags(artifact, baseline, results))
+
+
+def _verdict_store(artifact: Artifact, dataset_id: int, metric: str, fields: dict) -> DriftVerdict:
+    verdict, _ = DriftVerdict.objects.update_or_create(
+        artifact=artifact, dataset_id=dataset_id, metric=metric, defaults=fields
+    )
+    return verdict
 
 
 def verdict_tags(artifact: Artifact, baseline: Artifact | None, results: dict) -> dict[str, object]:
