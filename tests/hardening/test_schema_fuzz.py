@@ -70,6 +70,10 @@ def live_api(live_server, transactional_db, settings) -> dict:
 STATE_DEPENDENT_WRITES = {
     "POST /api/v1/artifacts/",
     "POST /api/v1/datasets/",
+    "POST /api/v1/datasets/import-task/",
+    "POST /api/v1/alert-channels/",
+    "POST /api/v1/labels/",
+    "POST /api/v1/labels/bulk/",
     "POST /api/v1/experiments/",
     "POST /api/v1/families/",
     "PATCH /api/v1/families/{slug}/",

@@ -48,7 +48,12 @@ def test_a_retry_on_the_size_class_queue_is_scored_by_a_worker_that_listens_ther
     )
     run.refresh_from_db()
     assert (run.queue, run.attempts, run.error) == ("scoring-16g", 1, "")
-    assert Artifact.objects.get(pk=run.artifact_id).status == Artifact.Status.PROMOTED  # the family's first
+    # The verdict follows the run's success in its own transaction: the family's first is promoted.
+    wait_for(
+        lambda: Artifact.objects.get(pk=run.artifact_id).status == Artifact.Status.PROMOTED,
+        timeout=60,
+        message="the retried run's artifact to be promoted",
+    )
 
 
 def test_only_a_failed_run_is_retried_and_only_on_a_scoring_queue(failed_for_memory, staff_client, api_client):
