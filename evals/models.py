@@ -628,6 +628,9 @@ class ReviewReservation(models.Model):
             models.UniqueConstraint(fields=["artifact", "sample", "kind", "reviewer"], name="unique_review_reservation")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} review of sample {self.sample_id} by {self.reviewer_id} until {self.expires_at}"
+
 
 class JudgeTrust(models.Model):
     """A staff user's decision that a judge configuration may push verdicts past amber without

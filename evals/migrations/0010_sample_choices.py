@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('evals', '0009_evaluation_profile'),
+        ("evals", "0009_evaluation_profile"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='goldensample',
-            name='answer',
+            model_name="goldensample",
+            name="answer",
             field=models.JSONField(blank=True, help_text="The gold choices' indices, with `choices`.", null=True),
         ),
         migrations.AddField(
-            model_name='goldensample',
-            name='choices',
+            model_name="goldensample",
+            name="choices",
             field=models.JSONField(blank=True, help_text="A multiple-choice question's choices, if any.", null=True),
         ),
     ]

@@ -4,26 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('evals', '0014_profile_settings'),
-        ('evals', '0015_evalrun_usage'),
+        ("evals", "0014_profile_settings"),
+        ("evals", "0015_evalrun_usage"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='evalrun',
-            name='drafting',
-            field=models.JSONField(blank=True, default=dict, help_text='Greedy answers drafted from stored answers: answers, drafted / accepted / audited tokens, audited answers, audit mismatches, forward passes saved (empty when nothing was drafted).'),
+            model_name="evalrun",
+            name="drafting",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Greedy answers drafted from stored answers: answers, drafted / accepted / audited tokens, audited answers, audit mismatches, forward passes saved (empty when nothing was drafted).",
+            ),
         ),
         migrations.AddField(
-            model_name='generation',
-            name='departs_at_token',
+            model_name="generation",
+            name="departs_at_token",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='generation',
-            name='drafted_from',
+            model_name="generation",
+            name="drafted_from",
             field=models.CharField(blank=True, max_length=64),
         ),
     ]
