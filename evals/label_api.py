@@ -189,6 +189,7 @@ class FamilyLabelsViewSet(BaseViewSet):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses={(200, "text/csv"): str, 404: dict})
     def labels_csv(self, request, slug=None) -> HttpResponse:
         family = get_object_or_404(ModelFamily, slug=slug)
         buffer = io.StringIO()
@@ -199,6 +200,7 @@ class FamilyLabelsViewSet(BaseViewSet):
         response["Content-Disposition"] = f'attachment; filename="{family.slug}-labels.csv"'
         return response
 
+    @extend_schema(responses={(200, "application/jsonl"): str, 404: dict})
     def labels_jsonl(self, request, slug=None) -> HttpResponse:
         family = get_object_or_404(ModelFamily, slug=slug)
         body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _export_rows(family))
@@ -206,6 +208,7 @@ class FamilyLabelsViewSet(BaseViewSet):
         response["Content-Disposition"] = f'attachment; filename="{family.slug}-labels.jsonl"'
         return response
 
+    @extend_schema(responses={200: dict, 404: dict})
     def judges(self, request, slug=None) -> Response:
         family = get_object_or_404(ModelFamily, slug=slug)
         return Response({"judges": [judge_summary(a) for a in label_selectors.judge_agreements(family)]})
