@@ -39,6 +39,7 @@ from evals.models import (
     TrafficWindow,
 )
 from evals.run_kinds import JUDGING_KINDS
+from evals.scoring import drift
 from evals.scoring.conversations import turn_messages, user_turns
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import DraftStats, messages_of
@@ -348,9 +349,9 @@ def limit_text(metric: str, rule: str, limit: float | None) -> str:
         return "none"
     if rule == Threshold.Rule.BAND:
         return f"{limit:g}·σ"
-    spec = METRICS.get(metric)
-    if rule == Threshold.Rule.RELATIVE and not (spec is not None and spec.absolute):
-        return f"{100 * limit:g} %"
+    if rule == Threshold.Rule.RELATIVE:
+        spec = METRICS.get(metric)
+        return f"{100 * limit:g} %" if spec is None else drift.change_limit_text(spec, limit)
     return f"{limit:g}"
 
 

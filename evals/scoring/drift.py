@@ -354,9 +354,7 @@ def _relative_check(comparison: Comparison, threshold: ThresholdSpec) -> _Check:
         return _Check(threshold, "green", None)
     whole_interval_beyond = comparison.ci_high < -limit
     outcome = _crossing_outcome(threshold.severity, whole_interval_beyond)
-    reason = (
-        f"{_change_sentence(comparison)}, beyond the {_limit_text(comparison.spec, limit)} {threshold.severity} limit"
-    )
+    reason = f"{_change_sentence(comparison)}, beyond the {change_limit_text(comparison.spec, limit)} {threshold.severity} limit"
     return _Check(threshold, outcome, reason + _straddle_note(threshold, whole_interval_beyond))
 
 
@@ -419,7 +417,7 @@ def _change_sentence(comparison: Comparison) -> str:
     return f"{spec.label} {word} by {100 * delta:.1f} % ({interval})"
 
 
-def _limit_text(spec: MetricSpec, limit: float) -> str:
+def change_limit_text(spec: MetricSpec, limit: float) -> str:
     """A change limit as its threshold means it: '2 %' (relative) or '0.5' (in the metric's units)."""
     return f"{limit:g}" if spec.absolute else f"{100 * limit:g} %"
 
