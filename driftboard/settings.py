@@ -76,6 +76,8 @@ if not SECRET_KEY and not (len(sys.argv) > 1 and sys.argv[1] in UNSIGNED_COMMAND
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# How evaluation plugs into the registry (families created, weights submitted, pull requests told).
+DRIFTBOARD_REGISTRY_EXTENSION = "evals.registry_extension.Evaluation"
 DRIFTBOARD_PUBLIC_URL = env_str("DRIFTBOARD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [

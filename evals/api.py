@@ -184,15 +184,6 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
 
     detail_serializer_class = EvaluatedArtifactSerializer
 
-    def submit(self, **fields):
-        return pipeline.artifact_submit(**fields)
-
-    def submission_extras(self, artifact) -> dict:
-        return {
-            "queue_position": selectors.artifact_queue_position(artifact),
-            "estimated_cost": costs.artifact_estimated_cost(artifact),
-        }
-
     def detail_queryset(self):
         return selectors.artifact_detail_queryset()
 
@@ -367,9 +358,6 @@ class FamilyViewSet(registry_api.FamilyViewSet):
 
     def get_queryset(self):
         return super().get_queryset().select_related("evaluation")
-
-    def create_family(self, **fields):
-        return pipeline.family_create(**fields)
 
     def perform_update(self, serializer) -> None:
         data = serializer.validated_data

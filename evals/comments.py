@@ -15,8 +15,8 @@ from django.urls import reverse
 from evals import costs, selectors
 from evals.models import DriftVerdict, MetricSnapshot, Threshold
 from evals.scoring.scorers import METRICS
+from registry.extensions import Report
 from registry.models import Artifact, ModelFamily
-from registry.publishing import Report
 
 
 def commit_state(artifact: Artifact) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from driftboard.limits import PayloadTooLarge
 from driftboard.parsers import JSONParser
 from driftboard.roles import IsAdminOrReadOnly, IsReviewer
 from registry import selectors, services
+from registry.extensions import extension
 from registry.models import Artifact, ModelFamily, TelemetryTag
 from registry.storage import HashedUpload, HashingUploadHandler, UploadTooLarge, discard
 
@@ -64,11 +65,7 @@ class FamilyViewSet(
         return selectors.family_list()
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = self.create_family(**serializer.validated_data)
-
-    def create_family(self, **fields) -> ModelFamily:
-        """How a family comes to be; the evaluation API adds its default thresholds."""
-        return services.family_create(**fields)
+        serializer.instance = extension().family_create(**serializer.validated_data)
 
 
 def discard_unclaimed_uploads(request) -> None:
@@ -205,13 +202,6 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
     def get_serializer_class(self):
         return ArtifactSerializer if self.action == "list" else self.detail_serializer_class
 
-    def submit(self, **fields) -> services.Registration:
-        """How weights are registered; the evaluation API also queues their scoring."""
-        return services.artifact_register(**fields)
-
-    def submission_extras(self, artifact: Artifact) -> dict:
-        return {}
-
     def detail_queryset(self):
         return selectors.artifact_detail_queryset()
 
@@ -233,7 +223,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         params.is_valid(raise_exception=True)
         data = params.validated_data
         try:
-            registration = self.submit(
+            registration = extension().artifact_submit(
                 family=data["family"],
                 commit_sha=data["commit"].lower(),
                 branch=data["branch"],
@@ -249,7 +239,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
             raise ValidationError({"detail": str(exc)}) from exc
         artifact = self.detail_queryset().get(pk=registration.artifact.pk)
         body = ArtifactSerializer(artifact).data
-        body.update(self.submission_extras(artifact))
+        body.update(extension().submission_extras(artifact))
         body["created"] = registration.created
         return Response(body, status=status.HTTP_202_ACCEPTED if registration.created else status.HTTP_200_OK)
 

@@ -10,7 +10,6 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -20,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from driftboard.queues import enqueue
+from registry.extensions import extension
 from registry.http import HttpError, HttpResponse, header, request_json
 from registry.models import Artifact, ModelFamily, PullRequestLink
 
@@ -173,25 +173,6 @@ def status_context(family: ModelFamily) -> str:
     return f"driftboard/{family.slug}"
 
 
-@dataclass(frozen=True)
-class Report:
-    """What goes back to a pull request for one artifact: a commit status, and a comment once judged."""
-
-    state: str  # GitHub's vocabulary: pending, success, failure, error
-    description: str
-    comment: str | None
-
-
-Reporter = Callable[[Artifact, str, str], Report]
-_reporter: Reporter | None = None
-
-
-def reporter_set(reporter: Reporter) -> None:
-    """Who writes the report (artifact, comment marker, page URL) → Report; the evaluation app sets it."""
-    global _reporter
-    _reporter = reporter
-
-
 def comment_marker(family: ModelFamily) -> str:
     return f"<!-- driftboard:{family.slug} -->"
 
@@ -203,10 +184,8 @@ def artifact_publish(*, artifact: Artifact) -> None:
     if forge is None:
         logger.info("No %s token configured: nothing posted for %s", link.provider, link)
         return
-    if _reporter is None:
-        raise RuntimeError("No reporter is set: the evaluation app sets one when Django starts.")
     marker = comment_marker(artifact.family)
-    report = _reporter(artifact, marker, artifact_page_url(artifact))
+    report = extension().report(artifact, marker, artifact_page_url(artifact))
     forge.status_set(
         link,
         sha=artifact.commit_sha,

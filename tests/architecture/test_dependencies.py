@@ -222,3 +222,12 @@ def test_only_the_pipeline_changes_registry_state(module):
         return
     offending = [name for name, _ in imports_of(MODULES[module]) if within(name, "registry.services")]
     assert not offending, f"{module} imports {offending}; return a RegistryChange for evals.services.pipeline"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, "registry")))
+def test_nothing_wires_the_registry_at_run_time(module):
+    """Evaluation reaches the registry only through the extension the settings name: no module-level
+    setter (a `global` statement) for another app to call when it starts."""
+    tree = ast.parse(MODULES[module].read_text())
+    setters = [node.names for node in ast.walk(tree) if isinstance(node, ast.Global)]
+    assert not setters, f"{module} rebinds module state {setters}; use registry.extensions"
