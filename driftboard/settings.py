@@ -283,6 +283,7 @@ CELERY_SCORING_SOFT_TIME_LIMIT = env_int("CELERY_SCORING_SOFT_TIME_LIMIT", 3300)
 CELERY_SCORING_TIME_LIMIT = env_int("CELERY_SCORING_TIME_LIMIT", 3600)
 CELERY_BEAT_SWEEP_SECONDS = env_float("CELERY_BEAT_SWEEP_SECONDS", 30.0)
 CELERY_BEAT_STAGING_SWEEP_SECONDS = env_float("CELERY_BEAT_STAGING_SWEEP_SECONDS", 3600.0)
+CELERY_BEAT_BUDGET_RELEASE_SECONDS = env_float("CELERY_BEAT_BUDGET_RELEASE_SECONDS", 300.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -351,4 +352,10 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "evals.tasks.sweep_runs", "schedule": CELERY_BEAT_SWEEP_SECONDS},
     "sweep-staging": {"task": "registry.tasks.sweep_staging", "schedule": CELERY_BEAT_STAGING_SWEEP_SECONDS},
+    # Checked every few minutes rather than once at Monday 00:00 UTC: a beat that was down at midnight, or a
+    # budget raised mid-week, still releases the held runs.
+    "release-budget-holds": {
+        "task": "evals.tasks.release_budget_holds",
+        "schedule": CELERY_BEAT_BUDGET_RELEASE_SECONDS,
+    },
 }

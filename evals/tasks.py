@@ -9,7 +9,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from evals.scoring.scorers import PLUGIN_ERRORS
-from evals.services import pipeline
+from evals.services import budgets, pipeline
 from evals.services.runs import (
     TRANSIENT_ERRORS,
     eval_run_release,
@@ -46,6 +46,12 @@ def score_run(self, run_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_runs() -> dict[str, int]:
     return eval_runs_sweep()
+
+
+@shared_task(ignore_result=True)
+def release_budget_holds() -> int:
+    """Dispatch the runs held over a weekly budget once their family is no longer over it (a new week)."""
+    return budgets.budget_holds_release()
 
 
 @worker_ready.connect

@@ -1,9 +1,11 @@
 """A family's weekly budget, applied when its runs are created: past DRIFTBOARD_BUDGET_SOFT_SHARE of it,
 full runs sample sequentially and non-gating runs wait for the off-peak queue; past it, new runs are
 held as `deferred (budget)` with an alert, until a staff user lifts the budget for the rest of the week
-with a reason. Spend is read from the runs' recorded usage (evals/costs.py)."""
+with a reason, or the family is no longer over it (a new week began, its budget was raised): beat then
+releases them. Spend is read from the runs' recorded usage (evals/costs.py)."""
 
 import datetime
+import logging
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,6 +20,8 @@ from evals.registry_changes import AlertNotice
 from evals.services.run_states import HOLD, LIFT
 from registry import alerting
 from registry.models import Alert, Artifact, ModelFamily
+
+logger = logging.getLogger(__name__)
 
 # States in which the family saves: sampled full runs, non-gating runs off-peak.
 SAVING = (BudgetState.SOFT, BudgetState.OVER, BudgetState.LIFTED)
@@ -68,6 +72,37 @@ def family_budget_lift(
         released = LIFT.apply(EvalRun.objects.filter(artifact__family=family, status=EvalRun.Status.BUDGET))
         alerting.alerts_resolve(family=family, cause_prefix="budget")
         transaction.on_commit(_dispatch)
+    return released
+
+
+def budget_holds_release(*, now: datetime.datetime | None = None) -> int:
+    """Release the held runs of every family no longer over its weekly budget (beat, every
+    CELERY_BEAT_BUDGET_RELEASE_SECONDS): they go back to pending and are dispatched, the budget alert is
+    resolved. The runs released; a second call releases nothing again."""
+    now = now or timezone.now()
+    held = EvalRun.objects.filter(status=EvalRun.Status.BUDGET)
+    family_ids = set(held.values_list("artifact__family_id", flat=True))
+    released = 0
+    for family in ModelFamily.objects.filter(pk__in=family_ids).order_by("slug"):
+        if family_budget_state(family, now) != BudgetState.OVER:
+            released += _family_holds_release(family=family, now=now)
+    return released
+
+
+def _family_holds_release(*, family: ModelFamily, now: datetime.datetime) -> int:
+    with transaction.atomic():
+        # The conditional UPDATE decides: a concurrent release moves none of these rows, and tells nobody.
+        released = LIFT.apply(EvalRun.objects.filter(artifact__family=family, status=EvalRun.Status.BUDGET))
+        if released:
+            alerting.alerts_resolve(family=family, cause_prefix="budget")
+            transaction.on_commit(_dispatch)
+    if released:
+        logger.info(
+            "Released %d run(s) of %s held over its weekly budget: it is no longer over it (week from %s).",
+            released,
+            family.slug,
+            week_start(now).date().isoformat(),
+        )
     return released
 
 
