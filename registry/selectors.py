@@ -5,7 +5,15 @@ from pathlib import Path
 from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from registry import object_store
-from registry.models import Alert, Artifact, ModelFamily, PromotionEvent, PullRequestLink, TelemetryTag
+from registry.models import (
+    Alert,
+    AlertDelivery,
+    Artifact,
+    ModelFamily,
+    PromotionEvent,
+    PullRequestLink,
+    TelemetryTag,
+)
 
 ARTIFACT_FILTERS = ("stage", "status", "drift_flag", "branch")
 RED = "red"
@@ -81,6 +89,13 @@ def alert_list(*, closed: bool) -> QuerySet[Alert]:
     return Alert.objects.filter(~open_alerts if closed else open_alerts).select_related(
         "artifact__family", "acknowledged_by"
     )
+
+
+def alert_list_with_deliveries(*, closed: bool) -> QuerySet[Alert]:
+    """`alert_list` with each alert's channel deliveries (`alert.deliveries.all`, oldest first, with their
+    channel), two queries in all whatever the number of alerts."""
+    deliveries = AlertDelivery.objects.select_related("channel").order_by("created_at", "id")
+    return alert_list(closed=closed).prefetch_related(Prefetch("deliveries", queryset=deliveries))
 
 
 def held_candidates() -> QuerySet[Artifact]:

@@ -113,11 +113,12 @@ CLOSED_SHOWN = 50
 
 @login_required
 def alert_list(request: HttpRequest) -> HttpResponse:
-    """Open alerts with an acknowledgement form each, then the latest closed ones."""
+    """Open alerts with an acknowledgement form each, then the latest closed ones; under each, what its
+    channels were sent (the delivery log)."""
     context = {
         **_attention(),
-        "open_alerts": list(registry_selectors.alert_list(closed=False)),
-        "closed_alerts": list(registry_selectors.alert_list(closed=True)[:CLOSED_SHOWN]),
+        "open_alerts": list(registry_selectors.alert_list_with_deliveries(closed=False)),
+        "closed_alerts": list(registry_selectors.alert_list_with_deliveries(closed=True)[:CLOSED_SHOWN]),
     }
     return render(request, "dashboard/alert_list.html", context)
 
