@@ -11,7 +11,6 @@ Pure standard library: settings parse it at start-up.
 
 import fnmatch
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -32,14 +31,9 @@ class Prices:
     def judge_tokens(self, model: str) -> dict[str, float]:
         return next((price for pattern, price in self.judge_1k_tokens.items() if _matches(pattern, model)), {})
 
-    def run_amount(self, usage: Mapping[str, object]) -> float:
-        """The money a run's recorded usage (EvalRun.usage) costs at these prices."""
-        amount = self.device_hour(str(usage.get("device_kind", ""))) * float(usage.get("worker_seconds", 0)) / 3600
-        for model, tokens in dict(usage.get("judges") or {}).items():
-            price = self.judge_tokens(model)
-            amount += price.get("prompt", 0.0) * tokens.get("prompt_tokens", 0) / 1000
-            amount += price.get("completion", 0.0) * tokens.get("completion_tokens", 0) / 1000
-        return amount
+    def judge_amount(self, model: str, *, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.judge_tokens(model)
+        return (price.get("prompt", 0.0) * prompt_tokens + price.get("completion", 0.0) * completion_tokens) / 1000
 
 
 def _matches(pattern: str, name: str) -> bool:

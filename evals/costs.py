@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from evals.models import EvalRun, EvaluationProfile
+from evals.run_records import Usage
 from registry.models import Artifact, ModelFamily
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
@@ -61,22 +62,18 @@ def money_text(amount: float, currency: str) -> str:
 
 def runs_cost(runs: Iterable[EvalRun]) -> Cost | None:
     """The cost of the runs that recorded their usage (None if none did: they ran before it was kept)."""
-    usages = [run.usage for run in runs if run.usage]
+    usages = [run.usage_record for run in runs if run.usage]
     if not usages:
         return None
     prices = settings.DRIFTBOARD_PRICES
-    full = sum(usage.get("samples_full", 0) for usage in usages)
-    computed = sum(usage.get("samples_scored", 0) - usage.get("samples_cached", 0) for usage in usages)
+    full = sum(usage.samples_full for usage in usages)
+    computed = sum(usage.samples_computed for usage in usages)
     return Cost(
-        worker_seconds=sum(usage.get("worker_seconds", 0.0) for usage in usages),
-        forward_passes=sum(usage.get("forward_passes", 0) for usage in usages),
-        tokens_generated=sum(usage.get("tokens_generated", 0) for usage in usages),
-        judge_tokens=sum(
-            tokens.get("prompt_tokens", 0) + tokens.get("completion_tokens", 0)
-            for usage in usages
-            for tokens in usage.get("judges", {}).values()
-        ),
-        amount=sum(prices.run_amount(usage) for usage in usages),
+        worker_seconds=sum(usage.worker_seconds for usage in usages),
+        forward_passes=sum(usage.forward_passes for usage in usages),
+        tokens_generated=sum(usage.tokens_generated for usage in usages),
+        judge_tokens=sum(usage.judge_tokens for usage in usages),
+        amount=sum(usage.amount(prices) for usage in usages),
         currency=prices.currency,
         saved_share=min(1.0, max(0.0, 1 - computed / full)) if full else 0.0,
     )
@@ -184,10 +181,10 @@ def artifact_estimated_cost(artifact: Artifact) -> dict | None:
     )
     recent = list(runs.order_by("-artifact__version").values_list("artifact_id", flat=True).distinct())
     recent = list(dict.fromkeys(recent))[:ESTIMATE_ARTIFACTS]
-    usages = list(runs.filter(artifact_id__in=recent).values_list("usage", flat=True))
-    full = sum(usage.get("samples_full", 0) for usage in usages)
-    scored = sum(usage.get("samples_scored", 0) for usage in usages)
-    cached = sum(usage.get("samples_cached", 0) for usage in usages)
+    usages = [Usage.from_json(usage) for usage in runs.filter(artifact_id__in=recent).values_list("usage", flat=True)]
+    full = sum(usage.samples_full for usage in usages)
+    scored = sum(usage.samples_scored for usage in usages)
+    cached = sum(usage.samples_cached for usage in usages)
     computed = scored - cached
     if not full or computed <= 0:
         return None
@@ -196,8 +193,8 @@ def artifact_estimated_cost(artifact: Artifact) -> dict | None:
     # The recent runs computed `computed` of `full` samples: the rest came from caches or was sampled away.
     expected = samples * computed / full
     return {
-        "amount": round(sum(prices.run_amount(usage) for usage in usages) / computed * expected, 6),
-        "worker_seconds": round(sum(usage.get("worker_seconds", 0.0) for usage in usages) / computed * expected, 3),
+        "amount": round(sum(usage.amount(prices) for usage in usages) / computed * expected, 6),
+        "worker_seconds": round(sum(usage.worker_seconds for usage in usages) / computed * expected, 3),
         "currency": prices.currency,
         "cache_hit_rate": round(cached / scored, 4) if scored else 0.0,
         "based_on_artifacts": len(recent),

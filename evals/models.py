@@ -10,6 +10,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from driftboard.queue_names import Queue
+from evals.run_records import Judging, Sampling, Usage
 from evals.scoring.traffic import TRAFFIC_METRICS
 from registry.models import Artifact, ModelFamily
 
@@ -283,6 +284,18 @@ class EvalRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.artifact} on {self.dataset})"
+
+    @property
+    def sampling_record(self) -> Sampling:
+        return Sampling.from_json(self.sampling)
+
+    @property
+    def judging_record(self) -> Judging:
+        return Judging.from_json(self.judging)
+
+    @property
+    def usage_record(self) -> Usage:
+        return Usage.from_json(self.usage)
 
     @property
     def progress(self) -> float:

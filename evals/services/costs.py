@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from evals.models import EvalRun
 from evals.models import Generation as GenerationRow
+from evals.run_records import JudgeCalls, JudgeRunStats, Usage
 from evals.services.engine import RunResult
 
 
@@ -24,19 +25,19 @@ def run_usage_record(*, run: EvalRun, result: RunResult) -> dict:
 
 def run_usage(*, run: EvalRun, result: RunResult, finished_at: datetime.datetime) -> dict:
     """The usage of `run`, scored as `result` (an engine RunResult), finishing at `finished_at`."""
-    return {
-        "device": result.device,
-        "device_kind": device_kind(result.device),
-        "worker_seconds": round((finished_at - run.started_at).total_seconds(), 3) if run.started_at else 0.0,
-        "forward_passes": result.forward_passes,
-        "tokens_scored": result.tokens,
-        "tokens_generated": _tokens_generated(run, finished_at),
-        "judges": judge_tokens(result.judging.get("stats", {})),
+    return Usage(
+        device=result.device,
+        device_kind=device_kind(result.device),
+        worker_seconds=round((finished_at - run.started_at).total_seconds(), 3) if run.started_at else 0.0,
+        forward_passes=result.forward_passes,
+        tokens_scored=result.tokens,
+        tokens_generated=_tokens_generated(run, finished_at),
+        judges=judge_tokens(result.judging.stats),
         # A completion run finishes the work its sequential run was counted for: it adds none.
-        "samples_full": 0 if run.kind == EvalRun.Kind.COMPLETION else run.samples_total,
-        "samples_scored": result.samples_scored,
-        "samples_cached": result.cached_samples,
-    }
+        samples_full=0 if run.kind == EvalRun.Kind.COMPLETION else run.samples_total,
+        samples_scored=result.samples_scored,
+        samples_cached=result.cached_samples,
+    ).to_json()
 
 
 def device_kind(device: str) -> str:
@@ -47,15 +48,13 @@ def device_kind(device: str) -> str:
     return "cpu" if device == "cpu" else ""
 
 
-def judge_tokens(stats: dict) -> dict[str, dict[str, int]]:
+def judge_tokens(stats: JudgeRunStats | None) -> dict[str, JudgeCalls]:
     """Calls and tokens per judge model, from a judge run's stats (`by_judge` is keyed by the judge's
     identity, `openai:<url>|<model>` or `local:<weights sha256>`): the model is what has a price."""
-    tokens: dict[str, dict[str, int]] = {}
-    for identity, counts in stats.get("by_judge", {}).items():
+    tokens: dict[str, JudgeCalls] = {}
+    for identity, calls in (stats.by_judge if stats else {}).items():
         model = identity.rsplit("|", 1)[1] if identity.startswith("openai:") else identity.split(":", 1)[0]
-        total = tokens.setdefault(model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
-        for name in total:
-            total[name] += int(counts.get(name, 0))
+        tokens[model] = tokens.get(model, JudgeCalls()) + calls
     return tokens
 
 

@@ -2,7 +2,7 @@
 results from the database, and hand back arrays ready to archive as snapshots."""
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +16,7 @@ from evals.models import Generation as GenerationRow
 from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
 from evals.run_kinds import GATING_KINDS
+from evals.run_records import JudgeCalls, JudgedBaseline, JudgeRunStats, Judging, Sampling
 from evals.scoring.cache import (
     ResultKey,
     SampleResult,
@@ -28,7 +29,7 @@ from evals.scoring.cache import (
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import Draft, Drafting, GenerationKey, generation_keys, messages_of
 from evals.scoring.generation import Generation as GenerationAnswer
-from evals.scoring.judges import Judgement, JudgementKey, JudgeStats
+from evals.scoring.judges import Judge, Judgement, JudgementKey
 from evals.scoring.loading import MODEL_CACHE, LoadedModel, ModelFacts, model_facts
 from evals.scoring.scorers import Scorer, needs_baseline, on_judge_queue, scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
@@ -54,9 +55,9 @@ class RunResult:
     forward_passes: int
     cached_samples: int
     device: str
-    sampling: dict = field(default_factory=dict)
+    sampling: Sampling = field(default_factory=Sampling)
     # A family with judges: the model facts their run keys the stored answers by (see EvalRun.judging).
-    judging: dict = field(default_factory=dict)
+    judging: Judging = field(default_factory=Judging)
     # Scored every sample of the dataset (each metric then covers all the samples it applies to).
     complete: bool = False
     # What drafting greedy answers from stored ones did (see `run_drafting`); empty when nothing was drafted.
@@ -280,7 +281,7 @@ def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[
         fingerprints,
         device=lm.device.type,
         extra_passes=generated,
-        judging={"model": model_facts(lm).to_dict()} if judges else {},
+        judging=Judging(model=model_facts(lm).to_dict()) if judges else Judging(),
         drafting=drafting.stats.as_dict() if drafting.stats.answers else {},
     )
 
@@ -348,7 +349,7 @@ def _run_result(
     *,
     device: str,
     extra_passes: int = 0,
-    judging: dict | None = None,
+    judging: Judging | None = None,
     complete: bool | None = None,
     drafting: dict | None = None,
 ) -> RunResult:
@@ -369,7 +370,7 @@ def _run_result(
         forward_passes=scored.forward_passes + extra_passes,
         cached_samples=scored.samples_reused,
         device=device,
-        judging=judging or {},
+        judging=judging or Judging(),
         drafting=drafting or {},
     )
 
@@ -379,7 +380,7 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
     model facts recorded by the scoring run key the answers and the results."""
     family = run.artifact.family
     try:
-        facts = ModelFacts.from_dict(run.judging["model"])
+        facts = ModelFacts.from_dict(run.judging_record.model)
     except (KeyError, TypeError, ValueError, ScoringError) as exc:
         raise PermanentScoringError(f"Run {run.pk} has no model facts to find the answers by: {exc}") from exc
     config = scoring_config(family)
@@ -398,13 +399,8 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
     asked = {
         id(scorer.settings.judge): scorer.settings.judge for scorer in scorers if scorer.settings.judge is not None
     }
-    stats = _stats_total([judge.stats for judge in asked.values()])
-    by_judge = {judge.identity: _judge_usage(judge.stats) for judge in asked.values()}
-    judging = {
-        **run.judging,
-        "stats": stats | {"judge_errors": _judge_errors(scored), "by_judge": by_judge},
-        **compared,
-    }
+    stats = _stats_total(asked.values(), judge_errors=_judge_errors(scored))
+    judging = dataclasses.replace(run.judging_record, stats=stats, baseline=compared)
     complete = not unanswered and len(samples) >= run.dataset.sample_count
     return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
 
@@ -439,14 +435,14 @@ def judge_baseline(run: EvalRun) -> JudgeBaseline | str:
     if recorded is None:
         return f"The baseline v{baseline.version} has no stored answers on {run.dataset}."
     try:
-        return JudgeBaseline(baseline, ModelFacts.from_dict(recorded["model"]))
+        return JudgeBaseline(baseline, ModelFacts.from_dict(Judging.from_json(recorded).model))
     except (KeyError, TypeError, ValueError, ScoringError) as exc:
         return f"The model facts of the baseline v{baseline.version} are unreadable: {exc}"
 
 
 def _judged_groups(
     scorers: Sequence[Scorer], baseline: JudgeBaseline | str, answered: list[dict]
-) -> tuple[list[tuple[np.ndarray, list[Scorer]]], dict]:
+) -> tuple[list[tuple[np.ndarray, list[Scorer]]], JudgedBaseline | None]:
     """The judge scorers with the samples each judges (indices into `answered`), and what the
     pairwise ones were compared with (`baseline`, for the run's `judging`). A pairwise scorer is
     configured with the baseline's facts and judges the samples the baseline has an answer to; with
@@ -454,20 +450,21 @@ def _judged_groups(
     groups = [(np.arange(len(answered)), [scorer for scorer in scorers if not needs_baseline(scorer)])]
     pairwise = [scorer for scorer in scorers if needs_baseline(scorer)]
     if not pairwise:
-        return groups, {}
+        return groups, None
     if isinstance(baseline, str):
-        return groups, {"baseline": {"skipped": baseline}}
-    compared = {"artifact": baseline.artifact.pk, "version": baseline.artifact.version}
+        return groups, JudgedBaseline(skipped=baseline)
+    compared = JudgedBaseline(artifact=baseline.artifact.pk, version=baseline.artifact.version)
     for scorer in pairwise:
         configured = scorer.configured(baseline=baseline.facts)
         missing = _unanswered(baseline.facts, [configured], answered)
         judged = np.array([index for index in range(len(answered)) if index not in missing], dtype=np.int64)
         if len(applicable(configured, [answered[i] for i in judged])):
             groups.append((judged, [configured]))
-            compared["answers"] = len(judged)
+            compared = dataclasses.replace(compared, answers=len(judged))
         else:
-            compared["skipped"] = f"The baseline v{baseline.artifact.version} has no stored answer to these prompts."
-    return groups, {"baseline": compared}
+            skipped = f"The baseline v{baseline.artifact.version} has no stored answer to these prompts."
+            compared = dataclasses.replace(compared, skipped=skipped)
+    return groups, compared
 
 
 def _score_groups(
@@ -528,18 +525,25 @@ def _judge_errors(scored) -> int:
     )
 
 
-def _stats_total(stats: Sequence[JudgeStats]) -> dict:
-    total = JudgeStats()
-    for one in stats:
-        for name in ("calls", "failures", "retries", "seconds", "prompt_tokens", "completion_tokens"):
-            setattr(total, name, getattr(total, name) + getattr(one, name))
-        total.slowest = max(total.slowest, one.slowest)
-    return dataclasses.asdict(total)
-
-
-def _judge_usage(stats: JudgeStats) -> dict[str, int]:
-    """What one judge's calls are priced by (evals/services/costs.py)."""
-    return {"calls": stats.calls, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
+def _stats_total(judges: Iterable[Judge], *, judge_errors: int) -> JudgeRunStats:
+    """The judges' calls summed, and per judge identity what its calls are priced by."""
+    judges = list(judges)
+    return JudgeRunStats(
+        **{
+            name: sum(getattr(judge.stats, name) for judge in judges)
+            for name in ("calls", "failures", "retries", "seconds", "prompt_tokens", "completion_tokens")
+        },
+        slowest=max((judge.stats.slowest for judge in judges), default=0.0),
+        judge_errors=judge_errors,
+        by_judge={
+            judge.identity: JudgeCalls(
+                calls=judge.stats.calls,
+                prompt_tokens=judge.stats.prompt_tokens,
+                completion_tokens=judge.stats.completion_tokens,
+            )
+            for judge in judges
+        },
+    )
 
 
 def run_fingerprints(

@@ -26,6 +26,7 @@ from driftboard.queue_names import SIZE_CLASS_QUEUE, Queue, scoring_queue
 from driftboard.queues import enqueue, queue_depth
 from evals.models import EvalRun, EvaluationProfile, GoldenDataset, MetricSnapshot
 from evals.run_kinds import RUN_KINDS
+from evals.run_records import Judging
 from evals.scoring.judges import judge_heartbeat
 from evals.scoring.scorers import METRICS
 from evals.scoring.summary import summarise
@@ -339,7 +340,7 @@ def snapshots_save(*, run: EvalRun, result: engine.RunResult) -> None:
                     "fingerprint": fingerprint,
                 },
             )
-        if RUN_KINDS[run.kind].judged and result.judging.get("model"):
+        if RUN_KINDS[run.kind].judged and result.judging.model:
             _judge_run_create(run=run, judging=result.judging)
 
 
@@ -353,16 +354,16 @@ def _run_succeeded(*, run: EvalRun, result: engine.RunResult) -> None:
         forward_passes=result.forward_passes,
         cached_samples=result.cached_samples,
         device=result.device,
-        sampling=result.sampling,
+        sampling=result.sampling.to_json(),
         drafting=result.drafting,
-        judging=result.judging,
+        judging=result.judging.to_json(),
         error="",
     )
     if not succeeded:
         raise LeaseLost(f"Run {run.pk} was taken over by another worker.")
 
 
-def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
+def _judge_run_create(*, run: EvalRun, judging: Judging) -> EvalRun:
     """The answers are stored: their judging goes to the judge queue (in the scoring run's own
     transaction, so the artifact is never judged ready in between)."""
     judge_run = EvalRun.objects.create(
@@ -371,7 +372,7 @@ def _judge_run_create(*, run: EvalRun, judging: dict) -> EvalRun:
         kind=EvalRun.Kind.JUDGE,
         queue=RUN_KINDS[EvalRun.Kind.JUDGE].queue,
         samples_total=run.dataset.sample_count,
-        judging={"model": judging["model"], "scoring_run": run.pk},
+        judging=Judging(model=judging.model, scoring_run=run.pk).to_json(),
     )
     transaction.on_commit(eval_runs_dispatch)
     return judge_run

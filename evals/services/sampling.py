@@ -30,6 +30,7 @@ from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.registry_changes import AlertNotice, RegistryChange
 from evals.run_kinds import RUN_KINDS
+from evals.run_records import Sampling
 from evals.scoring import drift
 from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers import METRICS
@@ -138,7 +139,7 @@ def score_sequential_run(*, run: EvalRun, progress: Callable[..., None]) -> engi
     found = _baseline_arrays(run, fingerprints, samples)
     if isinstance(found, str):
         result = engine.score_samples_of_run(run, samples, progress)
-        result.sampling = {**design, "disabled": found, **_usage(len(samples), len(samples))}
+        result.sampling = Sampling.from_json({**design, "disabled": found, **_usage(len(samples), len(samples))})
         return result
     return _score_sampled(run, samples, design, found, fingerprints, progress)
 
@@ -160,13 +161,15 @@ def _score_sampled(
     gates = _gates(run, arrays, order, categories, weights, fingerprints)
     result = _score_in_order(run, samples, order, gates, design, progress)
     codes = np.unique(np.asarray(categories, dtype=str), return_inverse=True)[1]
-    result.sampling = {
-        **design,
-        **_usage(result.samples_scored, len(samples)),
-        "baseline_artifact": baseline.pk,
-        **result.sampling,
-        "metrics": {gate.metric: gate.summary(weights, codes) for gate in gates},
-    }
+    result.sampling = Sampling.from_json(
+        {
+            **design,
+            **_usage(result.samples_scored, len(samples)),
+            "baseline_artifact": baseline.pk,
+            **result.sampling.to_json(),
+            "metrics": {gate.metric: gate.summary(weights, codes) for gate in gates},
+        }
+    )
     return result
 
 
@@ -176,7 +179,7 @@ def _usage(used: int, total: int) -> dict:
 
 def _recorded_seed(run: EvalRun) -> int:
     """The run's seed; drawn and recorded on the first attempt, so a retry replays the same order."""
-    seed = run.sampling.get("seed")
+    seed = run.sampling_record.seed
     if seed is None:
         seed = secrets.randbits(SEED_BITS)
         run.sampling = {**run.sampling, "seed": seed}
@@ -260,17 +263,17 @@ def _score_in_order(
     A chunk the confidence sequences refuse (values outside the metric's range, denominators that
     differ from the baseline's) ends sampling: the gates are dropped and the full set is scored.
     """
-    started, parts, note = time.perf_counter(), [], {}
+    started, parts, note = time.perf_counter(), [], Sampling()
     chunk = design["chunk_size"]
     for start in range(0, len(order), chunk):
         chunk_samples = [samples[i] for i in order[start : start + chunk]]
         parts.append(engine.score_samples_of_run(run, chunk_samples, _offset(progress, start)))
-        if note:
+        if note.abandoned:
             continue
         try:
             decisions = [gate.observe(parts[-1]) for gate in gates]
         except ValueError as exc:
-            note = {"abandoned": f"Sampling abandoned, the full golden set is scored: {exc}"}
+            note = Sampling(abandoned=f"Sampling abandoned, the full golden set is scored: {exc}")
             gates.clear()
             continue
         if start + len(chunk_samples) >= design["min_samples"] and "continue" not in decisions:
@@ -372,14 +375,16 @@ def score_completion_run(*, run: EvalRun, progress: Callable[..., None]) -> engi
         arrays=arrays,
         complete=True,
         categories={s["position"]: s["category"] for s in samples},
-        sampling={**run.sampling, "mode": "completion", "samples_completed": len(left), "samples_total": len(samples)},
+        sampling=dataclasses.replace(
+            run.sampling_record, mode="completion", samples_completed=len(left), samples_total=len(samples)
+        ),
     )
 
 
 def completion_schedule(*, run: EvalRun) -> EvalRun | None:
     """After an early stop: queue the rest of the golden set on the off-peak queue, once."""
-    sampling = EvalRun.objects.values_list("sampling", flat=True).get(pk=run.pk)
-    if not sampling.get("stopped_early"):
+    sampling = Sampling.from_json(EvalRun.objects.values_list("sampling", flat=True).get(pk=run.pk))
+    if not sampling.stopped_early:
         return None
     others = EvalRun.objects.filter(artifact=run.artifact, dataset=run.dataset, kind=EvalRun.Kind.COMPLETION)
     if others.exclude(status=EvalRun.Status.FAILED).exists():
@@ -390,8 +395,8 @@ def completion_schedule(*, run: EvalRun) -> EvalRun | None:
         kind=EvalRun.Kind.COMPLETION,
         queue=RUN_KINDS[EvalRun.Kind.COMPLETION].queue,
         status=EvalRun.Status.PENDING,
-        samples_total=sampling["samples_total"] - sampling["samples_used"],
-        sampling={"completes_run": run.pk},
+        samples_total=sampling.samples_total - sampling.samples_used,
+        sampling=Sampling(completes_run=run.pk).to_json(),
     )
     transaction.on_commit(runs.eval_runs_dispatch)
     return completion

@@ -25,6 +25,7 @@ from django.utils import timezone
 from evals.models import EvalRun, GoldenDataset, MetricSnapshot, Threshold, TrafficWindow
 from evals.registry_changes import AlertNotice, RegistryChange
 from evals.run_kinds import RUN_KINDS
+from evals.run_records import Sampling
 from evals.scoring import golden_io
 from evals.scoring import traffic as stats
 from evals.scoring.cache import score_samples
@@ -228,8 +229,8 @@ def traffic_window_score(*, window: TrafficWindow) -> EvalRun | None:
         dataset=dataset,
         kind=EvalRun.Kind.TRAFFIC,
         queue=budgets.non_gating_queue(family=artifact.family, queue=RUN_KINDS[EvalRun.Kind.TRAFFIC].queue),
-        samples_total=len(sampling["positions"]) if sampling else dataset.sample_count,
-        sampling=sampling,
+        samples_total=len(sampling.positions) if sampling.positions else dataset.sample_count,
+        sampling=sampling.to_json(),
     )
     TrafficWindow.objects.filter(pk=window.pk).update(run=run, artifact=artifact)
     window.run, window.artifact = run, artifact
@@ -243,21 +244,21 @@ def _window_too_small(window: TrafficWindow, samples: int) -> None:
     TrafficWindow.objects.filter(pk=window.pk).update(outcome=window.outcome, reasons=window.reasons)
 
 
-def _window_sampling(dataset: GoldenDataset) -> dict:
+def _window_sampling(dataset: GoldenDataset) -> Sampling:
     size = settings.DRIFTBOARD_TRAFFIC_SAMPLE_SIZE
     if dataset.sample_count <= size:
-        return {}
+        return Sampling()
     seed = secrets.randbits(SEED_BITS)
     categories = list(dataset.samples.order_by("position").values_list("category", flat=True))
     chosen = stats.stratified_indices(categories, size=size, min_per_category=1, seed=seed)
-    return {"seed": seed, "size": size, "positions": chosen}
+    return Sampling(seed=seed, size=size, positions=chosen)
 
 
 def score_traffic_run(*, run: EvalRun, progress: Callable[[int], None]) -> engine.RunResult:
     """The engine on the window's samples, or on the sample of them the run recorded."""
-    positions = run.sampling.get("positions")
-    result = engine.score_samples_of_run(run, engine.dataset_samples(run.dataset, positions), progress)
-    result.sampling = run.sampling
+    sampling = run.sampling_record
+    result = engine.score_samples_of_run(run, engine.dataset_samples(run.dataset, sampling.positions), progress)
+    result.sampling = sampling
     return result
 
 

@@ -12,6 +12,7 @@ from evals import selectors
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.registry_changes import AlertNotice, RegistryChange
 from evals.run_kinds import GATING_KINDS
+from evals.run_records import Sampling
 from evals.scoring import drift
 from evals.scoring.judges.preference import preference_comparison
 from evals.scoring.metrics import MetricSpec
@@ -203,8 +204,8 @@ def _judged_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
 
 def _judged_against(snapshot: MetricSnapshot) -> int | None:
     """The baseline artifact the judge run compared the candidate's answers with."""
-    judging = snapshot.run.judging if snapshot.run_id else {}
-    return (judging.get("baseline") or {}).get("artifact")
+    compared = snapshot.run.judging_record.baseline if snapshot.run_id else None
+    return compared.artifact if compared else None
 
 
 def _other_baseline_reason(spec: MetricSpec, judged_against: int | None, baseline: Artifact) -> str:
@@ -228,22 +229,22 @@ def anytime_comparison(snapshot: MetricSnapshot, comparison: drift.Comparison) -
     """For an early-stopped snapshot: the confidence sequence's interval and estimate of the
     full-set delta in place of a bootstrap on the samples used, the baseline's full-set value, and
     the candidate values they imply."""
-    sampling = snapshot.run.sampling if snapshot.run_id else {}
-    stored = sampling.get("metrics", {}).get(snapshot.metric)
-    if not sampling.get("stopped_early") or stored is None:
+    sampling = snapshot.run.sampling_record if snapshot.run_id else Sampling()
+    stored = sampling.metrics.get(snapshot.metric)
+    if not sampling.stopped_early or stored is None:
         return comparison
-    spec, baseline = comparison.spec, stored["baseline_value"]
+    spec, baseline = comparison.spec, stored.baseline_value
     # JSON has no infinity: an end the sequence could not bound was stored as null.
-    low = -math.inf if stored["ci_low"] is None else stored["ci_low"]
-    high = math.inf if stored["ci_high"] is None else stored["ci_high"]
-    candidate = _value_at(spec, stored["delta"], baseline)
+    low = -math.inf if stored.ci_low is None else stored.ci_low
+    high = math.inf if stored.ci_high is None else stored.ci_high
+    candidate = _value_at(spec, stored.delta, baseline)
     ends = sorted(_value_at(spec, end, baseline) for end in (low, high))
     return dataclasses.replace(
         comparison,
-        confidence=sampling["confidence"],
+        confidence=sampling.confidence,
         baseline=baseline,
         candidate=candidate,
-        delta=stored["delta"],
+        delta=stored.delta,
         ci_low=low,
         ci_high=high,
         cand_ci_low=ends[0],

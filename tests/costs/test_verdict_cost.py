@@ -6,6 +6,7 @@ import pytest
 from driftboard.prices import Prices, PricesError, prices_parse
 from evals import comments, costs
 from evals.models import EvalRun
+from evals.run_records import JudgeRunStats, Usage
 from evals.services import eval_runs_dispatch
 from evals.services.costs import judge_tokens
 from evals.services.pipeline import artifact_submit, eval_run_process
@@ -93,16 +94,26 @@ def test_it_shows_worker_seconds_when_no_prices_are_set(db):
 
 
 def test_it_prices_gpu_time_by_device_kind_and_judge_tokens_by_model(settings):
-    stats = {
-        "by_judge": {
-            "openai:http://judge.internal/v1|gpt-4o-mini": {"calls": 4, "prompt_tokens": 2000, "completion_tokens": 500}
+    stats = JudgeRunStats.from_json(
+        {
+            "by_judge": {
+                "openai:http://judge.internal/v1|gpt-4o-mini": {
+                    "calls": 4,
+                    "prompt_tokens": 2000,
+                    "completion_tokens": 500,
+                },
+                "local:" + "a" * 64: {"calls": 2, "prompt_tokens": 10, "completion_tokens": 10},
+            }
         }
-    }
-    usage = {"device_kind": "NVIDIA H100 80GB HBM3", "worker_seconds": 7200, "judges": judge_tokens(stats)}
+    )
+    usage = Usage(device_kind="NVIDIA H100 80GB HBM3", worker_seconds=7200, judges=judge_tokens(stats))
 
-    assert usage["judges"] == {"gpt-4o-mini": {"calls": 4, "prompt_tokens": 2000, "completion_tokens": 500}}
-    assert PRICES.run_amount(usage) == pytest.approx(2 * 3.5 + 2 * 0.5 + 0.5 * 2.0)
-    assert PRICES.run_amount({"device_kind": "Tesla T4", "worker_seconds": 3600}) == 0.0
+    assert usage.to_json()["judges"] == {
+        "gpt-4o-mini": {"calls": 4, "prompt_tokens": 2000, "completion_tokens": 500},
+        "local": {"calls": 2, "prompt_tokens": 10, "completion_tokens": 10},
+    }
+    assert usage.amount(PRICES) == pytest.approx(2 * 3.5 + 2 * 0.5 + 0.5 * 2.0)
+    assert Usage.from_json({"device_kind": "Tesla T4", "worker_seconds": 3600}).amount(PRICES) == 0.0
 
 
 @pytest.mark.parametrize(

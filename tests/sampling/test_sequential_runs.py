@@ -66,7 +66,7 @@ def test_the_recorded_seed_replays_the_same_order_and_stop(baseline, demo_import
     again = sampling.score_sequential_run(run=replay, progress=lambda *args, **kwargs: None)
     other = sampling.score_sequential_run(run=other_seed, progress=lambda *args, **kwargs: None)
 
-    assert again.sampling["metrics"] == first.sampling["metrics"]
+    assert again.sampling.to_json()["metrics"] == first.sampling["metrics"]
     assert np.array_equal(again.arrays["bits_per_byte"][0], scored_positions(artifact))
     assert again.forward_passes == 0 and again.cached_samples == first.samples_done
     assert not np.array_equal(other.arrays["bits_per_byte"][0], scored_positions(artifact))
