@@ -1,0 +1,113 @@
+"""The evaluation API by topic; the URL configuration registers its viewsets from here."""
+
+from evals.api.artifacts import (
+    GENERATION_PAGE,
+    PAGE_PARAMETERS,
+    ArtifactViewSet,
+    EvaluatedArtifactSerializer,
+    GeneratedAnswerSerializer,
+    GenerationPagination,
+    GenerationParams,
+    GenerationSerializer,
+    SampleExportParams,
+    TurnSerializer,
+    snapshot_summary,
+    verdict_summary,
+)
+from evals.api.compare import (
+    CompareParams,
+    CompareViewSet,
+    artifact_brief,
+    metric_comparison_summary,
+)
+from evals.api.datasets import (
+    TASK_FILE_BYTES_MAX,
+    DatasetSerializer,
+    DatasetUploadSerializer,
+    DatasetViewSet,
+    TaskUploadSerializer,
+    dataset_families,
+)
+from evals.api.experiments import (
+    IMPORT_RESPONSE,
+    SUMMARY_SCHEMA,
+    ExperimentRunSerializer,
+    ExperimentSerializer,
+    ExperimentViewSet,
+    ResultsUploadSerializer,
+    RunPagination,
+    RunRecordSerializer,
+    import_report_body,
+)
+from evals.api.families import (
+    BudgetLiftSerializer,
+    DatasetPinSerializer,
+    EvaluationSettingsSerializer,
+    FamilySerializer,
+    FamilyViewSet,
+    profile_value,
+)
+from evals.api.runs import (
+    RunRetrySerializer,
+    RunSerializer,
+    RunViewSet,
+)
+from evals.api.thresholds import (
+    BACKTEST_RESPONSE,
+    ThresholdSerializer,
+    ThresholdViewSet,
+)
+from evals.api.traffic import (
+    TrafficUploadSerializer,
+    TrafficWindowViewSet,
+    traffic_window_summary,
+)
+
+__all__ = [
+    "ArtifactViewSet",
+    "BACKTEST_RESPONSE",
+    "BudgetLiftSerializer",
+    "CompareParams",
+    "CompareViewSet",
+    "DatasetPinSerializer",
+    "DatasetSerializer",
+    "DatasetUploadSerializer",
+    "DatasetViewSet",
+    "EvaluatedArtifactSerializer",
+    "EvaluationSettingsSerializer",
+    "ExperimentRunSerializer",
+    "ExperimentSerializer",
+    "ExperimentViewSet",
+    "FamilySerializer",
+    "FamilyViewSet",
+    "GENERATION_PAGE",
+    "GeneratedAnswerSerializer",
+    "GenerationPagination",
+    "GenerationParams",
+    "GenerationSerializer",
+    "IMPORT_RESPONSE",
+    "PAGE_PARAMETERS",
+    "ResultsUploadSerializer",
+    "RunPagination",
+    "RunRecordSerializer",
+    "RunRetrySerializer",
+    "RunSerializer",
+    "RunViewSet",
+    "SUMMARY_SCHEMA",
+    "SampleExportParams",
+    "TASK_FILE_BYTES_MAX",
+    "TaskUploadSerializer",
+    "ThresholdSerializer",
+    "ThresholdViewSet",
+    "TrafficUploadSerializer",
+    "TrafficWindowViewSet",
+    "TurnSerializer",
+    "artifact_brief",
+    "dataset_families",
+    "import_report_body",
+    "metric_comparison_summary",
+    "profile_value",
+    "snapshot_summary",
+    "traffic_window_summary",
+    "verdict_summary",
+]
