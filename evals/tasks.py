@@ -9,7 +9,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from evals.scoring.scorers import PLUGIN_ERRORS
-from evals.services import budgets, pipeline
+from evals.services import pipeline
 from evals.services.runs import (
     TRANSIENT_ERRORS,
     eval_run_release,
@@ -51,7 +51,7 @@ def sweep_runs() -> dict[str, int]:
 @shared_task(ignore_result=True)
 def release_budget_holds() -> int:
     """Dispatch the runs held over a weekly budget once their family is no longer over it (a new week)."""
-    return budgets.budget_holds_release()
+    return pipeline.budget_holds_release()
 
 
 @worker_ready.connect

@@ -19,7 +19,6 @@ from evals.scoring.errors import ScoringError
 from evals.scoring.scorers import DEFAULT_SCORERS, scorer_options_check, scorers_for
 from evals.scoring.scorers.generated_answers import AnswerOptions
 from evals.scoring.scorers.judge_score import judge_options
-from evals.services import budgets as budget_services
 from evals.services import pipeline, profiles
 from registry import api as registry_api
 from registry.models import ModelFamily
@@ -186,7 +185,7 @@ class FamilyViewSet(registry_api.FamilyViewSet):
             return Response({"detail": "Only staff may lift a family's budget."}, status=status.HTTP_403_FORBIDDEN)
         params = BudgetLiftSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        released = budget_services.family_budget_lift(
+        released = pipeline.family_budget_lift(
             family=family, actor=request.user, reason=params.validated_data["reason"]
         )
         return Response({"released_runs": released})

@@ -18,10 +18,12 @@ from evals.costs import BudgetState, family_budget_state, family_week_spent, mon
 from evals.models import EvalRun, EvaluationProfile
 from evals.registry_changes import AlertNotice
 from evals.services.run_states import HOLD, LIFT
-from registry import alerting
 from registry.models import Alert, Artifact, ModelFamily
 
 logger = logging.getLogger(__name__)
+
+# The cause of a family's budget alert, resolved when its held runs are let go.
+BUDGET_CAUSE = "budget"
 
 # States in which the family saves: sampled full runs, non-gating runs off-peak.
 SAVING = (BudgetState.SOFT, BudgetState.OVER, BudgetState.LIFTED)
@@ -54,7 +56,7 @@ def artifact_runs_hold(*, artifact: Artifact, runs: list[EvalRun]) -> AlertNotic
         message=f"{family.slug} spent {money_text(family_week_spent(family), currency)} of its weekly budget of "
         f"{money_text(budget, currency)}; its new runs wait until the week ends or staff lift the budget.",
         payload={"family": family.slug, "version": artifact.version, "weekly_budget": budget},
-        cause="budget",
+        cause=BUDGET_CAUSE,
     )
 
 
@@ -62,7 +64,8 @@ def family_budget_lift(
     *, family: ModelFamily, actor: AbstractBaseUser, reason: str, now: datetime.datetime | None = None
 ) -> int:
     """Let the family's runs past its budget until the week ends: who and why are kept on its profile, its
-    held runs go back to pending and are dispatched, its budget alert is resolved. The runs released."""
+    held runs go back to pending and are dispatched. The runs released; the pipeline resolves the family's
+    budget alert (`pipeline.family_budget_lift`)."""
     until = week_start(now or timezone.now()) + datetime.timedelta(days=7)
     with transaction.atomic():
         EvaluationProfile.objects.update_or_create(
@@ -70,33 +73,27 @@ def family_budget_lift(
             defaults={"budget_lifted_until": until, "budget_lifted_by": actor, "budget_lift_reason": reason},
         )
         released = LIFT.apply(EvalRun.objects.filter(artifact__family=family, status=EvalRun.Status.BUDGET))
-        alerting.alerts_resolve(family=family, cause_prefix="budget")
         transaction.on_commit(_dispatch)
     return released
 
 
-def budget_holds_release(*, now: datetime.datetime | None = None) -> int:
-    """Release the held runs of every family no longer over its weekly budget (beat, every
-    CELERY_BEAT_BUDGET_RELEASE_SECONDS): they go back to pending and are dispatched, the budget alert is
-    resolved. The runs released; a second call releases nothing again."""
-    now = now or timezone.now()
-    held = EvalRun.objects.filter(status=EvalRun.Status.BUDGET)
-    family_ids = set(held.values_list("artifact__family_id", flat=True))
-    released = 0
-    for family in ModelFamily.objects.filter(pk__in=family_ids).order_by("slug"):
-        if family_budget_state(family, now) != BudgetState.OVER:
-            released += _family_holds_release(family=family, now=now)
-    return released
+def families_to_release(*, now: datetime.datetime) -> list[ModelFamily]:
+    """The families holding runs over a weekly budget that they are no longer over (a new week began at
+    Monday 00:00 UTC, or the budget was raised)."""
+    family_ids = set(EvalRun.objects.filter(status=EvalRun.Status.BUDGET).values_list("artifact__family_id", flat=True))
+    return [
+        family
+        for family in ModelFamily.objects.filter(pk__in=family_ids).order_by("slug")
+        if family_budget_state(family, now) != BudgetState.OVER
+    ]
 
 
-def _family_holds_release(*, family: ModelFamily, now: datetime.datetime) -> int:
-    with transaction.atomic():
-        # The conditional UPDATE decides: a concurrent release moves none of these rows, and tells nobody.
-        released = LIFT.apply(EvalRun.objects.filter(artifact__family=family, status=EvalRun.Status.BUDGET))
-        if released:
-            alerting.alerts_resolve(family=family, cause_prefix="budget")
-            transaction.on_commit(_dispatch)
+def family_holds_release(*, family: ModelFamily, now: datetime.datetime) -> int:
+    """Send the family's held runs back to pending and dispatch them once the transaction commits. The runs
+    released: the conditional UPDATE decides, so a concurrent release moves none of these rows."""
+    released = LIFT.apply(EvalRun.objects.filter(artifact__family=family, status=EvalRun.Status.BUDGET))
     if released:
+        transaction.on_commit(_dispatch)
         logger.info(
             "Released %d run(s) of %s held over its weekly budget: it is no longer over it (week from %s).",
             released,

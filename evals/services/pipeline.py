@@ -8,12 +8,14 @@ traffic and budgets return a `RegistryChange`); this module writes what they dec
 registry services, in their transaction. The registry itself knows nothing of evaluation.
 """
 
+import datetime
 import logging
 from collections.abc import Callable
 from functools import partial
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils import timezone
 
 from driftboard.errors import without_server_paths
 from evals.models import EvalRun
@@ -198,6 +200,30 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
         registry_change_apply(change)
         verdicts.verdict_publish(change.artifact)
     return change.flag
+
+
+def family_budget_lift(*, family: ModelFamily, actor, reason: str) -> int:
+    """Staff let the family's runs past its weekly budget (`budgets.family_budget_lift`): its budget alert
+    is resolved in the same transaction. The runs released."""
+    with transaction.atomic():
+        released = budgets.family_budget_lift(family=family, actor=actor, reason=reason)
+        alerting.alerts_resolve(family=family, cause_prefix=budgets.BUDGET_CAUSE)
+    return released
+
+
+def budget_holds_release(*, now: datetime.datetime | None = None) -> int:
+    """Release the held runs of every family no longer over its weekly budget (beat, every
+    CELERY_BEAT_BUDGET_RELEASE_SECONDS) and resolve its budget alert. The runs released; a second call
+    releases nothing again."""
+    now = now or timezone.now()
+    released = 0
+    for family in budgets.families_to_release(now=now):
+        with transaction.atomic():
+            count = budgets.family_holds_release(family=family, now=now)
+            if count:
+                alerting.alerts_resolve(family=family, cause_prefix=budgets.BUDGET_CAUSE)
+        released += count
+    return released
 
 
 def registry_change_apply(change: RegistryChange) -> None:

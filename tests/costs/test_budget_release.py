@@ -12,8 +12,7 @@ from driftboard.queues import queue_depth
 from evals.costs import week_start
 from evals.models import EvalRun
 from evals.services import eval_runs_sweep
-from evals.services.budgets import budget_holds_release
-from evals.services.pipeline import artifact_runs_create
+from evals.services.pipeline import artifact_runs_create, budget_holds_release
 from evals.tasks import release_budget_holds
 from registry.models import Alert
 from tests.conftest import purge_broker
