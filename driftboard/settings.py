@@ -78,7 +78,11 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # How evaluation plugs into the registry (families created, weights submitted, pull requests told).
 DRIFTBOARD_REGISTRY_EXTENSION = "evals.registry_extension.Evaluation"
-DRIFTBOARD_PUBLIC_URL = env_str("DRIFTBOARD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where links point (driftboard/links.py). Unset: API answers link to the host asked, and work done outside a
+# request to the address `manage.py serve --addr` listens on (DRIFTBOARD_SERVE_URL, set by serve), else
+# http://127.0.0.1:8000.
+DRIFTBOARD_PUBLIC_URL = env_str("DRIFTBOARD_PUBLIC_URL").rstrip("/")
+DRIFTBOARD_SERVE_URL = env_str("DRIFTBOARD_SERVE_URL").rstrip("/")
 
 INSTALLED_APPS = [
     "driftboard.admin_site.AdminConfig",  # django.contrib.admin, opened to the admin group as well

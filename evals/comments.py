@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import numpy as np
-from django.conf import settings
 from django.urls import reverse
 
+from driftboard import links
 from evals import costs, selectors
 from evals.models import DriftVerdict, MetricSnapshot, Threshold
 from evals.scoring.scorers import METRICS
@@ -207,7 +207,7 @@ def threshold_form_url(verdict: DriftVerdict) -> str:
     query = urlencode(
         {"family": verdict.artifact.family_id, "metric": verdict.metric, "dataset_name": verdict.dataset.name}
     )
-    return f"{settings.DRIFTBOARD_PUBLIC_URL.rstrip('/')}{reverse('admin:evals_threshold_add')}?{query}"
+    return f"{links.absolute_url(reverse('admin:evals_threshold_add'))}?{query}"
 
 
 def threshold_text(verdict: DriftVerdict) -> str:

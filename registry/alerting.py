@@ -12,11 +12,11 @@ import logging
 from functools import partial
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from driftboard import links
 from driftboard.outbound import OutboundRefused, alert_policy, url_problem
 from driftboard.queues import enqueue
 from registry.http import header
@@ -165,7 +165,7 @@ def _record(delivery: AlertDelivery, status: str, error: str) -> None:
 
 
 def _page_url(alert: Alert) -> str:
-    return f"{settings.DRIFTBOARD_PUBLIC_URL}{alert.artifact.get_absolute_url()}"
+    return links.absolute_url(alert.artifact.get_absolute_url())
 
 
 def _post(url: str, body: bytes, service: str) -> tuple[int, dict[str, str], bytes]:

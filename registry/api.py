@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, serializers, status
@@ -6,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from driftboard import links
 from driftboard.api import BaseViewSet, holds_nul
 from driftboard.limits import PayloadTooLarge
 from driftboard.parsers import JSONParser
@@ -75,10 +75,6 @@ def discard_unclaimed_uploads(request) -> None:
             discard(upload.staged_path)
 
 
-def artifact_page_url(artifact: Artifact) -> str:
-    return f"{settings.DRIFTBOARD_PUBLIC_URL}{artifact.get_absolute_url()}"
-
-
 class PullRequestSerializer(serializers.Serializer):
     provider = serializers.CharField()
     repository = serializers.CharField()
@@ -122,10 +118,10 @@ class ArtifactSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_url(self, artifact: Artifact) -> str:
-        return artifact_page_url(artifact)
+        return links.absolute_url(artifact.get_absolute_url(), self.context.get("request"))
 
     def get_api_url(self, artifact: Artifact) -> str:
-        return f"{settings.DRIFTBOARD_PUBLIC_URL}/api/v1/artifacts/{artifact.pk}/"
+        return links.absolute_url(f"/api/v1/artifacts/{artifact.pk}/", self.context.get("request"))
 
     def get_tags(self, artifact: Artifact) -> dict[str, str]:
         return {tag.key: tag.value for tag in artifact.tags.all()}
@@ -238,7 +234,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
                 raise PayloadTooLarge(str(exc)) from exc
             raise ValidationError({"detail": str(exc)}) from exc
         artifact = self.detail_queryset().get(pk=registration.artifact.pk)
-        body = ArtifactSerializer(artifact).data
+        body = ArtifactSerializer(artifact, context=self.get_serializer_context()).data
         body.update(extension().submission_extras(artifact))
         body["created"] = registration.created
         return Response(body, status=status.HTTP_202_ACCEPTED if registration.created else status.HTTP_200_OK)
@@ -248,7 +244,8 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         params.is_valid(raise_exception=True)
         artifact = self.get_object()
         service(artifact=artifact, reason=params.validated_data["reason"], actor=request.user)
-        return Response(self.detail_serializer_class(self.detail_queryset().get(pk=pk)).data)
+        artifact = self.detail_queryset().get(pk=pk)
+        return Response(self.detail_serializer_class(artifact, context=self.get_serializer_context()).data)
 
     @extend_schema(request=ReasonSerializer, responses=ArtifactDetailSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsReviewer])

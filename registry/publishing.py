@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from django.conf import settings
 from django.db import transaction
 
+from driftboard import links
 from driftboard.queues import enqueue
 from registry.extensions import extension
 from registry.http import HttpError, HttpResponse, header, request_json
@@ -166,7 +167,7 @@ def publish_enqueue(artifact_id: int) -> None:
 
 
 def artifact_page_url(artifact: Artifact) -> str:
-    return f"{settings.DRIFTBOARD_PUBLIC_URL}{artifact.get_absolute_url()}"
+    return links.absolute_url(artifact.get_absolute_url())
 
 
 def status_context(family: ModelFamily) -> str:

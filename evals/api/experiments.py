@@ -1,6 +1,5 @@
 """Experiments: their summaries, recording a finished run, importing a results.tsv."""
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, parsers, serializers, status
 from rest_framework.decorators import action
@@ -8,6 +7,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from driftboard import links
 from driftboard.api import BaseViewSet, FiniteFloatField
 from evals import selectors
 from evals.models import Experiment, ExperimentRun
@@ -51,7 +51,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
     def get_url(self, experiment: Experiment) -> str:
-        return f"{settings.DRIFTBOARD_PUBLIC_URL}{experiment.get_absolute_url()}"
+        return links.absolute_url(experiment.get_absolute_url(), self.context.get("request"))
 
     @extend_schema_field(SUMMARY_SCHEMA)
     def get_summary(self, experiment: Experiment) -> dict:
@@ -170,7 +170,8 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
         params = ExperimentSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         experiment = experiment_services.experiment_create(**params.validated_data)
-        body = ExperimentSerializer(selectors.experiment_list().get(pk=experiment.pk)).data
+        experiment = selectors.experiment_list().get(pk=experiment.pk)
+        body = ExperimentSerializer(experiment, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(methods=["GET"], responses=ExperimentRunSerializer(many=True))

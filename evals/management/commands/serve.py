@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
+from driftboard import links
 from driftboard.queue_names import QUEUES
 from driftboard.supervisor import Child, Supervisor
 from evals.services.demo import demo_autoresearch, demo_load
@@ -34,6 +35,7 @@ class Command(BaseCommand):
     def handle(self, *args, addr: str, demo: bool, concurrency: int, **options) -> None:
         signal.signal(signal.SIGTERM, stop_on_sigterm)
         self.ensure_admin(addr)
+        os.environ.update(self.link_env(addr))  # read by the web server and worker started below
         supervisor = Supervisor(
             [
                 Child("worker", lambda: self.start_worker(concurrency)),
@@ -60,6 +62,11 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.WARNING(f"Log in at http://{addr}/ as admin with password {password}  (shown only this once)")
         )
+
+    def link_env(self, addr: str) -> dict[str, str]:
+        """Without DRIFTBOARD_PUBLIC_URL, what the web server and worker link to outside a request (pull
+        requests, alerts) is where this server listens."""
+        return {} if settings.DRIFTBOARD_PUBLIC_URL else {"DRIFTBOARD_SERVE_URL": links.serve_url(addr)}
 
     def start_worker(self, concurrency: int) -> subprocess.Popen:
         schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
