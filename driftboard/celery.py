@@ -26,6 +26,7 @@ app.conf.update(
         "evals.tasks.score_run": {"queue": QueueName.SCORING},
         "evals.tasks.sweep_runs": {"queue": QueueName.PUBLISH},
         "evals.tasks.release_budget_holds": {"queue": QueueName.PUBLISH},
+        "evals.tasks.refresh_human_metrics": {"queue": QueueName.PUBLISH},
         "registry.tasks.*": {"queue": QueueName.PUBLISH},
     },
     # A scoring message is acknowledged only once the run is finished, one at a time per process,

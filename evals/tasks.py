@@ -17,6 +17,7 @@ from evals.services.runs import (
     eval_runs_sweep,
     worker_name,
 )
+from registry.models import Artifact
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,14 @@ def score_run(self, run_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_runs() -> dict[str, int]:
     return eval_runs_sweep()
+
+
+@shared_task(ignore_result=True)
+def refresh_human_metrics(artifact_id: int) -> None:
+    """Reviewers labelled an artifact's answers: its human metrics and, where they gate, its verdict."""
+    artifact = Artifact.objects.select_related("family").filter(pk=artifact_id).first()
+    if artifact is not None:
+        pipeline.artifact_labels_changed(artifact=artifact)
 
 
 @shared_task(ignore_result=True)

@@ -5,10 +5,12 @@ import datetime
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
+from driftboard.queues import enqueue
 from evals import label_selectors
 from evals.models import GoldenSample, JudgeTrust, Label, ReviewReservation
 from registry.models import Artifact, ModelFamily
@@ -76,7 +78,9 @@ def label_save(*, reviewer, given: LabelInput) -> tuple[Label, bool]:
     """Store the reviewer's label of an item, or update theirs (the history keeps the old one).
     Returns (label, created)."""
     sample, keys = _checked(given)
-    return _store(reviewer, given, sample, keys)
+    stored = _store(reviewer, given, sample, keys)
+    transaction.on_commit(partial(_human_metrics_refresh, {given.artifact.pk}))
+    return stored
 
 
 def _store(reviewer, given: LabelInput, sample: GoldenSample, keys: dict) -> tuple[Label, bool]:
@@ -97,6 +101,14 @@ def _store(reviewer, given: LabelInput, sample: GoldenSample, keys: dict) -> tup
     return label, created
 
 
+def _human_metrics_refresh(artifact_ids: set[int]) -> None:
+    """Once labels commit, their artifacts' human metrics are rewritten on the publish queue."""
+    from evals.tasks import refresh_human_metrics
+
+    for artifact_id in sorted(artifact_ids):
+        enqueue(refresh_human_metrics, artifact_id, what="its human metrics wait for the next label")
+
+
 def labels_import(*, reviewer, rows: Sequence[LabelInput | Mapping[str, str]]) -> list[dict]:
     """Store labels made elsewhere, all or none: the errors by row number (1-based), empty when all
     were stored. A row is a `LabelInput`, or the error already found in it (`{"field": message}`)."""
@@ -114,6 +126,7 @@ def labels_import(*, reviewer, rows: Sequence[LabelInput | Mapping[str, str]]) -
     with transaction.atomic():
         for row, sample, keys in checked:
             _store(reviewer, row, sample, keys)
+        transaction.on_commit(partial(_human_metrics_refresh, {row.artifact.pk for row, _, _ in checked}))
     return []
 
 

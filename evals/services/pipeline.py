@@ -22,7 +22,7 @@ from evals.models import EvalRun
 from evals.registry_changes import RegistryChange
 from evals.run_kinds import RUN_KINDS
 from evals.selectors import dataset_latest
-from evals.services import budgets, costs, engine, profiles, runs, verdicts
+from evals.services import budgets, costs, engine, human_metrics, profiles, runs, verdicts
 from evals.services.thresholds import thresholds_create_defaults
 from registry import alerting
 from registry import publishing as forge_publishing
@@ -200,6 +200,21 @@ def artifact_evaluate(*, artifact: Artifact) -> str:
         registry_change_apply(change)
         verdicts.verdict_publish(change.artifact)
     return change.flag
+
+
+def artifact_labels_changed(*, artifact: Artifact) -> None:
+    """Reviewers labelled the artifact's answers: its human metrics are written anew. A judged artifact still
+    awaiting a decision (held, or scored under a manual policy) is judged again — labels may have
+    calibrated its judge, or a threshold may gate a human metric — with flag, policy and pull request;
+    a decided one (promoted, halted) keeps its decision and only gains the human metrics' verdicts."""
+    changed = human_metrics.human_snapshots_refresh(artifact=artifact)
+    if not artifact.verdicts.exists():
+        return
+    if artifact.status in (Artifact.Status.HELD, Artifact.Status.SCORED):
+        artifact_evaluate(artifact=artifact)
+    elif changed:
+        with transaction.atomic():
+            verdicts.artifact_verdicts_add(artifact=artifact, metrics=changed)
 
 
 def family_budget_lift(*, family: ModelFamily, actor, reason: str) -> int:

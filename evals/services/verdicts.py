@@ -169,10 +169,16 @@ def one_sample_verdict(candidate: MetricSnapshot, baseline_artifact: Artifact) -
     applied = next((t for t in limits if verdict.threshold and t.pk == verdict.threshold.id), None) or next(
         iter(limits), None
     )
-    judged_text = (
-        f"{preference.samples} samples judged against v{baseline_artifact.version}, both orders asked; "
-        f"{errors} judge error{'s' if errors != 1 else ''} left out"
-    )
+    if labelled := _labelled(candidate):
+        judged_text = (
+            f"{preference.samples} item{'s' if preference.samples != 1 else ''} labelled by reviewers "
+            f"({labelled.get('labels', preference.samples)} labels), against v{baseline_artifact.version}"
+        )
+    else:
+        judged_text = (
+            f"{preference.samples} samples judged against v{baseline_artifact.version}, both orders asked; "
+            f"{errors} judge error{'s' if errors != 1 else ''} left out"
+        )
     band_text = (
         [f"no band for {spec.label}: each value is against its own baseline"] if len(limits) < len(thresholds) else []
     )
@@ -203,9 +209,16 @@ def _judged_values(snapshot: MetricSnapshot) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _judged_against(snapshot: MetricSnapshot) -> int | None:
-    """The baseline artifact the judge run compared the candidate's answers with."""
+    """The baseline artifact the judge run (or the reviewers' labels) compared the candidate's answers with."""
+    if labelled := _labelled(snapshot):
+        return labelled.get("baseline")
     compared = snapshot.run.judging_record.baseline if snapshot.run_id else None
     return compared.artifact if compared else None
+
+
+def _labelled(snapshot: MetricSnapshot) -> dict:
+    """What a human metric's snapshot was made of (evals/services/human_metrics.py); empty for any other."""
+    return (snapshot.fingerprint or {}).get("human") or {}
 
 
 def _other_baseline_reason(spec: MetricSpec, judged_against: int | None, baseline: Artifact) -> str:
@@ -329,6 +342,16 @@ def artifact_judge(*, compared: Comparisons) -> RegistryChange:
     stored = [_verdict_store(artifact, dataset_id, metric, fields) for (dataset_id, metric), fields in results.items()]
     flag = artifact_flag(stored)
     return _policy(artifact, flag, stored, verdict_tags(artifact, baseline, results))
+
+
+def artifact_verdicts_add(*, artifact: Artifact, metrics: list[str]) -> list[DriftVerdict]:
+    """Compare and store the verdicts of some of the artifact's metrics, deciding nothing anew (a human
+    metric no threshold gates joins the verdict table); nothing without a baseline."""
+    baseline = selectors.baseline_for(artifact)
+    if baseline is None:
+        return []
+    snapshots = artifact.snapshots.filter(metric__in=metrics).select_related("dataset", "artifact__family")
+    return [_verdict_store(artifact, s.dataset_id, s.metric, verdict_for(s, baseline)) for s in snapshots]
 
 
 def _verdict_store(artifact: Artifact, dataset_id: int, metric: str, fields: dict) -> DriftVerdict:

@@ -9,6 +9,7 @@ from evals.scoring.scorers import (  # noqa: F401  (registration)
     causal_nll,
     cosine_similarity,
     generated_answers,
+    human_labels,
     judge_preference,
     judge_score,
     multiple_choice,
@@ -24,6 +25,7 @@ from evals.scoring.scorers.base import (
     needs_baseline,
     on_judge_queue,
     register,
+    register_metrics,
     register_scorer,
     validate_options,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "needs_baseline",
     "on_judge_queue",
     "register",
+    "register_metrics",
     "register_scorer",
     "scorer_options_check",
     "scorers_for",

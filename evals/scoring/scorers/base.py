@@ -190,6 +190,14 @@ def register_scorer(scorer: Scorer, *, default_for: Sequence[str] = ()) -> Score
     return scorer
 
 
+def register_metrics(*specs: MetricSpec) -> None:
+    """Make metrics that no scorer computes (reviewers' labels) known everywhere; a `ValueError` names a clash."""
+    clashing = [spec.name for spec in specs if spec.name in METRICS]
+    if clashing:
+        raise ValueError(f"metrics {clashing} are defined twice")
+    METRICS.update({spec.name: spec for spec in specs})
+
+
 def register(*, default_for: Sequence[str] = ()) -> Callable[[type], type]:
     """Class decorator: `register_scorer` for an instance of the class."""
 
