@@ -113,6 +113,37 @@ class WebhookDelivery(models.Model):
         return f"{self.provider} {self.event} {self.delivery_id}"
 
 
+class CommitCheck(models.Model):
+    """How one of a commit's own CI checks concluded — a GitHub check suite or workflow run, a GitLab
+    pipeline — as the forge's webhooks reported it; a later report of the same check replaces it."""
+
+    class Conclusion(models.TextChoices):
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        OTHER = "other", "Other (cancelled, skipped, neutral …)"
+
+    provider = models.CharField(max_length=10, choices=PullRequestLink.Provider.choices)
+    repository = models.CharField(max_length=300)
+    commit_sha = models.CharField(max_length=64, db_index=True)
+    name = models.CharField(max_length=200, help_text="The check suite, workflow or pipeline.")
+    conclusion = models.CharField(max_length=10, choices=Conclusion.choices)
+    raw_conclusion = models.CharField(max_length=30, blank=True, help_text="As the forge worded it.")
+    url = models.URLField(max_length=500, blank=True)
+    reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the forge says it concluded: an older report changes nothing."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "repository", "commit_sha", "name"], name="unique_commit_check")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.commit_sha[:8]} {self.name}: {self.conclusion}"
+
+
 class Artifact(models.Model):
     """One weight version of a family."""
 

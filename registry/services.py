@@ -1,7 +1,8 @@
-"""Registry writes: families, artifact registration, stage transitions, telemetry tags."""
+"""Registry writes: families, artifact registration, stage transitions, telemetry tags, CI conclusions."""
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from registry.models import (
     Alert,
     AlertDelivery,
     Artifact,
+    CommitCheck,
     DatasetPinChange,
     ModelFamily,
     PromotionEvent,
@@ -233,6 +235,47 @@ def _create_artifact(family, weights: StoredWeights, commit_sha, branch, pr_url,
         automatic=artifact.created_by is None,
     )
     return artifact
+
+
+@dataclass(frozen=True)
+class CommitCheckReport:
+    """A commit's CI check as a forge's webhook reports it once it concluded."""
+
+    provider: str
+    repository: str
+    commit_sha: str
+    name: str
+    conclusion: str
+    raw_conclusion: str = ""
+    url: str = ""
+    reported_at: datetime | None = None
+
+
+@transaction.atomic
+def commit_check_record(*, report: CommitCheckReport) -> tuple[CommitCheck, bool]:
+    """Store the check's conclusion, replacing an earlier report of the same check; a report that concluded
+    before the stored one (a late redelivery) changes nothing. Returns the check and whether it was applied."""
+    fields = {
+        "conclusion": report.conclusion,
+        "raw_conclusion": report.raw_conclusion,
+        "url": report.url,
+        "reported_at": report.reported_at,
+    }
+    check, created = CommitCheck.objects.select_for_update().get_or_create(
+        provider=report.provider,
+        repository=report.repository,
+        commit_sha=report.commit_sha.lower(),
+        name=report.name,
+        defaults=fields,
+    )
+    if created:
+        return check, True
+    if report.reported_at and check.reported_at and report.reported_at < check.reported_at:
+        return check, False
+    for name, value in fields.items():
+        setattr(check, name, value)
+    check.save()
+    return check, True
 
 
 def tags_set(*, artifact: Artifact, tags: dict[str, object]) -> None:

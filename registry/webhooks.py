@@ -1,4 +1,5 @@
-"""Inbound pull-request webhooks from GitHub and GitLab: authenticated, size-capped, handled once.
+"""Inbound webhooks from GitHub and GitLab — pull requests, pushes and the conclusions of the commits' own
+CI (check suites, workflow runs, pipelines): authenticated, size-capped, handled once.
 
 A delivery is recorded (WebhookDelivery) in the same transaction as its effect, so a replayed or
 concurrently repeated delivery finds its id taken and changes nothing, while a delivery whose handling
@@ -11,19 +12,23 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from driftboard.parsers import json_depth, too_deep_message
 from registry.forges import forge_of_url
-from registry.models import PullRequestLink, WebhookDelivery
+from registry.models import CommitCheck, PullRequestLink, WebhookDelivery
 from registry.publishing import PullRequestInfo, pull_request_push, pull_request_record
+from registry.services import CommitCheckReport, commit_check_record
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +36,17 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 GITHUB = PullRequestLink.Provider.GITHUB
 GITLAB = PullRequestLink.Provider.GITLAB
 GITHUB_PULL_REQUEST_ACTIONS = frozenset({"opened", "synchronize", "reopened", "edited", "closed"})
+GITHUB_CHECK_EVENTS = ("check_suite", "workflow_run")
+GITHUB_EVENTS = ("pull_request", "push", *GITHUB_CHECK_EVENTS)
 GITLAB_MERGE_REQUEST_EVENT = "Merge Request Hook"
+GITLAB_PIPELINE_EVENT = "Pipeline Hook"
+GITLAB_EVENTS = (GITLAB_MERGE_REQUEST_EVENT, GITLAB_PIPELINE_EVENT)
+GITLAB_FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
+PASSED, FAILED, OTHER = CommitCheck.Conclusion.PASSED, CommitCheck.Conclusion.FAILED, CommitCheck.Conclusion.OTHER
+# Only success passes: cancelled, skipped, neutral, stale or action_required is no yes from CI.
+GITHUB_CONCLUSIONS = {"success": PASSED, "failure": FAILED, "timed_out": FAILED, "startup_failure": FAILED}
+GITLAB_CONCLUSIONS = {"success": PASSED, "failed": FAILED}
+CHECK_NAME_LENGTH = 200
 GITLAB_STATES = {"opened": "open", "merged": "closed"}
 DELETED_REF_SHA = "0" * 40
 MAX_PR_NUMBER = 2**31 - 1  # the largest number the database column holds
@@ -192,6 +207,107 @@ def gitlab_merge_request_info(payload: dict) -> PullRequestInfo:
     )
 
 
+def _check_url(value: object, provider: str) -> str:
+    return _forge_url(value, provider) if value else ""
+
+
+def _identifier(value: object, name: str) -> str:
+    text = _text(value, name, 20)
+    if not (text.isascii() and text.isdigit()):
+        raise Rejected(400, f"The payload's {name} is not an id.")
+    return text
+
+
+def _moment(value: object) -> datetime | None:
+    """GitHub's ISO 8601 or GitLab's `2024-05-01 12:00:00 UTC`; None when absent or unreadable."""
+    text = value.strip() if isinstance(value, str) else ""
+    if text.endswith(" UTC"):
+        text = text.removesuffix(" UTC") + "+00:00"
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        return None
+    if moment is not None and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, UTC)
+    return moment
+
+
+def _check_report(provider: str, repository: str, sha: str, name: str, raw: str, **details) -> CommitCheckReport:
+    conclusions = GITHUB_CONCLUSIONS if provider == GITHUB else GITLAB_CONCLUSIONS
+    return CommitCheckReport(
+        provider=provider,
+        repository=repository,
+        commit_sha=sha,
+        name=name[:CHECK_NAME_LENGTH],
+        conclusion=conclusions.get(raw.lower(), OTHER),
+        raw_conclusion=raw,
+        **details,
+    )
+
+
+def github_check_suite_report(payload: dict) -> CommitCheckReport:
+    """A check suite is one app's checks of a commit; GitHub Actions makes one per workflow run, so suites
+    are told apart by id (re-running a suite keeps its id)."""
+    suite = _object(payload, "check_suite")
+    app = suite.get("app") if isinstance(suite.get("app"), dict) else {}
+    suite_id = _identifier(_field(payload, "check_suite", "id"), "check_suite.id")
+    sha = _sha(_field(payload, "check_suite", "head_sha"), "check_suite.head_sha")
+    repository = _object(payload, "repository")
+    page = (
+        f"{_text(repository.get('html_url'), 'repository.html_url', 300)}/commit/{sha}/checks?check_suite_id={suite_id}"
+    )
+    return _check_report(
+        GITHUB,
+        _text(_field(payload, "repository", "full_name"), "repository.full_name", 300),
+        sha,
+        f"{_text(app.get('name'), 'check_suite.app.name', None) or 'check'} suite {suite_id}",
+        _text(suite.get("conclusion"), "check_suite.conclusion", 30),
+        url=_check_url(page if repository.get("html_url") else "", GITHUB),
+        reported_at=_moment(suite.get("updated_at")),
+    )
+
+
+def github_workflow_run_report(payload: dict) -> CommitCheckReport:
+    """A workflow's run on a commit, named by its workflow: a re-run or a later run replaces it."""
+    run = _object(payload, "workflow_run")
+    name = _text(run.get("name"), "workflow_run.name", None) or _text(run.get("path"), "workflow_run.path", None)
+    return _check_report(
+        GITHUB,
+        _text(_field(payload, "repository", "full_name"), "repository.full_name", 300),
+        _sha(_field(payload, "workflow_run", "head_sha"), "workflow_run.head_sha"),
+        name or "workflow",
+        _text(run.get("conclusion"), "workflow_run.conclusion", 30),
+        url=_check_url(run.get("html_url"), GITHUB),
+        reported_at=_moment(run.get("updated_at")),
+    )
+
+
+def gitlab_pipeline_report(payload: dict) -> CommitCheckReport:
+    """A pipeline, named by its name and source (a branch pipeline and a merge request pipeline of one
+    commit are two checks); a later pipeline of the same name and source replaces it."""
+    attributes = _object(payload, "object_attributes")
+    project = _object(payload, "project")
+    name = _text(attributes.get("name"), "object_attributes.name", None) or "pipeline"
+    source = _text(attributes.get("source"), "object_attributes.source", 50)
+    pipeline_id = _identifier(_field(payload, "object_attributes", "id"), "object_attributes.id")
+    web_url = _text(project.get("web_url"), "project.web_url", 300)
+    page = attributes.get("url") or (f"{web_url}/-/pipelines/{pipeline_id}" if web_url else "")
+    return _check_report(
+        GITLAB,
+        _text(_field(payload, "project", "path_with_namespace"), "project.path_with_namespace", 300),
+        _sha(_field(payload, "object_attributes", "sha"), "object_attributes.sha"),
+        f"{name} ({source})" if source else name,
+        _text(attributes.get("status"), "object_attributes.status", 30),
+        url=_check_url(page, GITLAB),
+        reported_at=_moment(attributes.get("finished_at")),
+    )
+
+
+def _record_check(report: CommitCheckReport) -> dict:
+    check, applied = commit_check_record(report=report)
+    return {"commit_check": check.pk, "commit": check.commit_sha, "conclusion": check.conclusion, "applied": applied}
+
+
 def _record(info: PullRequestInfo) -> dict:
     link, linked = pull_request_record(info=info)
     return {"pull_request": link.pk, "head_sha": link.head_sha, "linked_artifacts": linked}
@@ -206,6 +322,11 @@ def _push(repository: str, ref: str, before: str, after: str) -> dict:
 
 def _github_effect(event: str, payload: dict) -> Effect | None:
     """What a GitHub event changes, or None when Driftboard has nothing to do with it."""
+    if event in GITHUB_CHECK_EVENTS:
+        if payload.get("action") != "completed":
+            return None
+        report = github_check_suite_report if event == "check_suite" else github_workflow_run_report
+        return partial(_record_check, report(payload))
     if event == "pull_request":
         if payload.get("action") not in GITHUB_PULL_REQUEST_ACTIONS:
             return None
@@ -245,7 +366,7 @@ def _github(request: HttpRequest) -> JsonResponse:
     event = request.headers.get("X-GitHub-Event", "")
     if event == "ping":
         return JsonResponse({"pong": True})
-    if event not in ("pull_request", "push"):
+    if event not in GITHUB_EVENTS:
         return _ignored(f"event {event!r}")
     payload = _payload(body, request.content_type)
     effect = _github_effect(event, payload)
@@ -254,17 +375,27 @@ def _github(request: HttpRequest) -> JsonResponse:
     return _apply_once(GITHUB, _text(request.headers.get("X-GitHub-Delivery"), "delivery id", None), event, effect)
 
 
+def _gitlab_effect(event: str, payload: dict) -> Effect | None:
+    """What a GitLab event changes, or None for a pipeline that has not finished."""
+    if event == GITLAB_MERGE_REQUEST_EVENT:
+        return partial(_record, gitlab_merge_request_info(payload))
+    status = _text(_object(payload, "object_attributes").get("status"), "object_attributes.status", 30)
+    return partial(_record_check, gitlab_pipeline_report(payload)) if status in GITLAB_FINISHED else None
+
+
 def _gitlab(request: HttpRequest) -> JsonResponse:
     body = _read_body(request)
     _check_gitlab_token(request)
     event = request.headers.get("X-Gitlab-Event", "")
-    if event != GITLAB_MERGE_REQUEST_EVENT:
+    if event not in GITLAB_EVENTS:
         return _ignored(f"event {event!r}")
-    info = gitlab_merge_request_info(_payload(body, request.content_type))
+    effect = _gitlab_effect(event, _payload(body, request.content_type))
+    if effect is None:
+        return _ignored("pipeline not finished")
     # Idempotency-Key (GitLab 17.4+) stays the same across retries of one event.
     delivery_id = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID", "")
     delivery_id = _text(delivery_id, "delivery id", None)
-    return _apply_once(GITLAB, delivery_id, event, partial(_record, info))
+    return _apply_once(GITLAB, delivery_id, event, effect)
 
 
 def _answer(handler: Callable[[HttpRequest], JsonResponse], request: HttpRequest) -> JsonResponse:
@@ -277,12 +408,13 @@ def _answer(handler: Callable[[HttpRequest], JsonResponse], request: HttpRequest
 @csrf_exempt
 @require_POST
 def github_webhook(request: HttpRequest) -> JsonResponse:
-    """GitHub: ping, pull_request (opened, synchronize, reopened, edited, closed) and push."""
+    """GitHub: ping, pull_request (opened, synchronize, reopened, edited, closed), push, and check_suite and
+    workflow_run (completed)."""
     return _answer(_github, request)
 
 
 @csrf_exempt
 @require_POST
 def gitlab_webhook(request: HttpRequest) -> JsonResponse:
-    """GitLab: Merge Request Hook."""
+    """GitLab: Merge Request Hook and Pipeline Hook (finished pipelines)."""
     return _answer(_gitlab, request)

@@ -165,6 +165,7 @@ def family_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "artifact_total": total,
         "all_url": f"?{query.urlencode()}",
         "cost_charts": _cost_charts(family),
+        "false_confidence": evals_selectors.false_confidence(family),
     }
     return render(request, "dashboard/family_detail.html", context)
 

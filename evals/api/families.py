@@ -1,4 +1,5 @@
-"""Families with their evaluation settings; moving a pinned golden version; lifting a weekly budget."""
+"""Families with their evaluation settings; moving a pinned golden version; lifting a weekly budget; how often
+CI passed versions that then regressed (false confidence)."""
 
 from functools import partial
 
@@ -134,6 +135,25 @@ class DatasetPinSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, trim_whitespace=True)
 
 
+class FalseConfidenceVersionSerializer(serializers.Serializer):
+    artifact = serializers.IntegerField(source="artifact.pk")
+    version = serializers.IntegerField(source="artifact.version")
+    commit = serializers.CharField(source="artifact.commit_sha")
+    red = serializers.BooleanField(help_text="Driftboard flagged it red.")
+    labelled_worse = serializers.BooleanField(
+        help_text="Reviewers' pairwise labels prefer the baseline's answer more often than its own."
+    )
+
+
+class FalseConfidenceSerializer(serializers.Serializer):
+    passed_ci = serializers.IntegerField(
+        help_text="Versions whose commit's recorded CI checks (at least one) all passed."
+    )
+    regressed = serializers.IntegerField(help_text="Of those, the versions flagged red or labelled worse.")
+    rate = serializers.FloatField(allow_null=True, help_text="regressed / passed_ci; null when none passed CI.")
+    versions = FalseConfidenceVersionSerializer(many=True, help_text="The regressed versions, newest first.")
+
+
 class FamilyViewSet(registry_api.FamilyViewSet):
     """Families; a new one gets the default thresholds of its kind, and `scorers` is checked by name."""
 
@@ -171,6 +191,13 @@ class FamilyViewSet(registry_api.FamilyViewSet):
             family=family, dataset=name, version=version, reason=params.validated_data["reason"], actor=request.user
         )
         return Response(self.get_serializer(family).data)
+
+    @extend_schema(responses={200: FalseConfidenceSerializer, 404: dict})
+    @action(detail=True, methods=["get"], url_path="false-confidence")
+    def false_confidence(self, request, slug=None) -> Response:
+        """Of the family's versions whose commit's CI passed (as the forge's check suite, workflow run and
+        pipeline webhooks reported), those Driftboard flagged red or reviewers labelled worse than their baseline."""
+        return Response(FalseConfidenceSerializer(selectors.false_confidence(self.get_object())).data)
 
     @extend_schema(
         request=BudgetLiftSerializer,

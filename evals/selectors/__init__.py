@@ -14,6 +14,12 @@ from evals.selectors.answers import (
     artifact_generation_snapshots,
     verdict_answers_regressed_most,
 )
+from evals.selectors.confidence import (
+    FalseConfidence,
+    RegressedVersion,
+    ci_passed_artifacts,
+    false_confidence,
+)
 from evals.selectors.datasets import (
     dataset_latest,
     dataset_list,
@@ -107,12 +113,14 @@ __all__ = [
     "AnswerDiff",
     "AnswerSource",
     "EXCERPT_CHARS",
+    "FalseConfidence",
     "JUDGE_COUNTS",
     "JudgeFacts",
     "JudgeReply",
     "JudgeTotals",
     "PREFERRED_ANSWER_METRIC",
     "PairedSamples",
+    "RegressedVersion",
     "SECONDS_PER_DAY",
     "SHOWN_OUTCOME_RANK",
     "SURPRISING_TEXT_CHARS",
@@ -136,6 +144,7 @@ __all__ = [
     "band_history",
     "baseline_for",
     "change_text",
+    "ci_passed_artifacts",
     "conversation_turns",
     "dataset_latest",
     "dataset_list",
@@ -147,6 +156,7 @@ __all__ = [
     "experiment_list",
     "experiment_runs",
     "experiment_summary",
+    "false_confidence",
     "flips_text",
     "generation_metric",
     "generation_settings_of",

@@ -61,3 +61,23 @@ def send_gitlab(client, name: str, **header_options):
         content_type="application/json",
         headers=gitlab_headers(**header_options),
     )
+
+
+def send_github_json(client, data: dict, event: str, **header_options):
+    """A delivery of a payload changed from a recorded one (another conclusion, commit or time), signed as sent."""
+    body = json.dumps(data).encode()
+    return client.post(
+        "/hooks/github/",
+        data=body,
+        content_type="application/json",
+        headers=github_headers(event, body, **header_options),
+    )
+
+
+def send_gitlab_json(client, data: dict, event: str, **header_options):
+    return client.post(
+        "/hooks/gitlab/",
+        data=json.dumps(data).encode(),
+        content_type="application/json",
+        headers=gitlab_headers(event, **header_options),
+    )
