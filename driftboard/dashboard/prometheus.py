@@ -1,4 +1,5 @@
-"""`/metrics` for Prometheus: queues, runs, throughput, judging and verdicts read at scrape time, plus HTTP latency.
+"""`/metrics` for Prometheus: queues, runs, throughput, judging, verdicts, cost, savings and budget use read at
+scrape time, plus HTTP latency.
 
 The database and broker figures are computed on each scrape (a few aggregate queries), so every
 web process reports the same values. HTTP latency is observed by RequestLatencyMiddleware; under
@@ -30,6 +31,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from driftboard.queues import QUEUES, queue_depths
+from evals.cost_selectors import budget_uses, usage_totals
 from evals.models import DriftVerdict, EvalRun
 from evals.selectors import drafting_totals, judge_totals
 
@@ -178,6 +180,68 @@ def drafting_metrics() -> list[CounterMetricFamily]:
     ]
 
 
+USAGE_COUNTERS = {
+    "forward_passes": "Forward passes the finished runs made.",
+    "tokens_scored": "Tokens the finished runs scored.",
+    "tokens_generated": "Answer tokens the finished runs generated.",
+    "samples_full": "Samples full evaluations of the finished runs' golden sets would have computed.",
+    "samples_scored": "Samples the finished runs scored (computed or taken from the caches).",
+    "samples_cached": "Per-scorer sample results the finished runs took from the caches instead of computing them.",
+}
+
+
+def cost_metrics() -> list[CounterMetricFamily | GaugeMetricFamily]:
+    """What every finished run used and cost (counters) and what the caches and sampling saved."""
+    totals = usage_totals()
+    amount = CounterMetricFamily(
+        "driftboard_cost_amount",
+        "Money of the finished runs, at today's DRIFTBOARD_PRICES (a corrected price list reprices it).",
+        labels=["currency"],
+    )
+    amount.add_metric([totals.currency], totals.amount)
+    seconds = CounterMetricFamily(
+        "driftboard_worker_seconds", "Worker-seconds of the finished runs, by device kind.", labels=["device"]
+    )
+    for device, value in sorted(totals.worker_seconds.items()):
+        seconds.add_metric([device], value)
+    counters = [
+        CounterMetricFamily(f"driftboard_{name}", documentation, value=getattr(totals, name))
+        for name, documentation in USAGE_COUNTERS.items()
+    ]
+    sampled_out = GaugeMetricFamily(
+        "driftboard_samples_sampled_out",
+        "Samples sequential runs reached their verdicts without that no completion run has scored yet.",
+        value=totals.samples_sampled_out,
+    )
+    saved = GaugeMetricFamily(
+        "driftboard_saved_share",
+        "Share of the finished runs' full-evaluation samples that the caches and sampling avoided computing.",
+        value=totals.saved_share,
+    )
+    return [amount, seconds, *counters, sampled_out, saved]
+
+
+def budget_metrics() -> list[GaugeMetricFamily]:
+    """Where each family with a weekly budget stands this week (UTC, from Monday)."""
+    ratio = GaugeMetricFamily(
+        "driftboard_family_budget_used_ratio",
+        "Share of its weekly budget a family's runs spent this week (1 or more: new runs are deferred).",
+        labels=["family"],
+    )
+    spent = GaugeMetricFamily(
+        "driftboard_family_budget_spent", "Money a family's runs spent this week.", labels=["family", "currency"]
+    )
+    budget = GaugeMetricFamily(
+        "driftboard_family_weekly_budget", "A family's weekly budget.", labels=["family", "currency"]
+    )
+    currency = settings.DRIFTBOARD_PRICES.currency
+    for use in budget_uses():
+        ratio.add_metric([use.family], use.used_ratio)
+        spent.add_metric([use.family, currency], use.spent)
+        budget.add_metric([use.family, currency], use.weekly_budget)
+    return [ratio, spent, budget]
+
+
 def verdicts_metric() -> GaugeMetricFamily:
     counts = dict(DriftVerdict.objects.order_by().values_list("outcome").annotate(n=Count("id")))
     family = GaugeMetricFamily("driftboard_verdicts", "Drift verdicts recorded, by outcome.", labels=["outcome"])
@@ -197,6 +261,8 @@ class DriftboardCollector(Collector):
         yield from judge_metrics(since)
         yield from drafting_metrics()
         yield verdicts_metric()
+        yield from cost_metrics()
+        yield from budget_metrics()
 
 
 def metrics_registry() -> CollectorRegistry:
