@@ -20,7 +20,7 @@ from django.db import transaction
 
 from driftboard import links
 from driftboard.queues import enqueue
-from registry.extensions import extension
+from registry.extensions import Report, extension
 from registry.http import HttpError, HttpResponse, header, request_json
 from registry.models import Artifact, ModelFamily, PullRequestLink
 
@@ -178,6 +178,12 @@ def comment_marker(family: ModelFamily) -> str:
     return f"<!-- driftboard:{family.slug} -->"
 
 
+def artifact_report(artifact: Artifact) -> Report:
+    """What the pull request is told of the artifact now: its commit status and, once judged, the family's
+    comment. The artifact page previews exactly this."""
+    return extension().report(artifact, comment_marker(artifact.family), artifact_page_url(artifact))
+
+
 def artifact_publish(*, artifact: Artifact) -> None:
     """Post the artifact's commit status and, once it has a verdict, its family's comment on the PR."""
     link = artifact.pull_request
@@ -186,7 +192,7 @@ def artifact_publish(*, artifact: Artifact) -> None:
         logger.info("No %s token configured: nothing posted for %s", link.provider, link)
         return
     marker = comment_marker(artifact.family)
-    report = extension().report(artifact, marker, artifact_page_url(artifact))
+    report = artifact_report(artifact)
     forge.status_set(
         link,
         sha=artifact.commit_sha,
@@ -195,11 +201,11 @@ def artifact_publish(*, artifact: Artifact) -> None:
         context=status_context(artifact.family),
         target_url=artifact_page_url(artifact),
     )
-    if report.comment is not None and not _superseded(artifact):
+    if report.comment is not None and not comment_superseded(artifact):
         comment_publish(forge=forge, link=link, marker=marker, body=report.comment)
 
 
-def _superseded(artifact: Artifact) -> bool:
+def comment_superseded(artifact: Artifact) -> bool:
     """A newer artifact of the family on the same pull request has a verdict: the comment shows that one."""
     return (
         Artifact.objects.filter(
@@ -457,13 +463,22 @@ class GitLabForge(Forge):
                 raise
 
 
+def forge_configured(provider: str = "") -> bool:
+    """Whether anything is posted to `provider` (to any forge when none is named): its token is set."""
+    tokens = {
+        PullRequestLink.Provider.GITHUB: settings.DRIFTBOARD_GITHUB_TOKEN,
+        PullRequestLink.Provider.GITLAB: settings.DRIFTBOARD_GITLAB_TOKEN,
+    }
+    return any(token for name, token in tokens.items() if provider in ("", name))
+
+
 def forge_for(link: PullRequestLink) -> Forge | None:
     """The configured client for the link's provider; None when its token is not set."""
-    if link.provider == PullRequestLink.Provider.GITHUB and settings.DRIFTBOARD_GITHUB_TOKEN:
+    if not forge_configured(link.provider):
+        return None
+    if link.provider == PullRequestLink.Provider.GITHUB:
         return GitHubForge(settings.DRIFTBOARD_GITHUB_API_URL, settings.DRIFTBOARD_GITHUB_TOKEN)
-    if link.provider == PullRequestLink.Provider.GITLAB and settings.DRIFTBOARD_GITLAB_TOKEN:
-        return GitLabForge(settings.DRIFTBOARD_GITLAB_URL, settings.DRIFTBOARD_GITLAB_TOKEN)
-    return None
+    return GitLabForge(settings.DRIFTBOARD_GITLAB_URL, settings.DRIFTBOARD_GITLAB_TOKEN)
 
 
 # --- The comment ----------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from django.db.models import Count, F, FilteredRelation, OuterRef, Prefetch, Q, 
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
+from driftboard.dashboard.markdown import markdown_html
 from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
 from evals.scoring.drift import historical_band
 from evals.scoring.scorers import METRICS
@@ -22,6 +24,7 @@ from evals.selectors import (
     verdict_shown_outcome,
     verdicts_worst_first,
 )
+from registry import publishing
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent, TelemetryTag
 
@@ -150,6 +153,55 @@ def artifact_review(pk: int) -> Artifact:
         )
         .get(pk=pk)
     )
+
+
+@dataclass(frozen=True)
+class CommentPreview:
+    """What the pull request is told of an artifact: its commit status, and the comment once judged."""
+
+    status_context: str
+    state: str
+    description: str
+    markdown: str | None
+    posted: bool
+    note: str
+
+    @property
+    def html(self) -> SafeString | str:
+        return markdown_html(self.markdown) if self.markdown else ""
+
+
+def comment_preview(pk: int) -> CommentPreview:
+    """The very status and comment the publish queue sends for the artifact (loaded as it loads it), and
+    whether they were sent: the comment is previewed even where no forge is configured."""
+    artifact = Artifact.objects.select_related("family", "pull_request").get(pk=pk)
+    report = publishing.artifact_report(artifact)
+    posted, note = _comment_delivery(artifact, report.comment is not None)
+    return CommentPreview(
+        status_context=publishing.status_context(artifact.family),
+        state=report.state,
+        description=report.description,
+        markdown=report.comment,
+        posted=posted,
+        note=note,
+    )
+
+
+def _comment_delivery(artifact: Artifact, judged: bool) -> tuple[bool, str]:
+    """(posted, why not): the comment on the pull request shows this artifact, or the reason it does not."""
+    link = artifact.pull_request
+    if not publishing.forge_configured(link.provider if link else ""):
+        where = f" for {link.get_provider_display()}" if link else ""
+        return False, f"Not posted: no forge is configured{where}."
+    if link is None:
+        return False, "Not posted: the artifact is on no pull request."
+    if not judged:
+        return False, "Not posted yet: the comment is written once the verdict is in."
+    if publishing.comment_superseded(artifact):
+        return False, "Not posted: the comment shows a newer version on the same pull request."
+    if not link.comment_id:
+        return False, "Not posted yet: waiting on the publish queue."
+    return True, ""
 
 
 def artifact_progress(pk: int) -> tuple[Artifact, list[EvalRun]]:

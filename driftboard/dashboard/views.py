@@ -500,6 +500,7 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "unfinished": any(run.status in UNFINISHED_RUNS for run in runs),
         "events": events,
         "traffic_drift": _traffic_drift(artifact),
+        "pr_comment": selectors.comment_preview(artifact.pk),
     }
     return render(request, "dashboard/artifact_detail.html", context)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evals.comments import comment_render
-from evals.models import Generation, GoldenSample, MetricSnapshot
+from evals.models import Generation, GoldenDataset, GoldenSample, MetricSnapshot
 from evals.scoring.generation import ENGINE_VERSION
 from evals.scoring.hashing import prompt_sha256
 from registry.models import Artifact
@@ -94,6 +94,10 @@ def store_answers(artifact: Artifact, baseline: Artifact) -> None:
 
 @pytest.fixture
 def answered(db):
+    return answered_candidate()
+
+
+def answered_candidate() -> tuple[Artifact, Artifact, GoldenDataset]:
     """A candidate whose answers got worse than the baseline's on three prompts, one of them hostile."""
     family, dataset = FamilyFactory(slug="support-lm"), DatasetFactory(samples=SAMPLES)
     for position in range(SAMPLES):
