@@ -11,3 +11,16 @@ def percent(fraction: float | None, *, signed: bool = True, digits: int = 2) -> 
     # A change that rounds to nothing reads as no change, never "-0.00 %" (adding 0.0 turns -0.0 into 0.0).
     shown = round(100 * fraction, digits) + 0.0
     return f"{shown:{sign}.{digits}f} %"
+
+
+# Below this a p-value is written as a bound: its digits say nothing more and would round to 0.
+P_FLOOR = 1e-4
+
+
+def p_value(p: float | None) -> str:
+    """0.0123 → "p = 0.012"; 3e-9 → "p < 0.0001" (never "p = 0.0000"); None or NaN → "p —"."""
+    if p is None or not math.isfinite(p):
+        return "p —"
+    if p < P_FLOOR:
+        return f"p < {P_FLOOR:.4f}"
+    return f"p = {p:.2g}" if p < 0.01 else f"p = {p:.3f}".rstrip("0").rstrip(".")

@@ -132,6 +132,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "driftboard.roles.role_flags",
             ],
+            "libraries": {"numbers": "driftboard.template_numbers"},
         },
     },
 ]
