@@ -2,17 +2,35 @@
 
 import hashlib
 import json
+import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 _READ_CHUNK = 1 << 20
+# Hashes of files already read in this process, by (path, inode, size, modification time in ns): a
+# worker asks for the same weights and embedder folders for every run and every prompt's cache key,
+# and re-reading hundreds of megabytes each time was most of a cached run's time.
+_KNOWN: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
+_KNOWN_MAX = 4096
+_KNOWN_LOCK = threading.Lock()
 
 
 def file_sha256(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes, read in chunks so that large weights need little memory."""
+    """Hex sha256 of a file's bytes, read in chunks so that large weights need little memory; a file read
+    before and not changed since (same inode, size and modification time) is not read again."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if (known := _KNOWN.get(key)) is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_READ_CHUNK):
             digest.update(chunk)
+    with _KNOWN_LOCK:
+        _KNOWN[key] = digest.hexdigest()
+        while len(_KNOWN) > _KNOWN_MAX:
+            _KNOWN.popitem(last=False)
     return digest.hexdigest()
 
 
