@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "driftboard.accounts",
     "registry",
     "evals",
 ]
@@ -292,6 +293,8 @@ CELERY_BEAT_BUDGET_RELEASE_SECONDS = env_float("CELERY_BEAT_BUDGET_RELEASE_SECON
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Tokens users make at /account/tokens/ (scoped, hashed), then the ones made in the shell.
+        "driftboard.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

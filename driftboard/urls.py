@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("driftboard.dashboard.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", include("driftboard.accounts.urls")),
     path("admin/", admin.site.urls),
     # Pages that do not extend base.html (admin, API docs) make the browser ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.ico", permanent=True)),
