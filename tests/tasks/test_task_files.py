@@ -94,7 +94,6 @@ def test_it_reads_a_generation_task_with_its_target_and_stop_strings(tmp_path):
         ("doc_to_text: !function utils.doc_to_text\n", "line 7: `!function utils.doc_to_text` is refused"),
         ("include: ../outside.yaml\n", "line 7: include '../outside.yaml' is refused"),
         ("doc_to_text: '{{ question.__class__.__mro__ }}'\n", "doc_to_text cannot render document 0"),
-        ("num_fewshot: 5\n", "line 7: few-shot contexts"),
     ],
 )
 def test_it_refuses_what_would_run_code_or_leave_the_folder(tmp_path, body, message):
