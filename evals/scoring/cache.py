@@ -180,7 +180,7 @@ def score_samples(
         progress(len(samples))
     return ScoredSamples(
         results=results,
-        samples_computed=cost.computed,
+        samples_computed=len(cost.computed),
         samples_reused=cost.reused,
         forward_passes=cost.forward_passes,
         tokens_scored=cost.tokens_scored,
@@ -227,10 +227,16 @@ def fingerprint(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, dataset_
 
 @dataclass
 class _Cost:
-    computed: int = 0
-    reused: int = 0
+    # Indices (into the run's samples) that some scorer computed, and that any scorer read: a sample is
+    # reused only when every scorer that applies to it found its result stored.
+    computed: set[int] = field(default_factory=set)
+    touched: set[int] = field(default_factory=set)
     forward_passes: int = 0
     tokens_scored: int = 0
+
+    @property
+    def reused(self) -> int:
+        return len(self.touched - self.computed)
 
 
 def applicable(scorer: Scorer, samples: Sequence[Mapping[str, object]]) -> np.ndarray:
@@ -269,8 +275,8 @@ def _score_one(
     known = store.get_many(list(dict.fromkeys(keys)))
     missing = _samples_by_missing_key(keys, known)
     reused = len(keys) - sum(len(positions) for positions in missing.values())
-    cost.reused += reused
-    cost.computed += len(keys) - reused
+    cost.touched.update(int(i) for i in indices)
+    cost.computed.update(int(indices[p]) for positions in missing.values() for p in positions)
     computed: dict[ResultKey, SampleResult] = {}
     pending = list(missing)
     for start in range(0, len(pending), max(1, config.chunk_samples)):

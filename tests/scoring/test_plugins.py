@@ -56,7 +56,18 @@ def test_a_registered_scorer_runs_beside_the_defaults_with_its_results_cached(ti
     assert indices.tolist() == list(range(10))  # the prompt-only sample has no text to read
     assert numerators.tolist() == [len(t) for t in texts[:10]] and denominators.tolist() == [1.0] * 10
     assert text_length_scorer.calls == [4, 4, 2]  # computed and stored chunk by chunk, then never again
-    assert again.samples_reused == 2 * 10 and again.forward_passes == 0
+    # Counted in samples, not in scorer results: the 10 texts, each found stored by both scorers.
+    assert again.samples_reused == 10 and again.forward_passes == 0
+
+
+def test_a_sample_counts_as_reused_only_when_every_scorer_found_it_stored(tiny_lm, texts, text_length_scorer):
+    samples = [{"text": text} for text in texts[:10]]
+    store = InMemoryResultStore()
+    score_samples(tiny_lm, samples, store, ScoringConfig(scorers=("causal-nll",)))
+
+    both = score_samples(tiny_lm, samples, store, ScoringConfig(scorers=("causal-nll", "text-length")))
+
+    assert (both.samples_reused, both.samples_computed, both.forward_passes) == (0, 10, 0)
 
 
 def test_a_verdict_compares_a_plug_in_metric_from_its_spec_alone(text_length_scorer):
