@@ -61,7 +61,7 @@ class EvaluationProfile(models.Model):
         validators=[MinValueValidator(0)],
         help_text="Spend per week (Monday to Sunday, UTC) in DRIFTBOARD_PRICES' currency; empty means no budget. "
         "Past DRIFTBOARD_BUDGET_SOFT_SHARE of it runs are sampled and non-gating runs wait for off-peak; past "
-        "it, new runs are deferred until staff lift the budget.",
+        "it, new runs are deferred until the week ends, the budget is raised or staff lift it.",
     )
     # A staff user let this week's runs past the budget: until when, who and why.
     budget_lifted_until = models.DateTimeField(null=True, blank=True)

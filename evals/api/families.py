@@ -52,7 +52,7 @@ class EvaluationSettingsSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Spend per week (Monday to Sunday, UTC) in DRIFTBOARD_PRICES' currency; null: no budget. Past "
         "DRIFTBOARD_BUDGET_SOFT_SHARE of it runs are sampled and non-gating runs wait for off-peak; past it new "
-        "runs are deferred (budget) until staff lift it (POST …/budget-lift/).",
+        "runs are deferred (budget) until the week ends, the budget is raised or staff lift it (POST …/budget-lift/).",
     )
 
     class Meta:
