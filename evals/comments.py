@@ -196,7 +196,8 @@ def _verdict_table(pairs: list[MetricPair]) -> str:
 
 
 def _change_and_flips(verdict: DriftVerdict) -> str:
-    """'-0.021 (12 right→wrong, 4 wrong→right)' for a 0/1 metric, the change alone for others."""
+    """'-0.021 (12 right→wrong, 4 wrong→right · McNemar p = 0.077)' for a 0/1 metric, the change alone
+    for others."""
     flips = selectors.flips_text(verdict.comparison)
     change = selectors.change_text(verdict.metric, verdict.delta)
     return f"{change} ({flips})" if flips else change

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from driftboard.formatting import percent
+from driftboard.formatting import p_value, percent
 from evals.models import Threshold
 from evals.scoring import drift
 from evals.scoring.scorers import METRICS
@@ -24,12 +24,13 @@ def change_text(metric: str, change: float | None) -> str:
 
 
 def flips_text(comparison: dict | None) -> str:
-    """The questions a 0/1 metric flipped, from a verdict's stored comparison: '12 right→wrong,
-    4 wrong→right'; empty for other metrics."""
+    """The questions a 0/1 metric flipped, from a verdict's stored comparison, with McNemar's exact
+    p-value: '12 right→wrong, 4 wrong→right · McNemar p = 0.077'; empty for other metrics."""
     flips = (comparison or {}).get("flips")
     if not flips:
         return ""
-    return f"{flips['right_to_wrong']} right→wrong, {flips['wrong_to_right']} wrong→right"
+    counts = f"{flips['right_to_wrong']} right→wrong, {flips['wrong_to_right']} wrong→right"
+    return f"{counts} · McNemar {p_value(flips.get('p_value'))}"
 
 
 def limit_text(metric: str, rule: str, limit: float | None) -> str:

@@ -97,7 +97,7 @@ def test_it_shows_the_flips_in_the_pr_comment_and_on_the_page(flipped_verdict, c
     assert flipped_verdict.comparison["flips"]["right_to_wrong"] == 12
     assert flipped_verdict.p_value == pytest.approx(stats.binomtest(12, 16, 0.5).pvalue)
     body = comments.comment_render(artifact=flipped_verdict.artifact, marker="<!-- m -->", page_url="http://x/")
-    assert "| accuracy | 0.6200 | 0.7000 | -0.08 (12 right→wrong, 4 wrong→right) |" in body
+    assert "| accuracy | 0.6200 | 0.7000 | -0.08 (12 right→wrong, 4 wrong→right · McNemar p = 0.077) |" in body
     client.force_login(user)
     page = client.get(flipped_verdict.artifact.get_absolute_url()).content.decode()
     assert "12 right→wrong, 4 wrong→right · McNemar p = 0.077" in page
