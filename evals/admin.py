@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -14,8 +15,34 @@ from evals.models import (
     TrafficWindow,
 )
 from evals.selectors import evaluation_profile
+from evals.services.thresholds import threshold_save
 from registry.admin import ModelFamilyAdmin
 from registry.models import ModelFamily
+
+
+class ThresholdAdminForm(forms.ModelForm):
+    change_reason = forms.CharField(
+        max_length=500,
+        help_text="Why this change (or this new threshold): kept in its history, shown on its page.",
+    )
+
+    class Meta:
+        model = Threshold
+        fields = [
+            "scope",
+            "family",
+            "dataset_name",
+            "metric",
+            "rule",
+            "limit",
+            "band_window",
+            "band_robust",
+            "severity",
+            "enabled",
+            "rationale",
+            "owner",
+            "review_by",
+        ]
 
 
 class EvaluationProfileInline(admin.StackedInline):
@@ -87,6 +114,9 @@ class MetricSnapshotAdmin(admin.ModelAdmin):
 
 @admin.register(Threshold)
 class ThresholdAdmin(SimpleHistoryAdmin):
+    """Thresholds are living records: every save states why, and the reason is kept in the history."""
+
+    form = ThresholdAdminForm
     list_display = [
         "metric",
         "scope",
@@ -102,6 +132,9 @@ class ThresholdAdmin(SimpleHistoryAdmin):
     list_filter = ["scope", "rule", "severity", "enabled", "family"]
     search_fields = ["metric", "rationale", "owner"]
     history_list_display = ["limit", "severity", "enabled", "rationale"]
+
+    def save_model(self, request, obj: Threshold, form: ThresholdAdminForm, change: bool) -> None:
+        threshold_save(threshold=obj, user=request.user, reason=form.cleaned_data["change_reason"])
 
 
 @admin.register(TrafficWindow)
