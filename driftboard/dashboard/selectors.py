@@ -589,6 +589,22 @@ class FieldChange:
 class HistoryEntry:
     record: object  # a HistoricalThreshold row
     changes: list[FieldChange]
+    number: int  # the version as the threshold's own history counts them, 1 as first saved
+
+
+def threshold_version_numbers(history_ids: list[int | None]) -> dict[int, int]:
+    """history_id → the version's number in its own threshold's history (1 as first saved), in one query."""
+    wanted = {history_id for history_id in history_ids if history_id is not None}
+    if not wanted:
+        return {}
+    records = Threshold.history.model.objects.order_by("id", "history_id")
+    rows = records.filter(id__in=records.filter(history_id__in=wanted).values("id")).values_list("id", "history_id")
+    numbers, counts = {}, {}
+    for threshold_id, history_id in rows:
+        counts[threshold_id] = counts.get(threshold_id, 0) + 1
+        if history_id in wanted:
+            numbers[history_id] = counts[threshold_id]
+    return numbers
 
 
 def threshold_history(threshold: Threshold) -> list[HistoryEntry]:
@@ -605,7 +621,7 @@ def threshold_history(threshold: Threshold) -> list[HistoryEntry]:
                 for change in newer.diff_against(older).changes
             ]
         )
-        entries.append(HistoryEntry(record=newer, changes=changes))
+        entries.append(HistoryEntry(record=newer, changes=changes, number=len(records) - len(entries)))
     return entries
 
 

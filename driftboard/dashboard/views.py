@@ -390,6 +390,8 @@ class VerdictRow:
     """A verdict as the review page words it; relative figures in percent."""
 
     verdict: DriftVerdict
+    # The applied threshold's version as its own history counts them (1 = as first saved).
+    threshold_version: int | None = None
 
     @property
     def metric_label(self) -> str:
@@ -477,7 +479,9 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         artifact = selectors.artifact_review(pk)
     except Artifact.DoesNotExist as exc:
         raise Http404("No such artifact.") from exc
-    rows = [VerdictRow(verdict) for verdict in evals_selectors.verdicts_worst_first(artifact.verdicts.all())]
+    verdicts = evals_selectors.verdicts_worst_first(artifact.verdicts.all())
+    versions = selectors.threshold_version_numbers([v.threshold_history_id for v in verdicts])
+    rows = [VerdictRow(v, threshold_version=versions.get(v.threshold_history_id)) for v in verdicts]
     metric, dataset_id = request.GET.get("metric", ""), _int_or_none(request.GET.get("dataset"))
     focus = _focus_row(rows, metric, dataset_id)
     order = _regression_order(request)

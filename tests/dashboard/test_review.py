@@ -4,6 +4,7 @@ import numpy as np
 from django.urls import reverse
 
 from evals.models import MetricSnapshot
+from evals.services.thresholds import threshold_save
 from tests.dashboard.board import running_run
 
 
@@ -38,9 +39,27 @@ def test_it_shows_each_metric_with_its_threshold_version_and_reasons(board, read
     assert f"{100 * verdict.delta:+.2f} %" in content
     assert f"{100 * verdict.ci_low:+.2f} % to {100 * verdict.ci_high:+.2f} %" in content
     assert f'{board.threshold.get_absolute_url()}#v{verdict.threshold_history_id}"' in content
-    assert f"version {verdict.threshold_history_id}" in content
+    versions = list(board.threshold.history.order_by("history_id").values_list("history_id", flat=True))
+    assert f"version {versions.index(verdict.threshold_history_id) + 1}</span>" in content
     assert f"z = {verdict.band_position:+.2f}" in content
     assert verdict.reasons[0] in content
+
+
+def test_threshold_versions_are_numbered_within_each_threshold(board, reader_client):
+    artifact = board.candidate("red")
+    judged_with = artifact.verdicts.get(metric="bits_per_byte").threshold_history_id
+    before = board.threshold.history.count()
+    for limit in (0.03, 0.04):
+        board.threshold.limit = limit
+        threshold_save(threshold=board.threshold, user=None, reason=f"Try {limit}")
+
+    page = reader_client.get(board.threshold.get_absolute_url()).content.decode()
+    review = reader_client.get(artifact.get_absolute_url()).content.decode()
+
+    assert all(f"<strong>Version {n}</strong>" in page for n in range(1, before + 3))
+    assert f"<strong>Version {before + 3}</strong>" not in page
+    versions = list(board.threshold.history.order_by("history_id").values_list("history_id", flat=True))
+    assert f"version {versions.index(judged_with) + 1}</span>" in review
 
 
 def test_it_says_on_what_share_of_the_golden_set_a_sampled_verdict_was_decided(board, reader_client):
