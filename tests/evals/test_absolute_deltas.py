@@ -10,6 +10,7 @@ from scipy import stats
 
 from evals.scoring import drift
 from evals.scoring.metrics import MetricSpec
+from evals.scoring.scorers import METRICS
 
 FLAGGED = MetricSpec("flagged_words", "lower", numerator="flagged", unit_range=(0.0, math.inf), delta="absolute")
 EXACT = MetricSpec("exact", "higher", numerator="exact", unit_range=(0.0, 1.0))
@@ -79,3 +80,16 @@ def test_a_relative_limit_is_read_in_the_metric_units():
 def test_a_spec_refuses_an_unknown_delta():
     with pytest.raises(ValueError, match="delta must be"):
         MetricSpec("x", "lower", numerator="x", delta="percent")
+
+
+def test_the_answer_checks_shares_compare_0_with_0_as_no_change():
+    for name in ("exact_match", "contains_reference"):
+        spec = METRICS[name]
+        comparison = compare(spec, np.zeros(50), np.zeros(50))
+        assert (spec.delta, spec.binary, comparison.delta, comparison.ci_low, comparison.ci_high) == (
+            "absolute",
+            True,
+            0.0,
+            0.0,
+            0.0,
+        )

@@ -301,6 +301,10 @@ class AnswerChecks(AnswerScorer):
             "higher",
             unit_range=(0.0, 1.0),
             numerator="exact_match",
+            # A share of 0/1 answers: changes in points of share (0 → 0 is no change, not incomparable),
+            # paired with McNemar's flips like accuracy.
+            delta="absolute",
+            binary=True,
             description="Share of answers equal to the reference after normalisation.",
         ),
         MetricSpec(
@@ -308,6 +312,8 @@ class AnswerChecks(AnswerScorer):
             "higher",
             unit_range=(0.0, 1.0),
             numerator="contains_reference",
+            delta="absolute",
+            binary=True,
             description="Share of answers that contain the normalised reference as whole words.",
         ),
         MetricSpec(
