@@ -257,6 +257,17 @@ def judge_scorers(family: ModelFamily) -> list[Scorer]:
     return [scorer for scorer in family_scorers(family) if on_judge_queue(scorer)]
 
 
+def judged_positions(judges: Sequence[Scorer], samples: list[dict]) -> list[int]:
+    """Indices of the samples some judge applies to (those with a prompt or messages): what a judge run
+    counts, not the whole golden set."""
+    return sorted({int(index) for judge in judges for index in applicable(judge, samples)})
+
+
+def judge_run_size(family: ModelFamily, dataset: GoldenDataset) -> int:
+    """The samples a judge run of the family on the dataset will judge, for its progress."""
+    return len(judged_positions(judge_scorers(family), dataset_samples(dataset)))
+
+
 def score_samples_of_run(run: EvalRun, samples: list[dict], progress: Callable[[int], None]) -> RunResult:
     """Score on this worker; for a family with judges, also generate (and store) the answers they
     will judge, and record the model facts the judge run keys them by."""
@@ -387,8 +398,8 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
     samples = dataset_samples(run.dataset)
     judges, baseline = judge_scorers(family), judge_baseline(run)
     try:
-        unanswered = _unanswered(facts, judges, samples)
-        answered = [sample for index, sample in enumerate(samples) if index not in unanswered]
+        judged = set(judged_positions(judges, samples)) - _unanswered(facts, judges, samples)
+        answered = [sample for index, sample in enumerate(samples) if index in judged]
         groups, compared = _judged_groups(judges, baseline, answered)
         scorers = [scorer for _, group in groups for scorer in group]
         scored = _score_groups(facts, answered, groups, config, progress)
@@ -401,7 +412,7 @@ def score_judge_run(*, run: EvalRun, progress: Callable[[int], None]) -> RunResu
     }
     stats = _stats_total(asked.values(), judge_errors=_judge_errors(scored))
     judging = dataclasses.replace(run.judging_record, stats=stats, baseline=compared)
-    complete = not unanswered and len(samples) >= run.dataset.sample_count
+    complete = len(judged) == len(judged_positions(judges, samples)) and len(samples) >= run.dataset.sample_count
     return _run_result(run, answered, scored, fingerprints, device="judge", judging=judging, complete=complete)
 
 

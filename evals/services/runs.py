@@ -371,7 +371,7 @@ def _judge_run_create(*, run: EvalRun, judging: Judging) -> EvalRun:
         dataset=run.dataset,
         kind=EvalRun.Kind.JUDGE,
         queue=RUN_KINDS[EvalRun.Kind.JUDGE].queue,
-        samples_total=run.dataset.sample_count,
+        samples_total=engine.judge_run_size(run.artifact.family, run.dataset),
         judging=Judging(model=judging.model, scoring_run=run.pk).to_json(),
     )
     transaction.on_commit(eval_runs_dispatch)

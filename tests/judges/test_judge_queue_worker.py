@@ -50,6 +50,8 @@ def judged_family(transactional_db, demo_build, judge_server):
         for row, answer in zip(prompted, answers.texts, strict=True)
         if answer.strip()
     ]
+    # Passages without a prompt: no judge applies to them, and the judge run does not count them.
+    lines += [json.dumps({"id": row["id"], "text": row["text"]}) for row in rows if not row.get("prompt")][:3]
     dataset_import(name="judged-golden", filename="judged.jsonl", source=io.BytesIO("\n".join(lines).encode()))
     judge_server.replier = rate_against_reference
     settings = {
@@ -74,7 +76,7 @@ def judged_family(transactional_db, demo_build, judge_server):
         reason="test",
     )
     trusted(family, mode="pointwise", identity=f"openai:{judge_server.url}|judge-test")
-    return family, len(lines), settings
+    return family, len(lines) - 3, settings
 
 
 def test_judge_runs_go_to_the_judge_queue_and_gate_the_artifact(
@@ -100,6 +102,7 @@ def test_judge_runs_go_to_the_judge_queue_and_gate_the_artifact(
     judge_run.refresh_from_db()
     assert (judge_run.status, judge_run.device, judge_run.forward_passes) == ("succeeded", "judge", 0)
     assert judge_run.judging["stats"]["calls"] == prompts and judge_run.judging["stats"]["judge_errors"] == 0
+    assert (judge_run.samples_done, judge_run.samples_total) == (prompts, prompts)
     assert MetricSnapshot.objects.get(artifact=base, metric="judge_score").value == 10.0
     assert Judgement.objects.count() == prompts
 
