@@ -36,6 +36,8 @@ class SampledMetric:
     infinity: an end the sequence could not bound is None)."""
 
     decision: str = ""
+    samples_used: int | None = None  # of the metric's own samples (an answer metric's: those with a prompt)
+    samples_total: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     delta: float | None = None

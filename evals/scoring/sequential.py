@@ -46,6 +46,13 @@ rests on the honest side alone. Every scored sample is checked: once one breaks 
 side that used it falls back to the honest bound (no bound at all for NLL), so a candidate that
 got much worse on some samples can never be passed early, only on the full set. What no sampling
 can rule out remains: a rare unseen sample that broke the assumption.
+
+A metric on a subset. A metric that applies to only some samples (an answer metric: those with a
+prompt) is monitored on its own samples (`applies_to`), in the design's order restricted to them.
+Inside a category the exponential race restricted to a subset is the race of that subset with the
+same sizes, and the category of each draw is still chosen from the draws so far, so the process
+above, advanced only at the subset's draws, is a supermartingale all the same; its interval is for
+the metric's delta over its own samples, exact once all of them are scored.
 """
 
 from __future__ import annotations
@@ -164,8 +171,10 @@ class SequentialMonitor:
 
     `order` must come from `sampling_order(categories, seed, weights=weights)` with the same
     categories and weights (weights=None: uniform inside categories); `start` builds the
-    size-weighted design itself, which needs far fewer samples. Feed candidate values in that
-    order with `update`; `decide` says whether to stop.
+    size-weighted design itself, which needs far fewer samples. The baseline values are those of
+    every sample of the design, or, with `applies_to` (increasing indices into the design), of
+    those samples only. Feed candidate values in `.order` with `update`; `decide` says whether to
+    stop.
     """
 
     def __init__(
@@ -180,15 +189,18 @@ class SequentialMonitor:
         confidence: float = 0.95,
         min_samples: int,
         max_change: float = 1.0,
+        applies_to: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         num, den = np.asarray(base_num, dtype=np.float64), np.asarray(base_den, dtype=np.float64)
         if num.shape != den.shape or num.ndim != 1 or len(num) == 0:
             raise ValueError("base_num and base_den must be paired one-dimensional arrays")
         if max_change <= 0:
             raise ValueError("max_change must be positive")
-        sizes = _positive_weights(weights, len(num))
-        codes = _category_codes(categories, len(num))
-        self.order = _validated_order(order, codes, sizes)
+        sizes = _positive_weights(weights, len(order))
+        codes = _category_codes(categories, len(order))
+        members = _members(applies_to, len(order), len(num))
+        self.order = _restricted(_validated_order(order, codes, sizes), members)
+        sizes, codes = sizes[members], np.unique(codes[members], return_inverse=True)[1]
         self._spec = spec
         self._alpha = 1.0 - confidence
         self._min_samples = min_samples
@@ -331,6 +343,21 @@ def _validated_order(order: Sequence[int] | np.ndarray, codes: np.ndarray, weigh
             raise ValueError("order does not follow the sampling design: build it with sampling_order()")
         clock.draw(unit)
     return permutation
+
+
+def _members(applies_to: Sequence[int] | np.ndarray | None, design_size: int, n: int) -> np.ndarray:
+    members = np.arange(design_size) if applies_to is None else np.asarray(applies_to, dtype=np.int64)
+    if len(members) != n or (np.diff(members) <= 0).any() or members[0] < 0 or members[-1] >= design_size:
+        raise ValueError("the baseline values must be those of increasing indices into the design's samples")
+    return members
+
+
+def _restricted(order: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """The design's order restricted to `members`, as indices into them."""
+    index = np.full(len(order), -1, dtype=np.int64)
+    index[members] = np.arange(len(members))
+    drawn = index[order]
+    return drawn[drawn >= 0]
 
 
 class _OneSidedBound:

@@ -3,7 +3,9 @@
 A family with `sampling = sequential` has each candidate scored in a random order, stratified by
 category, one chunk at a time; the seed is kept in EvalRun.sampling, so the run can be replayed.
 After every chunk, each gated metric gets an anytime-valid confidence sequence for its relative
-delta against the baseline's stored per-sample values (evals.scoring.sequential). A bootstrap interval
+delta against the baseline's stored per-sample values (evals.scoring.sequential). A metric that
+applies to only some samples (an answer metric: those with a prompt) is followed on its own
+samples, the baseline's, in the run's order restricted to them. A bootstrap interval
 re-checked after every chunk would not be valid under such optional stopping; this one is.
 
 The run stops once every gated interval lies wholly inside the green region or wholly beyond a
@@ -42,6 +44,8 @@ from registry.models import Alert, Artifact
 
 logger = logging.getLogger(__name__)
 
+_NONE = (np.empty(0, dtype=np.int32), np.empty(0), np.empty(0))
+
 CONFIDENCE = 0.95
 SEED_BITS = 32
 
@@ -60,11 +64,14 @@ class Limits:
 
 @dataclass
 class Gate:
-    """One gated metric: its confidence sequence, its limits and what it has seen so far."""
+    """One gated metric: its confidence sequence on its own samples (`members`, indices into the run's
+    samples, at the baseline's `positions`), its limits and what it has seen so far."""
 
     metric: str
     monitor: SequentialMonitor
     limits: Limits
+    positions: np.ndarray
+    members: np.ndarray
     base_num: np.ndarray
     base_den: np.ndarray
     cand_num: list[np.ndarray] = field(default_factory=list)
@@ -76,7 +83,13 @@ class Gate:
         return METRICS[self.metric]
 
     def observe(self, part: engine.RunResult) -> str:
-        _, num, den = part.arrays[self.metric]
+        """Take the chunk's values of this metric's samples, which come in the run's order."""
+        positions, num, den = part.arrays.get(self.metric, _NONE)
+        if not len(positions):
+            return self.decision
+        seen = self.monitor.n
+        if not np.array_equal(positions, self.positions[self.monitor.order[seen : seen + len(positions)]]):
+            raise ValueError(f"the chunk's {self.metric} samples are not the next of its order")
         interval = self.monitor.update(num, den)
         self.cand_num.append(num)
         self.decision = self.monitor.decide(self.limits.block, self.limits.green)
@@ -86,10 +99,13 @@ class Gate:
     def summary(self, weights: np.ndarray, codes: np.ndarray) -> dict:
         interval = self.monitor.interval
         baseline = float(self.spec.value(self.base_num.sum(), self.base_den.sum()))
-        estimate = np.clip(self._estimated_delta(weights, codes, baseline), interval.low, interval.high)
+        estimated = self._estimated_delta(weights[self.members], codes[self.members], baseline)
+        estimate = np.clip(estimated, interval.low, interval.high)
         return verdicts.json_safe(
             {
                 "decision": self.decision,
+                "samples_used": self.monitor.n,
+                "samples_total": len(self.members),
                 "ci_low": interval.low,
                 "ci_high": interval.high,
                 "delta": estimate,
@@ -102,7 +118,8 @@ class Gate:
 
     def _estimated_delta(self, weights: np.ndarray, codes: np.ndarray, baseline: float) -> float:
         """Des Raj's estimator of Σ(cand − base) under size-weighted sampling without replacement:
-        in each category, the mean over draws of (seen so far + rest of the size × draw / size)."""
+        in each category, the mean over draws of (seen so far + rest of the size × draw / size);
+        weights and codes are those of the metric's own samples."""
         seen = self.monitor.order[: self.monitor.n]
         rho = (np.concatenate(self.cand_num) - self.base_num[seen]) / weights[seen]
         total = float(self.base_num.sum())
@@ -158,7 +175,7 @@ def _score_sampled(
     main = DEFAULT_METRIC[run.artifact.family.kind]
     weights = design_weights(METRICS[main], *arrays[main][1:])
     order = sampling_order(categories, design["seed"], weights=weights)
-    gates = _gates(run, arrays, order, categories, weights, fingerprints)
+    gates = _gates(run, arrays, order, samples, weights, fingerprints)
     result = _score_in_order(run, samples, order, gates, design, progress)
     codes = np.unique(np.asarray(categories, dtype=str), return_inverse=True)[1]
     result.sampling = Sampling.from_json(
@@ -210,24 +227,37 @@ def _baseline_arrays(
     if differing:
         return f"Scored differently from the baseline v{baseline.version} ({', '.join(differing)}): no paired samples."
     arrays = {metric: _by_position(snapshot.arrays()) for metric, snapshot in found.items()}
+    return _unpaired_reason(run, arrays, samples) or (baseline, arrays)
+
+
+def _unpaired_reason(run: EvalRun, arrays: dict[str, engine.Arrays], samples: list[dict]) -> str | None:
+    """Why the baseline's samples cannot carry the design: each metric's must be some of the dataset's
+    (its own, e.g. those with a prompt), the main metric's, which size the draws, all of them."""
     positions = np.array([s["position"] for s in samples])
-    if not all(np.array_equal(a[0], positions) for a in arrays.values()):
-        return f"The baseline's samples are not those of {run.dataset}."
-    return baseline, arrays
+    strays = sorted(metric for metric, (found, _, _) in arrays.items() if not np.isin(found, positions).all())
+    if strays:
+        return f"The baseline's {', '.join(strays)} samples are not among those of {run.dataset}."
+    main = DEFAULT_METRIC[run.artifact.family.kind]
+    if main not in arrays or not np.array_equal(arrays[main][0], positions):
+        return f"The baseline's {main} does not cover every sample of {run.dataset}: nothing to size the draws by."
+    return None
 
 
 def _gates(
     run: EvalRun,
     baseline: dict[str, engine.Arrays],
     order: np.ndarray,
-    categories: list[str],
+    samples: list[dict],
     weights: np.ndarray,
     fingerprints: dict[str, dict],
 ) -> list[Gate]:
-    """A confidence sequence for every metric with a limit in force, all on one order."""
+    """A confidence sequence for every metric with a limit in force, all on one order, each on its own
+    samples."""
+    categories = [s["category"] for s in samples]
     min_samples = selectors.evaluation_profile(run.artifact.family).sampling_min_samples
     gates = []
-    for metric, (_, num, den) in baseline.items():
+    positions = np.array([s["position"] for s in samples])
+    for metric, (own, num, den) in baseline.items():
         spec = METRICS[metric]
         limits = metric_limits(
             run=run,
@@ -235,7 +265,8 @@ def _gates(
             baseline_value=float(spec.value(num.sum(), den.sum())),
             fingerprint=fingerprints[metric],
         )
-        if limits.any:
+        if limits.any and len(own):
+            members = np.searchsorted(positions, own)
             monitor = SequentialMonitor(
                 spec,
                 num,
@@ -245,8 +276,9 @@ def _gates(
                 weights=weights,
                 confidence=CONFIDENCE,
                 min_samples=min_samples,
+                applies_to=members,
             )
-            gates.append(Gate(metric, monitor, limits, num, den))
+            gates.append(Gate(metric, monitor, limits, own, members, num, den))
     return gates
 
 
@@ -287,9 +319,10 @@ def _offset(progress: Callable[..., None], done_before: int) -> Callable[..., No
 
 
 def _combined(parts: list[engine.RunResult], seconds: float) -> engine.RunResult:
-    arrays = parts[0].arrays
-    for part in parts[1:]:
-        arrays = {metric: merged_arrays(arrays[metric], part.arrays[metric]) for metric in arrays}
+    """The chunks' results as one; a metric is absent from a chunk that held none of its samples."""
+    arrays: dict[str, engine.Arrays] = {}
+    for part in parts:
+        arrays |= {metric: merged_arrays(arrays.get(metric, _NONE), added) for metric, added in part.arrays.items()}
     tokens = sum(part.tokens for part in parts)
     return engine.RunResult(
         arrays={metric: _by_position(a) for metric, a in arrays.items()},
@@ -363,8 +396,9 @@ def score_completion_run(*, run: EvalRun, progress: Callable[..., None]) -> engi
     """Score the samples the archived snapshots lack, and hand back the merged, complete arrays."""
     samples = engine.dataset_samples(run.dataset)
     existing = {s.metric: s.arrays() for s in MetricSnapshot.objects.filter(artifact=run.artifact, dataset=run.dataset)}
-    in_every_snapshot = set.intersection(*(set(a[0].tolist()) for a in existing.values())) if existing else set()
-    left = [sample for sample in samples if sample["position"] not in in_every_snapshot]
+    # Every scorer scored each sample of a chunk it applies to: a sample in some snapshot is done.
+    scored = set(np.concatenate([a[0] for a in existing.values()]).tolist()) if existing else set()
+    left = [sample for sample in samples if sample["position"] not in scored]
     result = engine.score_samples_of_run(run, left, progress)
     arrays = {
         metric: merged_arrays(existing[metric], added) if metric in existing else added
