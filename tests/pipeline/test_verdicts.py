@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from evals.models import DriftVerdict, EvalRun
 from evals.services import artifact_evaluate
@@ -121,7 +122,7 @@ def test_a_manual_baseline_policy_waits_for_a_reviewer(db):
     assert (artifact.stage, artifact.status) == ("staging", "held")
 
 
-def test_a_check_the_baseline_never_passed_is_incomparable_and_leaves_the_gated_verdict_alone(setup):
+def test_a_check_the_baseline_never_passed_is_compared_in_points_and_leaves_the_gated_verdict_alone(setup):
     family, dataset, baseline, _ = setup
     zeros, ones = float_bytes(np.zeros(N)), float_bytes(np.ones(N))
     SnapshotFactory(
@@ -136,6 +137,9 @@ def test_a_check_the_baseline_never_passed_is_incomparable_and_leaves_the_gated_
     assert artifact_evaluate(artifact=artifact) == "green"
 
     verdict = artifact.verdicts.get(metric="exact_match")
-    assert verdict.outcome == "incomparable" and verdict.delta is None
+    # A 0/1 share changes in points (absolute deltas): from 0 to 0.1 is +0.1, not an undefined ratio.
+    assert verdict.outcome != "incomparable" and verdict.delta == pytest.approx(0.1)
     assert verdict.baseline_value == 0.0
-    assert "relative change is undefined" in verdict.reasons[0]
+    flips = verdict.comparison["flips"]
+    assert (flips["right_to_wrong"], flips["wrong_to_right"]) == (0, N // 10)
+    assert flips["p_value"] == pytest.approx(stats.binomtest(0, N // 10, 0.5).pvalue)
