@@ -129,9 +129,18 @@ def verdict_for(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:
         "threshold": applied,
         "threshold_history_id": threshold_version(applied) if applied else None,
         "samples_used": comparison.n,
-        "samples_total": candidate.dataset.sample_count,
+        "samples_total": _samples_total(candidate),
         "stopped_early": not candidate.complete,
     }
+
+
+def _samples_total(snapshot: MetricSnapshot) -> int:
+    """What a verdict was decided out of: a sequential run's own count for the metric (an answer metric's
+    prompted samples), else the golden set's size."""
+    sampled = snapshot.run.sampling_record.metrics.get(snapshot.metric) if snapshot.run_id else None
+    if sampled is not None and sampled.samples_total:
+        return sampled.samples_total
+    return snapshot.dataset.sample_count
 
 
 def one_sample_verdict(candidate: MetricSnapshot, baseline_artifact: Artifact) -> dict:

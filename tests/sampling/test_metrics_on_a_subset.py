@@ -84,6 +84,8 @@ def test_each_gate_counts_its_own_samples_and_the_run_stops_early(baseline, demo
     assert MIN_SAMPLES <= len(answered) < len(with_prompt)
     assert len(answered) == np.isin(positions(artifact, "bits_per_byte"), with_prompt).sum()
     assert gates[ANSWER]["decision"] in ("green", "red")
+    verdict = artifact.verdicts.get(metric=ANSWER)
+    assert (verdict.samples_used, verdict.samples_total) == (len(answered), len(with_prompt))
     assert artifact.verdicts.get(metric="bits_per_byte").outcome == outcome
     if name == "twin":
         assert gates[ANSWER]["ci_low"] <= 0.0 == gates[ANSWER]["delta"] <= gates[ANSWER]["ci_high"]
