@@ -12,7 +12,8 @@ from tests.judges.test_judge_preference_verdicts import candidate, drifted_answe
 
 def reviewer_named(name: str):
     user = UserFactory(username=name)
-    user.groups.add(Group.objects.get(name=REVIEWER))
+    # get_or_create: a transactional test before this one flushed the groups the migration made.
+    user.groups.add(Group.objects.get_or_create(name=REVIEWER)[0])
     return user
 
 
