@@ -14,11 +14,22 @@ between the two most likely tokens where it departs), the cache (a second run th
     python bench/generation.py --device cuda            # GPU: ~100M-parameter GPT-2, bf16
     python bench/generation.py --threads 1              # every engine single-threaded
     python bench/generation.py --drafts                 # also: candidates drafted from the model's answers
+    python bench/generation.py --few-shot               # only: 5-shot prompts, with and without prefix sharing
+    python bench/generation.py --mixed-lengths          # only: mixed lengths, with and without refilling
 
 With `--drafts`, candidates made of the model's weights plus 1 %, 5 % and 30 % Gaussian noise answer
 the same prompts, plainly and drafted from the model's own (the baseline's) answers, taking turns:
 acceptance rate, forward passes, answer tokens per second, answers equal to plain greedy decoding,
 and the speed-up over the harness's fastest setting (on the base model, the same size).
+
+With `--few-shot`, every prompt is the same five worked examples (question and answer, docstring
+slices: a common prefix of 400+ tokens) and a question of 20 – 40 tokens; with `--mixed-lengths`,
+docstring slices of 8 – 200 tokens. Answers end at a stop string (`--stop`, a blank line unless
+given; `--stop` alone: none), EOS or `max_new_tokens`. The engine answers them with the technique
+and without it, taking turns: forward passes, prompt tokens fed, answer tokens per second, the
+speed-up, and answers equal to those without it and to a per-prompt `model.generate` loop. The demo model's context (256) cannot
+hold a 5-shot prompt: `--few-shot` tiles its position table to 1,024 positions (answers past
+position 256 are not the trained model's, the work is the same).
 
 Peak memory is the resident set size above the process's size before each engine ran (CPU), or
 torch's peak allocation (GPU).
@@ -49,7 +60,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
-from transformers import AutoModelForCausalLM  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from evals.scoring.demo_models import build_demo_models  # noqa: E402
@@ -68,6 +79,8 @@ from tests.scoring.tiny_lm import stdlib_docstrings, train_tokenizer, write_gpt2
 
 CUDA_SHAPE = {"n_embd": 768, "n_layer": 12, "n_head": 12}
 CUDA_CONTEXT = 1024
+FEW_SHOT_CONTEXT = 1024
+FEW_SHOT_EXAMPLES = 5
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -87,8 +100,11 @@ def main() -> None:
     transformers_logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.model) if args.model else build_model(Path(scratch), device)
+        if args.few_shot or args.mixed_lengths:
+            report_batching(folder, Path(scratch), device, args)
+            return
         lm = load_model(folder, device=str(device))
-        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop))
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()))
         prompts = make_prompts(lm, args.prompts, settings, seed=args.seed)
         engines = make_engines(folder, lm, settings, device, args)
         runs = take_turns(engines, prompts, args.turns, device)
@@ -106,7 +122,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", help="a causal LM folder (default: the demo model, or a random GPT-2 on cuda)")
     parser.add_argument("--prompts", type=int, default=160)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--stop", nargs="*", default=[], help="stop strings (EOS always ends an answer)")
+    parser.add_argument(
+        "--stop",
+        nargs="*",
+        help="stop strings (EOS always ends an answer); --few-shot and --mixed-lengths: a blank line unless given",
+    )
     parser.add_argument("--turns", type=int, default=4, help="engines take turns on this many slices of the prompts")
     parser.add_argument(
         "--lm-eval-batch-sizes", type=int, nargs="+", help="harness runs; the first is the reference (default 1 8 32)"
@@ -117,6 +137,10 @@ def parse_args() -> argparse.Namespace:
         "--threads", type=int, help="torch threads for every engine (this one runs a stream per thread)"
     )
     parser.add_argument("--drafts", action="store_true", help="also time drafted decoding of noisy candidates")
+    parser.add_argument("--few-shot", action="store_true", help="only: 5-shot prompts, with and without prefix sharing")
+    parser.add_argument(
+        "--mixed-lengths", action="store_true", help="only: mixed prompt and answer lengths, with and without refilling"
+    )
     return parser.parse_args()
 
 
@@ -139,6 +163,39 @@ def make_prompts(lm, count: int, settings: GenerationSettings, *, seed: int) -> 
     lengths = np.exp(rng.uniform(math.log(8), math.log(longest), count)).astype(int)
     starts = rng.integers(0, len(ids) - longest, count)
     return [lm.tokenizer.decode(ids[s : s + n]) for s, n in zip(starts, lengths, strict=True)]
+
+
+def make_few_shot_prompts(lm, count: int, *, seed: int) -> list[str]:
+    """Five worked examples (a question and its answer: docstring slices), the same for every prompt,
+    then a question of 20 - 40 tokens."""
+    ids = lm.tokenizer("\n\n".join(stdlib_docstrings(1_000_000)), add_special_tokens=False, verbose=False)["input_ids"]
+    rng = np.random.default_rng(seed)
+
+    def piece(tokens: int) -> str:
+        start = int(rng.integers(0, len(ids) - tokens))
+        return lm.tokenizer.decode(ids[start : start + tokens]).strip()
+
+    shots = "".join(f"Question: {piece(56)}\nAnswer: {piece(32)}\n\n" for _ in range(FEW_SHOT_EXAMPLES))
+    return [f"{shots}Question: {piece(int(rng.integers(20, 41)))}\nAnswer:" for _ in range(count)]
+
+
+def longer_context(folder: Path, scratch: Path) -> Path:
+    """The GPT-2 at `folder` with its position table tiled to FEW_SHOT_CONTEXT rows, unless it has as many."""
+    config = AutoConfig.from_pretrained(folder)
+    if config.n_positions >= FEW_SHOT_CONTEXT:
+        return folder
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    state = model.state_dict()
+    table = state["transformer.wpe.weight"]
+    state["transformer.wpe.weight"] = table.repeat(-(-FEW_SHOT_CONTEXT // len(table)), 1)[:FEW_SHOT_CONTEXT]
+    config.n_positions = FEW_SHOT_CONTEXT
+    longer = AutoModelForCausalLM.from_config(config)
+    longer.load_state_dict(state)
+    longer.generation_config = model.generation_config
+    target = scratch / "longer-context"
+    longer.save_pretrained(target)
+    AutoTokenizer.from_pretrained(folder, model_max_length=FEW_SHOT_CONTEXT).save_pretrained(target)
+    return target
 
 
 def make_engines(folder: Path, lm, settings: GenerationSettings, device: torch.device, args):
@@ -360,6 +417,60 @@ def report_drafts(lm, prompts, settings, args, harness_seconds: float) -> None:
             f"{seconds['plain'] / seconds['drafted']:>9.2f}x{harness_seconds / seconds['drafted']:>16.2f}x"
             f"{f'{equal}/{len(prompts)}':>9}"
         )
+
+
+def report_batching(folder: Path, scratch: Path, device: torch.device, args) -> None:
+    """Prefix sharing on 5-shot prompts and refilling on mixed lengths, each against the engine without it."""
+    stop = ("\n\n",) if args.stop is None else tuple(args.stop)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, stop=stop)
+    if args.few_shot:
+        lm = load_model(longer_context(folder, scratch), device=str(device))
+        prompts = make_few_shot_prompts(lm, args.prompts, seed=args.seed)
+        compare_batching(lm, prompts, settings, "prefix sharing", {"share_prefixes": False}, args)
+    if args.mixed_lengths:
+        lm = load_model(folder, device=str(device))
+        prompts = make_prompts(lm, args.prompts, settings, seed=args.seed)
+        compare_batching(lm, prompts, settings, "refill", {"refill": False}, args)
+
+
+def compare_batching(lm, prompts: list[str], settings: GenerationSettings, technique: str, off: dict, args) -> None:
+    """The engine with and without one technique on the same prompts, taking turns slice by slice."""
+    modes = {f"without {technique}": off, f"with {technique}": {}}
+    results: dict[str, list] = {name: [] for name in modes}
+    seconds = dict.fromkeys(modes, 0.0)
+    for turn, part in enumerate(np.array_split(np.arange(len(prompts)), args.turns)):
+        for name in list(modes)[:: 1 if turn % 2 == 0 else -1]:
+            chosen = [prompts[i] for i in part]
+            started = time.perf_counter()
+            results[name].append(generate(lm, chosen, settings, token_budget=args.token_budget, **modes[name]))
+            synchronize(lm.device)
+            seconds[name] += time.perf_counter() - started
+    reference = naive_generate(lm.model, lm, prompts, settings)
+    without = [text for result in results[f"without {technique}"] for text in result.texts]
+    tokens = sum(result.tokens_generated for result in results[f"without {technique}"])
+    print(describe_workload(lm, prompts, settings, tokens, lm.device) + shared_prefix_note(lm, prompts, settings))
+    print(
+        f"{'engine':<26}{'passes':>8}{'prompt tokens fed':>19}{'seconds':>9}{'tokens/s':>10}"
+        f"{'vs without':>12}{'equal to without':>18}{'equal to generate':>19}"
+    )
+    for name in modes:
+        texts = [text for result in results[name] for text in result.texts]
+        print(
+            f"{name:<26}{sum(r.forward_passes for r in results[name]):>8}"
+            f"{sum(r.prefill_tokens for r in results[name]):>19}{seconds[name]:>9.2f}{tokens / seconds[name]:>10.0f}"
+            f"{seconds[f'without {technique}'] / seconds[name]:>11.2f}x"
+            f"{f'{sum(a == b for a, b in zip(texts, without, strict=True))}/{len(prompts)}':>18}"
+            f"{f'{sum(a == b for a, b in zip(texts, reference, strict=True))}/{len(prompts)}':>19}"
+        )
+
+
+def shared_prefix_note(lm, prompts: list[str], settings: GenerationSettings) -> str:
+    ids = prompt_token_ids(lm.tokenizer, prompts, settings, lm.max_length - settings.max_new_tokens)
+    common = min(
+        next((k for k, (a, b) in enumerate(zip(ids[0], other, strict=False)) if a != b), len(other))
+        for other in ids[1:]
+    )
+    return f"; common prefix {common} tokens" if common >= 8 else ""
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ def default_token_budget(device: torch.device) -> int:
     return _DEFAULT_TOKEN_BUDGET.get(device.type, _DEFAULT_TOKEN_BUDGET["cpu"])
 
 
+def stream_count(device: torch.device) -> int:
+    """How many batches `map_batches` computes side by side on `device`."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
 def budget_batches(lengths_descending: np.ndarray, token_budget: int) -> Iterator[slice]:
     """Consecutive slices whose padded size (rows x longest row) stays within the budget.
 
@@ -48,7 +53,7 @@ def map_batches(
     processes share the cores. The torch thread count is process-wide, so scoring assumes it is
     the only torch work of its process while it runs (one scoring run per worker process).
     """
-    streams = torch.get_num_threads() if device.type == "cpu" else 1
+    streams = stream_count(device)
     if streams == 1:
         for item in items:
             yield item, _in_inference_mode(compute, item)

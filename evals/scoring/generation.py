@@ -12,14 +12,24 @@ The answers are those of lm-evaluation-harness's `generate_until` on the same mo
 The computation is organised for throughput, and every sample's tokens stay those of decoding it
 alone (fp32 on CPU):
 
-- prompts are tokenised per group, sorted longest first and batched by a token budget over
+- prompts are tokenised per group, sorted longest first and cut into token-budget batches of
   rows × (longest prompt + `max_new_tokens`), which bounds the KV cache of a batch;
 - a batch is left-padded; padding is masked out and position ids count real tokens only, so each
   row sees exactly the positions it would see alone;
 - one forward pass per new token reuses the KV cache, and only the last position goes through
-  the output head; a row that is done leaves the batch (its cache rows are dropped), so long
-  answers never keep finished ones computing;
-- on CPU, batches run side by side in single-threaded streams (`batching.map_batches`).
+  the output head;
+- freed rows are refilled (continuous batching): consecutive batches form a pool (up to
+  `_POOL_BATCHES`), decoded as one batch. A row that is done (EOS, stop string, `max_new_tokens`)
+  leaves it, and the pool's next waiting prompts join once they fill a quarter of its rows, as long
+  as rows × (the widest row's prompt + `max_new_tokens`) stays within the budget; so the batch does
+  not shrink to its slowest row. Joining prompts run their prompt pass together, then their cache
+  rows are merged into the batch's (`kv_rows.merged`: left-padded, columns no row uses cut off);
+- a prefix of at least `_SHARED_PREFIX_MIN` tokens shared by two or more prompts of a pool (few-shot
+  examples, a system prompt, a chat template's preamble) is computed once and its keys and values
+  are copied into each row that extends it, so the prompt pass covers each row's own suffix, its
+  positions counting on after the prefix (`kv_rows.SharedPrefixes`);
+- on CPU, pools run side by side in single-threaded streams (`batching.map_batches`): a group is cut
+  into at least two pools per stream where it has that many batches.
 
 Greedy answers may be drafted: given, per prompt, an answer believed to be right (the stored
 answer of the baseline's weights), a row feeds its next draft tokens after its last accepted token
@@ -29,6 +39,8 @@ stay in the KV cache but are masked out of the attention for good, so rows that 
 numbers of tokens share a batch. After a disagreement a row finds its place in the draft again by
 looking up its last tokens there. Drafting changes how many forward passes an answer takes, never
 the answer: EOS, stop strings and `max_new_tokens` apply token by token as in plain decoding.
+Drafting composes with shared prefixes and refilling: a joining row drafts from its first pass, and
+a row whose draft departed early no longer holds the batch back, its place being refilled.
 
 Sampling draws every row from its own generator, seeded by the recorded seed and the prompt's
 tokens, so a sampled answer does not depend on which other prompts shared its batch.
@@ -36,8 +48,10 @@ tokens, so a sampled answer does not depend on which other prompts shared its ba
 
 import hashlib
 import inspect
+import itertools
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple, Protocol
@@ -52,9 +66,11 @@ from evals.scoring.batching import (
     budget_batches,
     map_batches,
     offset_progress,
+    stream_count,
 )
 from evals.scoring.errors import SampleError, ScoringError
 from evals.scoring.hashing import prompt_sha256
+from evals.scoring.kv_rows import LayerStates, Rows, SharedPrefixes, merged
 from evals.scoring.loading import CAUSAL_LM, LoadedModel, ModelFacts, tokenizer_chat_template_sha256
 
 ENGINE_VERSION = 1
@@ -68,6 +84,17 @@ _GROUP_PROMPTS = 4096
 # Padded tokens (rows × (prompt + new tokens)) per batch. Decoding one token per step leaves the
 # matrix products small, so generation wants more rows than scoring a text does.
 _DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 262144}
+# A prompt prefix of at least this many tokens shared by two or more prompts of a pool is computed
+# once; a shorter one costs less to recompute than to copy into every row.
+_SHARED_PREFIX_MIN = 32
+# A pool is decoded as one batch that takes its waiting prompts as rows finish: it spans up to
+# _POOL_BATCHES token-budget batches (more would delay progress reports and the pool's results), and a
+# group has _POOLS_PER_STREAM pools per CPU stream where it has that many batches (`map_batches`
+# keeps two items per stream in flight, so that no stream waits for another's last pool).
+_POOL_BATCHES, _POOLS_PER_STREAM = 8, 2
+# Waiting prompts join once they fill 1/_REFILL_SHARE of the batch's rows: each join costs a pass
+# and a copy of the batch's cache, each free row a share of a step.
+_REFILL_SHARE = 4
 # Draft tokens a row feeds per forward pass: it starts with _DRAFT_START, doubles while the whole
 # draft is accepted (up to the cap: a longer feed costs more than it is likely to save) and drops
 # to what was accepted after a disagreement.
@@ -205,7 +232,8 @@ class Generations:
     `tokens` counts the tokens generated for each answer, the EOS token excluded: up to the one
     that completed a stop string, or `max_new_tokens`. `finish` says why each answer ended. For a
     drafted answer, `departs_at_token` is the first answer token that differs from the draft's (None
-    when the texts are equal, or without a draft).
+    when the texts are equal, or without a draft). `prefill_tokens` counts the prompt tokens fed to the
+    model: a shared prefix once.
     """
 
     texts: list[str]
@@ -214,6 +242,7 @@ class Generations:
     finish: list[str]
     forward_passes: int
     seconds: float
+    prefill_tokens: int = 0
     departs_at_token: list[int | None] = field(default_factory=list)
     drafting: DraftStats = field(default_factory=DraftStats)
 
@@ -241,11 +270,14 @@ def generate(
     token_budget: int | None = None,
     progress: ProgressCallback | None = None,
     drafts: Sequence[Draft | None] | None = None,
+    share_prefixes: bool = True,
+    refill: bool = True,
 ) -> Generations:
     """Answers to `prompts` (plain strings or lists of chat messages) by the loaded causal LM.
 
     `drafts`, aligned with `prompts`, speed up greedy decoding without changing an answer; sampling
-    ignores them.
+    ignores them. `share_prefixes` and `refill` (on by default) change how the work is batched, never
+    an answer: off, they give the engine's batching without them, for comparison.
     """
     started = time.perf_counter()
     if lm.kind != CAUSAL_LM:
@@ -257,7 +289,8 @@ def generate(
         )
     if drafts is not None and len(drafts) != len(prompts):
         raise ScoringError(f"{len(drafts)} drafts for {len(prompts)} prompts")
-    decoder = _Decoder(lm, settings, max_prompt, token_budget or default_token_budget(lm.device))
+    budget = token_budget or default_token_budget(lm.device)
+    decoder = _Decoder(lm, settings, max_prompt, budget, _Batching(share_prefixes, refill))
     results = _Results(len(prompts))
     for first, last in _groups(len(prompts)):
         group_drafts = drafts[first:last] if drafts is not None and not settings.do_sample else None
@@ -269,6 +302,7 @@ def generate(
         finish=results.finish,
         forward_passes=decoder.forward_passes,
         seconds=time.perf_counter() - started,
+        prefill_tokens=decoder.prefill_tokens,
         departs_at_token=results.departs_at_token,
         drafting=decoder.drafting,
     )
@@ -312,16 +346,28 @@ class _Results:
         self.departs_at_token: list[int | None] = [None] * total
 
 
+class _Batching(NamedTuple):
+    """How the engine batches its work (both on unless a comparison turns one off)."""
+
+    share_prefixes: bool = True
+    refill: bool = True
+
+
 @dataclass
-class _Batch:
-    """Rows of one batch, by their index into the group, with their prompt ids and draft ids."""
+class _Pool:
+    """Prompts decoded as one batch that takes the waiting ones as rows finish: by their index into the
+    group, longest first, with their prompt ids, draft ids and sizes (prompt + `max_new_tokens`); at
+    most `slots` rows at a time."""
 
     rows: np.ndarray
     prompts: list[list[int]]
     drafts: list[list[int] | None]
+    sizes: np.ndarray
+    slots: int
     answers: list[list[int]] = field(default_factory=list)
     finish: list[str] = field(default_factory=list)
     stats: DraftStats = field(default_factory=DraftStats)
+    prefill_tokens: int = 0
 
 
 class _RowDraft:
@@ -370,18 +416,22 @@ def _realign(ids: list[int], answer: list[int], near: int) -> int | None:
 
 
 class _Decoder:
-    """Decodes groups of prompts batch by batch and counts the forward passes it runs."""
+    """Decodes groups of prompts pool by pool and counts the forward passes and prompt tokens it runs."""
 
-    def __init__(self, lm: LoadedModel, settings: GenerationSettings, max_prompt: int, token_budget: int) -> None:
+    def __init__(
+        self, lm: LoadedModel, settings: GenerationSettings, max_prompt: int, token_budget: int, batching: _Batching
+    ) -> None:
         self.lm = lm
         self.settings = settings
         self.max_prompt = max_prompt
         self.token_budget = token_budget
+        self.batching = batching
         self.eos_ids = _eos_ids(lm.model, lm.tokenizer)
         self.pad_id = _pad_id(lm.tokenizer, self.eos_ids)
         self.keeps_last_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
         self.stop_window = 4 * max((len(stop) for stop in settings.stop), default=0) + 2
         self.forward_passes = 0
+        self.prefill_tokens = 0
         self.drafting = DraftStats()
 
     def run_group(
@@ -395,30 +445,61 @@ class _Decoder:
         ids = prompt_token_ids(self.lm.tokenizer, prompts, self.settings, self.max_prompt)
         draft_ids = self._draft_ids(drafts) if drafts is not None else [None] * len(ids)
         lengths = np.array([len(row) for row in ids], dtype=np.int64)
-        order = np.argsort(-lengths, kind="stable")
-        padded = lengths[order] + self.settings.max_new_tokens
-        batches = (
-            _Batch(
-                rows=order[part],
-                prompts=[ids[row] for row in order[part]],
-                drafts=[draft_ids[row] for row in order[part]],
-            )
-            for part in budget_batches(padded, self.token_budget)
-        )
         tracker = SampleProgress(np.ones(len(ids), dtype=np.int64), progress)
         tracker.start()
-        for batch, passes in map_batches(self._decode, batches, self.lm.device):
+        # Cut before `map_batches` runs: it sets the thread count, which sizes the pools, to one meanwhile.
+        pools = list(self._pools(ids, draft_ids, lengths))
+        for pool, passes in map_batches(lambda pool: _PoolRun(self, pool).run(), pools, self.lm.device):
             self.forward_passes += passes
-            self.drafting.add(batch.stats)
-            for row, answer, finish in zip(batch.rows, batch.answers, batch.finish, strict=True):
+            self.prefill_tokens += pool.prefill_tokens
+            self.drafting.add(pool.stats)
+            for row, answer, finish in zip(pool.rows, pool.answers, pool.finish, strict=True):
                 results.texts[first + row] = self._answer_text(answer)
                 results.tokens[first + row] = len(answer)
                 results.finish[first + row] = finish
                 if draft_ids[row] is not None and results.texts[first + row] != drafts[row].text:
                     ended = answer + [self._eos] if finish == EOS else answer
                     results.departs_at_token[first + row] = _first_difference(ended, draft_ids[row])
-            results.prompt_tokens[first + batch.rows] = lengths[batch.rows]
-            tracker.finish_parts(batch.rows)
+            results.prompt_tokens[first + pool.rows] = lengths[pool.rows]
+            tracker.finish_parts(pool.rows)
+
+    def _pools(self, ids: list[list[int]], draft_ids: list[list[int] | None], lengths: np.ndarray) -> Iterator[_Pool]:
+        """The prompts sorted longest first and cut into token-budget batches, one pool each without
+        refilling; else runs of consecutive batches, up to `_POOL_BATCHES` and `_POOLS_PER_STREAM` pools
+        per CPU stream where there are that many batches. A pool holds at most as many rows as its
+        largest batch."""
+        order = np.argsort(-lengths, kind="stable")
+        sizes = lengths[order] + self.settings.max_new_tokens
+        batches = list(budget_batches(sizes, self.token_budget))
+        per_pool = _POOL_BATCHES if self.batching.refill else 1
+        streams = _POOLS_PER_STREAM * stream_count(self.lm.device)
+        count = max(min(streams, len(batches)), -(-len(batches) // per_pool))
+        for part in np.array_split(np.arange(len(batches)), count):
+            rows = slice(batches[part[0]].start, batches[part[-1]].stop)
+            yield _Pool(
+                rows=order[rows],
+                prompts=[ids[row] for row in order[rows]],
+                drafts=[draft_ids[row] for row in order[rows]],
+                sizes=sizes[rows],
+                slots=max(batches[index].stop - batches[index].start for index in part),
+            )
+
+    def joining(self, pool: _Pool, active: Sequence[int], waiting: deque[int]) -> int:
+        """How many waiting prompts join the batch now. Those that fit join: at most `pool.slots` rows,
+        and rows × the widest row's size within the token budget (a lone row always fits); they join
+        once they fill a share of the slots worth a prefill pass, or are the last, or the batch is empty."""
+        if not waiting or len(active) >= pool.slots:
+            return 0
+        widest = max((int(pool.sizes[row]) for row in active), default=0)
+        fitting = 0
+        for index in itertools.islice(waiting, pool.slots - len(active)):
+            widest = max(widest, int(pool.sizes[index]))
+            rows = len(active) + fitting + 1
+            if rows > 1 and rows * widest > self.token_budget:
+                break
+            fitting += 1
+        due = fitting >= max(1, pool.slots // _REFILL_SHARE) or fitting == len(waiting) or not active
+        return fitting if due else 0
 
     @property
     def _eos(self) -> int:
@@ -434,93 +515,7 @@ class _Decoder:
             ids.append(ended[: self.settings.max_new_tokens] if draft is not None and ended else None)
         return ids
 
-    def _decode(self, batch: _Batch) -> int:
-        """Fill `batch.answers`, `batch.finish` and `batch.stats`; returns the forward passes it took.
-
-        Each step feeds every row its last token (the prompt, first) and then its draft tokens, right
-        padded to the longest draft of the step; the fed positions that were not accepted, and the
-        padding, are masked out of the attention from then on.
-        """
-        device = self.lm.device
-        n_rows = len(batch.prompts)
-        width = max(len(ids) for ids in batch.prompts)
-        head = torch.full((n_rows, width), self.pad_id, dtype=torch.long)
-        head_mask = torch.zeros((n_rows, width), dtype=torch.long)
-        for row, ids in enumerate(batch.prompts):
-            head[row, width - len(ids) :] = torch.tensor(ids)
-            head_mask[row, width - len(ids) :] = 1
-        head, head_mask = head.to(device), head_mask.to(device)
-        head_positions = (head_mask.cumsum(dim=1) - 1).clamp(min=0)
-        next_position = head_positions[:, -1] + 1
-        past_mask = head_mask.new_zeros((n_rows, 0))
-        samplers = self._samplers(batch.prompts)
-        drafts = [_RowDraft(ids) if ids else None for ids in batch.drafts]
-        answers: list[list[int]] = [[] for _ in range(n_rows)]
-        finish = [LENGTH] * n_rows
-        active = list(range(n_rows))
-        cache = DynamicCache()
-        passes = 0
-        limit = self.settings.max_new_tokens
-        while True:
-            proposed = [drafts[row].propose(limit - len(answers[row]) - 1) if drafts[row] else [] for row in active]
-            tail_width = max(len(tokens) for tokens in proposed)
-            tail = torch.full((len(active), tail_width), self.pad_id, dtype=torch.long)
-            tail_mask = torch.zeros((len(active), tail_width), dtype=torch.long)
-            for slot, tokens in enumerate(proposed):
-                tail[slot, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-                tail_mask[slot, : len(tokens)] = 1
-            tail, tail_mask = tail.to(device), tail_mask.to(device)
-            offsets = torch.arange(tail_width, device=device)
-            tail_positions = torch.minimum(
-                next_position[:, None] + offsets, next_position[:, None] + tail_mask.sum(dim=1, keepdim=True)
-            )
-            step_mask = torch.cat([head_mask, tail_mask], dim=1)
-            logits = self._step_logits(
-                torch.cat([head, tail], dim=1),
-                torch.cat([past_mask, step_mask], dim=1),
-                torch.cat([head_positions, tail_positions], dim=1),
-                cache,
-                1 + tail_width,
-            )
-            passes += 1
-            if samplers:
-                chosen = [[token] for token in self._choose(logits[:, -1], [samplers[row] for row in active])]
-            else:
-                chosen = logits.argmax(dim=-1).tolist()
-            still_active, accepted = [], []
-            for slot, row in enumerate(active):
-                taken = self._accept(answers[row], chosen[slot], proposed[slot])
-                accepted.append(taken.accepted)
-                batch.stats.drafted_tokens += len(proposed[slot])
-                batch.stats.accepted_tokens += taken.accepted
-                if taken.finish is not None:
-                    finish[row] = taken.finish
-                    continue
-                if drafts[row]:
-                    drafts[row].update(answers[row], len(proposed[slot]), taken.accepted)
-                still_active.append(slot)
-            if not still_active:
-                break
-            accepted_tensor = torch.tensor(accepted, device=device)
-            tail_kept = (offsets[None, :] < accepted_tensor[:, None]).long()
-            past_mask = torch.cat([past_mask, head_mask, tail_kept], dim=1)
-            next_position = next_position + accepted_tensor + 1
-            if len(still_active) < len(active):
-                keep = torch.tensor(still_active, device=device)
-                cache.batch_select_indices(keep)
-                past_mask, next_position = past_mask[keep], next_position[keep]
-                active = [active[slot] for slot in still_active]
-            head = torch.tensor([[answers[row][-1]] for row in active], device=device)
-            head_mask = head.new_ones((len(active), 1))
-            head_positions = next_position[:, None] - 1
-        batch.answers, batch.finish = answers, finish
-        if any(ids for ids in batch.drafts):
-            batch.stats.answers = sum(1 for ids in batch.drafts if ids)
-            plain = max(min(limit, len(answer) + (end == EOS)) for answer, end in zip(answers, finish, strict=True))
-            batch.stats.forward_passes_saved = max(1, plain) - passes
-        return passes
-
-    def _accept(self, answer: list[int], chosen: list[int], proposed: list[int]) -> "_Taken":
+    def accept(self, answer: list[int], chosen: list[int], proposed: list[int]) -> "_Taken":
         """Append the model's tokens of one step to `answer`: its choice after the last token and after
         every draft token that agreed with its choice before; ends the answer as plain decoding would."""
         for index, token in enumerate(chosen[: len(proposed) + 1]):
@@ -535,7 +530,7 @@ class _Decoder:
                 return _Taken(index, None)
         raise AssertionError("a step ends at the model's first own token")
 
-    def _step_logits(
+    def step_logits(
         self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache, keep: int
     ) -> torch.Tensor:
         """Logits of the last `keep` fed positions (only those go through the output head)."""
@@ -550,7 +545,7 @@ class _Decoder:
         )
         return output.logits[:, -keep:, :].float()
 
-    def _choose(self, logits: torch.Tensor, samplers: list[torch.Generator] | None) -> list[int]:
+    def choose(self, logits: torch.Tensor, samplers: list[torch.Generator] | None) -> list[int]:
         if samplers is None:
             return logits.argmax(dim=-1).tolist()
         probabilities = _nucleus(torch.softmax(logits / self.settings.temperature, dim=-1), self.settings.top_p)
@@ -559,7 +554,7 @@ class _Decoder:
             for row, generator in zip(probabilities, samplers, strict=True)
         ]
 
-    def _samplers(self, prompts: list[list[int]]) -> list[torch.Generator] | None:
+    def samplers(self, prompts: list[list[int]]) -> list[torch.Generator] | None:
         if not self.settings.do_sample:
             return None
         generators = []
@@ -578,6 +573,130 @@ class _Decoder:
 
     def _answer_text(self, answer: list[int]) -> str:
         return cut_at_stop(self.lm.tokenizer.decode(answer, skip_special_tokens=True), self.settings.stop)
+
+
+class _PoolRun:
+    """One pool decoded: its waiting prompts, their shared prefixes, answers and drafts, and the
+    forward passes it took. Each step feeds every row of the batch its last token (a joining row: its
+    prompt after the shared prefix) and then its draft tokens, right-padded to the longest draft of
+    the step; the fed positions that were not accepted, and the padding, are masked out from then on."""
+
+    def __init__(self, decoder: _Decoder, pool: _Pool) -> None:
+        self.decoder = decoder
+        self.pool = pool
+        self.device = decoder.lm.device
+        self.waiting = deque(range(len(pool.prompts)))
+        self.answers: list[list[int]] = [[] for _ in pool.prompts]
+        self.finish = [LENGTH] * len(pool.prompts)
+        self.drafts = [_RowDraft(ids) if ids else None for ids in pool.drafts]
+        self.samplers = decoder.samplers(pool.prompts)
+        # No prefix is as long as a prompt may be: a prefix leaves each prompt a token of its own.
+        minimum = _SHARED_PREFIX_MIN if decoder.batching.share_prefixes else decoder.max_prompt
+        self.prefixes = SharedPrefixes(pool.prompts, minimum, self._prefix_states)
+        self.passes = 0
+
+    def run(self) -> int:
+        """Fill the pool's answers, finish reasons and drafting stats; returns the forward passes."""
+        rows: Rows | None = None
+        while self.waiting or rows is not None:
+            joining = self.decoder.joining(self.pool, rows.ids if rows is not None else [], self.waiting)
+            if joining:
+                rows = merged(rows, self._step(self._joined(joining)))
+            else:
+                rows = self._step(rows)
+        self.pool.answers, self.pool.finish = self.answers, self.finish
+        if any(ids for ids in self.pool.drafts):
+            self.pool.stats.answers = sum(1 for ids in self.pool.drafts if ids)
+            limit = self.decoder.settings.max_new_tokens
+            needs = [
+                min(limit, len(answer) + (end == EOS)) for answer, end in zip(self.answers, self.finish, strict=True)
+            ]
+            self.pool.stats.forward_passes_saved = self._plain_passes(needs) - self.passes
+        return self.passes
+
+    def _joined(self, count: int) -> Rows:
+        """The next `count` waiting prompts as rows that feed their prompts after the shared prefixes."""
+        joining = [self.waiting.popleft() for _ in range(count)]
+        prefixes = self.prefixes.cache(joining, self.device)
+        suffixes = [self.pool.prompts[row][shared:] for row, shared in zip(joining, prefixes[2], strict=True)]
+        self.pool.prefill_tokens += sum(len(suffix) for suffix in suffixes)
+        return Rows.start(joining, suffixes, prefixes, self.decoder.pad_id)
+
+    def _prefix_states(self, ids: list[int]) -> LayerStates:
+        cache = DynamicCache()
+        prefix = torch.tensor([ids], device=self.device)
+        positions = torch.arange(len(ids), device=self.device)[None, :]
+        self.decoder.step_logits(prefix, torch.ones_like(prefix), positions, cache, 1)
+        self.passes += 1
+        self.pool.prefill_tokens += len(ids)
+        return [(keys, values) for keys, values, *_ in cache]
+
+    def _step(self, rows: Rows) -> Rows | None:
+        """One forward pass over the rows; returns those whose answers go on."""
+        limit = self.decoder.settings.max_new_tokens
+        proposed = [
+            self.drafts[row].propose(limit - len(self.answers[row]) - 1) if self.drafts[row] else [] for row in rows.ids
+        ]
+        tail, tail_mask = self._tail(proposed)
+        offsets = torch.arange(tail.shape[1], device=self.device)
+        ahead = rows.next_position[:, None]
+        tail_positions = torch.minimum(ahead + offsets, ahead + tail_mask.sum(dim=1, keepdim=True))
+        logits = self.decoder.step_logits(
+            torch.cat([rows.head, tail], dim=1),
+            torch.cat([rows.past_mask, rows.head_mask, tail_mask], dim=1),
+            torch.cat([rows.head_positions, tail_positions], dim=1),
+            rows.cache,
+            1 + tail.shape[1],
+        )
+        self.passes += 1
+        accepted, kept = [], []
+        for slot, (row, chosen) in enumerate(zip(rows.ids, self._chosen(logits, rows.ids), strict=True)):
+            taken = self._take(row, chosen, proposed[slot])
+            accepted.append(taken.accepted)
+            if taken.finish is None:
+                kept.append(slot)
+        accepted_tensor = torch.tensor(accepted, device=self.device)
+        tail_kept = (offsets[None, :] < accepted_tensor[:, None]).long()
+        return rows.advanced(tail_kept, accepted_tensor, kept, [self.answers[rows.ids[slot]][-1] for slot in kept])
+
+    def _tail(self, proposed: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(tokens) for tokens in proposed)
+        tail = torch.full((len(proposed), width), self.decoder.pad_id, dtype=torch.long)
+        tail_mask = torch.zeros((len(proposed), width), dtype=torch.long)
+        for slot, tokens in enumerate(proposed):
+            tail[slot, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            tail_mask[slot, : len(tokens)] = 1
+        return tail.to(self.device), tail_mask.to(self.device)
+
+    def _chosen(self, logits: torch.Tensor, rows: list[int]) -> list[list[int]]:
+        if self.samplers is None:
+            return logits.argmax(dim=-1).tolist()
+        return [[token] for token in self.decoder.choose(logits[:, -1], [self.samplers[row] for row in rows])]
+
+    def _take(self, row: int, chosen: list[int], proposed: list[int]) -> "_Taken":
+        taken = self.decoder.accept(self.answers[row], chosen, proposed)
+        self.pool.stats.drafted_tokens += len(proposed)
+        self.pool.stats.accepted_tokens += taken.accepted
+        if taken.finish is not None:
+            self.finish[row] = taken.finish
+        elif self.drafts[row]:
+            self.drafts[row].update(self.answers[row], len(proposed), taken.accepted)
+        return taken
+
+    def _plain_passes(self, needs: list[int]) -> int:
+        """The forward passes plain decoding of the pool takes, its answers needing `needs` passes each
+        (the joining pass included): the same joins, one token per row and pass."""
+        waiting, left = deque(range(len(needs))), {}
+        passes = len(self.prefixes.groups)
+        while waiting or left:
+            joining = self.decoder.joining(self.pool, list(left), waiting)
+            passes += 1
+            if joining:
+                joined = [waiting.popleft() for _ in range(joining)]
+                left.update({row: needs[row] - 1 for row in joined if needs[row] > 1})
+            else:
+                left = {row: steps - 1 for row, steps in left.items() if steps > 1}
+        return passes
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> str:

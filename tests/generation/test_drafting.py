@@ -18,13 +18,12 @@ from evals.scoring.generation import (
     Drafting,
     GenerationSettings,
     InMemoryGenerationStore,
-    cut_at_stop,
     generate,
     generate_cached,
     generation_keys,
-    prompt_token_ids,
 )
 from evals.scoring.loading import CAUSAL_LM, LoadedModel, load_model
+from tests.generation.greedy import alone
 
 PROMPTS = 200
 MAX_NEW = 16
@@ -91,44 +90,9 @@ def drafts(candidate, many_prompts, ending) -> dict[str, list[Draft]]:
     return found
 
 
-def alone(lm: LoadedModel, prompts: list[str], settings: GenerationSettings) -> list[str]:
-    """Each prompt's answer by `model.generate` on its own, cut at an EOS token (the configured one or the
-    tokenizer's, as the engine does) and the first stop string."""
-    eos = [lm.model.generation_config.eos_token_id, lm.tokenizer.eos_token_id]
-    answers = []
-    with torch.inference_mode():
-        for ids in prompt_token_ids(lm.tokenizer, prompts, settings, lm.max_length - settings.max_new_tokens):
-            output = lm.model.generate(
-                torch.tensor([ids]),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                max_new_tokens=settings.max_new_tokens,
-                do_sample=False,
-                eos_token_id=eos,
-                pad_token_id=eos[0],
-            )
-            tokens = output[0, len(ids) :].tolist()
-            tokens = next((tokens[:index] for index, token in enumerate(tokens) if token in eos), tokens)
-            answers.append(cut_at_stop(lm.tokenizer.decode(tokens, skip_special_tokens=True), settings.stop))
-    return answers
-
-
 @pytest.fixture(scope="module")
 def generated_alone(candidate, many_prompts, ending) -> list[str]:
     return alone(candidate, many_prompts, ending)
-
-
-@pytest.fixture
-def batch_rows(monkeypatch):
-    """Batches of exactly `rows` prompts (the token budget would size them by length)."""
-
-    def fixed(rows: int) -> None:
-        monkeypatch.setattr(
-            generation,
-            "budget_batches",
-            lambda lengths, budget: (slice(first, first + rows) for first in range(0, len(lengths), rows)),
-        )
-
-    return fixed
 
 
 def test_it_ends_the_reference_answers_every_way(plain, generated_alone):
