@@ -28,21 +28,7 @@ class ThresholdAdminForm(forms.ModelForm):
 
     class Meta:
         model = Threshold
-        fields = [
-            "scope",
-            "family",
-            "dataset_name",
-            "metric",
-            "rule",
-            "limit",
-            "band_window",
-            "band_robust",
-            "severity",
-            "enabled",
-            "rationale",
-            "owner",
-            "review_by",
-        ]
+        fields = Threshold.SETTINGS
 
 
 class EvaluationProfileInline(admin.StackedInline):

@@ -361,6 +361,23 @@ def default_review_by() -> datetime.date:
 class Threshold(models.Model):
     """A living record: every change is kept with who made it and why."""
 
+    # What an admin or an API client sets, in the order forms and the API show them.
+    SETTINGS = (
+        "scope",
+        "family",
+        "dataset_name",
+        "metric",
+        "rule",
+        "limit",
+        "band_window",
+        "band_robust",
+        "severity",
+        "enabled",
+        "rationale",
+        "owner",
+        "review_by",
+    )
+
     class Rule(models.TextChoices):
         RELATIVE = "relative", "Relative degradation limit"
         BAND = "band", "k·σ band over past production baselines"

@@ -41,19 +41,18 @@ def human_snapshots_refresh(*, artifact: Artifact) -> list[str]:
                 by_dataset.setdefault(label.sample.dataset_id, []).append(
                     (label.sample.position, label.value, label.sample.category)
                 )
-            stale = MetricSnapshot.objects.filter(artifact=artifact, metric=metric).exclude(
-                dataset_id__in=[d for d, rows in by_dataset.items() if len({r[0] for r in rows}) >= min_labels]
-            )
+            # The datasets with enough labelled items (an item: a sample, however many reviewers labelled it).
+            enough = {d: rows for d, rows in by_dataset.items() if len({row[0] for row in rows}) >= min_labels}
+            stale = MetricSnapshot.objects.filter(artifact=artifact, metric=metric).exclude(dataset_id__in=enough)
             if stale.exists():
                 DriftVerdict.objects.filter(
                     artifact=artifact, metric=metric, dataset__in=stale.values("dataset")
                 ).delete()
                 stale.delete()
                 changed.append(metric)
-            for dataset_id, rows in by_dataset.items():
-                if len({row[0] for row in rows}) >= min_labels:
-                    _snapshot_write(artifact, dataset_id, metric, rows, baseline)
-                    changed.append(metric)
+            for dataset_id, rows in enough.items():
+                _snapshot_write(artifact, dataset_id, metric, rows, baseline)
+                changed.append(metric)
     return sorted(set(changed))
 
 
