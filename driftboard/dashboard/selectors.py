@@ -14,9 +14,10 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from driftboard.dashboard.markdown import markdown_html
+from evals import label_selectors
 from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
 from evals.scoring.drift import historical_band
-from evals.scoring.scorers import METRICS
+from evals.scoring.scorers import METRICS, SCORERS, on_judge_queue
 from evals.selectors import (
     change_text,
     metric_label,
@@ -82,6 +83,37 @@ def failed_runs(limit: int = RECENT_LIMIT) -> list[EvalRun]:
         .select_related("artifact__family", "dataset")
         .order_by("-finished_at", "-id")[:limit]
     )
+
+
+@dataclass(frozen=True)
+class UncalibratedJudge:
+    family: ModelFamily
+    judge: label_selectors.JudgeAgreement
+
+
+def uncalibrated_judges() -> list[UncalibratedJudge]:
+    """Judge configurations that fail calibration (the Judges page's rule: too few agreeing labels and no
+    staff trust), so cap their verdicts at amber; only those that judged a live artifact (a candidate or
+    production), not the configurations of archived versions. One query, then the Judges page's reads for
+    each family with such a judge."""
+    judge_metrics = [spec.name for scorer in SCORERS.values() if on_judge_queue(scorer) for spec in scorer.metrics]
+    live: dict[int, set[label_selectors.JudgeConfiguration]] = defaultdict(set)
+    rows = (
+        MetricSnapshot.objects.filter(metric__in=judge_metrics)
+        .exclude(artifact__stage=Artifact.Stage.ARCHIVED)
+        .values_list("artifact__family_id", "metric", "fingerprint")
+    )
+    for family_id, metric, fingerprint in rows:
+        configuration = label_selectors.judge_configuration_of(MetricSnapshot(metric=metric, fingerprint=fingerprint))
+        if configuration is not None:
+            live[family_id].add(configuration)
+    families = ModelFamily.objects.filter(pk__in=live).order_by("slug")
+    return [
+        UncalibratedJudge(family, judge)
+        for family in families
+        for judge in label_selectors.judge_agreements(family)
+        if not judge.calibrated and judge.configuration in live[family.pk]
+    ]
 
 
 # Artifact list

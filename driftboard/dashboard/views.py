@@ -85,22 +85,23 @@ def home(request: HttpRequest) -> HttpResponse:
         "families": selectors.families_with_production(),
         "candidates": selectors.with_headlines(selectors.latest_candidates()),
         "flag_counts": selectors.flag_counts(),
-        "overdue_thresholds": selectors.overdue_thresholds(),
-        "failed_runs": selectors.failed_runs(),
         **_attention(),
     }
     return render(request, "dashboard/home.html", context)
 
 
 def _attention() -> dict:
-    """What waits for a reviewer, shown on Home and the Alerts page: open alerts, held candidates, red
-    traffic drift on production."""
+    """What waits for a reviewer, shown on Home and the Alerts page: open alerts, red traffic drift on
+    production, held candidates, failed runs, uncalibrated judges and thresholds overdue for review."""
     open_alerts = registry_selectors.alert_list(closed=False)
     return {
         "open_alerts": list(open_alerts[: selectors.RECENT_LIMIT]),
         "open_alert_count": open_alerts.count(),
         "held_candidates": list(registry_selectors.held_candidates()),
         "traffic_drift": registry_selectors.production_traffic_drift(),
+        "failed_runs": selectors.failed_runs(),
+        "uncalibrated_judges": selectors.uncalibrated_judges(),
+        "overdue_thresholds": selectors.overdue_thresholds(),
     }
 
 
