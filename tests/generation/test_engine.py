@@ -9,13 +9,13 @@ import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
-from evals.scoring import generation
 from evals.scoring.errors import SampleError, ScoringError
 from evals.scoring.generation import (
     EOS,
     LENGTH,
     STOP,
     GenerationSettings,
+    batched,
     chat_template_sha256,
     cut_at_stop,
     generate,
@@ -148,12 +148,12 @@ def test_it_samples_reproducibly_whatever_the_batching(demo_lm, prompts):
 
 
 def test_it_reports_progress_per_sample_across_groups(demo_lm, prompts, monkeypatch):
-    monkeypatch.setattr(generation, "_GROUP_PROMPTS", 5)
+    monkeypatch.setattr(batched, "_GROUP_PROMPTS", 5)
     seen: list[int] = []
     grouped = generate(demo_lm, prompts, GenerationSettings(max_new_tokens=4), token_budget=60, progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == len(prompts)
     assert len(set(seen)) > 3
-    monkeypatch.setattr(generation, "_GROUP_PROMPTS", 4096)
+    monkeypatch.setattr(batched, "_GROUP_PROMPTS", 4096)
     assert grouped.texts == generate(demo_lm, prompts, GenerationSettings(max_new_tokens=4)).texts
 
 

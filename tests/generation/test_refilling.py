@@ -8,16 +8,16 @@ import math
 import pytest
 import torch
 
-from evals.scoring import generation
 from evals.scoring.generation import EOS, LENGTH, Draft, generate
+from evals.scoring.generation import pools as pooling
 from tests.generation.greedy import forward_passes
 
 
 @pytest.fixture
 def one_pool(monkeypatch):
     """Every prompt of a group waits for a row of one batch."""
-    monkeypatch.setattr(generation, "_POOLS_PER_STREAM", 0)
-    monkeypatch.setattr(generation, "_POOL_BATCHES", 1_000_000)
+    monkeypatch.setattr(pooling, "_POOLS_PER_STREAM", 0)
+    monkeypatch.setattr(pooling, "_POOL_BATCHES", 1_000_000)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_it_cuts_a_group_into_two_pools_per_cpu_stream(
 ):
     batch_rows(7)
     pools: list[int] = []
-    run = generation._PoolRun.run
-    monkeypatch.setattr(generation._PoolRun, "run", lambda self: pools.append(len(self.pool.prompts)) or run(self))
+    run = pooling.PoolRun.run
+    monkeypatch.setattr(pooling.PoolRun, "run", lambda self: pools.append(len(self.pool.prompts)) or run(self))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

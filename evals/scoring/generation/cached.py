@@ -1,0 +1,228 @@
+"""The cached front door: answers keyed by what they depend on, generated only when the store lacks
+them, drafted from the answers a run's `Drafting` looks up, with a share of the drafted ones audited."""
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from evals.scoring.batching import ProgressCallback, offset_progress
+from evals.scoring.errors import ScoringError
+from evals.scoring.generation.batched import generate
+from evals.scoring.generation.drafts import Draft, DraftStats
+from evals.scoring.generation.prompts import Prompt, chat_template_sha256
+from evals.scoring.generation.settings import DEFAULT_SETTINGS, GenerationSettings
+from evals.scoring.hashing import prompt_sha256
+from evals.scoring.loading import LoadedModel, ModelFacts
+
+ENGINE_VERSION = 1
+# One drafted answer in this many is also decoded plainly and compared (DRIFTBOARD_DRAFT_AUDIT).
+DEFAULT_AUDIT_EVERY = 50
+# Missing answers are generated and stored this many prompts at a time (see `generate_cached`).
+DEFAULT_CHUNK_PROMPTS = 256
+
+
+class GenerationKey(NamedTuple):
+    """What an answer depends on: the weights, the prompt, how it was generated and by which engine.
+
+    `config_sha256` covers the generation settings plus what else changes the tokens: the tokenizer,
+    the context length (prompts are left-truncated to it) and the dtype.
+    """
+
+    weights_sha256: str
+    prompt_sha256: str
+    config_sha256: str
+    chat_template_sha256: str
+    engine_version: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A stored answer. A drafted one also says whose answer drafted it and at which token it departs
+    from that draft (None when their texts are equal): information about the answer, not part of its key."""
+
+    text: str
+    tokens: int
+    finish: str
+    drafted_from: str = ""
+    departs_at_token: int | None = None
+
+
+class GenerationStore(Protocol):
+    def get_many(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, Generation]:
+        """The stored generations among `keys`; absent keys are left out."""
+        ...
+
+    def put_many(self, generations: Mapping[GenerationKey, Generation]) -> None: ...
+
+
+@dataclass
+class Drafting:
+    """Where the drafts of a run's answers come from (`lookup`: the keys of the answers to generate →
+    drafts), one in `audit_every` drafted answers also decoded plainly (0: none), and what drafting
+    did over the run."""
+
+    lookup: Callable[[Sequence[GenerationKey]], Mapping[GenerationKey, Draft]]
+    audit_every: int = DEFAULT_AUDIT_EVERY
+    stats: DraftStats = field(default_factory=DraftStats)
+
+    def audits(self, key: GenerationKey) -> bool:
+        """Whether an answer is in the audit share: chosen by its prompt, so a rerun audits the same ones."""
+        return self.audit_every > 0 and int(key.prompt_sha256[:12], 16) % self.audit_every == 0
+
+
+class InMemoryGenerationStore:
+    def __init__(self) -> None:
+        self.generations: dict[GenerationKey, Generation] = {}
+
+    def get_many(self, keys: Sequence[GenerationKey]) -> dict[GenerationKey, Generation]:
+        return {key: self.generations[key] for key in keys if key in self.generations}
+
+    def put_many(self, generations: Mapping[GenerationKey, Generation]) -> None:
+        self.generations.update(generations)
+
+
+@dataclass(frozen=True)
+class CachedGenerations:
+    """Answers in prompt order, with how many came from the store and how many were generated."""
+
+    answers: list[Generation]
+    keys: list[GenerationKey]
+    reused: int
+    generated: int
+    forward_passes: int
+    seconds: float
+
+    @property
+    def texts(self) -> list[str]:
+        return [answer.text for answer in self.answers]
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return np.array([answer.tokens for answer in self.answers], dtype=np.int64)
+
+
+def generation_config_sha256(lm: LoadedModel, settings: GenerationSettings) -> str:
+    facts = {
+        "settings": settings.as_dict(),
+        "tokenizer": lm.tokenizer_hash,
+        "max_length": lm.max_length,
+        "dtype": str(lm.dtype).removeprefix("torch."),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def generation_keys(lm: LoadedModel, prompts: Sequence[Prompt], settings: GenerationSettings) -> list[GenerationKey]:
+    config, template = generation_config_sha256(lm, settings), chat_template_sha256(lm)
+    return [
+        GenerationKey(lm.weights_sha256, prompt_sha256(prompt), config, template, ENGINE_VERSION) for prompt in prompts
+    ]
+
+
+def generate_cached(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    store: GenerationStore,
+    settings: GenerationSettings = DEFAULT_SETTINGS,
+    *,
+    token_budget: int | None = None,
+    chunk_prompts: int = DEFAULT_CHUNK_PROMPTS,
+    progress: ProgressCallback | None = None,
+    drafting: Drafting | None = None,
+) -> CachedGenerations:
+    """Answers to `prompts`, generating only those `store` does not hold yet.
+
+    Missing answers are generated `chunk_prompts` at a time and stored after each chunk, so a run
+    killed half-way keeps what it finished; the same prompt twice is generated once. With `drafting`,
+    greedy answers are drafted from the answers it looks up, and its audit share is decoded plainly
+    as well: where the two differ, the plain answer is stored and the mismatch counted.
+    """
+    started = time.perf_counter()
+    keys = generation_keys(lm, prompts, settings)
+    known = store.get_many(list(dict.fromkeys(keys)))
+    missing = list(dict.fromkeys(key for key in keys if key not in known))
+    first_prompt = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
+    reused = sum(key in known for key in keys)
+    if missing and isinstance(lm, ModelFacts):
+        raise ScoringError(
+            f"{len(missing)} of {len(keys)} answers were never generated for these weights and settings; "
+            "they are generated by the scoring run, which comes first"
+        )
+    if progress is not None:
+        progress(reused)
+    passes = 0
+    for start in range(0, len(missing), max(1, chunk_prompts)):
+        chunk = missing[start : start + chunk_prompts]
+        chunk_progress = offset_progress(progress, reused + start)
+        answers, chunk_passes = _generate_chunk(
+            lm, chunk, first_prompt, settings, token_budget, chunk_progress, drafting
+        )
+        store.put_many(answers)
+        known.update(answers)
+        passes += chunk_passes
+    return CachedGenerations(
+        answers=[known[key] for key in keys],
+        keys=keys,
+        reused=reused,
+        generated=len(missing),
+        forward_passes=passes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _generate_chunk(
+    lm: LoadedModel,
+    chunk: list[GenerationKey],
+    first_prompt: Mapping[GenerationKey, Prompt],
+    settings: GenerationSettings,
+    token_budget: int | None,
+    progress: ProgressCallback | None,
+    drafting: Drafting | None,
+) -> tuple[dict[GenerationKey, Generation], int]:
+    found = drafting.lookup(chunk) if drafting is not None and not settings.do_sample else {}
+    drafts = [found.get(key) for key in chunk] if found else None
+    prompts = [first_prompt[key] for key in chunk]
+    fresh = generate(lm, prompts, settings, token_budget=token_budget, progress=progress, drafts=drafts)
+    answers = {}
+    for index, key in enumerate(chunk):
+        draft = found.get(key)
+        answers[key] = Generation(
+            fresh.texts[index],
+            int(fresh.tokens[index]),
+            fresh.finish[index],
+            drafted_from=draft.source if draft is not None else "",
+            departs_at_token=fresh.departs_at_token[index] if draft is not None else None,
+        )
+    if not found:
+        return answers, fresh.forward_passes
+    drafting.stats.add(fresh.drafting)
+    return answers, fresh.forward_passes + _audit(lm, answers, first_prompt, settings, token_budget, drafting)
+
+
+def _audit(
+    lm: LoadedModel,
+    answers: dict[GenerationKey, Generation],
+    first_prompt: Mapping[GenerationKey, Prompt],
+    settings: GenerationSettings,
+    token_budget: int | None,
+    drafting: Drafting,
+) -> int:
+    """Decode the audit share of the drafted answers plainly; a differing answer is replaced by the
+    plain one. Returns the forward passes it took."""
+    audited = [key for key, answer in answers.items() if answer.drafted_from and drafting.audits(key)]
+    if not audited:
+        return 0
+    plain = generate(lm, [first_prompt[key] for key in audited], settings, token_budget=token_budget)
+    for index, key in enumerate(audited):
+        drafted = answers[key]
+        drafting.stats.audited_answers += 1
+        drafting.stats.audited_tokens += int(plain.tokens[index])
+        expected = (plain.texts[index], int(plain.tokens[index]), plain.finish[index])
+        if (drafted.text, drafted.tokens, drafted.finish) != expected:
+            drafting.stats.audit_mismatches += 1
+            answers[key] = Generation(*expected)
+    return plain.forward_passes
