@@ -11,6 +11,7 @@ from itertools import groupby
 from django.http import StreamingHttpResponse
 
 from evals.models import DriftVerdict, GoldenSample, MetricSnapshot
+from evals.scoring.drift import fingerprints_comparable
 from evals.scoring.generation import messages_of
 from evals.scoring.hashing import prompt_sha256
 from evals.scoring.scorers import METRICS
@@ -36,13 +37,19 @@ VALUE_COLUMNS = ("baseline", "candidate", "change")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _export_snapshots(artifact: Artifact) -> list[tuple[MetricSnapshot, MetricSnapshot | None]]:
-    """(candidate snapshot, its verdict's baseline snapshot or None) for every metric, by dataset then metric."""
+def _export_snapshots(
+    artifact: Artifact, against: Artifact | None = None
+) -> list[tuple[MetricSnapshot, MetricSnapshot | None]]:
+    """(candidate snapshot, its verdict's baseline snapshot or None) for every metric, by dataset then
+    metric; with `against`, that artifact's snapshot instead wherever it was scored comparably (as the
+    compare page pairs them)."""
     snapshots = list(
         MetricSnapshot.objects.filter(artifact=artifact)
         .select_related("dataset", "artifact")
         .order_by("dataset__name", "-dataset__version", "metric")
     )
+    if against is not None:
+        return _paired_with(snapshots, against)
     baselines = {
         (dataset_id, metric): baseline_id
         for dataset_id, metric, baseline_id in DriftVerdict.objects.filter(
@@ -58,16 +65,37 @@ def _export_snapshots(artifact: Artifact) -> list[tuple[MetricSnapshot, MetricSn
     return [(s, theirs.get((baselines.get((s.dataset_id, s.metric)), s.dataset_id, s.metric))) for s in snapshots]
 
 
+def _paired_with(
+    snapshots: list[MetricSnapshot], against: Artifact
+) -> list[tuple[MetricSnapshot, MetricSnapshot | None]]:
+    theirs = {
+        (s.dataset_id, s.metric): s
+        for s in MetricSnapshot.objects.select_related("artifact").filter(
+            artifact=against, dataset_id__in={s.dataset_id for s in snapshots}
+        )
+    }
+    pairs = []
+    for mine in snapshots:
+        other = theirs.get((mine.dataset_id, mine.metric))
+        spec = METRICS.get(mine.metric)
+        comparable = other is not None and spec is not None
+        if comparable:
+            comparable, _ = fingerprints_comparable(mine.fingerprint, other.fingerprint, spec=spec)
+        pairs.append((mine, other if comparable else None))
+    return pairs
+
+
 def export_metrics(artifact: Artifact) -> list[str]:
     """The metrics the export has columns for: every metric the artifact was scored on."""
     return sorted(set(MetricSnapshot.objects.filter(artifact=artifact).values_list("metric", flat=True)))
 
 
-def samples_export_rows(artifact: Artifact) -> Iterator[dict]:
+def samples_export_rows(artifact: Artifact, against: Artifact | None = None) -> Iterator[dict]:
     """One row per golden sample the artifact was scored on: the sample, both answers where a metric was
     computed from generated answers, and per metric the baseline's and the candidate's values and the
-    metric's own change (negative means worse; relative, or in its units when its deltas are absolute)."""
-    pairs = _export_snapshots(artifact)
+    metric's own change (negative means worse; relative, or in its units when its deltas are absolute).
+    The baseline is each verdict's, or `against` (another version) when given."""
+    pairs = _export_snapshots(artifact, against)
     for _, dataset_pairs in groupby(pairs, key=lambda pair: pair[0].dataset_id):
         yield from _dataset_rows(list(dataset_pairs))
 
@@ -129,18 +157,18 @@ def _values_at(metric: str, position: int, mine: dict[int, float], theirs: dict[
     return {"baseline": baseline, "candidate": candidate, "change": change}
 
 
-def samples_export_jsonl(artifact: Artifact) -> Iterator[str]:
-    for row in samples_export_rows(artifact):
+def samples_export_jsonl(artifact: Artifact, against: Artifact | None = None) -> Iterator[str]:
+    for row in samples_export_rows(artifact, against):
         yield json.dumps(row, ensure_ascii=False) + "\n"
 
 
-def samples_export_csv(artifact: Artifact) -> Iterator[str]:
+def samples_export_csv(artifact: Artifact, against: Artifact | None = None) -> Iterator[str]:
     """The rows flattened: the sample's columns, then `<metric>.baseline`, `.candidate`, `.change` per metric."""
     metrics = export_metrics(artifact)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*SAMPLE_COLUMNS, *(f"{m}.{c}" for m in metrics for c in VALUE_COLUMNS)])
-    for row in samples_export_rows(artifact):
+    for row in samples_export_rows(artifact, against):
         cells = [_cell(row[column]) for column in SAMPLE_COLUMNS]
         cells += [_number(row["metrics"].get(m, {}).get(c)) for m in metrics for c in VALUE_COLUMNS]
         writer.writerow(cells)
@@ -164,10 +192,16 @@ def _number(value: float | None) -> str:
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
 
-def samples_export_response(artifact: Artifact, export_format: str) -> StreamingHttpResponse:
-    """The download, streamed row by row, for the review page and the API alike."""
-    lines = samples_export_csv(artifact) if export_format == "csv" else samples_export_jsonl(artifact)
+def samples_export_response(
+    artifact: Artifact, export_format: str, against: Artifact | None = None
+) -> StreamingHttpResponse:
+    """The download, streamed row by row, for the review and compare pages and the API alike."""
+    if export_format == "csv":
+        lines = samples_export_csv(artifact, against)
+    else:
+        lines = samples_export_jsonl(artifact, against)
     response = StreamingHttpResponse(lines, content_type=CONTENT_TYPES[export_format])
-    filename = f"{artifact.family.slug}-v{artifact.version}-samples.{export_format}"
+    compared = f"-against-v{against.version}" if against is not None else ""
+    filename = f"{artifact.family.slug}-v{artifact.version}{compared}-samples.{export_format}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -20,6 +20,7 @@ urlpatterns = [
     path("artifacts/compare/", views.artifact_compare_picked, name="artifact-compare-picked"),
     path("artifacts/<int:pk>/", views.artifact_detail, name="artifact-detail"),
     path("artifacts/<int:pk>/review/", labels.artifact_review, name="artifact-review"),
+    path("artifacts/<int:pk>/answers/", views.artifact_answers, name="artifact-answers"),
     path("artifacts/<int:pk>/progress.json", views.artifact_progress, name="artifact-progress"),
     path(
         "artifacts/<int:pk>/samples.csv",

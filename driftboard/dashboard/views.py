@@ -25,7 +25,7 @@ from driftboard.roles import can_review
 from evals import compare, costs
 from evals import selectors as evals_selectors
 from evals.exports import samples_export_response
-from evals.models import DriftVerdict, EvalRun, Threshold
+from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import METRICS
 from evals.services import threshold_backtest
@@ -226,8 +226,20 @@ def family_compare(request: HttpRequest, slug: str) -> HttpResponse:
     family = get_object_or_404(ModelFamily, slug=slug)
     versions = list(family.artifacts.order_by("-version").values_list("pk", "version", "commit_sha"))
     a_id, b_id = _int_or_none(request.GET.get("a")), _int_or_none(request.GET.get("b"))
-    context = {"family": family, "versions": versions, "a_id": a_id, "b_id": b_id, "result": None}
-    if a_id and b_id:
+    defaulted = "a" not in request.GET and "b" not in request.GET
+    if defaulted:
+        # Nothing picked: the newest candidate against its baseline, never a version against itself.
+        a_id, b_id = evals_selectors.compare_default(family) or (None, None)
+    context = {
+        "family": family,
+        "versions": versions,
+        "a_id": a_id,
+        "b_id": b_id,
+        "defaulted": defaulted and a_id is not None,
+        "result": None,
+        "same_picked": a_id is not None and a_id == b_id,
+    }
+    if a_id and b_id and a_id != b_id:
         artifacts = {a.pk: a for a in family.artifacts.select_related("family").filter(pk__in=[a_id, b_id])}
         if len(artifacts) != len({a_id, b_id}):
             raise Http404("Both versions must be artifacts of this family.")
@@ -236,6 +248,7 @@ def family_compare(request: HttpRequest, slug: str) -> HttpResponse:
         query = {"a": a_id, "b": b_id}
         context |= {
             "result": result,
+            "export_query": urlencode({"against": a_id}),
             "rows": [
                 ComparedRow(m, f"?{urlencode({**query, 'metric': m.metric, 'dataset': m.dataset.pk})}")
                 for m in result.metrics
@@ -499,6 +512,8 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "orders": _order_links(request, order),
         **_focus_context(focus.verdict if focus else None, order),
         "answers": _answers_regressed_most(artifact, focus.verdict, order) if focus else None,
+        "answers_url": _review_answers_url(artifact, metric, focus.verdict.metric if focus else ""),
+        "refused_answers_url": _review_answers_url(artifact, metric, fallback=False),
         "answer_diff": evals_selectors.verdict_answer_diff(focus.verdict) if focus else None,
         "runs": runs,
         "cost": costs.runs_cost(runs),
@@ -508,6 +523,18 @@ def artifact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "pr_comment": selectors.comment_preview(artifact.pk),
     }
     return render(request, "dashboard/artifact_detail.html", context)
+
+
+def _review_answers_url(artifact: Artifact, *metrics: str, fallback: bool = True) -> str:
+    """The answers explorer on the first of `metrics` computed from answers (a metric with no change
+    against the baseline too), else on the artifact's first such metric (unless not `fallback`); ""
+    when none of the artifact's metrics was computed from generated answers."""
+    answered = [s for s in artifact.snapshots.all() if evals_selectors.generation_metric(s)]  # prefetched
+    for metric in metrics:
+        snapshot = next((s for s in answered if metric and s.metric == metric), None)
+        if snapshot is not None:
+            return _answers_url(artifact, metric=metric, dataset=snapshot.dataset.name)
+    return _answers_url(artifact) if answered and fallback else ""
 
 
 @dataclass(frozen=True)
@@ -590,13 +617,14 @@ def _regression_order(request: HttpRequest) -> str:
     return order if order in evals_selectors.ANSWER_ORDERS else "regressed"
 
 
-def _order_links(request: HttpRequest, current: str) -> list[tuple[str, str, bool]]:
+def _order_links(request: HttpRequest, current: str, anchor: str = "#distributions") -> list[tuple[str, str, bool]]:
     """(label, URL, current) for each way the regressed samples and answers can be ranked."""
     links = []
     for order in evals_selectors.ANSWER_ORDERS:
         query = request.GET.copy()
         query["order"] = order
-        links.append((REGRESSION_ORDER_LABELS[order], f"?{query.urlencode()}#distributions", order == current))
+        query.pop("page", None)
+        links.append((REGRESSION_ORDER_LABELS[order], f"?{query.urlencode()}{anchor}", order == current))
     return links
 
 
@@ -766,11 +794,109 @@ def _answers_regressed_most(artifact: Artifact, verdict: DriftVerdict, order: st
     return None if rows is None else [AnswerPair.of(row) for row in rows]
 
 
+ANSWERS_PER_PAGE = 20
+
+
+class AnswerFilterForm(forms.Form):
+    """The answers explorer's query: which answers (dataset, metric), in what order, which of them."""
+
+    dataset = forms.CharField(required=False, max_length=100)
+    metric = forms.CharField(required=False, max_length=50)
+    order = forms.ChoiceField(required=False, choices=[(order, order) for order in evals_selectors.ANSWER_ORDERS])
+    category = forms.CharField(required=False, max_length=100)
+    text = forms.CharField(required=False, max_length=evals_selectors.ANSWER_TEXT_MAX)
+
+    def values(self) -> dict[str, str]:
+        """The valid fields' values; a field that is not valid is left out ("")."""
+        self.is_valid()
+        return {name: self.cleaned_data.get(name) or "" for name in self.fields}
+
+
+@dataclass(frozen=True)
+class AnswerTab:
+    """One dataset × metric the artifact has generated answers on, as a tab of the explorer."""
+
+    label: str
+    url: str
+    current: bool
+
+
+@login_required
+def artifact_answers(request: HttpRequest, pk: int) -> HttpResponse:
+    """The answers explorer: every answer of the artifact on one dataset and metric beside its baseline's,
+    paginated, ranked by the metric's change, its absolute change or dataset position, narrowed to a
+    category and to the samples containing a text, each judge reply under its answer."""
+    artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
+    asked = AnswerFilterForm(request.GET).values()
+    try:
+        source = evals_selectors.artifact_answer_source(artifact, dataset=asked["dataset"], metric=asked["metric"])
+    except evals_selectors.AnswerChoiceError as exc:
+        raise Http404(str(exc)) from exc
+    if source is None:
+        raise Http404(f"{artifact} has no generated answers: none of its metrics was computed from them.")
+    candidate, baseline = source.candidate, source.baseline
+    order = (asked["order"] or "regressed") if baseline else "position"
+    positions = evals_selectors.answer_positions(
+        candidate, baseline, order, category=asked["category"], text=asked["text"]
+    )
+    page = Paginator(positions, ANSWERS_PER_PAGE).get_page(request.GET.get("page"))
+    pairs = [
+        AnswerPair.of(row) for row in evals_selectors.answers_compared(candidate, baseline, list(page.object_list))
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "artifact": artifact,
+        "dataset": candidate.dataset,
+        "metric": candidate.metric,
+        "metric_label": evals_selectors.metric_label(candidate.metric),
+        "baseline": baseline.artifact if baseline else None,
+        "tabs": _answer_tabs(artifact, candidate),
+        "order": order,
+        "orders": _order_links(request, order, anchor="#answers") if baseline else [],
+        "categories": evals_selectors.answer_categories(candidate),
+        "filters": {"category": asked["category"], "text": asked["text"]},
+        "filtered": bool(asked["category"] or asked["text"]),
+        "page": page,
+        "answers": pairs,
+        "judged": any(pair.candidate_judged is not None for pair in pairs),
+        "page_query": query.urlencode(),
+    }
+    return render(request, "dashboard/artifact_answers.html", context)
+
+
+def _answer_tabs(artifact: Artifact, shown: MetricSnapshot) -> list[AnswerTab]:
+    """Each dataset (newest version scored) × generation metric of the artifact, linking to its answers."""
+    tabs, seen = [], set()
+    for snapshot in evals_selectors.artifact_generation_snapshots(artifact):
+        key = (snapshot.dataset.name, snapshot.metric)
+        if key in seen:
+            continue
+        seen.add(key)
+        query = urlencode({"dataset": snapshot.dataset.name, "metric": snapshot.metric})
+        label = f"{evals_selectors.metric_label(snapshot.metric)} on {snapshot.dataset.name}"
+        tabs.append(AnswerTab(label, f"?{query}#answers", snapshot.pk == shown.pk))
+    return tabs
+
+
+def _answers_url(artifact: Artifact, metric: str = "", dataset: str = "") -> str:
+    """The answers explorer of the artifact, on a metric and dataset when given."""
+    query = urlencode({key: value for key, value in (("dataset", dataset), ("metric", metric)) if value})
+    return reverse("artifact-answers", args=[artifact.pk]) + (f"?{query}" if query else "")
+
+
 @login_required
 def artifact_samples_export(request: HttpRequest, pk: int, export_format: str) -> StreamingHttpResponse:
-    """Every sample of the artifact with its values beside the baseline's, as CSV or JSONL (the API's rows)."""
+    """Every sample of the artifact with its values beside the baseline's, as CSV or JSONL (the API's rows);
+    `?against=<id>`: beside another version of its family instead, as the compare page shows them."""
     artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
-    return samples_export_response(artifact, export_format)
+    against = None
+    if "against" in request.GET:
+        against_id = _int_or_none(request.GET.get("against"))
+        against = Artifact.objects.filter(pk=against_id, family_id=artifact.family_id).first() if against_id else None
+        if against is None:
+            raise Http404("`against` must be another artifact of the same family.")
+    return samples_export_response(artifact, export_format, against=against)
 
 
 @login_required

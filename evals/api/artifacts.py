@@ -60,6 +60,21 @@ class GenerationParams(serializers.Serializer):
         "change (relative, or in its units when its deltas are absolute); `absolute`: by the change in the "
         "metric's units (dataset order for both when there is no baseline); `position`: dataset order.",
     )
+    category = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=100,
+        help_text="Only the samples of this category (exact name); by default every category.",
+    )
+    text = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=selectors.ANSWER_TEXT_MAX,
+        help_text="Only the samples whose prompt, reference, text or either side's answer contains this text "
+        "(case-insensitive); surrounding whitespace is ignored, and a blank text filters nothing.",
+    )
 
 
 class SampleExportParams(serializers.Serializer):
@@ -68,7 +83,14 @@ class SampleExportParams(serializers.Serializer):
         return {
             "as": serializers.ChoiceField(
                 choices=EXPORT_FORMATS, default="jsonl", help_text="`jsonl` (one JSON object a line) or `csv`."
-            )
+            ),
+            "against": serializers.IntegerField(
+                required=False,
+                min_value=1,
+                max_value=2**63 - 1,
+                help_text="Another artifact of the same family (its id) to take the baseline values and answers "
+                "from, as the compare page does; by default each verdict's baseline.",
+            ),
         }
 
 
@@ -165,12 +187,20 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
     def samples(self, request, pk=None):
         """Every sample the artifact was scored on, streamed as JSONL (default) or CSV (`?as=csv`): sample id,
         category, text or prompt, reference, both answers, and per metric the baseline's and the candidate's
-        values and the metric's own change. The same rows as the review page's download."""
+        values and the metric's own change, against each verdict's baseline or another version (`against`). The
+        same rows as the review and compare pages' downloads."""
         artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
         self.check_object_permissions(request, artifact)
         params = SampleExportParams(data=request.query_params)
         params.is_valid(raise_exception=True)
-        return samples_export_response(artifact, params.validated_data["as"])
+        against = None
+        if "against" in params.validated_data:
+            against = Artifact.objects.filter(pk=params.validated_data["against"], family_id=artifact.family_id).first()
+            if against is None:
+                raise ValidationError(
+                    {"against": [f"No artifact {params.validated_data['against']} in {artifact.family}."]}
+                )
+        return samples_export_response(artifact, params.validated_data["as"], against)
 
     @extend_schema(
         parameters=[GenerationParams, *PAGE_PARAMETERS], responses={200: GENERATION_PAGE, 400: dict, 404: dict}
@@ -178,7 +208,8 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
     @action(detail=True, methods=["get"])
     def generations(self, request, pk=None) -> Response:
         """The artifact's generated answers on one dataset and metric, beside its verdict's baseline's, with
-        each prompt's reference and per-sample values; paged, the most regressed first by default."""
+        each prompt's reference and per-sample values; paged, the most regressed first by default, optionally
+        only one category's and those containing a text. The answers explorer's rows."""
         artifact = get_object_or_404(Artifact.objects.select_related("family"), pk=pk)
         self.check_object_permissions(request, artifact)
         params = GenerationParams(data=request.query_params)
@@ -193,9 +224,14 @@ class ArtifactViewSet(registry_api.ArtifactViewSet):
             raise NotFound(f"{artifact} has no generated answers: none of its metrics was computed from them.")
         order = params.validated_data["order"] if source.baseline else "position"
         paginator = GenerationPagination()
-        positions = paginator.paginate_queryset(
-            selectors.answer_order(source.candidate, source.baseline, order), request, view=self
+        ranked = selectors.answer_positions(
+            source.candidate,
+            source.baseline,
+            order,
+            category=params.validated_data["category"],
+            text=params.validated_data["text"],
         )
+        positions = paginator.paginate_queryset(ranked, request, view=self)
         rows = selectors.answers_compared(source.candidate, source.baseline, positions)
         page = paginator.get_paginated_response(GenerationSerializer(rows, many=True).data).data
         candidate = source.candidate

@@ -1,5 +1,10 @@
 """Reads shared by the pages, the API, the charts and the PR comment, by topic; every name is importable from here."""
 
+from evals.selectors.answer_filters import (
+    ANSWER_TEXT_MAX,
+    answer_categories,
+    answer_positions,
+)
 from evals.selectors.answers import (
     ANSWER_ORDERS,
     PREFERRED_ANSWER_METRIC,
@@ -37,6 +42,7 @@ from evals.selectors.experiments import (
 from evals.selectors.families import (
     band_history,
     baseline_for,
+    compare_default,
     evaluation_profile,
 )
 from evals.selectors.generations import (
@@ -50,6 +56,7 @@ from evals.selectors.generations import (
     drafting_totals,
     generation_metric,
     generation_settings_of,
+    generations_of,
     snapshot_weights,
     verdict_answer_diff,
 )
@@ -107,6 +114,7 @@ from evals.selectors.verdicts import (
 
 __all__ = [
     "ANSWER_ORDERS",
+    "ANSWER_TEXT_MAX",
     "Answer",
     "AnswerChoiceError",
     "AnswerComparison",
@@ -133,7 +141,9 @@ __all__ = [
     "_answers_of",
     "_per_position",
     "answer_diff",
+    "answer_categories",
     "answer_order",
+    "answer_positions",
     "answers_compared",
     "answers_regressed_most",
     "artifact_answer_source",
@@ -144,6 +154,7 @@ __all__ = [
     "band_history",
     "baseline_for",
     "change_text",
+    "compare_default",
     "ci_passed_artifacts",
     "conversation_turns",
     "dataset_latest",
@@ -160,6 +171,7 @@ __all__ = [
     "flips_text",
     "generation_metric",
     "generation_settings_of",
+    "generations_of",
     "judge_facts_of",
     "judge_totals",
     "limit_text",

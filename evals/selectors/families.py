@@ -1,6 +1,8 @@
 """A family's evaluation profile, the baseline its candidates are judged against, and its past baselines."""
 
-from evals.models import EvaluationProfile, MetricSnapshot
+from django.db import models
+
+from evals.models import DriftVerdict, EvaluationProfile, MetricSnapshot
 from registry import selectors as registry_selectors
 from registry.models import Artifact, ModelFamily, PromotionEvent
 
@@ -41,3 +43,20 @@ def band_history(snapshot: MetricSnapshot, window: int) -> list[float]:
         .values_list("value", flat=True)[:window]
     )
     return list(reversed(history))
+
+
+def compare_default(family: ModelFamily) -> tuple[int, int] | None:
+    """The two versions the compare page opens on when none is picked, as (a, b) artifact ids: the newest
+    version judged against a baseline, against that baseline; else the two newest versions, older as a;
+    None for a family of fewer than two versions (two queries at most)."""
+    judged = (
+        DriftVerdict.objects.filter(artifact__family=family, baseline__isnull=False)
+        .exclude(baseline_id=models.F("artifact_id"))
+        .order_by("-artifact__version", "-id")
+        .values_list("baseline_id", "artifact_id")
+        .first()
+    )
+    if judged is not None:
+        return judged
+    newest = list(family.artifacts.order_by("-version").values_list("pk", flat=True)[:2])
+    return (newest[1], newest[0]) if len(newest) == 2 else None

@@ -4,7 +4,7 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import FloatField, Sum
+from django.db.models import FloatField, QuerySet, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
@@ -41,19 +41,29 @@ def generation_settings_of(snapshot: MetricSnapshot) -> tuple[str, str, int] | N
 
 def _answers_of(snapshot: MetricSnapshot | None, prompt_hashes: dict[int, str]) -> dict[int, Answer]:
     """The snapshot's weights' stored answers to the given prompts, by dataset position (one query)."""
-    settings = generation_settings_of(snapshot) if snapshot else None
-    if settings is None or not prompt_hashes:
+    generations = generations_of(snapshot)
+    if generations is None or not prompt_hashes:
         return {}
+    rows = generations.filter(prompt_sha256__in=set(prompt_hashes.values())).values_list(
+        "prompt_sha256", "text", "tokens", "finish", "drafted_from", "departs_at_token"
+    )
+    by_hash = {digest: Answer(*fields) for digest, *fields in rows}
+    return {position: by_hash[digest] for position, digest in prompt_hashes.items() if digest in by_hash}
+
+
+def generations_of(snapshot: MetricSnapshot | None) -> QuerySet[Generation] | None:
+    """Every stored answer of the snapshot's weights under its generation settings; None when its metric
+    was not computed from generated answers."""
+    settings = generation_settings_of(snapshot) if snapshot else None
+    if settings is None:
+        return None
     config, template, engine = settings
-    rows = Generation.objects.filter(
+    return Generation.objects.filter(
         weights_sha256=snapshot_weights(snapshot),
         config_sha256=config,
         chat_template_sha256=template,
         engine_version=engine,
-        prompt_sha256__in=set(prompt_hashes.values()),
-    ).values_list("prompt_sha256", "text", "tokens", "finish", "drafted_from", "departs_at_token")
-    by_hash = {digest: Answer(*fields) for digest, *fields in rows}
-    return {position: by_hash[digest] for position, digest in prompt_hashes.items() if digest in by_hash}
+    )
 
 
 def snapshot_weights(snapshot: MetricSnapshot) -> str:

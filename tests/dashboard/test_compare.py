@@ -92,10 +92,20 @@ def test_it_focuses_the_metric_asked_for(board, reader_client):
     assert response.context["focus"].metric == "perplexity"
 
 
-def test_it_offers_a_picker_without_versions_and_404s_for_another_familys_artifact(board, reader_client):
+def test_it_opens_on_the_newest_candidate_against_its_baseline_and_404s_for_another_familys_artifact(
+    board, reader_client
+):
     page = reader_client.get(reverse("family-compare", args=[board.family.slug]))
-    assert page.status_code == 200 and page.context["result"] is None
-    assert page.content.decode().count("<option") == 2 * (len(board.history) + len(board.candidates))
+    newest = board.candidates[-1]
+    assert page.status_code == 200
+    assert (page.context["result"].a, page.context["result"].b) == (board.production, newest)
+    assert page.context["a_id"] != page.context["b_id"]
+    content = page.content.decode()
+    assert 'id="compare-defaulted"' in content
+    assert content.count("<option") == 2 * (len(board.history) + len(board.candidates))
+    assert f'<option value="{newest.pk}" selected>' in content
+    same = reader_client.get(compare_url(board, newest, newest))
+    assert same.context["result"] is None and 'id="compare-same"' in same.content.decode()
     stranger = ArtifactFactory(family=FamilyFactory(slug="other-gpt"))
     assert reader_client.get(compare_url(board, board.production, stranger)).status_code == 404
 
