@@ -10,6 +10,9 @@ unchanged one finds it stored. Drafting works per turn the same way.
 Answer scorers score each turn as a sample of its own (the turn's messages and its reference) and
 a conversation's value is the `mean` of its turns' values (the default), the `last` turn's, or the
 weakest turn's (`min`: the lowest value of a metric where higher is better, the highest where lower is).
+A judge reads the whole conversation instead (`answer_samples` gives it every turn's answer) and
+grades the answer to its last turn; `stored_conversations` finds a conversation's answers again
+without generating, turn after turn (a judge run, the review page).
 """
 
 from collections.abc import Mapping, Sequence
@@ -26,8 +29,10 @@ from evals.scoring.generation import (
     GenerationStore,
     Messages,
     generate_cached,
+    generation_keys,
+    messages_of,
 )
-from evals.scoring.loading import LoadedModel
+from evals.scoring.loading import LoadedModel, ModelFacts
 from evals.scoring.metrics import MetricSpec
 
 TURNS = "turns"
@@ -91,6 +96,91 @@ def answer_conversations(
         if progress is not None:
             progress(sum(count <= turn + 1 for count in users))
     return ConversationAnswers(answers, passes)
+
+
+def stored_conversations(
+    lm: LoadedModel | ModelFacts,
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    store: GenerationStore,
+    settings: GenerationSettings,
+) -> list[list[Generation] | None]:
+    """Each conversation's stored answers, one per user turn, found turn after turn under the model's
+    own earlier answers; None for a conversation with a turn whose answer was never stored. Nothing
+    is generated: one store lookup per turn depth."""
+    answers: list[list[Generation]] = [[] for _ in conversations]
+    users = [len(user_turns(turns)) for turns in conversations]
+    missing: set[int] = set()
+    for turn in range(max(users, default=0)):
+        active = [index for index, count in enumerate(users) if count > turn and index not in missing]
+        if not active:
+            break
+        prompts = [
+            turn_messages(conversations[index], [answer.text for answer in answers[index]])[-1] for index in active
+        ]
+        keys = generation_keys(lm, prompts, settings)
+        found = store.get_many(keys)
+        for index, key in zip(active, keys, strict=True):
+            if key in found:
+                answers[index].append(found[key])
+            else:
+                missing.add(index)
+    return [None if index in missing else answer for index, answer in enumerate(answers)]
+
+
+@dataclass(frozen=True)
+class SampleAnswers:
+    """Each sample's answer: a prompt's text, a conversation's texts (one per user turn, the model's
+    own earlier answers fed back); and what generating them took."""
+
+    texts: list[str | list[str]]
+    forward_passes: int
+    tokens: int
+
+
+def answer_samples(
+    lm: LoadedModel | ModelFacts,
+    samples: Sequence[Mapping[str, object]],
+    store: GenerationStore,
+    settings: GenerationSettings,
+    *,
+    token_budget: int | None = None,
+    progress: ProgressCallback | None = None,
+    drafting: Drafting | None = None,
+) -> SampleAnswers:
+    """The answers to samples with a prompt, messages or turns: the prompts in one `generate_cached`,
+    then the conversations turn by turn (`answer_conversations`). Answers already in `store` are
+    taken from it (all of them, for a model known only by its facts)."""
+    single = [index for index, sample in enumerate(samples) if not sample.get(TURNS)]
+    talks = [index for index, sample in enumerate(samples) if sample.get(TURNS)]
+    texts: list[str | list[str]] = [""] * len(samples)
+    passes = tokens = 0
+    if single:
+        generated = generate_cached(
+            lm,
+            [messages_of(samples[index]) for index in single],
+            store,
+            settings,
+            token_budget=token_budget,
+            progress=progress,
+            drafting=drafting,
+        )
+        for index, answer in zip(single, generated.texts, strict=True):
+            texts[index] = answer
+        passes, tokens = generated.forward_passes, int(generated.tokens.sum())
+    if talks:
+        talked = answer_conversations(
+            lm,
+            [samples[index][TURNS] for index in talks],
+            store,
+            settings,
+            token_budget=token_budget,
+            progress=None if progress is None else lambda done: progress(len(single) + done),
+            drafting=drafting,
+        )
+        for index, answers in zip(talks, talked.answers, strict=True):
+            texts[index] = [answer.text for answer in answers]
+        passes, tokens = passes + talked.forward_passes, tokens + talked.tokens_generated
+    return SampleAnswers(texts, passes, tokens)
 
 
 def turn_samples(sample: Mapping[str, object], answers: Sequence[Generation]) -> list[dict[str, object]]:

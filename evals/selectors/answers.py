@@ -93,11 +93,25 @@ def answer_order(candidate: MetricSnapshot, baseline: MetricSnapshot | None, ord
     return ranked + sorted(int(p) for p in positions if int(p) not in paired)
 
 
+def _said(
+    answers: dict[int, Answer], conversations: dict[int, tuple[TurnComparison, ...]], side: str
+) -> dict[int, str | list[str]]:
+    """What one side answered by position: a prompt's answer text, a conversation's answers to every
+    turn (only when each turn's answer is stored, as the judge then read them)."""
+    said: dict[int, str | list[str]] = {position: answer.text for position, answer in answers.items()}
+    for position, turns in conversations.items():
+        answered = [getattr(turn, side) for turn in turns]
+        if answered and all(answer is not None for answer in answered):
+            said[position] = [answer.text for answer in answered]
+    return said
+
+
 def _judge_replies(
-    sides: list[tuple[JudgeFacts | None, dict[int, Answer]]], samples: dict[int, GoldenSample]
+    sides: list[tuple[JudgeFacts | None, dict[int, str | list[str]]]], samples: dict[int, GoldenSample]
 ) -> list[dict[int, tuple[JudgeReply, ...]] | None]:
-    """For each side (its judge facts, its answers by position): every answer's stored judge replies, found
-    again by their judgement keys (one query for all sides); None for a side without judge facts."""
+    """For each side (its judge facts, what it answered by position): every answer's stored judge
+    replies, found again by their judgement keys (one query for all sides); None for a side without
+    judge facts. A conversation's replies are about its whole conversation."""
     wanted: list[tuple[int, int, JudgementKey]] = []
     for index, (facts, answers) in enumerate(sides):
         if facts is None:
@@ -105,8 +119,13 @@ def _judge_replies(
         identity, settings = facts
         for position, answer in answers.items():
             sample = samples[position]
-            asked = {"prompt": sample.prompt, "messages": sample.messages, "reference": sample.reference}
-            item = items_from_samples([asked], [answer.text])[0]
+            asked = {
+                "prompt": sample.prompt,
+                "messages": sample.messages,
+                "reference": sample.reference,
+                "turns": sample.turns,
+            }
+            item = items_from_samples([asked], [answer])[0]
             wanted.extend((index, position, key) for key in judgement_keys(identity, item, settings))
     found = {}
     if wanted:
@@ -144,7 +163,11 @@ def answers_compared(
     judge, baseline_judge = judge_facts_of(candidate), judge_facts_of(baseline)
     same_judge = judge is not None and baseline_judge is not None and baseline_judge[0] == judge[0]
     candidate_judged, baseline_judged = _judge_replies(
-        [(judge, candidate_answers), (baseline_judge if same_judge else None, baseline_answers)], samples
+        [
+            (judge, _said(candidate_answers, conversations, "candidate")),
+            (baseline_judge if same_judge else None, _said(baseline_answers, conversations, "baseline")),
+        ],
+        samples,
     )
     values = _per_position(candidate)
     base_values = _per_position(baseline) if baseline else {}

@@ -17,6 +17,7 @@ from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
 from evals.run_kinds import GATING_KINDS
 from evals.run_records import JudgeCalls, JudgedBaseline, JudgeRunStats, Judging, Sampling
+from evals.scoring import conversations
 from evals.scoring.cache import (
     ResultKey,
     SampleResult,
@@ -258,8 +259,8 @@ def judge_scorers(family: ModelFamily) -> list[Scorer]:
 
 
 def judged_positions(judges: Sequence[Scorer], samples: list[dict]) -> list[int]:
-    """Indices of the samples some judge applies to (those with a prompt or messages): what a judge run
-    counts, not the whole golden set."""
+    """Indices of the samples some judge applies to (those with a prompt, messages or turns): what a
+    judge run counts, not the whole golden set."""
     return sorted({int(index) for judge in judges for index in applicable(judge, samples)})
 
 
@@ -343,12 +344,21 @@ class DatabaseDraftLookup:
 
 
 def _answers_for_judges(lm: LoadedModel, judges: Sequence[Scorer], samples: list[dict], config: ScoringConfig) -> int:
-    """Generate the answers the judges will need (the answer scorers may have stored them already)."""
+    """Generate the answers the judges will need (the answer scorers may have stored them already):
+    a prompt's answer, every turn of a conversation after the model's own earlier answers."""
     passes = 0
     for scorer in judges:
         chosen = [samples[i] for i in applicable(scorer, samples)]
         if chosen:
-            passes += scorer.answers(lm, chosen, config.token_budget, None).forward_passes
+            settings = scorer.settings
+            passes += conversations.answer_samples(
+                lm,
+                chosen,
+                settings.store,
+                settings.generation,
+                token_budget=config.token_budget,
+                drafting=settings.drafting,
+            ).forward_passes
     return passes
 
 
@@ -523,9 +533,15 @@ def _unanswered(facts: ModelFacts, scorers: Sequence[Scorer], samples: list[dict
     missing: set[int] = set()
     for scorer in scorers:
         indices = applicable(scorer, samples)
-        keys = generation_keys(facts, [messages_of(samples[i]) for i in indices], scorer.settings.generation)
+        single = [int(i) for i in indices if not samples[i].get(conversations.TURNS)]
+        keys = generation_keys(facts, [messages_of(samples[i]) for i in single], scorer.settings.generation)
         found = scorer.settings.store.get_many(keys)
-        missing |= {int(index) for index, key in zip(indices, keys, strict=True) if key not in found}
+        missing |= {index for index, key in zip(single, keys, strict=True) if key not in found}
+        talks = [int(i) for i in indices if samples[i].get(conversations.TURNS)]
+        stored = conversations.stored_conversations(
+            facts, [samples[i][conversations.TURNS] for i in talks], scorer.settings.store, scorer.settings.generation
+        )
+        missing |= {index for index, answers in zip(talks, stored, strict=True) if answers is None}
     return missing
 
 

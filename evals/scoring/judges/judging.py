@@ -7,7 +7,11 @@
   the two orders combine to their common value, and to 0 when they disagree, so a judge that
   always picks the first position prefers nothing;
 - repeats: each judgement is asked `repeats` times (each its own cache entry); a sample's value is
-  the mean over its valid repeats, and the share of samples whose repeats disagree is reported.
+  the mean over its valid repeats, and the share of samples whose repeats disagree is reported;
+- conversations (a sample with `turns`): the judge reads the whole conversation, the model's own
+  answer to every turn, and grades the answer to the last turn (MT-Bench's multi-turn templates);
+  pairwise, it reads the candidate's and the baseline's whole conversations, in both orders. The
+  cache key is the rendered request, so it covers every turn and every earlier answer.
 
 An unparseable reply is asked again once; a second unparseable reply, or a call that failed past
 its retries, is that judgement's error. A sample with no valid repeat is a judge error: excluded
@@ -31,15 +35,19 @@ from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 
+from evals.scoring.conversations import TURNS, user_turns
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import messages_of
 from evals.scoring.judges.protocol import CallFailure, Completion, Judge, JudgeRequest
 from evals.scoring.judges.templates import (
     TEMPLATE_VERSION,
+    Turn,
     pairwise_request,
+    pairwise_turns_request,
     parse_pair_verdict,
     parse_rating,
     pointwise_request,
+    pointwise_turns_request,
     question_text,
 )
 
@@ -82,13 +90,19 @@ class JudgeSettings:
 
 @dataclass(frozen=True)
 class JudgedItem:
-    """One sample to judge: the question, the candidate's answer, the baseline's (pairwise only)."""
+    """One sample to judge: the question, the candidate's answer, the baseline's (pairwise only).
+
+    A conversation also has `turns`: every user turn with the candidate's answer to it (`answer`) and
+    the baseline's (`answer_b`, pairwise), its last turn's answers being `answer` and `baseline_answer`,
+    and its `system` message, if any."""
 
     question: str | list[dict[str, str]]
     answer: str
     baseline_answer: str | None = None
     reference: str | None = None
     rubric: str | None = None
+    turns: tuple[Turn, ...] = ()
+    system: str | None = None
 
 
 class JudgementKey(NamedTuple):
@@ -171,21 +185,63 @@ class JudgedSamples:
         ]
 
 
+Answer = str | Sequence[str]
+
+
 def items_from_samples(
-    samples: Sequence[Mapping[str, object]], answers: Sequence[str], baseline_answers: Sequence[str] | None = None
+    samples: Sequence[Mapping[str, object]],
+    answers: Sequence[Answer],
+    baseline_answers: Sequence[Answer] | None = None,
 ) -> list[JudgedItem]:
-    """Golden samples and their answers as judged items (the sample's `rubric` overrides the family's)."""
+    """Golden samples and their answers as judged items (the sample's `rubric` overrides the family's).
+    A conversation's answer is the list of the model's answers to its user turns, in order."""
     baseline = baseline_answers if baseline_answers is not None else [None] * len(answers)
     return [
-        JudgedItem(
+        _conversation_item(sample, answer, base)
+        if sample.get(TURNS)
+        else JudgedItem(
             question=messages_of(sample),
             answer=answer,
             baseline_answer=base,
             reference=str(sample["reference"]) if sample.get("reference") else None,
-            rubric=str(sample["rubric"]) if sample.get("rubric") else None,
+            rubric=_rubric(sample),
         )
         for sample, answer, base in zip(samples, answers, baseline, strict=True)
     ]
+
+
+def _rubric(sample: Mapping[str, object]) -> str | None:
+    return str(sample["rubric"]) if sample.get("rubric") else None
+
+
+def _conversation_item(sample: Mapping[str, object], answers: Answer, baseline_answers: Answer | None) -> JudgedItem:
+    users = user_turns(sample[TURNS])
+    for side in (answers, baseline_answers):
+        if side is not None and (isinstance(side, str) or len(side) != len(users)):
+            given = "one answer" if isinstance(side, str) else f"{len(side)} answers"
+            raise ScoringError(
+                f"conversation {sample.get('id')!r} has {len(users)} user turns: {given} cannot be judged"
+            )
+    baseline = list(baseline_answers) if baseline_answers is not None else [""] * len(users)
+    turns = tuple(
+        Turn(
+            question=turn["content"],
+            answer=answer,
+            answer_b=base,
+            reference=str(turn["reference"]) if turn.get("reference") else None,
+        )
+        for turn, answer, base in zip(users, answers, baseline, strict=True)
+    )
+    system = next((turn["content"] for turn in sample[TURNS] if turn["role"] == "system"), None)
+    return JudgedItem(
+        question=turns[-1].question,
+        answer=turns[-1].answer,
+        baseline_answer=baseline_answers[-1] if baseline_answers is not None else None,
+        reference=turns[-1].reference,
+        rubric=_rubric(sample),
+        turns=turns,
+        system=system,
+    )
 
 
 def judge_items(
@@ -208,6 +264,8 @@ def judge_items(
 
 
 def _request(item: JudgedItem, order: int, settings: JudgeSettings) -> JudgeRequest:
+    if item.turns:
+        return _conversation_request(item, order, settings)
     question = question_text(item.question)
     rubric = item.rubric or settings.rubric
     if settings.mode == "pointwise":
@@ -216,6 +274,20 @@ def _request(item: JudgedItem, order: int, settings: JudgeSettings) -> JudgeRequ
         raise ScoringError("pairwise judging needs the baseline's answer for every sample")
     first, second = (item.answer, item.baseline_answer)[:: 1 if order == CANDIDATE_FIRST else -1]
     return pairwise_request(question=question, answer_a=first, answer_b=second, rubric=rubric, reference=item.reference)
+
+
+def _conversation_request(item: JudgedItem, order: int, settings: JudgeSettings) -> JudgeRequest:
+    """MT-Bench's multi-turn prompts: the candidate's conversation rated, or both compared, the
+    candidate's as assistant A in order 0 and as assistant B in order 1."""
+    rubric = item.rubric or settings.rubric
+    if settings.mode == "pointwise":
+        return pointwise_turns_request(turns=item.turns, rubric=rubric, system=item.system)
+    if item.baseline_answer is None:
+        raise ScoringError("pairwise judging needs the baseline's answer for every sample")
+    turns = item.turns
+    if order == BASELINE_FIRST:
+        turns = tuple(Turn(t.question, answer=t.answer_b, answer_b=t.answer, reference=t.reference) for t in turns)
+    return pairwise_turns_request(turns=turns, rubric=rubric, system=item.system)
 
 
 def judgement_keys(judge_identity: str, item: JudgedItem, settings: JudgeSettings) -> list[JudgementKey]:

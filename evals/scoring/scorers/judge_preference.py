@@ -7,6 +7,10 @@ metric Σ judge_preference / Σ judged is the mean preference over the judged sa
 one-sample metric: the values already compare the candidate with its baseline, and the verdict
 bootstraps them around 0 (`evals.scoring.judges.preference`) instead of pairing two snapshots.
 
+A conversation (a sample with `turns`) is judged whole: the judge reads the candidate's and the
+baseline's conversations, each answered turn by turn after its own earlier answers, and prefers the
+better answer to the last turn (MT-Bench's multi-turn pairwise template, both orders).
+
 Both answers come from the generation store: the candidate's (generated here when the model is
 loaded, else stored by its scoring run) and the baseline's, found by the baseline's model facts
 (`baseline`: a `ModelFacts` or a loaded model). The baseline's weights and answer settings enter
@@ -19,19 +23,13 @@ from typing import ClassVar
 
 from evals.scoring.batching import ProgressCallback
 from evals.scoring.errors import ScoringError
-from evals.scoring.generation import (
-    ENGINE_VERSION,
-    chat_template_sha256,
-    generate_cached,
-    generation_config_sha256,
-    messages_of,
-)
+from evals.scoring.generation import ENGINE_VERSION, chat_template_sha256, generation_config_sha256
 from evals.scoring.judges import JudgeSettings, JudgeUnavailable, items_from_samples, judge_items
 from evals.scoring.loading import LoadedModel, ModelFacts
 from evals.scoring.metrics import MetricSpec
 from evals.scoring.scorers.base import Needs, Sample, ScorerOutput, register
 from evals.scoring.scorers.generated_answers import AnswerScorer
-from evals.scoring.scorers.judge_score import JudgeOptions
+from evals.scoring.scorers.judge_score import JudgeOptions, judged_answers
 
 JUDGE_PREFERENCE = MetricSpec(
     "judge_preference",
@@ -55,9 +53,9 @@ class PreferenceOptions(JudgeOptions):
 class JudgePreference(AnswerScorer):
     name = "judge-preference"
     version = 1
-    fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages|turns",)
     # The reference, when a sample has one, is shown to the judge: it changes the judgement.
-    reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "reference")
+    reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "turns", "reference")
     needs: ClassVar[Needs] = Needs(answers=True, judge=True, baseline=True)
     settings_type: ClassVar[type[PreferenceOptions]] = PreferenceOptions
     metrics = (JUDGE_PREFERENCE,)
@@ -87,10 +85,7 @@ class JudgePreference(AnswerScorer):
     def baseline_answers(self, samples: Sequence[Sample], token_budget: int | None):
         if self.settings.baseline is None:
             raise ScoringError("the judge-preference scorer needs the baseline's model facts (`baseline`)")
-        prompts = [messages_of(sample) for sample in samples]
-        return generate_cached(
-            self.settings.baseline, prompts, self.settings.store, self.settings.generation, token_budget=token_budget
-        )
+        return judged_answers(self, self.settings.baseline, samples, token_budget, drafting=False)
 
     def score(
         self,
@@ -102,7 +97,7 @@ class JudgePreference(AnswerScorer):
         progress: ProgressCallback | None,
     ) -> ScorerOutput:
         baseline = self.baseline_answers(samples, token_budget)
-        generated = self.answers(lm, samples, token_budget, progress)
+        generated = judged_answers(self, lm, samples, token_budget, progress)
         result = judge_items(
             self.settings.resolved_judge(),
             items_from_samples(samples, generated.texts, baseline.texts),
@@ -112,4 +107,4 @@ class JudgePreference(AnswerScorer):
         if result.call_failures:
             raise JudgeUnavailable(f"{len(result.call_failures)} judge calls failed: {result.call_failures[0]}")
         passes = generated.forward_passes + baseline.forward_passes
-        return ScorerOutput(result.columns("judge_preference"), passes, int(generated.tokens.sum()))
+        return ScorerOutput(result.columns("judge_preference"), passes, generated.tokens)

@@ -1,6 +1,8 @@
 """The pointwise judge as a scorer plug-in: the model answers each prompt (sharing the answer
 scorers' generation) and a judge rates every answer 1–10 against the rubric (MT-Bench
-`Rating: [[N]]`).
+`Rating: [[N]]`). A conversation (a sample with `turns`) is answered turn by turn, the model's own
+answers fed back, and the judge reads the whole of it and rates the answer to its last turn
+(MT-Bench's multi-turn template).
 
 Per sample: `judge_score` (the rating, mean of the repeats) and `judged` (1, or 0 for a judge
 error), so the metric Σ judge_score / Σ judged is the mean rating over the judged samples and a
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from evals.scoring.batching import ProgressCallback
+from evals.scoring.conversations import SampleAnswers, answer_samples
 from evals.scoring.errors import ScoringError
 from evals.scoring.judges import (
     EndpointSettings,
@@ -32,7 +35,7 @@ from evals.scoring.judges import (
 from evals.scoring.judges.judging import MAX_REPEATS
 from evals.scoring.judges.remote import MAX_CONCURRENCY, MAX_RATE_PER_SECOND, MAX_TIMEOUT
 from evals.scoring.judges.reports import JUDGE_SCORE
-from evals.scoring.loading import CAUSAL_LM, MODEL_CACHE, LoadedModel
+from evals.scoring.loading import CAUSAL_LM, MODEL_CACHE, LoadedModel, ModelFacts
 from evals.scoring.scorers.base import Needs, Sample, ScorerOutput, register
 from evals.scoring.scorers.generated_answers import AnswerOptions, AnswerScorer
 
@@ -140,13 +143,36 @@ def judge_calibration(settings: Mapping[str, object] | None) -> dict[str, float 
     return {name: given.get(name, default) for name, default in CALIBRATION_DEFAULTS.items()}
 
 
+def judged_answers(
+    scorer: AnswerScorer,
+    lm: LoadedModel | ModelFacts,
+    samples: Sequence[Sample],
+    token_budget: int | None,
+    progress: ProgressCallback | None = None,
+    *,
+    drafting: bool = True,
+) -> SampleAnswers:
+    """The answers a judge reads, through the scorer's store and generation settings: a prompt's
+    answer, and every turn's answer of a conversation (see `conversations.answer_samples`)."""
+    return answer_samples(
+        lm,
+        samples,
+        scorer.settings.store,
+        scorer.settings.generation,
+        token_budget=token_budget,
+        progress=progress,
+        drafting=scorer.settings.drafting if drafting else None,
+    )
+
+
 @register()
 class JudgeScore(AnswerScorer):
     name = "judge-score"
     version = 1
-    fields: ClassVar[tuple[str, ...]] = ("prompt|messages",)
-    # The reference, when a sample has one, is shown to the judge: it changes the judgement.
-    reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "reference")
+    fields: ClassVar[tuple[str, ...]] = ("prompt|messages|turns",)
+    # The reference, when a sample has one, is shown to the judge: it changes the judgement. A
+    # conversation's turns carry their own references.
+    reads: ClassVar[tuple[str, ...]] = ("prompt", "messages", "turns", "reference")
     # Judge calls wait on the network: they run on the judge queue, on the answers stored by the scoring run.
     needs: ClassVar[Needs] = Needs(answers=True, judge=True)
     settings_type: ClassVar[type[JudgeOptions]] = JudgeOptions
@@ -164,7 +190,7 @@ class JudgeScore(AnswerScorer):
         token_budget: int | None,
         progress: ProgressCallback | None,
     ) -> ScorerOutput:
-        generated = self.answers(lm, samples, token_budget, progress)
+        generated = judged_answers(self, lm, samples, token_budget, progress)
         judging = JudgeSettings(
             mode="pointwise", repeats=self.settings.judging.repeats, rubric=self.settings.judging.rubric
         )
@@ -176,4 +202,4 @@ class JudgeScore(AnswerScorer):
         )
         if result.call_failures:
             raise JudgeUnavailable(f"{len(result.call_failures)} judge calls failed: {result.call_failures[0]}")
-        return ScorerOutput(result.columns("judge_score"), generated.forward_passes, int(generated.tokens.sum()))
+        return ScorerOutput(result.columns("judge_score"), generated.forward_passes, generated.tokens)
