@@ -271,7 +271,9 @@ def _score_one(
     cost: _Cost,
     progress: ProgressCallback | None,
 ) -> ScorerValues:
-    keys = [_result_key(lm, scorer, config, sample) for sample in samples]
+    # The run's settings and the scorer's own (its embedder's hash…) are the same for every sample: once.
+    config_key = _config_key(lm, scorer, config)
+    keys = [_result_key(lm, scorer, config_key, sample) for sample in samples]
     known = store.get_many(list(dict.fromkeys(keys)))
     missing = _samples_by_missing_key(keys, known)
     reused = len(keys) - sum(len(positions) for positions in missing.values())
@@ -297,13 +299,13 @@ def _score_one(
     return ScorerValues(scorer=scorer, indices=indices, values=_columns(ordered))
 
 
-def _result_key(lm: LoadedModel, scorer: Scorer, config: ScoringConfig, sample: Mapping[str, object]) -> ResultKey:
+def _result_key(lm: LoadedModel, scorer: Scorer, config_key: str, sample: Mapping[str, object]) -> ResultKey:
     return ResultKey(
         weights_sha256=lm.weights_sha256,
         sample_sha256=scorer_sample_sha256(scorer, sample),
         scorer=scorer.name,
         scorer_version=scorer.version,
-        config_key=_config_key(lm, scorer, config),
+        config_key=config_key,
     )
 
 

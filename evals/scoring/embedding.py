@@ -3,11 +3,21 @@
 Embeddings are the attention-mask-weighted mean of the last hidden states, L2-normalised, as
 sentence-transformers pools its mean-pooling models. Texts and references are embedded together,
 sorted by length and batched by a token budget.
+
+Embeddings are cached in the process (`EMBEDDING_CACHE`), keyed by the embedder's weights sha256,
+its context, dtype and device, and the text's sha256: a reference is embedded once per worker, not
+once per candidate, and so is an answer the candidate shares with the baseline; a text that occurs
+twice in a call is embedded once.
 """
 
+import hashlib
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +32,58 @@ from evals.scoring.batching import (
 from evals.scoring.errors import SampleError, ScoringError
 from evals.scoring.loading import EMBEDDING, LoadedModel
 
+# Embeddings the process keeps (DRIFTBOARD_EMBEDDING_CACHE_SIZE): 20,000 of MiniLM's 384 floats are 31 MB.
+_DEFAULT_CACHED_EMBEDDINGS = 20_000
+
+
+class EmbeddingKey(NamedTuple):
+    """What a text's embedding depends on: the embedder's weights, the context the text is cut to, the
+    dtype and device it runs in, and the text."""
+
+    weights_sha256: str
+    max_length: int
+    dtype: str
+    device: str
+    text_sha256: str
+
+
+class EmbeddingCache:
+    """A process-wide LRU of unit-length embeddings; `computed` and `reused` count texts over its life."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity or int(os.environ.get("DRIFTBOARD_EMBEDDING_CACHE_SIZE", _DEFAULT_CACHED_EMBEDDINGS))
+        self._embeddings: OrderedDict[EmbeddingKey, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.computed = 0
+        self.reused = 0
+
+    def get_many(self, keys: Sequence[EmbeddingKey]) -> dict[EmbeddingKey, np.ndarray]:
+        with self._lock:
+            found = {}
+            for key in keys:
+                if key in self._embeddings:
+                    self._embeddings.move_to_end(key)
+                    found[key] = self._embeddings[key]
+            self.reused += len(found)
+            return found
+
+    def put_many(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        with self._lock:
+            self.computed += len(embeddings)
+            self._embeddings.update(embeddings)
+            while len(self._embeddings) > self.capacity:
+                self._embeddings.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._embeddings.clear()
+
+    def __len__(self) -> int:
+        return len(self._embeddings)
+
+
+EMBEDDING_CACHE = EmbeddingCache()
+
 
 @dataclass(frozen=True)
 class SimilarityScores:
@@ -29,6 +91,9 @@ class SimilarityScores:
     forward_passes: int
     tokens_embedded: int
     seconds: float
+    # Distinct texts embedded by this call, and those found in the cache.
+    texts_embedded: int = 0
+    texts_reused: int = 0
 
     @property
     def mean(self) -> float:
@@ -43,25 +108,29 @@ def score_similarity(
     max_length: int | None = None,
     token_budget: int | None = None,
     progress: ProgressCallback | None = None,
+    cache: EmbeddingCache | None = EMBEDDING_CACHE,
 ) -> SimilarityScores:
     """Per-sample cosine similarity (float64) of `texts[i]` and `references[i]`.
 
-    Texts longer than the model's context (or `max_length`) are truncated.
+    Texts longer than the model's context (or `max_length`) are truncated. Embeddings `cache` holds
+    are reused and those computed are put there (None: every text is embedded).
     """
     started = time.perf_counter()
     _require_embedding_model(lm)
     _require_references(references)
     n_samples = len(texts)
-    owners = np.tile(np.arange(n_samples), 2)
-    tracker = SampleProgress(np.bincount(owners, minlength=n_samples), progress)
     embedder = _Embedder(lm, max_length, token_budget)
-    embeddings = embedder.embed([*texts, *references], owners, tracker)
+    embeddings, reused = embedder.embed_cached(
+        [*texts, *references], np.tile(np.arange(n_samples), 2), n_samples, progress, cache
+    )
     similarity = np.einsum("nd,nd->n", embeddings[:n_samples].astype(np.float64), embeddings[n_samples:])
     return SimilarityScores(
         similarity=similarity,
         forward_passes=embedder.forward_passes,
         tokens_embedded=embedder.tokens_embedded,
         seconds=time.perf_counter() - started,
+        texts_embedded=embedder.texts_embedded,
+        texts_reused=reused,
     )
 
 
@@ -100,6 +169,47 @@ class _Embedder:
         self.token_budget = token_budget or lm.token_budget or default_token_budget(lm.device)
         self.forward_passes = 0
         self.tokens_embedded = 0
+        self.texts_embedded = 0
+
+    def embed_cached(
+        self,
+        texts: Sequence[str],
+        owners: np.ndarray,
+        n_samples: int,
+        progress: ProgressCallback | None,
+        cache: EmbeddingCache | None,
+    ) -> tuple[np.ndarray, int]:
+        """Embeddings of `texts` (each owned by a sample, for progress), each distinct text embedded once
+        and only when `cache` lacks it; returns them with the number of distinct texts found cached."""
+        keys = [self._key(text) for text in texts]
+        first = {}
+        for index, key in enumerate(keys):
+            first.setdefault(key, index)
+        found = cache.get_many(list(first)) if cache is not None else {}
+        missing = [key for key in first if key not in found]
+        missing_owners = np.array([owners[first[key]] for key in missing], dtype=np.int64)
+        tracker = SampleProgress(np.bincount(missing_owners, minlength=n_samples), progress)
+        if missing:
+            computed = self.embed([texts[first[key]] for key in missing], missing_owners, tracker)
+            fresh = dict(zip(missing, computed, strict=True))
+            if cache is not None:
+                cache.put_many(fresh)
+            found.update(fresh)
+        else:
+            tracker.start()
+        embeddings = np.empty((len(texts), self.lm.model.config.hidden_size), dtype=np.float32)
+        for index, key in enumerate(keys):
+            embeddings[index] = found[key]
+        return embeddings, len(first) - len(missing)
+
+    def _key(self, text: str) -> EmbeddingKey:
+        return EmbeddingKey(
+            self.lm.weights_sha256,
+            self.max_length,
+            str(self.lm.dtype).removeprefix("torch."),
+            self.lm.device.type,
+            hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        )
 
     def embed(self, texts: Sequence[str], owners: np.ndarray, tracker: SampleProgress) -> np.ndarray:
         encoded = self.lm.tokenizer(
@@ -118,6 +228,7 @@ class _Embedder:
             embeddings[indices] = pooled
             self.forward_passes += 1
             self.tokens_embedded += int(inputs["attention_mask"].sum())
+            self.texts_embedded += len(indices)
             tracker.finish_parts(owners[indices])
         return embeddings
 

@@ -407,7 +407,8 @@ class ModelCache:
     Keyed by weights sha256 together with base folder, kind and device. Adapters are merged into
     a copy of their base, which stays loaded on its own: scoring ten adapters of one base reads
     the base from disk once. Capacity (of each: models, bases) comes from
-    $DRIFTBOARD_MODEL_CACHE_SIZE (default 2: a candidate and its baseline).
+    $DRIFTBOARD_MODEL_CACHE_SIZE (default 2: a candidate and its baseline), counted per kind: an
+    answer family's embedder stays loaded beside them, never evicting a causal LM nor evicted by one.
     """
 
     def __init__(self, capacity: int | None = None) -> None:
@@ -441,7 +442,7 @@ class ModelCache:
             else:
                 loaded = self._load(weights, kind=kind, base_dir=base_dir, device=device, weights_sha256=sha256)
             self._models[key] = loaded
-            self._evict(self._models)
+            self._evict(self._models, kind)
             return loaded
 
     def clear(self) -> None:
@@ -459,19 +460,19 @@ class ModelCache:
             self._bases.move_to_end(key)
         else:
             self._bases[key] = self._load(folder, kind=kind, base_dir=None, device=device, weights_sha256=None)
-            self._evict(self._bases)
+            self._evict(self._bases, kind)
         return self._bases[key]
 
     def _load(self, weights: Path, **options) -> LoadedModel:
         self.loads_from_disk += 1
         return load_model(weights, **options)
 
-    def _evict(self, models: OrderedDict) -> None:
-        evicted = False
-        while len(models) > self.capacity:
-            models.popitem(last=False)
-            evicted = True
-        if evicted:
+    def _evict(self, models: OrderedDict, kind: str) -> None:
+        """Drop the least recently used models of `kind` beyond the capacity (a key's kind is its next to last part)."""
+        same_kind = [key for key in models if key[-2] == kind]
+        for key in same_kind[: max(0, len(same_kind) - self.capacity)]:
+            del models[key]
+        if len(same_kind) > self.capacity:
             self._release_gpu_memory()
 
     @staticmethod
