@@ -8,3 +8,5 @@ register = template.Library()
 
 register.filter("p_value", formatting.p_value)
 register.filter("percent", formatting.percent)
+register.filter("percent_points", formatting.percent_points)
+register.filter("number", formatting.number)

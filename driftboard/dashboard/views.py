@@ -49,20 +49,49 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=2000, strip=True)
 
 
+def _limit_in_percent(metric: str) -> bool:
+    """Whether a relative limit on `metric` reads in percent (2 %), as the pages word it, rather than in
+    the metric's own units (a metric whose deltas are absolute)."""
+    spec = METRICS.get(metric)
+    return spec is None or not spec.absolute
+
+
 class BacktestForm(forms.Form):
+    """A draft of a threshold, its limit in the units the page words it in: a relative limit in percent (2
+    for "2 %"), or in the metric's units when its deltas are absolute; a band in σ; a floor in units."""
+
     rule = forms.ChoiceField(choices=Threshold.Rule.choices)
     limit = forms.FloatField()
     severity = forms.ChoiceField(choices=Threshold.Severity.choices)
+
+    def __init__(self, *args, threshold: Threshold, **kwargs) -> None:
+        self.in_percent = _limit_in_percent(threshold.metric)
+        initial = {"rule": threshold.rule, "limit": self.shown_limit(threshold.rule, threshold.limit)}
+        super().__init__(*args, initial=initial | {"severity": threshold.severity}, **kwargs)
+
+    def shown_limit(self, rule: str, limit: float) -> float:
+        """A stored limit in the form's units (0.02 → 2 for a relative limit in percent)."""
+        percent = rule == Threshold.Rule.RELATIVE and self.in_percent
+        return float(f"{100 * limit:.12g}") if percent else limit
+
+    @property
+    def units(self) -> str:
+        relative = "in % (2 = 2 %)" if self.in_percent else "in the metric's units"
+        return f"relative rule: {relative}; band: in σ; floor or ceiling: in the metric's units"
 
     def draft_of(self, threshold: Threshold) -> Threshold:
         """An unsaved copy of the record with the drafted fields; never written."""
         draft = copy.copy(threshold)
         for name, value in self.cleaned_data.items():
             setattr(draft, name, value)
+        if draft.rule == Threshold.Rule.RELATIVE and self.in_percent:
+            draft.limit = self.cleaned_data["limit"] / 100
         try:
             draft.clean()
         except ValidationError as exc:
             for name, errors in exc.message_dict.items():
+                if name == "limit" and draft.rule == Threshold.Rule.RELATIVE and self.in_percent:
+                    errors = ["A relative limit is a percentage from 0 up to 100 (2 = 2 %)."]
                 self.add_error(name if name in self.fields else None, errors)
         return draft
 
@@ -982,9 +1011,8 @@ def threshold_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _backtest(request: HttpRequest, threshold: Threshold) -> tuple[BacktestForm, dict | None]:
     """The what-if runs on GET: it only reads, and the drafted values stay in a shareable URL."""
     if "limit" not in request.GET:
-        initial = {"rule": threshold.rule, "limit": threshold.limit, "severity": threshold.severity}
-        return BacktestForm(initial=initial), None
-    form = BacktestForm(request.GET)
+        return BacktestForm(threshold=threshold), None
+    form = BacktestForm(request.GET, threshold=threshold)
     if not form.is_valid():
         return form, None
     draft = form.draft_of(threshold)

@@ -42,11 +42,16 @@ def experiment_list() -> QuerySet[Experiment]:
     ).order_by("-created_at", "-id")
 
 
+# A pace is given once the timed runs span this long: two runs two minutes apart are no "720 runs per day".
+MIN_RATE_SPAN = datetime.timedelta(hours=1)
+
+
 def runs_per_day_rate(
     *, timed_runs: int, first: datetime.datetime | None, last: datetime.datetime | None
 ) -> float | None:
-    """Runs per day from the gaps between timestamped runs; None until two of them are apart in time."""
-    if timed_runs < 2 or first is None or last is None or last <= first:
+    """Runs per day from the gaps between timestamped runs; None until they span an hour (MIN_RATE_SPAN),
+    never extrapolated from a few minutes."""
+    if timed_runs < 2 or first is None or last is None or last - first < MIN_RATE_SPAN:
         return None
     return (timed_runs - 1) / ((last - first).total_seconds() / SECONDS_PER_DAY)
 

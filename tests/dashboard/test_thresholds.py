@@ -30,7 +30,7 @@ def test_it_links_staff_to_the_admin_editor(board, staff_page_client, reader_cli
 
 def test_it_backtests_a_draft_without_saving_it(board, reader_client):
     url = reverse("threshold-detail", args=[board.threshold.pk])
-    response = reader_client.get(url, {"rule": "relative", "limit": "0.5", "severity": "block"})
+    response = reader_client.get(url, {"rule": "relative", "limit": "50", "severity": "block"})  # 50 %
     backtest = response.context["backtest"]
     verdicts = board.threshold.driftverdict_set.filter(metric="bits_per_byte")
     assert backtest["total"] == verdicts.count()
@@ -44,7 +44,7 @@ def test_it_backtests_a_draft_without_saving_it(board, reader_client):
 def test_it_rejects_an_invalid_draft(board, reader_client):
     response = reader_client.get(
         reverse("threshold-detail", args=[board.threshold.pk]),
-        {"rule": "relative", "limit": "1.5", "severity": "block"},
+        {"rule": "relative", "limit": "150", "severity": "block"},
     )
     assert response.context["backtest"] is None
     assert "limit" in response.context["form"].errors

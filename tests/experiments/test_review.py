@@ -133,17 +133,17 @@ def test_it_lists_runs_over_their_time_budget(experiment, train_log):
 
 
 def test_it_measures_the_pace_of_runs(experiment):
-    start = datetime.datetime(2025, 3, 5, 23, 0, tzinfo=datetime.UTC)
+    start = datetime.datetime(2025, 3, 5, 21, 0, tzinfo=datetime.UTC)
     for i in range(10):
         experiment_run_record(
             experiment=experiment,
             commit=f"{i:07x}",
             status="discard",
             objective_value=1.0,
-            finished_at=minutes_after(start, 6 * i),
+            finished_at=minutes_after(start, 12 * i),
         )
     summary = selectors.experiment_summary(selectors.experiment_list().get(pk=experiment.pk))
-    assert summary["runs_per_day"] == pytest.approx(24 * 60 / 6)  # one run every 6 minutes
+    assert summary["runs_per_day"] == pytest.approx(24 * 60 / 12)  # one run every 12 minutes, over 108
     per_day = review_of(experiment).per_day
     assert [(d.day.isoformat(), d.runs) for d in per_day] == [("2025-03-05", 10)]
 
