@@ -11,7 +11,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from driftboard.queue_names import Queue
 from evals import label_selectors
-from evals.models import MetricSnapshot
+from evals.models import GoldenSample, MetricSnapshot
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import GenerationSettings, generate
 from evals.scoring.loading import load_model
@@ -19,6 +19,7 @@ from evals.scoring.scorers.judge_score import judge_options
 from evals.services import artifact_evaluate, dataset_import
 from evals.services.labels import judge_trust
 from evals.services.pipeline import family_create
+from tests.conftest import wait_for
 from tests.factories import UserFactory
 from tests.judges.conftest import trusted
 from tests.judges.test_judge_preference_verdicts import GENERATION, prefer_the_reference
@@ -144,14 +145,32 @@ def test_the_calibration_settings_are_checked_like_the_others(given, message):
     judge_options({"min_kappa": 0.6, "min_labels": 50, "pass_rating": 8}, resolve=False)
 
 
+def judge_verdicts(artifact) -> dict[str, str]:
+    """The judge's combined verdict on each of the artifact's items (its judge_preference per sample), by
+    golden sample id, in the labels' vocabulary."""
+    snapshot = MetricSnapshot.objects.get(artifact=artifact, metric="judge_preference")
+    positions, numerators, denominators = snapshot.arrays()
+    ids = dict(GoldenSample.objects.filter(dataset=snapshot.dataset).values_list("position", "sample_id"))
+    return {
+        ids[int(position)]: "candidate" if value > 0 else "baseline" if value < 0 else "tie"
+        for position, value, judged in zip(positions, numerators, denominators, strict=True)
+        if judged
+    }
+
+
+# Prompts whose reference no model says: the judge finds neither answer right and calls them a tie.
+UNANSWERABLE = 3
+
+
 @pytest.mark.worker
-def test_on_real_workers_an_unlabelled_judge_holds_a_drifted_model_at_amber(
+def test_on_real_workers_an_unlabelled_judge_holds_a_drifted_model_at_amber_and_agreeing_labels_turn_it_red(
     celery_worker_factory, api_client, transactional_db, demo_build, demo_imports, judge_server
 ):
     rows = [json.loads(line) for line in demo_build.golden.read_text().splitlines()]
-    prompted = [row for row in rows if row.get("prompt")][:12]
+    prompted = [row for row in rows if row.get("prompt")][: 12 + UNANSWERABLE]
     base = load_model(demo_build.base, kind="causal-lm")
     references = generate(base, [row["prompt"] for row in prompted], GenerationSettings(**GENERATION)).texts
+    references[-UNANSWERABLE:] = ["(no model says this)"] * UNANSWERABLE
     lines = [
         json.dumps({"id": row["id"], "prompt": row["prompt"], "reference": answer})
         for row, answer in zip(prompted, references, strict=True)
@@ -175,3 +194,23 @@ def test_on_real_workers_an_unlabelled_judge_holds_a_drifted_model_at_amber(
     verdict = drifted.verdicts.get(metric="judge_preference")
     assert (verdict.outcome, drifted.status) == ("amber", "held"), verdict.reasons
     assert verdict.ci_high < -0.2 and any("judge uncalibrated: no labels yet" in r for r in verdict.reasons)
+
+    # A reviewer labels every item as the judge saw it, through the API; each label refreshes the
+    # artifact on the publish queue, and once the judge is calibrated its verdict is red.
+    verdicts = judge_verdicts(drifted)
+    assert len(verdicts) >= 5 and set(verdicts.values()) >= {"baseline", "tie"}
+    reviewer = client_of(reviewer_named("ann"))
+    for sample, value in verdicts.items():
+        body = {"artifact": drifted.pk, "sample": sample, "kind": "pairwise", "value": value}
+        assert reviewer.post("/api/v1/labels/", body, format="json").status_code == 201
+
+    def halted():
+        drifted.refresh_from_db()
+        return drifted.status == "halted"
+
+    wait_for(halted, timeout=120, message="the labels to turn the drifted model red")
+    verdict = drifted.verdicts.get(metric="judge_preference")
+    assert (verdict.outcome, drifted.drift_flag) == ("red", "red"), verdict.reasons
+    assert not any("uncalibrated" in reason for reason in verdict.reasons)
+    (judge,) = reviewer.get(f"/api/v1/families/{family.slug}/judges/").json()["judges"]
+    assert judge["calibrated"] and judge["n"] == len(verdicts) and judge["agreement"] == 1.0
