@@ -39,6 +39,7 @@ from evals.services.thresholds import threshold_save
 from registry.models import Artifact
 from tests.conftest import wait_for
 from tests.factories import ArtifactFactory, DatasetFactory
+from tests.generation.test_cli_generate import evaluate
 from tests.generation.test_conversations import answered_alone
 from tests.judges.conftest import ok, trusted
 from tests.judges.test_judge_preference_verdicts import facts_of, judged, scored
@@ -474,3 +475,71 @@ def test_on_real_workers_a_drifted_models_conversations_are_judged_and_halt_it(
         fields |= {"ref_answer_1": refs[0], "ref_answer_2": refs[1]}
         assert two_turn_request(MT_BENCH_SINGLE_SYSTEM, MT_BENCH_SINGLE, **fields) in sent
     assert Judgement.objects.count() == judge_server.calls
+
+
+# `manage.py evaluate --generate` on a golden file with turns
+
+
+def test_the_cli_answers_conversations_turn_by_turn_reports_each_turn_and_judges_them_whole(
+    judge_server, demo_build, tmp_path
+):
+    folder = with_chat_template(demo_build.drifted, tmp_path / "chat-drifted")
+    lm = load_model(folder, kind=CAUSAL_LM, device="cpu")
+    texts = [json.loads(line)["text"] for line in demo_build.golden.read_text().splitlines()]
+    words = [text.split() for text in texts if len(text.split()) >= 12][:3]
+    conversations = [
+        [{"role": "user", "content": " ".join(w[:6])}, {"role": "user", "content": " ".join(w[6:12])}] for w in words
+    ]
+    own = [
+        [a.text for a in answers]
+        for answers in answer_conversations(lm, conversations, InMemoryGenerationStore(), SETTINGS).answers
+    ]
+    # The first conversation's first turn is answered right (its reference is the model's own answer),
+    # its second turn wrong; the others have a reference on their second turn only, which they miss.
+    rows = [
+        {
+            "id": "talk0",
+            "turns": [{**conversations[0][0], "reference": own[0][0]}, {**conversations[0][1], "reference": "no"}],
+        },
+        *[
+            {"id": f"talk{i}", "turns": [conversations[i][0], {**conversations[i][1], "reference": "no"}]}
+            for i in (1, 2)
+        ],
+        {"id": "prompt", "prompt": " ".join(words[0][:6]), "reference": "no"},
+    ]
+    golden = tmp_path / "talks.jsonl"
+    golden.write_text("\n".join(json.dumps(row) for row in rows))
+    judge_server.replier = last_turn_judge
+
+    result = evaluate(
+        "--weights",
+        str(folder),
+        "--subset",
+        str(golden),
+        "--generate",
+        "--max-new-tokens",
+        "8",
+        "--json",
+        "--judge-url",
+        judge_server.url,
+        "--judge-model",
+        "judge-test",
+        "--judge-cache",
+        str(tmp_path / "j.sqlite3"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [g.get("turns") for g in report["generations"]] == [*own, None]
+    assert [g["text"] for g in report["generations"][:3]] == [answers[-1] for answers in own]
+    assert report["samples"] == 4
+    # exact_match: each conversation the mean of its turns that have a reference, then the prompt.
+    assert report["metrics"]["exact_match"] == pytest.approx((0.5 + 0.0 + 0.0 + 0.0) / 4)
+    assert report["per_turn"]["1"]["exact_match"] == 1.0 and report["per_turn"]["1"]["conversations"] == 3
+    assert report["per_turn"]["2"]["exact_match"] == 0.0 and report["per_turn"]["2"]["conversations"] == 3
+    assert report["judge_calls"] == 4 == judge_server.calls
+    first = rows[0]["turns"]
+    fields = {"question_1": first[0]["content"], "question_2": first[1]["content"], "answer_1": own[0][0]}
+    fields |= {"answer_2": own[0][1], "ref_answer_1": own[0][0], "ref_answer_2": "no"}
+    assert two_turn_request(MT_BENCH_SINGLE_SYSTEM, MT_BENCH_SINGLE, **fields) in sent_messages(judge_server)
+    assert report["metrics"]["judge_score"] == 2.0

@@ -4,13 +4,17 @@ Runs without any server: the scoring engine, the golden file and, with --baselin
 comparison. Progress goes to stderr; stdout gets a table, or exactly one JSON object with --json.
 With --generate the model answers each sample's prompt (or chat messages) once and the answer
 scorers (--scorers, default answer-checks and, with --embedder, answer-similarity; their options by
---scorer-options) check the answers through the same engine as the workers.
+--scorer-options) check the answers through the same engine as the workers. A conversation (a sample
+with `turns`) is answered turn by turn after the model's own earlier answers; its value is the mean of
+its turns' (--turns last|min), `per_turn` gives each turn's metrics over the conversations, and a
+judge reads the whole conversation.
 """
 
 import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +28,21 @@ from evals.management.commands._judging import (
     judging_asked,
     merge_judge_report,
 )
-from evals.scoring import drift
-from evals.scoring.cache import InMemoryResultStore, ScoredSamples, ScoringConfig, fingerprint, score_samples
+from evals.scoring import conversations, drift
+from evals.scoring.cache import (
+    InMemoryResultStore,
+    ScoredSamples,
+    ScoringConfig,
+    fingerprint,
+    has_field,
+    score_samples,
+)
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import (
     ENGINE_VERSION,
     GenerationSettings,
     InMemoryGenerationStore,
     chat_template_sha256,
-    generate_cached,
-    messages_of,
 )
 from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, load_model
@@ -71,6 +80,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--show", type=int, default=0, help="with --generate: print N prompt / answer / reference")
         parser.add_argument(
+            "--turns",
+            choices=conversations.TURN_AGGREGATES,
+            default="mean",
+            help="with --generate: how a conversation's turns make its value (default mean)",
+        )
+        parser.add_argument(
             "--scorers",
             nargs="+",
             default=None,
@@ -107,9 +122,9 @@ class Command(BaseCommand):
             self.print_table(report)
 
     def handle_generation(self, samples: list[dict], base_dir: Path | None, options: dict) -> None:
-        asked = [sample for sample in samples if sample.get("prompt") or sample.get("messages")]
+        asked = [sample for sample in samples if any(sample.get(name) for name in ("prompt", "messages", "turns"))]
         if not asked:
-            raise CommandError(f"{options['subset']}: --generate needs samples with a prompt or messages")
+            raise CommandError(f"{options['subset']}: --generate needs samples with a prompt, messages or turns")
         try:
             run = GenerationRun(asked, options)
         except ScoringError as exc:
@@ -120,7 +135,7 @@ class Command(BaseCommand):
             baseline = self.generate(run, options["baseline"], base_dir, options["device"], "baseline")
             report["comparison"] = self.compare(candidate, baseline, asked)
             report["baseline_generations"] = [
-                {"id": s["id"], "text": text} for s, text in zip(asked, baseline[2].answers, strict=True)
+                _generation(s, text) for s, text in zip(asked, baseline[2].answers, strict=True)
             ]
         if judging_asked(options):
             baseline_answers = baseline[2].answers if options["baseline"] else None
@@ -139,21 +154,35 @@ class Command(BaseCommand):
             raise CommandError(f"{weights}: {exc}") from exc
 
     def generation_report(self, run: "GenerationRun", lm, _config, scores: "AnswerScores") -> dict:
-        return {
+        report = {
             **self.metric_tables(scores, run.samples),
             "samples": len(run.samples),
             "tokens_per_second": scores.tokens / scores.seconds if scores.seconds and scores.tokens else None,
             "forward_passes": scores.forward_passes,
             "fingerprint": run.fingerprint(lm),
-            "generations": [{"id": s["id"], "text": text} for s, text in zip(run.samples, scores.answers, strict=True)],
+            "generations": [_generation(s, text) for s, text in zip(run.samples, scores.answers, strict=True)],
         }
+        per_turn = run.per_turn(lm, scores)
+        if per_turn:
+            report["per_turn"] = {
+                str(number): {**self.metric_tables(scored, asked)["metrics"], "conversations": len(asked)}
+                for number, (asked, scored) in per_turn.items()
+            }
+        return report
 
     def print_answers(self, samples: list[dict], report: dict, count: int) -> None:
         for sample, answer in list(zip(samples, report["generations"], strict=True))[:count]:
             self.stdout.write(f"\n[{sample['id']}]")
+            if answer.get("turns") is not None:
+                users = conversations.user_turns(sample[conversations.TURNS])
+                for number, (turn, said) in enumerate(zip(users, answer["turns"], strict=True), start=1):
+                    self.stdout.write(f"  turn {number}:    {_shown(turn['content'])}")
+                    self.stdout.write(f"  answer:    {_shown(said)}")
+                    self.stdout.write(f"  reference: {_shown(turn.get('reference') or '')}")
+                continue
             self.stdout.write(f"  prompt:    {_shown(_asked_text(sample))}")
             self.stdout.write(f"  answer:    {_shown(answer['text'])}")
-            self.stdout.write(f"  reference: {_shown(sample['reference'])}")
+            self.stdout.write(f"  reference: {_shown(sample.get('reference') or '')}")
 
     def read_samples(self, path: Path, limit: int | None, prompts: bool = False) -> list[dict]:
         try:
@@ -281,6 +310,9 @@ class Command(BaseCommand):
         for category, values in report["per_category"].items():
             cells = "  ".join(f"{k}={v:.4g}" for k, v in values.items())
             self.stdout.write(f"  [{category}] {cells}")
+        for number, values in report.get("per_turn", {}).items():
+            cells = "  ".join(f"{k}={v:.4g}" for k, v in values.items() if v is not None)
+            self.stdout.write(f"  [turn {number}] {cells}")
         for name, c in report.get("comparison", {}).items():
             if name == "judge_preference":
                 self.stdout.write(
@@ -307,10 +339,13 @@ class AnswerScores:
     """The answer scorers' results (the engine's `ScoredSamples`) with the answers themselves."""
 
     scored: ScoredSamples
-    answers: list[str]
+    # A prompt's answer, or a conversation's answers turn by turn.
+    answers: list[str | list[str]]
     forward_passes: int
     tokens: int
     seconds: float
+    # Where the answers are kept (each turn of a conversation under the messages asking it).
+    store: InMemoryGenerationStore | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -327,6 +362,7 @@ class GenerationRun:
     def __init__(self, samples: list[dict], options: dict) -> None:
         self.samples = samples
         self.settings = GenerationSettings(max_new_tokens=options["max_new_tokens"], stop=tuple(options["stop"]))
+        self.turns = options["turns"]
         embedder = options["embedder"] or os.environ.get(EMBEDDER_ENV)
         self.embedder = str(embedder) if embedder else None
         self.scorers = options["scorers"] or ["answer-checks", *(["answer-similarity"] if self.embedder else [])]
@@ -341,7 +377,7 @@ class GenerationRun:
         """A sample without a field a chosen scorer needs (a reference, say) is refused, naming it."""
         for scorer in scorers:
             for field in scorer.fields:
-                lacking = [s["id"] for s in self.samples if not any(s.get(name) for name in field.split("|"))]
+                lacking = [s["id"] for s in self.samples if not any(has_field(s, name) for name in field.split("|"))]
                 if lacking:
                     raise ScoringError(
                         f"{len(lacking)} samples have no {field}, which the {scorer.name} scorer reads: {lacking[:5]}"
@@ -349,21 +385,41 @@ class GenerationRun:
 
     def score(self, lm, label: str) -> AnswerScores:
         store = InMemoryGenerationStore()
-        prompts = [messages_of(sample) for sample in self.samples]
-        with tqdm(total=len(prompts), desc=label, unit="sample", file=sys.stderr) as bar:
-            generated = generate_cached(
-                lm, prompts, store, self.settings, progress=lambda done: bar.update(done - bar.n)
+        started = time.perf_counter()
+        with tqdm(total=len(self.samples), desc=label, unit="sample", file=sys.stderr) as bar:
+            generated = conversations.answer_samples(
+                lm, self.samples, store, self.settings, progress=lambda done: bar.update(done - bar.n)
             )
-        answers = {"generation": self.settings, "embedder": self.embedder, "store": store}
-        scorers = [scorer.configured(**answers) if scorer.needs.answers else scorer for scorer in self.chosen]
-        scored = score_samples(lm, self.samples, InMemoryResultStore(), ScoringConfig(), scorers=scorers)
-        return AnswerScores(
-            scored,
-            generated.texts,
-            generated.forward_passes + scored.forward_passes,
-            int(generated.tokens.sum()),
-            generated.seconds,
-        )
+        seconds = time.perf_counter() - started
+        scored = score_samples(lm, self.samples, InMemoryResultStore(), ScoringConfig(), scorers=self.configured(store))
+        passes = generated.forward_passes + scored.forward_passes
+        return AnswerScores(scored, generated.texts, passes, generated.tokens, seconds, store)
+
+    def configured(self, store) -> list:
+        """The chosen scorers with this run's generation settings, embedder, turn aggregate and answers."""
+        answers = {"generation": self.settings, "embedder": self.embedder, "store": store, "turns": self.turns}
+        return [scorer.configured(**answers) if scorer.needs.answers else scorer for scorer in self.chosen]
+
+    def per_turn(self, lm, scores: AnswerScores) -> dict[int, tuple[list[dict], ScoredSamples]]:
+        """Each turn number's own samples over the conversations that reach it (the messages asking it,
+        the model's earlier answers included, and the turn's reference), scored on the answers already
+        stored: what every turn is worth, where the conversation's value is their aggregate."""
+        by_turn: dict[int, list[dict]] = {}
+        for sample, said in zip(self.samples, scores.answers, strict=True):
+            if not sample.get(conversations.TURNS):
+                continue
+            asked = conversations.turn_messages(sample[conversations.TURNS], said)
+            for number, (messages, turn) in enumerate(
+                zip(asked, conversations.user_turns(sample[conversations.TURNS]), strict=True), start=1
+            ):
+                by_turn.setdefault(number, []).append(
+                    {"id": sample["id"], "messages": messages, "reference": turn.get("reference"), "category": ""}
+                )
+        scorers = self.configured(scores.store)
+        return {
+            number: (asked, score_samples(lm, asked, InMemoryResultStore(), ScoringConfig(), scorers=scorers))
+            for number, asked in sorted(by_turn.items())
+        }
 
     def fingerprint(self, lm) -> dict:
         facts = {
@@ -395,6 +451,13 @@ def _scorer_options(text: str) -> dict:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise argparse.ArgumentTypeError('an object of objects, e.g. {"flagged-words": {"words": ["damn"]}}')
     return value
+
+
+def _generation(sample: dict, said: str | list[str]) -> dict:
+    """One answer of the report: a prompt's text; a conversation's last answer and every turn's."""
+    if isinstance(said, str):
+        return {"id": sample["id"], "text": said}
+    return {"id": sample["id"], "text": said[-1], "turns": list(said)}
 
 
 def _asked_text(sample: dict) -> str:
