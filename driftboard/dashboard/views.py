@@ -26,6 +26,7 @@ from evals import compare, costs
 from evals import selectors as evals_selectors
 from evals.exports import samples_export_response
 from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.scoring import drift
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import METRICS
 from evals.services import threshold_backtest
@@ -236,8 +237,25 @@ class ComparedRow:
         return evals_selectors.metric_label(self.compared.metric)
 
     @property
+    def relative_undefined(self) -> bool:
+        """Scored alike, but a's value is 0 on a metric whose change is relative: there is no number to
+        give, which is not the "scored differently" of an incomparable pair."""
+        compared = self.compared
+        spec = METRICS.get(compared.metric)
+        if compared.comparison is not None or spec is None or spec.absolute or compared.a.value != 0:
+            return False
+        return drift.fingerprints_comparable(compared.b.fingerprint, compared.a.fingerprint, spec=spec)[0]
+
+    @property
+    def unchanged_at_zero(self) -> bool:
+        """Both versions at 0 (no match at all, say): no change."""
+        return self.relative_undefined and self.compared.b.value == 0
+
+    @property
     def delta_text(self) -> str:
         c = self.compared.comparison
+        if c is None and self.unchanged_at_zero:
+            return "no change (0 = 0)"
         return evals_selectors.change_text(self.compared.metric, c.delta) if c else "—"
 
     @property
