@@ -117,6 +117,7 @@ def pages(board, answers, traffic, judged, experiment) -> dict[str, str]:
         "judges": reverse("family-judges", args=[judged.family.slug]),
         "review queue": reverse("artifact-review", args=[judged.pk]),
         "review with answers": answers.review_url(),
+        "answers explorer": reverse("artifact-answers", args=[answers.candidate.pk]),
         "artifacts": reverse("artifact-list"),
         "thresholds": reverse("threshold-list"),
         "threshold": board.threshold.get_absolute_url(),
