@@ -158,6 +158,8 @@ def test_the_review_page_links_to_the_explorer_on_its_metric(board, page_client)
     link = re.search(r'<a href="([^"]+)" id="answers-explorer-link">', content).group(1).replace("&amp;", "&")
     assert link == explorer_url(board.candidate, dataset=board.dataset.name, metric="answer_similarity")
     assert page_client.get(link).status_code == 200
+    section = content[content.index('<section class="card" id="answers">') :]
+    assert f'href="{link.replace("&", "&amp;")}" id="all-answers-link"' in section[: section.index("</section>")]
 
 
 def test_an_artifact_without_answers_or_an_unknown_metric_is_not_found(board, page_client):
