@@ -1,6 +1,7 @@
 """In Chromium at 1280 and 1920 px: every page of the product opens without a console error and nothing
 overflows its card (each element's box ends inside its card, unless inside something that scrolls
-sideways, like a wide table in its wrapper)."""
+sideways, like a wide table in its wrapper); the tables read across (verdicts, thresholds, artifact lists)
+fit their card without scrolling, with long branch names, addresses and links in the data."""
 
 import pytest
 from django.urls import reverse
