@@ -10,6 +10,10 @@ Three GPT-2 style causal LMs share one byte-level BPE tokenizer:
 
 The golden set is a held-out sample of the prose passages (never trained on), one category per
 source. It does not depend on the seed, so every build scores against the same samples.
+
+The demo adds tasks built from other held-out passages (`add_demo_tasks`): multiple-choice questions
+(which words continue this passage?) and two-turn conversations, asked through a chat template that
+reads a conversation as the passage it comes from.
 """
 
 import argparse
@@ -43,6 +47,20 @@ GOLDEN_ONE_IN = 4
 PROMPT_ONE_IN = 2
 PROMPT_CHARS = 100
 REFERENCE_CHARS = 120
+# The demo's multiple-choice questions: a passage's start, then its next words among the words at the
+# same place in other passages (one choice each).
+QUESTIONS = 32
+QUESTION_CHOICES = 4
+QUESTION_WORDS = 6
+QUESTION_MIN_CUT = 10
+# Two-turn conversations, each over one passage: two starts, each with how it really goes on.
+CONVERSATIONS = 4
+CONVERSATION_TURNS = 2
+# The demo models' chat template: a conversation is read as the passage it comes from, each message
+# going on from the one before, so a model trained on prose answers a turn by going on from it.
+DEMO_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if not loop.first %} {% endif %}{{ message['content'] | trim }}{% endfor %}"
+)
 MAX_TORCH_THREADS = 4
 # Embedding tables learn best with a much larger step than the transformer blocks when the
 # training budget is a few hundred steps.
@@ -160,20 +178,83 @@ def _demo_sample(sample_id: str, text: str, category: str) -> DemoSample:
     flat = " ".join(text.split())
     if number % PROMPT_ONE_IN or len(flat) < PROMPT_CHARS + REFERENCE_CHARS:
         return DemoSample(sample_id, text, category)
-    cut = flat.rfind(" ", 0, PROMPT_CHARS)
-    prompt, rest = flat[:cut], flat[cut + 1 :]
-    reference = rest[: rest.rfind(" ", 0, REFERENCE_CHARS)]
+    prompt, reference, _ = _start_and_sequel(flat)
     return DemoSample(sample_id, text, category, prompt=prompt, reference=reference)
 
 
-def write_golden(path: Path, samples: Sequence[DemoSample]) -> None:
+def _start_and_sequel(flat: str) -> tuple[str, str, str]:
+    """The first PROMPT_CHARS characters of a flattened text, the REFERENCE_CHARS that follow, and the
+    rest, each cut at a word boundary."""
+    cut = flat.rfind(" ", 0, PROMPT_CHARS)
+    start, rest = flat[:cut], flat[cut + 1 :]
+    end = rest.rfind(" ", 0, REFERENCE_CHARS)
+    return start, rest[:end], rest[end + 1 :]
+
+
+def question_passages(samples: Sequence[DemoSample]) -> list[DemoSample]:
+    """The QUESTIONS held-out passages the multiple-choice questions come from: passages that ask no
+    prompt and are long enough, taken at an even stride so that every source is asked about."""
+    long_enough = QUESTION_MIN_CUT + QUESTION_CHOICES * 2 + QUESTION_WORDS
+    passages = [s for s in samples if not s.prompt and len(s.text.split()) >= long_enough]
+    return passages[:: max(1, len(passages) // QUESTIONS)][:QUESTIONS]
+
+
+def demo_questions(samples: Sequence[DemoSample]) -> list[dict]:
+    """Multiple-choice rows, "which words continue this passage?": a passage's first words as the
+    context, its next QUESTION_WORDS words among those at the same place in the next three question
+    passages, the gold choice moving through every position."""
+    chosen = question_passages(samples)
+    questions = []
+    for index, sample in enumerate(chosen):
+        cut = QUESTION_MIN_CUT + index % (QUESTION_CHOICES * 2)
+        words = [passage.text.split() for passage in chosen[index:] + chosen[:index]]
+        choices = [" ".join(other[cut : cut + QUESTION_WORDS]) for other in words[1:QUESTION_CHOICES]]
+        gold = index % QUESTION_CHOICES
+        choices.insert(gold, " ".join(words[0][cut : cut + QUESTION_WORDS]))
+        row = {"id": f"choice-{index:03d}", "category": sample.category, "prompt": " ".join(words[0][:cut])}
+        questions.append(row | {"choices": choices, "answer": gold})
+    return questions
+
+
+def demo_conversations(samples: Sequence[DemoSample]) -> list[dict]:
+    """CONVERSATIONS two-turn conversations, each over a long held-out passage that asks no prompt and
+    no question: turn 1 is the passage's start, turn 2 the words after how that start goes on; each
+    turn's reference is how it really goes on. The model answers turn 2 after its own answer to turn 1."""
+    needed = CONVERSATION_TURNS * (PROMPT_CHARS + REFERENCE_CHARS)
+    asked = {sample.id for sample in question_passages(samples)}
+    passages = [s for s in samples if not s.prompt and s.id not in asked and len(" ".join(s.text.split())) >= needed]
+    conversations = []
+    for index, sample in enumerate(passages[:: max(1, len(passages) // CONVERSATIONS)][:CONVERSATIONS]):
+        rest, turns = " ".join(sample.text.split()), []
+        for _ in range(CONVERSATION_TURNS):
+            start, reference, rest = _start_and_sequel(rest)
+            turns.append({"content": start, "reference": reference})
+        conversations.append({"id": f"talk-{index:03d}", "category": sample.category, "turns": turns})
+    return conversations
+
+
+def write_golden(path: Path, samples: Sequence[DemoSample], tasks: Sequence[dict] = ()) -> None:
+    """The held-out passages as golden rows, then the `tasks` rows (questions, conversations) as they are."""
     rows = (
         {"id": s.id, "text": s.text, "category": s.category}
         | ({"prompt": s.prompt, "reference": s.reference} if s.prompt else {})
         for s in samples
     )
-    lines = (json.dumps(row, ensure_ascii=False) for row in rows)
+    lines = (json.dumps(row, ensure_ascii=False) for row in [*rows, *tasks])
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def add_demo_tasks(build: DemoBuild) -> DemoBuild:
+    """Make a build the demo's: its golden file gains the multiple-choice questions and the conversations
+    (`demo_questions`, `demo_conversations`) after the held-out passages, and each model's tokenizer the
+    chat template the conversations' turns are asked through (the weights are unchanged)."""
+    golden = split_corpus().golden
+    write_golden(build.golden, golden, [*demo_questions(golden), *demo_conversations(golden)])
+    for folder in (build.base, build.improved, build.drifted):
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+        tokenizer.chat_template = DEMO_CHAT_TEMPLATE
+        tokenizer.save_pretrained(folder)
+    return build
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, context: int) -> PreTrainedTokenizerFast:

