@@ -5,7 +5,9 @@ a text; blank answers made visible; judge replies reachable even where the basel
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from driftboard.dashboard import views
@@ -124,7 +126,9 @@ def test_a_blank_text_filters_nothing_and_both_filters_combine(board, page_clien
     expected = [s for s in regressed_first() if int(s[1:]) % 2 == 0]
     assert shown_ids(page_client.get(explorer_url(board.candidate), both)) == expected
     assert api_ids(api_client, board.candidate, **both) == expected
-    assert page_client.get(explorer_url(board.candidate), {"category": "policy", "text": "lyon"}).context["answers"] == []
+    assert (
+        page_client.get(explorer_url(board.candidate), {"category": "policy", "text": "lyon"}).context["answers"] == []
+    )
 
 
 def test_the_api_documents_its_filters(board, api_client):
@@ -242,3 +246,14 @@ def test_a_baselines_values_are_not_shown_when_it_has_none(judged_alone, page_cl
     content = page_client.get(explorer_url(candidate, metric="judge_score")).content.decode()
     assert 'data-side="baseline"' not in content and 'data-value="change"' not in content
     assert MetricSnapshot.objects.filter(metric="judge_score").count() == 1
+
+
+def test_it_runs_the_same_queries_for_a_short_and_a_long_page(board, page_client, monkeypatch):
+    counts = []
+    for size in (2, 12):
+        monkeypatch.setattr(views, "ANSWERS_PER_PAGE", size)
+        with CaptureQueriesContext(connection) as context:
+            response = page_client.get(explorer_url(board.candidate), {"category": "policy", "text": "case"})
+        assert len(response.context["answers"]) == min(size, 6)
+        counts.append(len(context.captured_queries))
+    assert counts[0] == counts[1]
