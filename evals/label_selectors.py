@@ -112,10 +112,16 @@ def review_source(artifact: Artifact) -> ReviewSource | None:
     chosen = next((s for s in newest if _judge_mode(s) == "pairwise"), None) or next(
         (s for s in newest if _judge_mode(s) is None), newest[0]
     )
+    # A conversation is judged whole, on answers to turns a label could not name: it is not labelled.
+    conversations = set(
+        GoldenSample.objects.filter(dataset_id=chosen.dataset_id, turns__isnull=False).values_list(
+            "position", flat=True
+        )
+    )
     return ReviewSource(
         artifact=artifact,
         dataset_id=chosen.dataset_id,
-        positions=tuple(sorted(int(p) for p in chosen.arrays()[0])),
+        positions=tuple(sorted(int(p) for p in chosen.arrays()[0] if int(p) not in conversations)),
         candidate=_keys_of(chosen),
         baseline=_baseline_keys(chosen),
     )
@@ -169,7 +175,10 @@ def _answers(keys: AnswerKeys | None, hashes: set[str]) -> dict[str, Answer]:
 
 def review_items(source: ReviewSource, positions: list[int]) -> list[ReviewItem]:
     """The samples at `positions` with both models' stored answers (three queries)."""
-    samples = {s.position: s for s in GoldenSample.objects.filter(dataset_id=source.dataset_id, position__in=positions)}
+    samples = {
+        s.position: s
+        for s in GoldenSample.objects.filter(dataset_id=source.dataset_id, position__in=positions, turns__isnull=True)
+    }
     hashes = {position: sample_prompt_sha256(sample) for position, sample in samples.items()}
     mine, theirs = _answers(source.candidate, set(hashes.values())), _answers(source.baseline, set(hashes.values()))
     return [

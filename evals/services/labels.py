@@ -56,6 +56,11 @@ def _checked(given: LabelInput) -> tuple[GoldenSample, dict]:
     if source is None:
         raise LabelRefused("artifact", f"v{given.artifact.version} has no generated answers to label.")
     sample = GoldenSample.objects.filter(dataset_id=source.dataset_id, sample_id=given.sample).first()
+    if sample is not None and sample.turns is not None:
+        raise LabelRefused(
+            "sample",
+            f"sample {given.sample!r} is a conversation: its judges read it whole, and labels are given on single answers.",
+        )
     items = label_selectors.review_items(source, [sample.position]) if sample else []
     if not items:
         raise LabelRefused("sample", f"v{given.artifact.version} has no stored answer to sample {given.sample!r}.")

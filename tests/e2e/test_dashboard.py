@@ -31,7 +31,8 @@ def pages(board) -> dict[str, tuple[str, int]]:
             + f"?a={board.production.pk}&b={board.candidate('red').pk}",
             3,
         ),
-        "family-compare-picker": (reverse("family-compare", args=[board.family.slug]), 0),
+        # Without a pick it opens on the newest judged candidate against its baseline.
+        "family-compare-picker": (reverse("family-compare", args=[board.family.slug]), 3),
         "admin": (reverse("admin:index"), 0),
         "api-docs": (reverse("api-docs"), 0),
     }
