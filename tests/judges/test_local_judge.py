@@ -2,6 +2,7 @@
 verdict's probability is that of `verdict]]` after the verdict prefix, batched rows equal one row
 alone, pointwise scores are probability-weighted ratings, and judgements are cached by the weights."""
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from evals.scoring.judges import InMemoryJudgementStore, JudgedItem, JudgeSettings, LocalJudge, judge_items
 from evals.scoring.judges.local import _render
-from evals.scoring.judges.templates import RATINGS, pointwise_request
+from evals.scoring.judges.templates import RATINGS, pairwise_request, pointwise_request
 
 ITEMS = [
     JudgedItem(question="def add(a, b):", answer="return a + b", baseline_answer="pass"),
@@ -32,17 +33,19 @@ def test_it_reads_verdict_probabilities_from_the_next_token_distribution(demo_lm
 
 def _alone_logprob(lm, request, verdict: str) -> float:
     """log p(`verdict]]` | prompt) from one unpadded forward pass."""
-    tokenizer = lm.tokenizer
-    prompt = tokenizer(_render(tokenizer, request.messages) + request.verdict_prefix, add_special_tokens=False)[
-        "input_ids"
-    ]
-    continuation = tokenizer(verdict + "]]", add_special_tokens=False)["input_ids"]
+    prompt = _prompt(lm, request)
+    continuation = lm.tokenizer(verdict + "]]", add_special_tokens=False)["input_ids"]
     ids = (prompt + continuation)[-lm.max_length :]
     with torch.inference_mode():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0].float()
     log_softmax = torch.log_softmax(logits, dim=-1)
     start = len(ids) - len(continuation)
     return float(sum(log_softmax[position - 1, ids[position]] for position in range(start, len(ids))))
+
+
+def _prompt(lm, request) -> list[int]:
+    text = _render(lm.tokenizer, request.messages) + request.verdict_prefix
+    return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def test_pointwise_scores_are_probability_weighted_ratings_and_cached(demo_lm):
@@ -64,3 +67,26 @@ def test_pairwise_on_the_local_judge_gives_combined_preferences(demo_lm):
     assert all(
         len(replies) == 2 and all(r in {"[[A]]", "[[B]]", "[[C]]"} for r in replies) for replies in result.replies
     )
+
+
+SHORT = [{"role": "user", "content": "The river flows to the sea. Rate it."}]
+
+
+@pytest.mark.parametrize("messages", ["short", "cut"])
+def test_every_verdict_equals_its_own_unpadded_pass_whether_the_prompt_fits_or_is_cut(demo_lm, messages):
+    """The prompt runs once and its cache serves every verdict, `10]]` (a token more) included; a prompt
+    too long for the context is cut for each verdict as that verdict's own pass would cut it."""
+    answer = " ".join(["flows to the sea"] * 100)
+    requests = [
+        pointwise_request(question="The river", answer=answer, rubric=None, reference="runs"),
+        pairwise_request(question="The river", answer_a=answer, answer_b="the the the", rubric=None, reference=None),
+    ]
+    if messages == "short":
+        requests = [dataclasses.replace(request, messages=SHORT) for request in requests]
+    fits = [len(_prompt(demo_lm, request)) + 3 <= demo_lm.max_length for request in requests]
+    assert fits == ([True, True] if messages == "short" else [False, False])
+    completions = LocalJudge(demo_lm).complete_many(requests)
+    for request, completion in zip(requests, completions, strict=True):
+        alone = [_alone_logprob(demo_lm, request, verdict) for verdict in request.verdicts]
+        expected = torch.softmax(torch.tensor(alone, dtype=torch.float64), dim=0).tolist()
+        assert [completion.probabilities[v] for v in request.verdicts] == pytest.approx(expected, abs=1e-5)

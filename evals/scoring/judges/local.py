@@ -6,6 +6,11 @@ as `role: content` paragraphs for a model without one, followed by the reply's v
 from the model's next-token distributions and normalised over the verdicts, so a two-token
 `10` competes fairly with `1`. The reply is the most probable verdict; a pointwise score is the
 probability-weighted mean rating (`judging` reads `probabilities`).
+
+A prompt runs once for the verdicts whose continuations have the same number of tokens (cut from
+the left to leave them room, as one pass per verdict would cut it): its keys and values are repeated
+for those verdicts, whose continuations are then fed together, each row attending to the prompt and
+its own continuation only — the numbers of one unpadded pass per verdict.
 """
 
 from collections.abc import Sequence
@@ -15,8 +20,6 @@ import torch
 from evals.scoring.judges.protocol import CallFailure, Completion, JudgeRequest, JudgeStats, Messages
 from evals.scoring.loading import LoadedModel
 
-# (prompt, verdict) rows scored per forward pass.
-_ROWS_PER_BATCH = 16
 _CLOSE = "]]"
 
 
@@ -27,16 +30,62 @@ class LocalJudge:
         self.stats = JudgeStats()
 
     def complete_many(self, requests: Sequence[JudgeRequest]) -> list[Completion | CallFailure]:
-        rows = [(index, verdict) for index, request in enumerate(requests) for verdict in request.verdicts]
-        sequences = [self._row_ids(requests[index], verdict) for index, verdict in rows]
-        logprobs: list[float] = []
-        for start in range(0, len(sequences), _ROWS_PER_BATCH):
-            logprobs.extend(self._continuation_logprobs(sequences[start : start + _ROWS_PER_BATCH]))
+        scores: list[dict[str, float]] = []
+        for request in requests:
+            prompt_ids = self._prompt_ids(request)
+            by_length: dict[int, dict[str, list[int]]] = {}
+            for verdict in request.verdicts:
+                continuation = self._continuation_ids(verdict)
+                by_length.setdefault(len(continuation), {})[verdict] = continuation
+            score: dict[str, float] = {}
+            for length, continuations in by_length.items():
+                # Cut from the left to leave room for the continuation, as one pass per verdict would.
+                kept = prompt_ids[-(self.lm.max_length - length) :]
+                score |= self._shared_prompt_logprobs(kept, continuations)
+            scores.append(score)
         self.stats.calls += len(requests)
-        scores: list[dict[str, float]] = [{} for _ in requests]
-        for (index, verdict), logprob in zip(rows, logprobs, strict=True):
-            scores[index][verdict] = logprob
         return [self._completion(request, score) for request, score in zip(requests, scores, strict=True)]
+
+    def _prompt_ids(self, request: JudgeRequest) -> list[int]:
+        text = _render(self.lm.tokenizer, request.messages) + request.verdict_prefix
+        return self.lm.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def _continuation_ids(self, verdict: str) -> list[int]:
+        return self.lm.tokenizer(verdict + _CLOSE, add_special_tokens=False, verbose=False)["input_ids"]
+
+    @torch.inference_mode()
+    def _shared_prompt_logprobs(self, prompt_ids: list[int], continuations: dict[str, list[int]]) -> dict[str, float]:
+        """log p(continuation | prompt) of each verdict, the prompt run once (unpadded, one row)."""
+        device = self.lm.device
+        prompt = self.lm.model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
+        first = torch.log_softmax(prompt.logits[0, -1].float(), dim=-1).cpu()
+        verdicts = list(continuations)
+        longest = max(len(ids) for ids in continuations.values())
+        totals = {verdict: float(first[continuations[verdict][0]]) for verdict in verdicts}
+        if longest == 1:
+            return totals
+        # Each continuation after its first token, right-padded: a row's pads come after every token
+        # it is scored on, so under causal attention they change nothing.
+        pad = self.lm.tokenizer.pad_token_id or 0
+        fed = torch.full((len(verdicts), longest - 1), pad, dtype=torch.long)
+        for row, verdict in enumerate(verdicts):
+            ids = continuations[verdict][:-1]
+            fed[row, : len(ids)] = torch.tensor(ids)
+        cache = prompt.past_key_values
+        cache.batch_repeat_interleave(len(verdicts))
+        start = len(prompt_ids)
+        positions = torch.arange(start, start + longest - 1).expand(len(verdicts), -1)
+        logits = self.lm.model(
+            input_ids=fed.to(device),
+            past_key_values=cache,
+            attention_mask=torch.ones((len(verdicts), start + longest - 1), dtype=torch.long, device=device),
+            position_ids=positions.to(device),
+        ).logits.float()
+        log_softmax = torch.log_softmax(logits, dim=-1).cpu()
+        for row, verdict in enumerate(verdicts):
+            ids = continuations[verdict]
+            totals[verdict] += float(sum(log_softmax[row, i - 1, ids[i]] for i in range(1, len(ids))))
+        return totals
 
     def _completion(self, request: JudgeRequest, logprobs: dict[str, float]) -> Completion:
         values = torch.tensor([logprobs[verdict] for verdict in request.verdicts], dtype=torch.float64)
@@ -44,35 +93,6 @@ class LocalJudge:
         best = request.verdicts[int(torch.argmax(values))]
         text = f"{request.verdict_prefix}{best}{_CLOSE}"
         return Completion(text=text, probabilities=dict(zip(request.verdicts, probabilities, strict=True)))
-
-    def _row_ids(self, request: JudgeRequest, verdict: str) -> tuple[list[int], int]:
-        """Token ids of prompt + continuation, and how many of them are the continuation."""
-        tokenizer = self.lm.tokenizer
-        prompt_ids = tokenizer(
-            _render(tokenizer, request.messages) + request.verdict_prefix, add_special_tokens=False, verbose=False
-        )["input_ids"]
-        continuation = tokenizer(verdict + _CLOSE, add_special_tokens=False, verbose=False)["input_ids"]
-        room = self.lm.max_length - len(continuation)
-        return prompt_ids[-room:] + continuation, len(continuation)
-
-    @torch.inference_mode()
-    def _continuation_logprobs(self, rows: list[tuple[list[int], int]]) -> list[float]:
-        longest = max(len(ids) for ids, _ in rows)
-        pad = self.lm.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(rows), longest), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for row, (ids, _) in enumerate(rows):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-        logits = self.lm.model(
-            input_ids=input_ids.to(self.lm.device), attention_mask=mask.to(self.lm.device)
-        ).logits.float()
-        log_softmax = torch.log_softmax(logits, dim=-1).cpu()
-        totals = []
-        for row, (ids, continuation) in enumerate(rows):
-            positions = range(len(ids) - continuation, len(ids))
-            totals.append(float(sum(log_softmax[row, position - 1, ids[position]] for position in positions)))
-        return totals
 
 
 def _render(tokenizer, messages: Messages) -> str:
