@@ -112,6 +112,17 @@ class TurnSerializer(serializers.Serializer):
     )
 
 
+class JudgeReplySerializer(serializers.Serializer):
+    repeat = serializers.IntegerField(help_text="Which repeat of the judgement (0 first).")
+    reply = serializers.CharField(help_text="The judge's reply as stored: judge output, untrusted text.")
+    value = serializers.FloatField(
+        allow_null=True,
+        help_text="What the reply meant: a rating (a local judge's probability-weighted mean rating) or a "
+        "preference; null when the reply could not be read.",
+    )
+    error = serializers.CharField(help_text="Why the reply could not be read; empty when it could.")
+
+
 class GenerationSerializer(serializers.Serializer):
     id = serializers.CharField(source="sample_id")
     position = serializers.IntegerField()
@@ -142,6 +153,17 @@ class GenerationSerializer(serializers.Serializer):
     )
     turns = TurnSerializer(
         many=True, help_text="A conversation's user turns with both sides' answers, in order; empty for a prompt."
+    )
+    candidate_judged = JudgeReplySerializer(
+        many=True,
+        allow_null=True,
+        help_text="On a judge metric, the judge's stored replies about this artifact's answer (a conversation's: "
+        "about the whole of it), one per repeat; null on other metrics.",
+    )
+    baseline_judged = JudgeReplySerializer(
+        many=True,
+        allow_null=True,
+        help_text="The same judge's replies about the baseline's answer; null when another judge or none judged it.",
     )
 
 

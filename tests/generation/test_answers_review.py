@@ -39,6 +39,8 @@ ITEM_KEYS = {
     "unchanged",
     "departs_at_token",
     "turns",
+    "candidate_judged",
+    "baseline_judged",
 }
 
 

@@ -366,3 +366,17 @@ def test_it_exports_zero_judge_counters_and_no_latency_before_any_judging(db, cl
     samples = scrape(client)
     assert samples[("driftboard_judge_calls_total", frozenset())] == 0
     assert ("driftboard_judge_latency_seconds", frozenset()) not in samples
+
+
+def test_the_generations_api_gives_the_judges_replies_as_stored(judged_board, api_client):
+    candidate = judged_board.candidate
+    body = api_client.get(f"/api/v1/artifacts/{candidate.pk}/generations/?metric=judge_score&order=position").json()
+    items = {item["id"]: item for item in body["results"]}
+    hostile = items["q0"]["candidate_judged"]
+    assert [(r["repeat"], r["value"]) for r in hostile] == [(0, 2.0), (1, 2.0)]
+    assert hostile[0]["reply"].startswith("<script>alert('judge')</script>")  # JSON carries it as typed
+    assert [r["value"] for r in items["q0"]["baseline_judged"]] == [9.0, 9.0]
+    assert [(r["repeat"], r["value"], r["reply"], bool(r["error"])) for r in items["q1"]["candidate_judged"]] == [
+        (0, None, STILL_UNDECIDED, True),
+        (1, 3.0, "Wrong. Rating: [[3]]", False),
+    ]
