@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tests.e2e.conftest import browser, open_page, reader, reviewer  # noqa: F401 (fixtures)
+from tests.e2e.conftest import open_page, reader, reviewer  # noqa: F401 (fixtures)
 from tests.generation.answer_board import HOSTILE, build_answer_board
 
 pytestmark = pytest.mark.browser

@@ -39,7 +39,7 @@ from evals.services.demo import (
     demo_load,
 )
 from registry.models import Artifact
-from tests.e2e.conftest import browser, open_page  # noqa: F401  (fixtures)
+from tests.e2e.conftest import open_page  # noqa: F401  (fixture)
 from tests.factories import UserFactory
 from tests.generation.test_conversations import answered_alone
 

@@ -1,4 +1,5 @@
-"""Playwright (sync API) driving Debian's Chromium against pytest-django's live server."""
+"""Playwright (sync API) driving Debian's Chromium against pytest-django's live server; the session's one
+browser is the `browser` fixture in tests/conftest.py."""
 
 import os
 from collections.abc import Iterator
@@ -13,30 +14,10 @@ from tests.factories import ArtifactFactory, PullRequestFactory, UserFactory
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by fixtures are still sequential.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 PASSWORD = "correct horse battery staple"
 VIEWPORT = {"width": 1440, "height": 900}
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="session")
