@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, F, FilteredRelation, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -77,12 +77,16 @@ def overdue_thresholds() -> list[Threshold]:
     )
 
 
-def failed_runs(limit: int = RECENT_LIMIT) -> list[EvalRun]:
-    return list(
-        EvalRun.objects.filter(status=EvalRun.Status.FAILED)
-        .select_related("artifact__family", "dataset")
-        .order_by("-finished_at", "-id")[:limit]
-    )
+def failed_runs(limit: int = RECENT_LIMIT, *, unresolved: bool = False) -> list[EvalRun]:
+    """Failed runs, newest first. `unresolved`: only those no later run of the same artifact, dataset and
+    kind has taken over (one that succeeded, or is waiting or running), as "Needs attention" lists them."""
+    runs = EvalRun.objects.filter(status=EvalRun.Status.FAILED)
+    if unresolved:
+        later = EvalRun.objects.filter(
+            artifact=OuterRef("artifact"), dataset=OuterRef("dataset"), kind=OuterRef("kind"), pk__gt=OuterRef("pk")
+        ).exclude(status=EvalRun.Status.FAILED)
+        runs = runs.exclude(Exists(later))
+    return list(runs.select_related("artifact__family", "dataset").order_by("-finished_at", "-id")[:limit])
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def _attention() -> dict:
         "open_alert_count": open_alerts.count(),
         "held_candidates": list(registry_selectors.held_candidates()),
         "traffic_drift": registry_selectors.production_traffic_drift(),
-        "failed_runs": selectors.failed_runs(),
+        "failed_runs": selectors.failed_runs(unresolved=True),
         "uncalibrated_judges": selectors.uncalibrated_judges(),
         "overdue_thresholds": selectors.overdue_thresholds(),
     }

@@ -32,6 +32,22 @@ def test_the_alerts_page_lists_failed_runs_with_their_error(board, staff_page_cl
     assert f'href="{failed.artifact.get_absolute_url()}"' in runs and FAILURE in runs
 
 
+def test_a_failed_run_leaves_the_attention_lists_once_a_later_run_takes_over(board, staff_page_client):
+    failed = EvalRun.objects.get(status=EvalRun.Status.FAILED)
+    later = EvalRun.objects.create(
+        artifact=failed.artifact, dataset=failed.dataset, kind=failed.kind, status=EvalRun.Status.FAILED
+    )
+    runs = section(staff_page_client.get(reverse("alert-list")).content.decode(), "attention-failed-runs")
+    assert runs.count(f'href="{failed.artifact.get_absolute_url()}"') == 2  # failed twice: both listed
+
+    EvalRun.objects.filter(pk=later.pk).update(status=EvalRun.Status.SUCCEEDED)
+    for url in (reverse("alert-list"), reverse("home")):
+        page = staff_page_client.get(url).content.decode()
+        assert FAILURE not in page and 'id="attention-failed-runs"' not in page
+    queues = staff_page_client.get(reverse("queues")).content.decode()
+    assert FAILURE in queues  # the queues page keeps the history
+
+
 def test_the_alerts_page_lists_thresholds_overdue_for_review(board, staff_page_client):
     page = staff_page_client.get(reverse("alert-list")).content.decode()
 
