@@ -473,7 +473,21 @@ class VerdictRow:
         return evals_selectors.verdict_shown_outcome(self.verdict)
 
     @property
+    def badge_flag(self) -> str:
+        """The badge's colour: the shown outcome, except that 0 = 0 reads as no change (green) and a 0
+        baseline alone as no relative change (neutral), not as the purple of versions scored differently."""
+        if evals_selectors.unchanged_at_zero(self.verdict):
+            return "green"
+        if evals_selectors.relative_undefined(self.verdict):
+            return "none"
+        return self.shown_outcome
+
+    @property
     def outcome_label(self) -> str:
+        if evals_selectors.unchanged_at_zero(self.verdict):
+            return "No change"
+        if evals_selectors.relative_undefined(self.verdict):
+            return "No relative change"
         return "not gated" if self.shown_outcome == evals_selectors.UNGATED else self.verdict.get_outcome_display()
 
     @property
@@ -485,6 +499,8 @@ class VerdictRow:
 
     @property
     def delta_text(self) -> str:
+        if evals_selectors.unchanged_at_zero(self.verdict):
+            return "no change (0 = 0)"
         return evals_selectors.change_text(self.verdict.metric, self.verdict.delta)
 
     @property

@@ -35,6 +35,11 @@ class UndefinedRelativeDelta(ValueError):
     """The baseline's value is 0 (no exact match at all, say): a relative change has no meaning."""
 
 
+def relative_undefined_reason(spec: MetricSpec) -> str:
+    """The reason a verdict gives when the baseline's value is 0 on a metric whose change is relative."""
+    return f"The baseline's {spec.label} is 0: a relative change is undefined, so it is not compared."
+
+
 FINGERPRINT_KEYS = ("dataset_sha256", "tokenizer_hash", "scorer_version", "max_length")
 # Bootstrap count matrices are built in blocks of this many cells: bounded memory, cache-sized.
 _BOOTSTRAP_BLOCK_CELLS = 100_000
@@ -141,9 +146,7 @@ def compare(
     candidate = float(spec.value(columns[0].sum(), columns[1].sum()))
     baseline = float(spec.value(columns[2].sum(), columns[3].sum()))
     if baseline == 0 and not spec.absolute:
-        raise UndefinedRelativeDelta(
-            f"The baseline's {spec.label} is 0: a relative change is undefined, so it is not compared."
-        )
+        raise UndefinedRelativeDelta(relative_undefined_reason(spec))
     delta = float(spec.change(candidate, baseline))
     boot_candidate, boot_delta = _bootstrap(spec, columns, n_boot, seed)
     ci_low, ci_high = _percentile_interval(boot_delta, confidence)

@@ -106,6 +106,8 @@ from evals.selectors.traffic import (
 from evals.selectors.verdicts import (
     SHOWN_OUTCOME_RANK,
     UNGATED,
+    relative_undefined,
+    unchanged_at_zero,
     verdict_gated,
     verdict_gated_comparable,
     verdict_shown_outcome,
@@ -195,6 +197,8 @@ __all__ = [
     "verdict_gated",
     "verdict_gated_comparable",
     "verdict_samples_paired",
+    "relative_undefined",
+    "unchanged_at_zero",
     "verdict_shown_outcome",
     "verdicts_worst_first",
 ]

@@ -5,6 +5,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from evals.models import DriftVerdict
+from evals.scoring.drift import relative_undefined_reason
+from evals.scoring.scorers import METRICS
 
 UNGATED = "ungated"
 
@@ -22,6 +24,24 @@ def verdict_shown_outcome(verdict) -> str:
     if verdict.outcome == DriftVerdict.Outcome.GREEN and not verdict_gated(verdict):
         return UNGATED
     return verdict.outcome
+
+
+def relative_undefined(verdict) -> bool:
+    """Not compared because the baseline's value is 0 on a metric whose change is relative (no exact
+    match at all, say): no number can be given, which is not the "scored differently" of versions that
+    cannot be compared. Read from the reason the verdict was stored with."""
+    spec = METRICS.get(verdict.metric)
+    return (
+        verdict.outcome == DriftVerdict.Outcome.INCOMPARABLE
+        and spec is not None
+        and verdict.baseline_value == 0
+        and list(verdict.reasons or [])[:1] == [relative_undefined_reason(spec)]
+    )
+
+
+def unchanged_at_zero(verdict) -> bool:
+    """Both versions score 0 on a metric whose change is relative: unchanged, though with no number."""
+    return relative_undefined(verdict) and verdict.candidate_value == 0
 
 
 # The verdict table, the focused metric, halt reasons and PR comments read red first, then amber.
