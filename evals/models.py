@@ -680,3 +680,31 @@ class JudgeTrust(models.Model):
 
     def __str__(self) -> str:
         return f"{self.family.slug} trusts {self.identity} ({self.mode})"
+
+
+class Acknowledgement(models.Model):
+    """A reviewer's note that they have seen something listed under "Needs attention" that is not an alert:
+    a failed run, an uncalibrated judge, a threshold overdue for review. It leaves the list; a new cause
+    (another failed run, another configuration, a later review date) is listed again."""
+
+    class Kind(models.TextChoices):
+        RUN = "run", "Failed run"
+        JUDGE = "judge", "Uncalibrated judge"
+        THRESHOLD = "threshold", "Threshold overdue for review"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # What it is about: a run's id, "<family id>:<judge configuration sha256>", "<threshold id>:<review-by date>".
+    key = models.CharField(max_length=200)
+    title = models.CharField(max_length=500, help_text="What was acknowledged, as the list worded it.")
+    note = models.TextField(blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="unique_acknowledgement")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} acknowledged: {self.title}"

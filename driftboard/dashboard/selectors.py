@@ -7,18 +7,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    F,
+    FilteredRelation,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Cast, Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from driftboard.dashboard.markdown import markdown_html
 from evals import label_selectors
-from evals.models import DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
+from evals.models import Acknowledgement, DriftVerdict, EvalRun, GoldenDataset, MetricSnapshot, Threshold
 from evals.scoring.drift import historical_band
 from evals.scoring.scorers import METRICS, SCORERS, on_judge_queue
 from evals.selectors import (
+    attention,
     change_text,
     metric_label,
     verdict_gated_comparable,
@@ -69,23 +82,36 @@ def flag_counts() -> list[tuple[str, str, int]]:
     return [(value, label, counts.get(value, 0)) for value, label in Artifact.DriftFlag.choices]
 
 
-def overdue_thresholds() -> list[Threshold]:
-    return list(
+def overdue_thresholds(*, unacknowledged: bool = False) -> list[Threshold]:
+    """Enabled thresholds past their review date; `unacknowledged`: those no reviewer has acknowledged
+    as overdue since that date."""
+    thresholds = list(
         Threshold.objects.filter(enabled=True, review_by__lt=timezone.now().date())
         .select_related("family")
         .order_by("review_by")
     )
+    for threshold in thresholds:
+        # What an acknowledgement of it is about: this threshold, overdue since this date.
+        threshold.attention_key = attention.threshold_key(threshold)
+    if unacknowledged:
+        seen = attention.acknowledged_keys(Acknowledgement.Kind.THRESHOLD)
+        thresholds = [t for t in thresholds if t.attention_key not in seen]
+    return thresholds
 
 
-def failed_runs(limit: int = RECENT_LIMIT, *, unresolved: bool = False) -> list[EvalRun]:
+def failed_runs(limit: int | None = RECENT_LIMIT, *, unresolved: bool = False) -> list[EvalRun]:
     """Failed runs, newest first. `unresolved`: only those no later run of the same artifact, dataset and
-    kind has taken over (one that succeeded, or is waiting or running), as "Needs attention" lists them."""
+    kind has taken over (one that succeeded, or is waiting or running) and no reviewer has acknowledged,
+    as "Needs attention" lists them."""
     runs = EvalRun.objects.filter(status=EvalRun.Status.FAILED)
     if unresolved:
         later = EvalRun.objects.filter(
             artifact=OuterRef("artifact"), dataset=OuterRef("dataset"), kind=OuterRef("kind"), pk__gt=OuterRef("pk")
         ).exclude(status=EvalRun.Status.FAILED)
-        runs = runs.exclude(Exists(later))
+        acknowledged = Acknowledgement.objects.filter(
+            kind=Acknowledgement.Kind.RUN, key=Cast(OuterRef("pk"), CharField())
+        )
+        runs = runs.exclude(Exists(later)).exclude(Exists(acknowledged))
     return list(runs.select_related("artifact__family", "dataset").order_by("-finished_at", "-id")[:limit])
 
 
@@ -93,6 +119,11 @@ def failed_runs(limit: int = RECENT_LIMIT, *, unresolved: bool = False) -> list[
 class UncalibratedJudge:
     family: ModelFamily
     judge: label_selectors.JudgeAgreement
+
+    @property
+    def key(self) -> str:
+        """What an acknowledgement of it is about: this family's judge configuration."""
+        return attention.judge_key(self.family.pk, self.judge.configuration.key)
 
 
 def uncalibrated_judges() -> list[UncalibratedJudge]:
@@ -112,12 +143,14 @@ def uncalibrated_judges() -> list[UncalibratedJudge]:
         if configuration is not None:
             live[family_id].add(configuration)
     families = ModelFamily.objects.filter(pk__in=live).order_by("slug")
-    return [
+    seen = attention.acknowledged_keys(Acknowledgement.Kind.JUDGE)
+    rows = [
         UncalibratedJudge(family, judge)
         for family in families
         for judge in label_selectors.judge_agreements(family)
         if not judge.calibrated and judge.configuration in live[family.pk]
     ]
+    return [row for row in rows if row.key not in seen]
 
 
 # Artifact list

@@ -41,6 +41,7 @@ urlpatterns = [
     path("queues/", views.queues, name="queues"),
     path("alerts/", views.alert_list, name="alert-list"),
     path("alerts/<int:pk>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
+    path("alerts/attention/<str:kind>/acknowledge/", views.attention_acknowledge, name="attention-acknowledge"),
     path("experiments/", include("evals.urls")),
     path("metrics", metrics_view, name="metrics"),
 ]

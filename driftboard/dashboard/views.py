@@ -25,10 +25,11 @@ from driftboard.roles import can_review
 from evals import compare, costs
 from evals import selectors as evals_selectors
 from evals.exports import samples_export_response
-from evals.models import DriftVerdict, EvalRun, MetricSnapshot, Threshold
+from evals.models import Acknowledgement, DriftVerdict, EvalRun, MetricSnapshot, Threshold
 from evals.scoring import drift
 from evals.scoring.golden_io import GoldenFileError
 from evals.scoring.scorers import METRICS
+from evals.services import attention as attention_services
 from evals.services import threshold_backtest
 from evals.services import traffic as traffic_services
 from evals.services.datasets import DatasetChangeRefused
@@ -131,7 +132,7 @@ def _attention() -> dict:
         "traffic_drift": registry_selectors.production_traffic_drift(),
         "failed_runs": selectors.failed_runs(unresolved=True),
         "uncalibrated_judges": selectors.uncalibrated_judges(),
-        "overdue_thresholds": selectors.overdue_thresholds(),
+        "overdue_thresholds": selectors.overdue_thresholds(unacknowledged=True),
     }
 
 
@@ -150,8 +151,52 @@ def alert_list(request: HttpRequest) -> HttpResponse:
         **_attention(),
         "open_alerts": list(registry_selectors.alert_list_with_deliveries(closed=False)),
         "closed_alerts": list(registry_selectors.alert_list_with_deliveries(closed=True)[:CLOSED_SHOWN]),
+        "acknowledgements": evals_selectors.acknowledgements_recent(),
     }
     return render(request, "dashboard/alert_list.html", context)
+
+
+def _attention_title(kind: str, key: str) -> str | None:
+    """How "Needs attention" words the item of this kind and key, while it is listed; None when it is not."""
+    if kind == Acknowledgement.Kind.RUN:
+        runs = [run for run in selectors.failed_runs(limit=None, unresolved=True) if str(run.pk) == key]
+        return f"{runs[0].artifact} on {runs[0].dataset}: run failed" if runs else None
+    if kind == Acknowledgement.Kind.JUDGE:
+        judges = [row for row in selectors.uncalibrated_judges() if row.key == key]
+        if judges:
+            configuration = judges[0].judge.configuration
+            return f"{judges[0].family.slug}: {configuration.identity} ({configuration.mode})"
+        return None
+    if kind == Acknowledgement.Kind.THRESHOLD:
+        overdue = [t for t in selectors.overdue_thresholds(unacknowledged=True) if t.attention_key == key]
+        return f"{overdue[0]}, overdue since {overdue[0].review_by:%Y-%m-%d}" if overdue else None
+    return None
+
+
+@login_required
+@require_POST
+def attention_acknowledge(request: HttpRequest, kind: str) -> HttpResponse:
+    """A reviewer acknowledges a failed run, an uncalibrated judge or an overdue threshold, with a note."""
+    if not can_review(request.user):
+        raise PermissionDenied("Only reviewers and admins may acknowledge what needs attention.")
+    form = AcknowledgeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A note is at most 2000 characters.")
+        return redirect("alert-list")
+    key = request.POST.get("key", "")
+    title = _attention_title(kind, key)
+    if title is None:
+        messages.error(request, "That item is no longer listed under Needs attention: nothing was acknowledged.")
+        return redirect("alert-list")
+    try:
+        attention_services.attention_acknowledge(
+            kind=kind, key=key, title=title, user=request.user, note=form.cleaned_data["note"]
+        )
+    except attention_services.AcknowledgementRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Acknowledged: {title}.")
+    return redirect("alert-list")
 
 
 @login_required

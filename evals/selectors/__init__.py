@@ -19,6 +19,13 @@ from evals.selectors.answers import (
     artifact_generation_snapshots,
     verdict_answers_regressed_most,
 )
+from evals.selectors.attention import (
+    acknowledged_keys,
+    acknowledgements_recent,
+    judge_key,
+    run_key,
+    threshold_key,
+)
 from evals.selectors.confidence import (
     FalseConfidence,
     RegressedVersion,
@@ -115,6 +122,11 @@ from evals.selectors.verdicts import (
 )
 
 __all__ = [
+    "acknowledged_keys",
+    "acknowledgements_recent",
+    "judge_key",
+    "run_key",
+    "threshold_key",
     "ANSWER_ORDERS",
     "ANSWER_TEXT_MAX",
     "Answer",
