@@ -191,6 +191,33 @@ class Generation(models.Model):
         return f"answer {self.weights_sha256[:8]}:{self.prompt_sha256[:8]}"
 
 
+class TextEmbedding(models.Model):
+    """The unit-length embedding an embedder gave a text (the scoring package's `EmbeddingKey`): a
+    reference, or an answer several versions share, is embedded once for every worker and process.
+
+    `vector` holds float32 values, little-endian; the text itself is not kept, only its sha256.
+    """
+
+    weights_sha256 = models.CharField(max_length=64)
+    max_length = models.PositiveIntegerField()
+    dtype = models.CharField(max_length=16)
+    device = models.CharField(max_length=16)
+    text_sha256 = models.CharField(max_length=64)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["weights_sha256", "max_length", "dtype", "device", "text_sha256"],
+                name="unique_text_embedding",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"embedding {self.weights_sha256[:8]}:{self.text_sha256[:8]}"
+
+
 class Judgement(models.Model):
     """One judge reply, reused whenever the same judge meets the same request (template, prompt,
     answers, order, repeat) again. `reply` is judge output: untrusted, escaped wherever it is shown.

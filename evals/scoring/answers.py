@@ -25,7 +25,7 @@ import numpy as np
 import regex
 
 from evals.scoring.batching import ProgressCallback
-from evals.scoring.embedding import score_similarity
+from evals.scoring.embedding import EMBEDDING_CACHE, EmbeddingStore, score_similarity
 from evals.scoring.errors import SampleError, ScoringError
 from evals.scoring.loading import LoadedModel
 
@@ -93,11 +93,14 @@ def answer_similarity(
     *,
     token_budget: int | None = None,
     progress: ProgressCallback | None = None,
+    cache: EmbeddingStore | None = EMBEDDING_CACHE,
 ) -> np.ndarray:
     """Per-sample cosine (float64) of the answer's and the reference's unit-length mean-pooled
-    embeddings; an empty answer is embedded as the empty string (its special tokens only)."""
+    embeddings; an empty answer is embedded as the empty string (its special tokens only). Embeddings
+    `cache` holds are reused (see `embedding.score_similarity`)."""
     _require_references(references)
-    return score_similarity(embedder, answers, references, token_budget=token_budget, progress=progress).similarity
+    scores = score_similarity(embedder, answers, references, token_budget=token_budget, progress=progress, cache=cache)
+    return scores.similarity
 
 
 def _require_references(references: Sequence[str | None]) -> None:

@@ -7,7 +7,8 @@ sorted by length and batched by a token budget.
 Embeddings are cached in the process (`EMBEDDING_CACHE`), keyed by the embedder's weights sha256,
 its context, dtype and device, and the text's sha256: a reference is embedded once per worker, not
 once per candidate, and so is an answer the candidate shares with the baseline; a text that occurs
-twice in a call is embedded once.
+twice in a call is embedded once. `TieredEmbeddings` puts a slower store behind that cache (the
+workers' database table), so that a new process embeds only what no process embedded before.
 """
 
 import hashlib
@@ -17,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -81,8 +82,46 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._embeddings)
 
+    def adopt(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        """Keep embeddings another store found (counted as reused, not computed)."""
+        with self._lock:
+            self.reused += len(embeddings)
+            self._embeddings.update(embeddings)
+            while len(self._embeddings) > self.capacity:
+                self._embeddings.popitem(last=False)
+
 
 EMBEDDING_CACHE = EmbeddingCache()
+
+
+class EmbeddingStore(Protocol):
+    def get_many(self, keys: Sequence[EmbeddingKey]) -> dict[EmbeddingKey, np.ndarray]:
+        """The stored embeddings among `keys`; absent keys are left out."""
+        ...
+
+    def put_many(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None: ...
+
+
+class TieredEmbeddings:
+    """The process's cache in front of a slower, shared store: a text is looked up in the process first,
+    then in the store (what the store finds is kept in the process), and what is computed goes to both."""
+
+    def __init__(self, front: EmbeddingCache, back: EmbeddingStore) -> None:
+        self.front = front
+        self.back = back
+
+    def get_many(self, keys: Sequence[EmbeddingKey]) -> dict[EmbeddingKey, np.ndarray]:
+        found = self.front.get_many(keys)
+        rest = [key for key in keys if key not in found]
+        if rest:
+            stored = self.back.get_many(rest)
+            self.front.adopt(stored)
+            found.update(stored)
+        return found
+
+    def put_many(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        self.front.put_many(embeddings)
+        self.back.put_many(embeddings)
 
 
 @dataclass(frozen=True)
@@ -108,7 +147,7 @@ def score_similarity(
     max_length: int | None = None,
     token_budget: int | None = None,
     progress: ProgressCallback | None = None,
-    cache: EmbeddingCache | None = EMBEDDING_CACHE,
+    cache: EmbeddingStore | None = EMBEDDING_CACHE,
 ) -> SimilarityScores:
     """Per-sample cosine similarity (float64) of `texts[i]` and `references[i]`.
 
@@ -148,6 +187,22 @@ def embed_texts(
     return embedder.embed(texts, np.arange(len(texts)), tracker)
 
 
+def embedding_keys(lm: LoadedModel, texts: Sequence[str], *, max_length: int | None = None) -> list[EmbeddingKey]:
+    """The cache keys of `texts` embedded by `lm`, cut to `max_length` (default: the model's context)."""
+    context = min(lm.max_length, max_length or lm.max_length)
+    return [_embedding_key(lm, context, text) for text in texts]
+
+
+def _embedding_key(lm: LoadedModel, context: int, text: str) -> EmbeddingKey:
+    return EmbeddingKey(
+        lm.weights_sha256,
+        context,
+        str(lm.dtype).removeprefix("torch."),
+        lm.device.type,
+        hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
+
+
 def _require_embedding_model(lm: LoadedModel) -> None:
     if lm.kind != EMBEDDING:
         raise ScoringError(f"similarity needs an embedding model, not a {lm.kind} model")
@@ -177,7 +232,7 @@ class _Embedder:
         owners: np.ndarray,
         n_samples: int,
         progress: ProgressCallback | None,
-        cache: EmbeddingCache | None,
+        cache: EmbeddingStore | None,
     ) -> tuple[np.ndarray, int]:
         """Embeddings of `texts` (each owned by a sample, for progress), each distinct text embedded once
         and only when `cache` lacks it; returns them with the number of distinct texts found cached."""
@@ -203,13 +258,7 @@ class _Embedder:
         return embeddings, len(first) - len(missing)
 
     def _key(self, text: str) -> EmbeddingKey:
-        return EmbeddingKey(
-            self.lm.weights_sha256,
-            self.max_length,
-            str(self.lm.dtype).removeprefix("torch."),
-            self.lm.device.type,
-            hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        )
+        return _embedding_key(self.lm, self.max_length, text)
 
     def embed(self, texts: Sequence[str], owners: np.ndarray, tracker: SampleProgress) -> np.ndarray:
         encoded = self.lm.tokenizer(

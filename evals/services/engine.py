@@ -2,7 +2,7 @@
 results from the database, and hand back arrays ready to archive as snapshots."""
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +15,7 @@ from evals.models import EvalRun, GoldenDataset
 from evals.models import Generation as GenerationRow
 from evals.models import Judgement as JudgementRow
 from evals.models import SampleResult as SampleResultRow
+from evals.models import TextEmbedding as TextEmbeddingRow
 from evals.run_kinds import GATING_KINDS
 from evals.run_records import JudgeCalls, JudgedBaseline, JudgeRunStats, Judging, Sampling
 from evals.scoring import conversations
@@ -27,6 +28,7 @@ from evals.scoring.cache import (
     fingerprint,
     score_samples,
 )
+from evals.scoring.embedding import EMBEDDING_CACHE, EmbeddingKey, TieredEmbeddings
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import Draft, Drafting, GenerationKey, generation_keys, messages_of
 from evals.scoring.generation import Generation as GenerationAnswer
@@ -186,6 +188,53 @@ class DatabaseJudgementStore:
         )
 
 
+class DatabaseEmbeddingStore:
+    """Embeddings of answers and references, kept in the TextEmbedding table: a reference is embedded
+    once for every worker and process, not once per process."""
+
+    def get_many(self, keys: Sequence[EmbeddingKey]) -> dict[EmbeddingKey, np.ndarray]:
+        wanted = set(keys)
+        found = {}
+        for (weights, max_length, dtype, device), texts in _by_embedder(wanted).items():
+            for start in range(0, len(texts), _EMBEDDING_QUERY_TEXTS):
+                rows = TextEmbeddingRow.objects.filter(
+                    weights_sha256=weights,
+                    max_length=max_length,
+                    dtype=dtype,
+                    device=device,
+                    text_sha256__in=texts[start : start + _EMBEDDING_QUERY_TEXTS],
+                )
+                for text, vector in rows.values_list("text_sha256", "vector"):
+                    key = EmbeddingKey(weights, max_length, dtype, device, text)
+                    if key in wanted:
+                        found[key] = np.frombuffer(bytes(vector), dtype="<f4").copy()
+        return found
+
+    def put_many(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        database_retry(lambda: self._insert(embeddings), what="keeping embeddings")
+
+    def _insert(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        TextEmbeddingRow.objects.bulk_create(
+            [
+                TextEmbeddingRow(**key._asdict(), vector=np.asarray(vector, dtype="<f4").tobytes())
+                for key, vector in embeddings.items()
+            ],
+            batch_size=500,
+            ignore_conflicts=True,
+        )
+
+
+# Text hashes per query: well under SQLite's variable limit.
+_EMBEDDING_QUERY_TEXTS = 500
+
+
+def _by_embedder(keys: Iterable[EmbeddingKey]) -> dict[tuple[str, int, str, str], list[str]]:
+    groups: dict[tuple[str, int, str, str], list[str]] = {}
+    for key in keys:
+        groups.setdefault((key.weights_sha256, key.max_length, key.dtype, key.device), []).append(key.text_sha256)
+    return groups
+
+
 def family_scorers(family: ModelFamily, *, judges: bool = True, drafting: Drafting | None = None) -> list[Scorer]:
     """The family's scorers with their option values, configured with its generation and judge
     settings and the database stores (every scorer that needs answers gets the same settings).
@@ -209,6 +258,7 @@ def family_scorers(family: ModelFamily, *, judges: bool = True, drafting: Drafti
         "regex": options.regex,
         "store": DatabaseGenerationStore(),
         "drafting": drafting,
+        "embeddings": TieredEmbeddings(EMBEDDING_CACHE, DatabaseEmbeddingStore()),
     }
     return [_configured(scorer, answers, judge) if scorer.needs.answers else scorer for scorer in scorers]
 

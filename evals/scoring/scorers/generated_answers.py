@@ -26,6 +26,7 @@ from typing import ClassVar, Self
 
 from evals.scoring import answers, conversations
 from evals.scoring.batching import ProgressCallback
+from evals.scoring.embedding import EMBEDDING_CACHE, EmbeddingStore
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import (
     ENGINE_VERSION,
@@ -85,6 +86,8 @@ class AnswerOptions:
     store: GenerationStore = field(default=LOCAL_STORE, compare=False)
     # Where a run's greedy answers are drafted from (see `generate_cached`); a speed-up only.
     drafting: Drafting | None = field(default=None, compare=False)
+    # Where embeddings of answers and references are kept (the process's cache unless a store is given).
+    embeddings: EmbeddingStore = field(default=EMBEDDING_CACHE, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, object] | None, **extra: object) -> "AnswerOptions":
@@ -132,7 +135,8 @@ class AnswerScorer(Scorer):
         self.settings = settings or self.settings_type()
 
     def configured(self, **settings: object) -> Self:
-        """A copy with some settings replaced (`generation`, `embedder`, `regex`, `store`, `drafting`, judge settings)."""
+        """A copy with some settings replaced (`generation`, `embedder`, `regex`, `store`, `drafting`,
+        `embeddings`, judge settings)."""
         return type(self)(replace(self.settings, **settings), self.option_values)
 
     def config_facts(self, lm: LoadedModel) -> dict[str, object]:
@@ -379,7 +383,7 @@ class AnswerSimilarity(AnswerScorer):
         embedder = self.embedder(lm)
         generated = self.answers(lm, samples, token_budget, progress)
         references = [str(sample["reference"]) for sample in samples]
-        similarity = answers.answer_similarity(embedder, generated.texts, references)
+        similarity = answers.answer_similarity(embedder, generated.texts, references, cache=self.settings.embeddings)
         values = [{"answer_similarity": float(value)} for value in similarity]
         return ScorerOutput(values, generated.forward_passes, int(generated.tokens.sum()))
 
