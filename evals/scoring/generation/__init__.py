@@ -48,7 +48,9 @@ tokens, so a sampled answer does not depend on which other prompts shared its ba
 The modules: `settings` (how answers are generated, stop strings), `prompts` (what the model reads),
 `drafts` (drafts and how a row follows one), `steps` (one forward pass and what each row accepts of
 it), `pools` (batches refilled as rows finish, shared prefixes), `batched` (`generate`) and `cached`
-(`generate_cached`: answers keyed, stored, drafted from stored ones and audited).
+(`generate_cached`: answers keyed, stored, drafted from stored ones and audited). `cached` takes the
+engine as a `GenerationBackend`: this package's `generate` in the process (`LOCAL_ENGINE`) is the one
+built; a served engine would be another backend with its own `engine_version` in the answers' keys.
 """
 
 from evals.scoring.generation.batched import Generations, default_token_budget, generate
@@ -56,9 +58,11 @@ from evals.scoring.generation.cached import (
     DEFAULT_AUDIT_EVERY,
     DEFAULT_CHUNK_PROMPTS,
     ENGINE_VERSION,
+    LOCAL_ENGINE,
     CachedGenerations,
     Drafting,
     Generation,
+    GenerationBackend,
     GenerationKey,
     GenerationStore,
     InMemoryGenerationStore,
@@ -85,6 +89,7 @@ __all__ = [
     "DEFAULT_CHUNK_PROMPTS",
     "ENGINE_VERSION",
     "EOS",
+    "LOCAL_ENGINE",
     "GENERATION_SETTING_KEYS",
     "LENGTH",
     "MAX_NEW_TOKENS_LIMIT",
@@ -96,6 +101,7 @@ __all__ = [
     "DraftStats",
     "Drafting",
     "Generation",
+    "GenerationBackend",
     "GenerationKey",
     "GenerationSettings",
     "GenerationStore",

@@ -12,7 +12,7 @@ import numpy as np
 
 from evals.scoring.batching import ProgressCallback, offset_progress
 from evals.scoring.errors import ScoringError
-from evals.scoring.generation.batched import generate
+from evals.scoring.generation.batched import Generations, generate
 from evals.scoring.generation.drafts import Draft, DraftStats
 from evals.scoring.generation.prompts import Prompt, chat_template_sha256
 from evals.scoring.generation.settings import DEFAULT_SETTINGS, GenerationSettings
@@ -116,11 +116,56 @@ def generation_config_sha256(lm: LoadedModel, settings: GenerationSettings) -> s
     return hashlib.sha256(json.dumps(facts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def generation_keys(lm: LoadedModel, prompts: Sequence[Prompt], settings: GenerationSettings) -> list[GenerationKey]:
+def generation_keys(
+    lm: LoadedModel, prompts: Sequence[Prompt], settings: GenerationSettings, engine_version: int = ENGINE_VERSION
+) -> list[GenerationKey]:
     config, template = generation_config_sha256(lm, settings), chat_template_sha256(lm)
     return [
-        GenerationKey(lm.weights_sha256, prompt_sha256(prompt), config, template, ENGINE_VERSION) for prompt in prompts
+        GenerationKey(lm.weights_sha256, prompt_sha256(prompt), config, template, engine_version) for prompt in prompts
     ]
+
+
+class GenerationBackend(Protocol):
+    """What answers the prompts `generate_cached` lacks: this process's engine (`LOCAL_ENGINE`) unless
+    another is given. A served engine (an OpenAI-compatible completions endpoint such as vLLM's, with
+    per-request drafts where it takes them) would be another backend. A backend returns `Generations`
+    aligned with the prompts under `settings` (greedy answers equal to plain greedy decoding) and may
+    use the drafts or ignore them; its `engine_version` is part of every answer's key, so the answers of
+    two engines are never taken for each other."""
+
+    engine_version: int
+
+    def __call__(
+        self,
+        lm: LoadedModel,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings,
+        *,
+        token_budget: int | None = None,
+        progress: ProgressCallback | None = None,
+        drafts: Sequence[Draft | None] | None = None,
+    ) -> Generations: ...
+
+
+class LocalEngine:
+    """The engine of this package (`generate`), in this process, on the model's device."""
+
+    engine_version = ENGINE_VERSION
+
+    def __call__(
+        self,
+        lm: LoadedModel,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings,
+        *,
+        token_budget: int | None = None,
+        progress: ProgressCallback | None = None,
+        drafts: Sequence[Draft | None] | None = None,
+    ) -> Generations:
+        return generate(lm, prompts, settings, token_budget=token_budget, progress=progress, drafts=drafts)
+
+
+LOCAL_ENGINE = LocalEngine()
 
 
 def generate_cached(
@@ -133,8 +178,9 @@ def generate_cached(
     chunk_prompts: int = DEFAULT_CHUNK_PROMPTS,
     progress: ProgressCallback | None = None,
     drafting: Drafting | None = None,
+    backend: GenerationBackend = LOCAL_ENGINE,
 ) -> CachedGenerations:
-    """Answers to `prompts`, generating only those `store` does not hold yet.
+    """Answers to `prompts`, generating only those `store` does not hold yet (by `backend`).
 
     Missing answers are generated `chunk_prompts` at a time and stored after each chunk, so a run
     killed half-way keeps what it finished; the same prompt twice is generated once. With `drafting`,
@@ -142,7 +188,7 @@ def generate_cached(
     as well: where the two differ, the plain answer is stored and the mismatch counted.
     """
     started = time.perf_counter()
-    keys = generation_keys(lm, prompts, settings)
+    keys = generation_keys(lm, prompts, settings, backend.engine_version)
     known = store.get_many(list(dict.fromkeys(keys)))
     missing = list(dict.fromkeys(key for key in keys if key not in known))
     first_prompt = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
@@ -159,7 +205,7 @@ def generate_cached(
         chunk = missing[start : start + chunk_prompts]
         chunk_progress = offset_progress(progress, reused + start)
         answers, chunk_passes = _generate_chunk(
-            lm, chunk, first_prompt, settings, token_budget, chunk_progress, drafting
+            lm, chunk, first_prompt, settings, token_budget, chunk_progress, drafting, backend
         )
         store.put_many(answers)
         known.update(answers)
@@ -182,11 +228,12 @@ def _generate_chunk(
     token_budget: int | None,
     progress: ProgressCallback | None,
     drafting: Drafting | None,
+    backend: GenerationBackend,
 ) -> tuple[dict[GenerationKey, Generation], int]:
     found = drafting.lookup(chunk) if drafting is not None and not settings.do_sample else {}
     drafts = [found.get(key) for key in chunk] if found else None
     prompts = [first_prompt[key] for key in chunk]
-    fresh = generate(lm, prompts, settings, token_budget=token_budget, progress=progress, drafts=drafts)
+    fresh = backend(lm, prompts, settings, token_budget=token_budget, progress=progress, drafts=drafts)
     answers = {}
     for index, key in enumerate(chunk):
         draft = found.get(key)
@@ -200,7 +247,8 @@ def _generate_chunk(
     if not found:
         return answers, fresh.forward_passes
     drafting.stats.add(fresh.drafting)
-    return answers, fresh.forward_passes + _audit(lm, answers, first_prompt, settings, token_budget, drafting)
+    audit = _audit(lm, answers, first_prompt, settings, token_budget, drafting, backend)
+    return answers, fresh.forward_passes + audit
 
 
 def _audit(
@@ -210,13 +258,14 @@ def _audit(
     settings: GenerationSettings,
     token_budget: int | None,
     drafting: Drafting,
+    backend: GenerationBackend,
 ) -> int:
     """Decode the audit share of the drafted answers plainly; a differing answer is replaced by the
     plain one. Returns the forward passes it took."""
     audited = [key for key, answer in answers.items() if answer.drafted_from and drafting.audits(key)]
     if not audited:
         return 0
-    plain = generate(lm, [first_prompt[key] for key in audited], settings, token_budget=token_budget)
+    plain = backend(lm, [first_prompt[key] for key in audited], settings, token_budget=token_budget)
     for index, key in enumerate(audited):
         drafted = answers[key]
         drafting.stats.audited_answers += 1
