@@ -8,17 +8,29 @@ scorers (--scorers, default answer-checks and, with --embedder, answer-similarit
 with `turns`) is answered turn by turn after the model's own earlier answers; its value is the mean of
 its turns' (--turns last|min), `per_turn` gives each turn's metrics over the conversations, and a
 judge reads the whole conversation.
+
+With --generate and --baseline the baseline answers first, then the candidate's greedy answers are
+drafted from the baseline's (speculative verification: the candidate checks a run of the baseline's
+tokens in one forward pass and keeps them as far as they are its own greedy choices), so an answer
+is exactly the one plain decoding gives, in fewer forward passes where the two models agree (where they
+do not, drafting costs more than it saves: --no-drafts); conversations turn by turn, as far as the
+candidate's earlier answers are the baseline's. One drafted answer in
+DRIFTBOARD_DRAFT_AUDIT (default 50) is also decoded plainly and compared. The report's `drafting` says
+what drafting did (tokens drafted and accepted, forward passes saved, answers unchanged from the
+baseline's and the median token where the others depart from it).
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -40,10 +52,12 @@ from evals.scoring.cache import (
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import (
     ENGINE_VERSION,
+    Drafting,
     GenerationSettings,
     InMemoryGenerationStore,
     chat_template_sha256,
 )
+from evals.scoring.generation.drafts import drafts_from_answers
 from evals.scoring.golden_io import GoldenFileError, dataset_sha256, read_golden_file
 from evals.scoring.loading import CAUSAL_LM, EMBEDDING, MODEL_CACHE, load_model
 from evals.scoring.scorers import METRICS, SCORERS, on_judge_queue, scorers_for
@@ -67,7 +81,12 @@ class Command(BaseCommand):
         parser.add_argument("--family", help="family whose base folder gives config and tokenizer")
         parser.add_argument("--base-dir", type=Path, help="HF folder with config and tokenizer (instead of --family)")
         parser.add_argument("--kind", choices=[CAUSAL_LM, EMBEDDING], default=None)
-        parser.add_argument("--baseline", type=Path, help="weights to compare with, sample by sample")
+        parser.add_argument(
+            "--baseline",
+            type=Path,
+            help="weights to compare with, sample by sample (with --generate answered first; its answers draft the "
+            "candidate's)",
+        )
         parser.add_argument("--max-length", type=int, default=None)
         parser.add_argument("--limit", type=int, default=None, help="score only the first N samples")
         parser.add_argument("--device", default="auto")
@@ -75,6 +94,12 @@ class Command(BaseCommand):
         parser.add_argument("--generate", action="store_true", help="answer the prompts and check the answers")
         parser.add_argument("--max-new-tokens", type=int, default=64, help="with --generate (default 64)")
         parser.add_argument("--stop", nargs="+", default=[], help="with --generate: stop strings")
+        parser.add_argument(
+            "--no-drafts",
+            action="store_true",
+            help="with --generate and --baseline: decode the candidate plainly (by default its greedy answers "
+            "are drafted from the baseline's: the same answers, in fewer forward passes where the models agree)",
+        )
         parser.add_argument(
             "--embedder", type=Path, help=f"embedding model folder for answer_similarity (${EMBEDDER_ENV})"
         )
@@ -129,10 +154,20 @@ class Command(BaseCommand):
             run = GenerationRun(asked, options)
         except ScoringError as exc:
             raise CommandError(str(exc)) from exc
-        candidate = self.generate(run, options["weights"], base_dir, options["device"], "candidate")
-        report = self.generation_report(run, *candidate)
+        baseline = drafting = None
         if options["baseline"]:
             baseline = self.generate(run, options["baseline"], base_dir, options["device"], "baseline")
+            if not options["no_drafts"]:
+                source = baseline[0].weights_sha256
+                drafting = Drafting(
+                    lookup=drafts_from_answers(baseline[2].store.generations, source),
+                    audit_every=django_settings.DRIFTBOARD_DRAFT_AUDIT,
+                )
+        candidate = self.generate(run, options["weights"], base_dir, options["device"], "candidate", drafting)
+        report = self.generation_report(run, *candidate)
+        if drafting is not None:
+            report["drafting"] = _drafting_report(drafting, candidate[2].store, baseline[0].weights_sha256)
+        if baseline is not None:
             report["comparison"] = self.compare(candidate, baseline, asked)
             report["baseline_generations"] = [
                 _generation(s, text) for s, text in zip(asked, baseline[2].answers, strict=True)
@@ -146,10 +181,18 @@ class Command(BaseCommand):
         self.print_table(report)
         self.print_answers(asked, report, options["show"])
 
-    def generate(self, run: "GenerationRun", weights: Path, base_dir: Path | None, device: str, label: str):
+    def generate(
+        self,
+        run: "GenerationRun",
+        weights: Path,
+        base_dir: Path | None,
+        device: str,
+        label: str,
+        drafting: Drafting | None = None,
+    ):
         try:
             lm = load_model(weights, kind=CAUSAL_LM, base_dir=base_dir, device=device)
-            return lm, None, run.score(lm, label)
+            return lm, None, run.score(lm, label, drafting)
         except (ScoringError, OSError, ValueError) as exc:
             raise CommandError(f"{weights}: {exc}") from exc
 
@@ -332,6 +375,13 @@ class Command(BaseCommand):
             )
         if report["tokens_per_second"]:
             self.stdout.write(f"  {report['tokens_per_second']:.0f} tokens/s")
+        if "drafting" in report:
+            d = report["drafting"]
+            self.stdout.write(
+                f"  drafted from the baseline: {d['answers']} answers ({d['unchanged']} unchanged), "
+                f"{d['accepted_tokens']} of {d['drafted_tokens']} draft tokens accepted, "
+                f"{d['forward_passes_saved']} forward passes saved"
+            )
 
 
 @dataclass(frozen=True)
@@ -383,12 +433,18 @@ class GenerationRun:
                         f"{len(lacking)} samples have no {field}, which the {scorer.name} scorer reads: {lacking[:5]}"
                     )
 
-    def score(self, lm, label: str) -> AnswerScores:
+    def score(self, lm, label: str, drafting: Drafting | None = None) -> AnswerScores:
+        """Answer every sample (greedy answers drafted by `drafting`, if given) and score the answers."""
         store = InMemoryGenerationStore()
         started = time.perf_counter()
         with tqdm(total=len(self.samples), desc=label, unit="sample", file=sys.stderr) as bar:
             generated = conversations.answer_samples(
-                lm, self.samples, store, self.settings, progress=lambda done: bar.update(done - bar.n)
+                lm,
+                self.samples,
+                store,
+                self.settings,
+                progress=lambda done: bar.update(done - bar.n),
+                drafting=drafting,
             )
         seconds = time.perf_counter() - started
         scored = score_samples(lm, self.samples, InMemoryResultStore(), ScoringConfig(), scorers=self.configured(store))
@@ -451,6 +507,19 @@ def _scorer_options(text: str) -> dict:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise argparse.ArgumentTypeError('an object of objects, e.g. {"flagged-words": {"words": ["damn"]}}')
     return value
+
+
+def _drafting_report(drafting: Drafting, store: InMemoryGenerationStore, source: str) -> dict:
+    """What drafting the candidate's answers from the baseline's did: the engine's counts, how many
+    drafted answers (each turn of a conversation one) are the baseline's word for word, and the median
+    token at which the others depart from the baseline's (None when none does)."""
+    drafted = [answer for answer in store.generations.values() if answer.drafted_from == source]
+    departs = [answer.departs_at_token for answer in drafted if answer.departs_at_token is not None]
+    return {
+        **drafting.stats.as_dict(),
+        "unchanged": len(drafted) - len(departs),
+        "departs_at_token_median": statistics.median(departs) if departs else None,
+    }
 
 
 def _generation(sample: dict, said: str | list[str]) -> dict:

@@ -1,7 +1,9 @@
 """Drafts: answers believed to be the model's (another weights' stored answers), how a row follows
 its draft from step to step, finding its place again after a disagreement, and what drafting did."""
 
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 # Draft tokens a row feeds per forward pass: it starts with _DRAFT_START, doubles while the whole
 # draft is accepted (up to the cap: a longer feed costs more than it is likely to save) and drops
@@ -44,6 +46,31 @@ class DraftStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+def drafts_from_answers(
+    answers: Mapping[Any, Any], source: str
+) -> Callable[[Sequence[Hashable]], dict[Hashable, "Draft"]]:
+    """A `Drafting.lookup` over answers at hand (`GenerationKey` → `Generation`, as an in-memory store
+    keeps them): for each key, the `source` weights' answer to the same prompt under the same chat
+    template, preferably under the same settings. Any answer is a sound draft (the model verifies
+    every token); a closer one only saves more forward passes. Reads `answers` at each lookup."""
+
+    def lookup(keys: Sequence[Hashable]) -> dict[Hashable, Draft]:
+        wanted = {(key.prompt_sha256, key.chat_template_sha256) for key in keys}
+        stored: dict[tuple[str, str], list[tuple[str, Draft]]] = {}
+        for key, answer in answers.items():
+            place = (key.prompt_sha256, key.chat_template_sha256)
+            if key.weights_sha256 == source and place in wanted:
+                stored.setdefault(place, []).append((key.config_sha256, Draft(answer.text, answer.finish, source)))
+        drafts = {}
+        for key in keys:
+            found = stored.get((key.prompt_sha256, key.chat_template_sha256))
+            if found:
+                drafts[key] = min(found, key=lambda row: row[0] != key.config_sha256)[1]
+        return drafts
+
+    return lookup
 
 
 class RowDraft:
