@@ -86,6 +86,7 @@ def test_the_same_weights_draft_every_answer_unchanged(demo_build, prompt_file):
     stats = report["drafting"]
     assert stats["unchanged"] == PROMPTS and stats["departs_at_token_median"] is None
     assert stats["answers"] == PROMPTS and stats["accepted_tokens"] > 0 and stats["forward_passes_saved"] > 0
+    assert stats["accepted_tokens"] == stats["drafted_tokens"], "every draft token is accepted, a drafted EOS too"
 
 
 def test_the_table_says_what_drafting_did(demo_build, prompt_file):

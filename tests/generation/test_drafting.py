@@ -171,8 +171,11 @@ def test_it_audits_a_share_of_drafted_answers_and_stores_the_plain_one_on_a_mism
     real_generate = front_door.generate
 
     def drafts_go_wrong(lm, prompts, settings, **options):
+        """Drafted rows answer wrongly; plain rows (the audit's, in the same call) answer rightly."""
         result = real_generate(lm, prompts, settings, **options)
-        return replace(result, texts=[text + "!" for text in result.texts]) if options.get("drafts") else result
+        drafts = options.get("drafts") or [None] * len(prompts)
+        texts = [text + "!" if draft is not None else text for text, draft in zip(result.texts, drafts, strict=True)]
+        return replace(result, texts=texts)
 
     monkeypatch.setattr(front_door, "generate", drafts_go_wrong)
     wrong = Drafting(lookup=drafting.lookup, audit_every=4)

@@ -51,7 +51,7 @@ def test_another_backend_answers_what_the_store_lacks_under_its_own_engine_versi
     assert again.generated == 0 and backend.calls == [(6, False)], "its own answers are reused"
 
 
-def test_a_backend_gets_the_drafts_and_answers_the_audit(demo_lm, prompts):
+def test_a_backend_gets_the_drafts_and_the_audit_s_plain_rows_in_one_call(demo_lm, prompts):
     plain = generate(demo_lm, prompts[:8], SETTINGS)
 
     def lookup(keys):
@@ -63,6 +63,6 @@ def test_a_backend_gets_the_drafts_and_answers_the_audit(demo_lm, prompts):
         demo_lm, prompts[:8], InMemoryGenerationStore(), SETTINGS, drafting=drafting, backend=backend
     )
 
-    assert backend.calls == [(8, True), (8, False)], "one drafted pass over the prompts, then the plain audit"
+    assert backend.calls == [(16, True)], "the audit's plain rows ride along with the drafted ones"
     assert drafted.texts == plain.texts and drafting.stats.audit_mismatches == 0
     assert drafting.stats.audited_answers == 8

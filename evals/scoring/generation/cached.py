@@ -230,10 +230,15 @@ def _generate_chunk(
     drafting: Drafting | None,
     backend: GenerationBackend,
 ) -> tuple[dict[GenerationKey, Generation], int]:
+    """Generate one chunk's answers. Drafted answers in the audit share are also decoded plainly, as
+    extra rows of the same call (they ride along with the drafted rows instead of costing a decoding
+    of their own); where the two differ, the plain answer is kept and the mismatch counted."""
     found = drafting.lookup(chunk) if drafting is not None and not settings.do_sample else {}
-    drafts = [found.get(key) for key in chunk] if found else None
-    prompts = [first_prompt[key] for key in chunk]
-    fresh = backend(lm, prompts, settings, token_budget=token_budget, progress=progress, drafts=drafts)
+    audited = [key for key in chunk if key in found and drafting.audits(key)]
+    prompts = [first_prompt[key] for key in [*chunk, *audited]]
+    drafts = [found.get(key) for key in chunk] + [None] * len(audited) if found else None
+    shown = None if progress is None else (lambda done: progress(min(done, len(chunk))))
+    fresh = backend(lm, prompts, settings, token_budget=token_budget, progress=shown, drafts=drafts)
     answers = {}
     for index, key in enumerate(chunk):
         draft = found.get(key)
@@ -244,34 +249,26 @@ def _generate_chunk(
             drafted_from=draft.source if draft is not None else "",
             departs_at_token=fresh.departs_at_token[index] if draft is not None else None,
         )
-    if not found:
-        return answers, fresh.forward_passes
-    drafting.stats.add(fresh.drafting)
-    audit = _audit(lm, answers, first_prompt, settings, token_budget, drafting, backend)
-    return answers, fresh.forward_passes + audit
+    if found:
+        drafting.stats.add(fresh.drafting)
+        _audit(answers, audited, fresh, len(chunk), drafting)
+    return answers, fresh.forward_passes
 
 
 def _audit(
-    lm: LoadedModel,
     answers: dict[GenerationKey, Generation],
-    first_prompt: Mapping[GenerationKey, Prompt],
-    settings: GenerationSettings,
-    token_budget: int | None,
+    audited: list[GenerationKey],
+    fresh: Generations,
+    offset: int,
     drafting: Drafting,
-    backend: GenerationBackend,
-) -> int:
-    """Decode the audit share of the drafted answers plainly; a differing answer is replaced by the
-    plain one. Returns the forward passes it took."""
-    audited = [key for key, answer in answers.items() if answer.drafted_from and drafting.audits(key)]
-    if not audited:
-        return 0
-    plain = backend(lm, [first_prompt[key] for key in audited], settings, token_budget=token_budget)
-    for index, key in enumerate(audited):
+) -> None:
+    """Compare each audited drafted answer with its plain decoding (row `offset + i` of `fresh`); a
+    differing answer is replaced by the plain one."""
+    for index, key in enumerate(audited, start=offset):
         drafted = answers[key]
         drafting.stats.audited_answers += 1
-        drafting.stats.audited_tokens += int(plain.tokens[index])
-        expected = (plain.texts[index], int(plain.tokens[index]), plain.finish[index])
+        drafting.stats.audited_tokens += int(fresh.tokens[index])
+        expected = (fresh.texts[index], int(fresh.tokens[index]), fresh.finish[index])
         if (drafted.text, drafted.tokens, drafted.finish) != expected:
             drafting.stats.audit_mismatches += 1
             answers[key] = Generation(*expected)
-    return plain.forward_passes

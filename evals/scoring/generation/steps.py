@@ -70,14 +70,16 @@ class Decoder:
         """Append the model's tokens of one step to `answer`: its choice after the last token and after
         every draft token that agreed with its choice before; ends the answer as plain decoding would."""
         for index, token in enumerate(chosen[: len(proposed) + 1]):
+            # A draft token the model chose too is accepted, the one that ends the answer included.
+            agreed = index < len(proposed) and proposed[index] == token
             if token in self.eos_ids:
-                return Taken(index, EOS)
+                return Taken(index + agreed, EOS)
             answer.append(token)
             if self._hit_stop(answer):
-                return Taken(index, STOP)
+                return Taken(index + agreed, STOP)
             if len(answer) == self.settings.max_new_tokens:
-                return Taken(index, LENGTH)
-            if index == len(proposed) or proposed[index] != token:
+                return Taken(index + agreed, LENGTH)
+            if not agreed:
                 return Taken(index, None)
         raise AssertionError("a step ends at the model's first own token")
 
