@@ -1,5 +1,6 @@
 """Token-budget batching, CPU streams and per-sample progress, shared by the scorers."""
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,14 +51,19 @@ def map_batches(
     On a CPU with several threads, batches run side by side in single-threaded streams, one
     per thread, instead of one after another with every operation split across threads. Small
     operations then never wait on each other, which is faster, and far faster when other
-    processes share the cores. The torch thread count is process-wide, so scoring assumes it is
-    the only torch work of its process while it runs (one scoring run per worker process).
+    processes share the cores. A single item runs alone with every thread. The torch thread count
+    is process-wide, so scoring assumes it is the only torch work of its process while it runs (one
+    scoring run per worker process).
     """
     streams = stream_count(device)
-    if streams == 1:
-        for item in items:
+    items = iter(items)
+    ahead = list(itertools.islice(items, 2))
+    if streams == 1 or len(ahead) < 2:
+        # One stream, or one item only: it gets every thread.
+        for item in itertools.chain(ahead, items):
             yield item, _in_inference_mode(compute, item)
         return
+    items = itertools.chain(ahead, items)
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=streams) as pool:

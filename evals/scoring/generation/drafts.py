@@ -83,10 +83,12 @@ class RowDraft:
         self.size = _DRAFT_START
         self.misses = 0
 
-    def propose(self, room: int) -> list[int]:
+    def propose(self, room: int, width: int = 0) -> list[int]:
+        """The next draft tokens to feed: as many as the row's size, or `width` where that is more (the
+        batch feeds that many positions anyway), within `room`."""
         if self.next is None or room <= 0:
             return []
-        return self.ids[self.next : self.next + min(self.size, room)]
+        return self.ids[self.next : self.next + min(max(self.size, width), room)]
 
     def update(self, answer: list[int], fed: int, accepted: int) -> None:
         """After a step that fed `fed` draft tokens, of which the first `accepted` agreed."""

@@ -154,6 +154,15 @@ class PoolRun:
         proposed = [
             self.drafts[row].propose(limit - len(self.answers[row]) - 1) if self.drafts[row] else [] for row in rows.ids
         ]
+        # The step feeds every row as many positions as the longest proposal: a row with a shorter one
+        # fills them with more of its draft rather than with padding.
+        width = max(map(len, proposed))
+        proposed = [
+            self.drafts[row].propose(limit - len(self.answers[row]) - 1, width)
+            if self.drafts[row] and len(tokens) < width
+            else tokens
+            for row, tokens in zip(rows.ids, proposed, strict=True)
+        ]
         tail, tail_mask = self._tail(proposed)
         offsets = torch.arange(tail.shape[1], device=self.device)
         ahead = rows.next_position[:, None]
