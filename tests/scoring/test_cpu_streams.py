@@ -1,0 +1,43 @@
+"""CPU streams: several batches run side by side, one single-threaded stream per thread, in order; a
+single batch runs alone with every thread."""
+
+import threading
+
+import pytest
+import torch
+
+from evals.scoring.batching import map_batches
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def seen(item: int) -> tuple[int, int, bool, str]:
+    return item, torch.get_num_threads(), torch.is_inference_mode_enabled(), threading.current_thread().name
+
+
+def test_several_batches_run_in_single_threaded_streams_and_come_back_in_order(two_threads):
+    results = list(map_batches(seen, range(7), CPU))
+    assert [item for item, _ in results] == list(range(7))
+    assert [value[0] for _, value in results] == list(range(7))
+    assert {value[1] for _, value in results} == {1}, "each stream runs on one thread"
+    assert all(value[2] for _, value in results)
+    assert len({value[3] for _, value in results}) == 2, "two streams"
+    assert torch.get_num_threads() == 2, "the thread count is given back"
+
+
+def test_a_single_batch_runs_alone_with_every_thread(two_threads):
+    [(item, value)] = list(map_batches(seen, iter([5]), CPU))
+    assert item == 5 and value[:3] == (5, 2, True)
+    assert value[3] == threading.current_thread().name
+
+
+def test_no_batch_runs_nothing(two_threads):
+    assert list(map_batches(seen, [], CPU)) == []
