@@ -1,5 +1,5 @@
 """CPU streams: several batches run side by side, one single-threaded stream per thread, in order; a
-single batch runs alone with every thread."""
+single batch runs alone with every thread. The greedy choice of a token is argmax's."""
 
 import threading
 
@@ -41,3 +41,14 @@ def test_a_single_batch_runs_alone_with_every_thread(two_threads):
 
 def test_no_batch_runs_nothing(two_threads):
     assert list(map_batches(seen, [], CPU)) == []
+
+
+def test_greedy_choice_is_argmax_s_first_of_equals():
+    from evals.scoring.generation.steps import greedy
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        logits = torch.randint(0, 3, (16, 5, 40), generator=generator).float()  # many ties
+        assert torch.equal(greedy(logits), logits.argmax(dim=-1))
+    with_nan = torch.tensor([[0.0, float("nan"), 1.0, float("nan")]])
+    assert greedy(with_nan).tolist() == with_nan.argmax(dim=-1).tolist() == [1]

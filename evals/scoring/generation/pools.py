@@ -14,7 +14,7 @@ from transformers import DynamicCache
 from evals.scoring.batching import budget_batches, stream_count
 from evals.scoring.generation.drafts import DraftStats, RowDraft
 from evals.scoring.generation.settings import EOS, LENGTH
-from evals.scoring.generation.steps import Decoder, Taken
+from evals.scoring.generation.steps import Decoder, Taken, greedy
 from evals.scoring.kv_rows import LayerStates, Rows, SharedPrefixes, merged
 
 # A prompt prefix of at least this many tokens shared by two or more prompts of a pool is computed
@@ -196,7 +196,7 @@ class PoolRun:
 
     def _chosen(self, logits: torch.Tensor, rows: list[int]) -> list[list[int]]:
         if self.samplers is None:
-            return logits.argmax(dim=-1).tolist()
+            return greedy(logits).tolist()
         return [[token] for token in self.decoder.choose(logits[:, -1], [self.samplers[row] for row in rows])]
 
     def _take(self, row: int, chosen: list[int], proposed: list[int]) -> Taken:

@@ -100,7 +100,7 @@ class Decoder:
 
     def choose(self, logits: torch.Tensor, samplers: list[torch.Generator] | None) -> list[int]:
         if samplers is None:
-            return logits.argmax(dim=-1).tolist()
+            return greedy(logits).tolist()
         probabilities = _nucleus(torch.softmax(logits / self.settings.temperature, dim=-1), self.settings.top_p)
         return [
             int(torch.multinomial(row, 1, generator=generator))
@@ -126,6 +126,12 @@ class Decoder:
             return False
         tail = self.lm.tokenizer.decode(answer[-self.stop_window :], skip_special_tokens=True)
         return any(stop in tail for stop in self.settings.stop)
+
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    """The most likely token at each position, the first of equals as `argmax` and `generate` choose
+    it; `max(...).indices` runs several times faster than `argmax` over a vocabulary on a CPU."""
+    return logits.max(dim=-1).indices
 
 
 def _nucleus(probabilities: torch.Tensor, top_p: float) -> torch.Tensor:
