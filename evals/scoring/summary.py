@@ -46,8 +46,10 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     ratios = []
     for start in range(0, n_boot, BOOTSTRAP_CHUNK):
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(BOOTSTRAP_CHUNK, n_boot - start))
-        ratios.append((counts @ numerators) / (counts @ denominators))
+        # Each resample draws n samples with replacement (indices: several times faster than
+        # multinomial counts, the same distribution).
+        picks = rng.integers(0, n, size=(min(BOOTSTRAP_CHUNK, n_boot - start), n))
+        ratios.append(numerators[picks].sum(axis=1) / denominators[picks].sum(axis=1))
     values = spec.value(np.concatenate(ratios), 1.0)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
