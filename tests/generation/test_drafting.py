@@ -128,6 +128,32 @@ def test_it_accepts_more_of_the_closer_drafts_and_saves_forward_passes(candidate
     assert perfect.drafting.forward_passes_saved == plain.forward_passes - perfect.forward_passes
 
 
+def test_a_pool_whose_drafts_are_mostly_rejected_decodes_plainly(
+    candidate, many_prompts, ending, plain, drafts, monkeypatch
+):
+    from evals.scoring.generation import pools
+
+    poor = generate(candidate, many_prompts, ending, drafts=drafts["an unrelated model"])
+    assert poor.texts == plain.texts
+    assert poor.drafting.accepted_tokens < pools._DRAFT_KEPT_ABOVE * poor.drafting.drafted_tokens, "poor drafts"
+    good = generate(candidate, many_prompts, ending, drafts=drafts["1 % noise"]).drafting
+    monkeypatch.setattr(pools, "_DRAFT_KEPT_ABOVE", 0.0)  # never give up
+    kept = generate(candidate, many_prompts, ending, drafts=drafts["an unrelated model"])
+    assert kept.texts == plain.texts
+    assert poor.drafting.drafted_tokens < kept.drafting.drafted_tokens, "the poor drafts were dropped"
+    again = generate(candidate, many_prompts, ending, drafts=drafts["1 % noise"]).drafting
+    assert again.drafted_tokens == good.drafted_tokens, "good drafts are never dropped"
+
+
+def test_a_step_feeds_the_median_proposal():
+    from evals.scoring.generation.pools import step_width
+
+    assert step_width([]) == 0
+    assert step_width([16, 16, 16, 1, 0]) == 16
+    assert step_width([16, 0, 0, 1, 2]) == 1, "one row proposing many does not widen every row"
+    assert step_width([4]) == 4
+
+
 def test_it_says_where_an_answer_departs_from_its_draft(candidate, many_prompts, ending, plain):
     tokenizer = candidate.tokenizer
     long_ones = [i for i, tokens in enumerate(plain.tokens) if tokens >= 8][:10]

@@ -25,9 +25,21 @@ _SHARED_PREFIX_MIN = 32
 # group has _POOLS_PER_STREAM pools per CPU stream where it has that many batches (`map_batches`
 # keeps two items per stream in flight, so that no stream waits for another's last pool).
 _POOL_BATCHES, _POOLS_PER_STREAM = 8, 2
+# A step's draft width: this quantile of the rows' proposals (see `step_width`).
+_WIDTH_QUANTILE = 0.5
+# A pool stops drafting once, after this many draft tokens, fewer than this share were accepted.
+_DRAFT_JUDGED_AFTER, _DRAFT_KEPT_ABOVE = 256, 0.6
 # Waiting prompts join once they fill 1/_REFILL_SHARE of the batch's rows: each join costs a pass
 # and a copy of the batch's cache, each free row a share of a step.
 _REFILL_SHARE = 4
+
+
+def step_width(proposals: Sequence[int]) -> int:
+    """How many draft positions a step feeds each row, given how many each row proposes: the
+    `_WIDTH_QUANTILE` of the proposals. A pass costs about rows × (1 + width), so one row proposing
+    many tokens must not widen every row; the rows that would feed more are cut to the width."""
+    ordered = sorted(proposals)
+    return ordered[min(len(ordered) - 1, int(_WIDTH_QUANTILE * len(ordered)))] if ordered else 0
 
 
 @dataclass
@@ -151,15 +163,16 @@ class PoolRun:
     def _step(self, rows: Rows) -> Rows | None:
         """One forward pass over the rows; returns those whose answers go on."""
         limit = self.decoder.settings.max_new_tokens
+        self._drop_poor_drafts()
         proposed = [
             self.drafts[row].propose(limit - len(self.answers[row]) - 1) if self.drafts[row] else [] for row in rows.ids
         ]
-        # The step feeds every row as many positions as the longest proposal: a row with a shorter one
-        # fills them with more of its draft rather than with padding.
-        width = max(map(len, proposed))
+        # Every row is fed as many positions as the step's width: a row that proposed more is cut to
+        # it, one that proposed fewer fills them with more of its draft rather than with padding.
+        width = step_width([len(tokens) for tokens in proposed])
         proposed = [
-            self.drafts[row].propose(limit - len(self.answers[row]) - 1, width)
-            if self.drafts[row] and len(tokens) < width
+            self.drafts[row].propose(limit - len(self.answers[row]) - 1, width)[:width]
+            if self.drafts[row] and len(tokens) != width
             else tokens
             for row, tokens in zip(rows.ids, proposed, strict=True)
         ]
@@ -185,13 +198,24 @@ class PoolRun:
         tail_kept = (offsets[None, :] < accepted_tensor[:, None]).long()
         return rows.advanced(tail_kept, accepted_tensor, kept, [self.answers[rows.ids[slot]][-1] for slot in kept])
 
+    def _drop_poor_drafts(self) -> None:
+        """Decode plainly from now on when too few of the pool's draft tokens are accepted: a fed token
+        costs about what a generated one does, so poor drafts cost more than the passes they save."""
+        stats = self.pool.stats
+        if (
+            stats.drafted_tokens >= _DRAFT_JUDGED_AFTER
+            and stats.accepted_tokens < _DRAFT_KEPT_ABOVE * stats.drafted_tokens
+        ):
+            self.drafts = [None] * len(self.drafts)
+
     def _tail(self, proposed: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(tokens) for tokens in proposed)
         tail = torch.full((len(proposed), width), self.decoder.pad_id, dtype=torch.long)
         tail_mask = torch.zeros((len(proposed), width), dtype=torch.long)
         for slot, tokens in enumerate(proposed):
-            tail[slot, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            tail_mask[slot, : len(tokens)] = 1
+            if tokens:
+                tail[slot, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                tail_mask[slot, : len(tokens)] = 1
         return tail.to(self.device), tail_mask.to(self.device)
 
     def _chosen(self, logits: torch.Tensor, rows: list[int]) -> list[list[int]]:
