@@ -69,8 +69,19 @@ class EmbeddingCache:
             return found
 
     def put_many(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        """Keep embeddings just computed."""
+        self._keep(embeddings, computed=True)
+
+    def adopt(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
+        """Keep embeddings another store found (counted as reused, not computed)."""
+        self._keep(embeddings, computed=False)
+
+    def _keep(self, embeddings: Mapping[EmbeddingKey, np.ndarray], *, computed: bool) -> None:
         with self._lock:
-            self.computed += len(embeddings)
+            if computed:
+                self.computed += len(embeddings)
+            else:
+                self.reused += len(embeddings)
             self._embeddings.update(embeddings)
             while len(self._embeddings) > self.capacity:
                 self._embeddings.popitem(last=False)
@@ -81,14 +92,6 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._embeddings)
-
-    def adopt(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
-        """Keep embeddings another store found (counted as reused, not computed)."""
-        with self._lock:
-            self.reused += len(embeddings)
-            self._embeddings.update(embeddings)
-            while len(self._embeddings) > self.capacity:
-                self._embeddings.popitem(last=False)
 
 
 EMBEDDING_CACHE = EmbeddingCache()
