@@ -32,6 +32,7 @@ from evals.scoring.embedding import EMBEDDING_CACHE, EmbeddingKey, TieredEmbeddi
 from evals.scoring.errors import ScoringError
 from evals.scoring.generation import Draft, Drafting, GenerationKey, generation_keys, messages_of
 from evals.scoring.generation import Generation as GenerationAnswer
+from evals.scoring.generation.drafts import StoredAnswer, chosen_drafts
 from evals.scoring.judges import Judge, Judgement, JudgementKey
 from evals.scoring.loading import MODEL_CACHE, LoadedModel, ModelFacts, model_facts
 from evals.scoring.scorers import Scorer, needs_baseline, on_judge_queue, scorers_for
@@ -367,8 +368,7 @@ def run_drafting(run: EvalRun) -> Drafting:
 class DatabaseDraftLookup:
     """Drafts from the Generation table: for each answer to generate, the stored answer of the first
     source weights to the same prompt under the same chat template, preferably under the same
-    settings. Any stored answer is a sound draft (the candidate verifies every token); a closer one
-    only saves more forward passes."""
+    settings (`chosen_drafts`)."""
 
     def __init__(self, sources: list[str]) -> None:
         self.sources = sources
@@ -379,18 +379,10 @@ class DatabaseDraftLookup:
         rows = GenerationRow.objects.filter(
             weights_sha256__in=self.sources, prompt_sha256__in={key.prompt_sha256 for key in keys}
         ).values_list("weights_sha256", "prompt_sha256", "config_sha256", "chat_template_sha256", "text", "finish")
-        stored: dict[tuple[str, str], list[tuple]] = {}
+        stored: dict[tuple[str, str], list[StoredAnswer]] = {}
         for weights, prompt, config, template, text, finish in rows:
-            stored.setdefault((prompt, template), []).append((weights, config, text, finish))
-        drafts = {}
-        for key in keys:
-            found = stored.get((key.prompt_sha256, key.chat_template_sha256))
-            if found:
-                weights, _, text, finish = min(
-                    found, key=lambda row: (self.sources.index(row[0]), row[1] != key.config_sha256)
-                )
-                drafts[key] = Draft(text=text, finish=finish, source=weights)
-        return drafts
+            stored.setdefault((prompt, template), []).append(StoredAnswer(weights, config, text, finish))
+        return chosen_drafts(keys, stored, self.sources)
 
 
 def _answers_for_judges(lm: LoadedModel, judges: Sequence[Scorer], samples: list[dict], config: ScoringConfig) -> int:

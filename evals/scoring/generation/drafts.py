@@ -3,7 +3,7 @@ its draft from step to step, finding its place again after a disagreement, and w
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Draft tokens a row feeds per forward pass: it starts with _DRAFT_START, doubles while the whole
 # draft is accepted (up to the cap: a longer feed costs more than it is likely to save) and drops
@@ -48,27 +48,48 @@ class DraftStats:
         return asdict(self)
 
 
+class StoredAnswer(NamedTuple):
+    """A stored answer that may draft another weights' answer to the same prompt."""
+
+    weights_sha256: str
+    config_sha256: str
+    text: str
+    finish: str
+
+
+def chosen_drafts(
+    keys: Sequence[Hashable], stored: Mapping[tuple[str, str], Sequence[StoredAnswer]], sources: Sequence[str]
+) -> dict[Hashable, "Draft"]:
+    """For each answer to generate (a `GenerationKey`), the draft among the answers `stored` by (prompt,
+    chat template): that of the first of `sources`, preferably under the key's own settings. Any stored
+    answer is a sound draft (the model verifies every token); a closer one only saves more forward passes."""
+    rank = {source: index for index, source in enumerate(sources)}
+    drafts = {}
+    for key in keys:
+        found = stored.get((key.prompt_sha256, key.chat_template_sha256))
+        if found:
+            best = min(
+                found, key=lambda answer: (rank[answer.weights_sha256], answer.config_sha256 != key.config_sha256)
+            )
+            drafts[key] = Draft(best.text, best.finish, best.weights_sha256)
+    return drafts
+
+
 def drafts_from_answers(
     answers: Mapping[Any, Any], source: str
 ) -> Callable[[Sequence[Hashable]], dict[Hashable, "Draft"]]:
     """A `Drafting.lookup` over answers at hand (`GenerationKey` → `Generation`, as an in-memory store
-    keeps them): for each key, the `source` weights' answer to the same prompt under the same chat
-    template, preferably under the same settings. Any answer is a sound draft (the model verifies
-    every token); a closer one only saves more forward passes. Reads `answers` at each lookup."""
+    keeps them): the `source` weights' answers, chosen as `chosen_drafts` chooses. Reads `answers` at
+    each lookup."""
 
     def lookup(keys: Sequence[Hashable]) -> dict[Hashable, Draft]:
         wanted = {(key.prompt_sha256, key.chat_template_sha256) for key in keys}
-        stored: dict[tuple[str, str], list[tuple[str, Draft]]] = {}
+        stored: dict[tuple[str, str], list[StoredAnswer]] = {}
         for key, answer in answers.items():
             place = (key.prompt_sha256, key.chat_template_sha256)
             if key.weights_sha256 == source and place in wanted:
-                stored.setdefault(place, []).append((key.config_sha256, Draft(answer.text, answer.finish, source)))
-        drafts = {}
-        for key in keys:
-            found = stored.get((key.prompt_sha256, key.chat_template_sha256))
-            if found:
-                drafts[key] = min(found, key=lambda row: row[0] != key.config_sha256)[1]
-        return drafts
+                stored.setdefault(place, []).append(StoredAnswer(source, key.config_sha256, answer.text, answer.finish))
+        return chosen_drafts(keys, stored, [source])
 
     return lookup
 
