@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from evals.scoring.metrics import MetricSpec
+from evals.scoring.summary import resample_indices
 
 Rule = Literal["relative", "band", "absolute"]
 Severity = Literal["warn", "block"]
@@ -203,10 +204,9 @@ def _bootstrap(spec: MetricSpec, columns: np.ndarray, n_boot: int, seed: int) ->
 
 def _resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Blocks of a (n_boot × n) matrix: how often each sample is drawn in each resample."""
-    rows_per_block = max(1, _BOOTSTRAP_BLOCK_CELLS // n)
-    for start in range(0, n_boot, rows_per_block):
-        rows = min(rows_per_block, n_boot - start)
-        draws = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+    for picks in resample_indices(n, n_boot, rng, block_cells=_BOOTSTRAP_BLOCK_CELLS):
+        rows = len(picks)
+        draws = picks + n * np.arange(rows)[:, None]
         yield np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
 
 

@@ -4,14 +4,15 @@ Every metric is value = transform(Σ numerator / Σ denominator) over samples (s
 bits per byte = Σ nats / (ln 2 · Σ bytes); perplexity = exp(Σ nats / Σ tokens); similarity = mean cosine.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from evals.scoring.metrics import MetricSpec
 
-BOOTSTRAP_CHUNK = 256
+# Resample blocks hold about this many drawn indices: bounded memory, cache-sized.
+BOOTSTRAP_BLOCK_CELLS = 100_000
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,23 @@ def bootstrap_ci(
         value = metric_value(spec, numerators, denominators)
         return value, value
     rng = np.random.default_rng(seed)
-    ratios = []
-    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
-        # Each resample draws n samples with replacement (indices: several times faster than
-        # multinomial counts, the same distribution).
-        picks = rng.integers(0, n, size=(min(BOOTSTRAP_CHUNK, n_boot - start), n))
-        ratios.append(numerators[picks].sum(axis=1) / denominators[picks].sum(axis=1))
+    ratios = [
+        numerators[picks].sum(axis=1) / denominators[picks].sum(axis=1) for picks in resample_indices(n, n_boot, rng)
+    ]
     values = spec.value(np.concatenate(ratios), 1.0)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def resample_indices(
+    n: int, n_boot: int, rng: np.random.Generator, *, block_cells: int = BOOTSTRAP_BLOCK_CELLS
+) -> Iterator[np.ndarray]:
+    """Bootstrap resamples in blocks of rows: each row the indices of n samples drawn with replacement,
+    n_boot rows in all, a block about `block_cells` indices."""
+    rows_per_block = max(1, block_cells // n)
+    for start in range(0, n_boot, rows_per_block):
+        yield rng.integers(0, n, size=(min(rows_per_block, n_boot - start), n))
 
 
 def per_sample_values(spec: MetricSpec, numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:

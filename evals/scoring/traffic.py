@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from evals.scoring.summary import resample_indices
+
 Severity = Literal["warn", "block"]
 Outcome = Literal["green", "amber", "red", "incomparable"]
 
@@ -237,11 +239,8 @@ def _unpaired_bootstrap(ref: np.ndarray, win: np.ndarray, n_boot: int, seed: int
 
 
 def _resampled_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    n = len(values)
-    rows_per_block = max(1, _BOOTSTRAP_BLOCK_CELLS // n)
-    for start in range(0, max(n_boot, 1), rows_per_block):
-        rows = min(rows_per_block, max(n_boot, 1) - start)
-        yield values[rng.integers(0, n, size=(rows, n))].mean(axis=1)
+    for picks in resample_indices(len(values), max(n_boot, 1), rng, block_cells=_BOOTSTRAP_BLOCK_CELLS):
+        yield values[picks].mean(axis=1)
 
 
 def psi(reference_counts: Sequence[float], window_counts: Sequence[float], epsilon: float = PSI_EPSILON) -> float:
