@@ -104,12 +104,12 @@ class RowDraft:
         self.size = _DRAFT_START
         self.misses = 0
 
-    def propose(self, room: int, width: int = 0) -> list[int]:
-        """The next draft tokens to feed: as many as the row's size, or `width` where that is more (the
-        batch feeds that many positions anyway), within `room`."""
+    def propose(self, room: int, width: int | None = None) -> list[int]:
+        """The next draft tokens to feed, within `room` (fewer where the draft ends): as many as the
+        row's size, or `width` where the step sets how many positions each row is fed."""
         if self.next is None or room <= 0:
             return []
-        return self.ids[self.next : self.next + min(max(self.size, width), room)]
+        return self.ids[self.next : self.next + min(self.size if width is None else width, room)]
 
     def update(self, answer: list[int], fed: int, accepted: int) -> None:
         """After a step that fed `fed` draft tokens, of which the first `accepted` agreed."""

@@ -164,18 +164,11 @@ class PoolRun:
         """One forward pass over the rows; returns those whose answers go on."""
         limit = self.decoder.settings.max_new_tokens
         self._drop_poor_drafts()
-        proposed = [
-            self.drafts[row].propose(limit - len(self.answers[row]) - 1) if self.drafts[row] else [] for row in rows.ids
-        ]
-        # Every row is fed as many positions as the step's width: a row that proposed more is cut to
-        # it, one that proposed fewer fills them with more of its draft rather than with padding.
-        width = step_width([len(tokens) for tokens in proposed])
-        proposed = [
-            self.drafts[row].propose(limit - len(self.answers[row]) - 1, width)[:width]
-            if self.drafts[row] and len(tokens) != width
-            else tokens
-            for row, tokens in zip(rows.ids, proposed, strict=True)
-        ]
+        rooms = [(self.drafts[row], limit - len(self.answers[row]) - 1) for row in rows.ids]
+        # Every row is fed as many positions as the step's width: a row that would propose more is cut
+        # to it, one that would propose fewer fills them with more of its draft rather than with padding.
+        width = step_width([len(draft.propose(room)) if draft else 0 for draft, room in rooms])
+        proposed = [draft.propose(room, width) if draft else [] for draft, room in rooms]
         tail, tail_mask = self._tail(proposed)
         offsets = torch.arange(tail.shape[1], device=self.device)
         ahead = rows.next_position[:, None]
