@@ -103,6 +103,18 @@ def failed_runs(limit: int | None = RECENT_LIMIT, *, unresolved: bool = False) -
     """Failed runs, newest first. `unresolved`: only those no later run of the same artifact, dataset and
     kind has taken over (one that succeeded, or is waiting or running) and no reviewer has acknowledged,
     as "Needs attention" lists them."""
+    return list(_failed_runs(unresolved=unresolved).order_by("-finished_at", "-id")[:limit])
+
+
+def unresolved_failed_run(key: str) -> EvalRun | None:
+    """The failed run "Needs attention" lists under this acknowledgement key, while it lists it."""
+    if not key.isdigit():
+        return None
+    run = _failed_runs(unresolved=True).filter(pk=int(key)).first()
+    return run if run is not None and attention.run_key(run) == key else None
+
+
+def _failed_runs(*, unresolved: bool) -> QuerySet[EvalRun]:
     runs = EvalRun.objects.filter(status=EvalRun.Status.FAILED)
     if unresolved:
         later = EvalRun.objects.filter(
@@ -112,7 +124,7 @@ def failed_runs(limit: int | None = RECENT_LIMIT, *, unresolved: bool = False) -
             kind=Acknowledgement.Kind.RUN, key=Cast(OuterRef("pk"), CharField())
         )
         runs = runs.exclude(Exists(later)).exclude(Exists(acknowledged))
-    return list(runs.select_related("artifact__family", "dataset").order_by("-finished_at", "-id")[:limit])
+    return runs.select_related("artifact__family", "dataset")
 
 
 @dataclass(frozen=True)

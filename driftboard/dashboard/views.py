@@ -159,8 +159,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 def _attention_title(kind: str, key: str) -> str | None:
     """How "Needs attention" words the item of this kind and key, while it is listed; None when it is not."""
     if kind == Acknowledgement.Kind.RUN:
-        runs = [run for run in selectors.failed_runs(limit=None, unresolved=True) if str(run.pk) == key]
-        return f"{runs[0].artifact} on {runs[0].dataset}: run failed" if runs else None
+        run = selectors.unresolved_failed_run(key)
+        return f"{run.artifact} on {run.dataset}: run failed" if run is not None else None
     if kind == Acknowledgement.Kind.JUDGE:
         judges = [row for row in selectors.uncalibrated_judges() if row.key == key]
         if judges:
