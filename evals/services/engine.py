@@ -194,9 +194,8 @@ class DatabaseEmbeddingStore:
     once for every worker and process, not once per process."""
 
     def get_many(self, keys: Sequence[EmbeddingKey]) -> dict[EmbeddingKey, np.ndarray]:
-        wanted = set(keys)
         found = {}
-        for (weights, max_length, dtype, device), texts in _by_embedder(wanted).items():
+        for (weights, max_length, dtype, device), texts in _by_embedder(set(keys)).items():
             for start in range(0, len(texts), _EMBEDDING_QUERY_TEXTS):
                 rows = TextEmbeddingRow.objects.filter(
                     weights_sha256=weights,
@@ -207,8 +206,7 @@ class DatabaseEmbeddingStore:
                 )
                 for text, vector in rows.values_list("text_sha256", "vector"):
                     key = EmbeddingKey(weights, max_length, dtype, device, text)
-                    if key in wanted:
-                        found[key] = np.frombuffer(bytes(vector), dtype="<f4").copy()
+                    found[key] = np.frombuffer(bytes(vector), dtype="<f4").copy()
         return found
 
     def put_many(self, embeddings: Mapping[EmbeddingKey, np.ndarray]) -> None:
