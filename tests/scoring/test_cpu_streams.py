@@ -24,7 +24,15 @@ def seen(item: int) -> tuple[int, int, bool, str]:
 
 
 def test_several_batches_run_in_single_threaded_streams_and_come_back_in_order(two_threads):
-    results = list(map_batches(seen, range(7), CPU))
+    # The first two batches wait for each other: they can only both pass if they run side by side.
+    together = threading.Barrier(2, timeout=30)
+
+    def side_by_side(item: int) -> tuple[int, int, bool, str]:
+        if item < 2:
+            together.wait()
+        return seen(item)
+
+    results = list(map_batches(side_by_side, range(7), CPU))
     assert [item for item, _ in results] == list(range(7))
     assert [value[0] for _, value in results] == list(range(7))
     assert {value[1] for _, value in results} == {1}, "each stream runs on one thread"
